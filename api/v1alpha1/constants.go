@@ -1,0 +1,78 @@
+package v1alpha1
+
+// Job and node states (status.state and status.nodeStatus[].state).
+const (
+	StateNone        = ""
+	StateInit        = "Init"
+	StateChecking    = "Checking"
+	StateBackingUp   = "BackingUp"
+	StateUpgrading   = "Upgrading"
+	StateRollingBack = "RollingBack"
+	StateSuccessful  = "Successful"
+	StateFailed      = "Failed"
+	// StateNotAttempted marks a node that was never started because the job
+	// stopped on failure tolerance; it is final, and not a failure.
+	StateNotAttempted = "NotAttempted"
+)
+
+// Events (status.event and status.nodeStatus[].event): the step a node reached.
+const (
+	EventInit     = "Init"
+	EventCheck    = "Check"
+	EventBackUp   = "BackUp"
+	EventUpgrade  = "Upgrade"
+	EventTimeOut  = "TimeOut"
+	EventRollback = "Rollback"
+)
+
+// Actions (status.action and status.nodeStatus[].action): a final result.
+const (
+	ActionSuccess = "Success"
+	ActionFailure = "Failure"
+	ActionTimeOut = "TimeOut"
+)
+
+// Check items a job may ask for (spec.checkItems).
+const (
+	CheckItemCPU  = "cpu"
+	CheckItemMem  = "mem"
+	CheckItemDisk = "disk"
+)
+
+// Condition types on status.conditions.
+const (
+	// ConditionProgressing is True while the job has nodes to start or finish.
+	ConditionProgressing = "Progressing"
+	// ConditionComplete is True when every selected node runs the target version.
+	ConditionComplete = "Complete"
+	// ConditionFailed is True when the job ended with failed nodes.
+	ConditionFailed = "Failed"
+)
+
+// Defaults the seed API states; the CRD applies them on create, and the
+// controller applies them again for zero values (timeoutSeconds: 0 means 300).
+const (
+	DefaultImage           = "kubeedge/installation-package"
+	DefaultTimeoutSeconds  = int64(300)
+	DefaultConcurrency     = int32(1)
+	DefaultFailureTolerate = "0.1"
+)
+
+// Labels and annotations on upgrade pods. Monitoring and tests rely on them.
+const (
+	// LabelJob names the NodeUpgradeJob a pod belongs to.
+	LabelJob = "operations.kubeedge.io/nodeupgradejob"
+	// LabelNode names the node a pod upgrades.
+	LabelNode = "operations.kubeedge.io/node"
+	// AnnotationNode holds the full node name, for names too long for a label.
+	AnnotationNode = "operations.kubeedge.io/node-name"
+	// AnnotationDeadline is the RFC 3339 instant after which the pod must not
+	// start an upgrade: dispatch time plus timeoutSeconds, on the controller's clock.
+	AnnotationDeadline = "operations.kubeedge.io/deadline"
+	// FinalizerPodTracking keeps an upgrade pod until the controller has
+	// recorded its outcome, so a pod deleted behind its back is never forgotten.
+	FinalizerPodTracking = "operations.kubeedge.io/upgrade-tracking"
+	// FinalizerJobCleanup lets the controller cancel in-flight upgrades and
+	// delete every upgrade pod before a deleted job goes away.
+	FinalizerJobCleanup = "operations.kubeedge.io/cleanup"
+)

@@ -1,0 +1,203 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NodeUpgradeJobSpec is the specification of the desired behavior of the NodeUpgradeJob.
+// The whole spec is immutable: a job is a one-shot request, and changing its
+// target while nodes are mid-upgrade would leave the fleet in a mixed state.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) != has(self.labelSelector)",message="exactly one of spec.nodeNames and spec.labelSelector must be set"
+type NodeUpgradeJobSpec struct {
+	// NodeNames is a request to select some specific nodes. If it is non-empty,
+	// the upgrade job simply select these edge nodes to do upgrade operation.
+	// Users must set one and can only set one of NodeNames and LabelSelector.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	NodeNames []string `json:"nodeNames,omitempty"`
+
+	// LabelSelector is a filter to select nodes by labels. It must match a
+	// node's labels for the NodeUpgradeJob to be operated on that node. The
+	// selection is taken once, when the job starts.
+	// Users must set one and can only set one of NodeNames and LabelSelector.
+	// +optional
+	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
+
+	// Version is the target edgecore version, such as v1.21.0.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^v\d+\.\d+\.\d+(-[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*)?$`
+	Version string `json:"version"`
+
+	// Image specifies a container image name that contains keadm and edgecore.
+	// If it includes a tag or digest, the tag or digest is overwritten by
+	// Version. If the registry hostname is empty, docker.io is used.
+	// +optional
+	// +kubebuilder:default="kubeedge/installation-package"
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`
+	Image string `json:"image,omitempty"`
+
+	// TimeoutSeconds limits how long one node's upgrade may take, counted from
+	// its dispatch on the controller's clock. 0 means the default, 300.
+	// +optional
+	// +kubebuilder:default=300
+	// +kubebuilder:validation:Minimum=0
+	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
+
+	// Concurrency specifies the max number of edge nodes that can be upgraded
+	// at the same time.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	Concurrency int32 `json:"concurrency,omitempty"`
+
+	// FailureTolerate is the tolerated ratio of failed nodes, a decimal in
+	// [0, 1]. When failed / selected exceeds it, no new node is started.
+	// +optional
+	// +kubebuilder:default="0.1"
+	// +kubebuilder:validation:MaxLength=20
+	// +kubebuilder:validation:Pattern=`^(0(\.[0-9]+)?|1(\.0+)?)$`
+	FailureTolerate string `json:"failureTolerate,omitempty"`
+
+	// CheckItems specifies the items to check on a node before it is upgraded:
+	// cpu, mem and disk usage.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	// +kubebuilder:validation:items:Enum=cpu;mem;disk
+	CheckItems []string `json:"checkItems,omitempty"`
+}
+
+// TaskStatus stores the status of Upgrade for each edge node.
+type TaskStatus struct {
+	// NodeName is the name of edge node.
+	// +required
+	NodeName string `json:"nodeName"`
+	// State is the node's upgrade phase: "" (pending), Init (dispatched),
+	// Checking, BackingUp, Upgrading, RollingBack, Successful, Failed or
+	// NotAttempted.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Event is the last step the node reached: Init, Check, BackUp, Upgrade,
+	// TimeOut or Rollback.
+	// +optional
+	Event string `json:"event,omitempty"`
+	// Action is the node's result once final: Success, Failure or TimeOut.
+	// +optional
+	Action string `json:"action,omitempty"`
+	// Reason says why the node is where it is, in words.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Time is an RFC 3339 timestamp: when the node was dispatched (while in
+	// flight), deferred (while waiting for a NotReady node) or finished.
+	// +optional
+	Time string `json:"time,omitempty"`
+}
+
+// NodeUpgradeJobStatus stores the status of NodeUpgradeJob. It contains
+// multiple edge nodes' upgrade status.
+type NodeUpgradeJobStatus struct {
+	// State is the phase of the job: "", Init, Upgrading, Successful or Failed.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Event is the job's latest event.
+	// +optional
+	Event string `json:"event,omitempty"`
+	// Action is the job's result once it ends: Success or Failure.
+	// +optional
+	Action string `json:"action,omitempty"`
+	// Reason summarises the job in words.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Time is an RFC 3339 timestamp of the job's last state change.
+	// +optional
+	Time string `json:"time,omitempty"`
+	// CurrentVersion lists the edgecore versions the selected nodes report now.
+	// +optional
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// HistoricVersion lists the edgecore versions the selected nodes reported
+	// when the job started.
+	// +optional
+	HistoricVersion string `json:"historicVersion,omitempty"`
+	// NodeStatus contains the upgrade status of each selected edge node,
+	// sorted by name, the order in which nodes are dispatched.
+	// +optional
+	// +listType=map
+	// +listMapKey=nodeName
+	NodeStatus []TaskStatus `json:"nodeStatus,omitempty"`
+
+	// Conditions are the job's Progressing, Complete and Failed conditions.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Counts tallies nodeStatus by outcome, for printer columns and alerts.
+	// +optional
+	Counts NodeCounts `json:"counts,omitzero"`
+	// Progress is "finished/selected", e.g. "7/10".
+	// +optional
+	Progress string `json:"progress,omitempty"`
+}
+
+// NodeCounts tallies a job's nodes by where they are.
+type NodeCounts struct {
+	// Selected is the number of nodes in nodeStatus.
+	// +optional
+	Selected int32 `json:"selected,omitempty"`
+	// Pending nodes wait for a slot (including deferred NotReady nodes).
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// InFlight nodes hold a concurrency slot.
+	// +optional
+	InFlight int32 `json:"inFlight,omitempty"`
+	// Succeeded nodes run the target version (including skipped ones).
+	// +optional
+	Succeeded int32 `json:"succeeded,omitempty"`
+	// Failed nodes failed, timed out or could not be upgraded.
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+	// NotAttempted nodes were never started because the job stopped.
+	// +optional
+	NotAttempted int32 `json:"notAttempted,omitempty"`
+}
+
+// NodeUpgradeJob is used to upgrade edge nodes from the cloud side.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=nuj;nodeupgrade,categories=kubeedge
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.action`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
+// +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NodeUpgradeJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the specification of the desired behavior of NodeUpgradeJob.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new NodeUpgradeJob instead"
+	Spec NodeUpgradeJobSpec `json:"spec"`
+	// Status is the most recently observed status of the NodeUpgradeJob.
+	// +optional
+	Status NodeUpgradeJobStatus `json:"status,omitzero"`
+}
+
+// NodeUpgradeJobList is a list of NodeUpgradeJob.
+//
+// +kubebuilder:object:root=true
+type NodeUpgradeJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeUpgradeJob `json:"items"`
+}

@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+)
+
+// runnerBin is the nodeupgrade-runner binary built once by TestMain: the
+// tests run it as a real process, the way the pod does.
+var runnerBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nodeupgrade-runner-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	runnerBin = filepath.Join(dir, "nodeupgrade-runner")
+	build := exec.Command("go", "build", "-o", runnerBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build runner: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	fromV = "v1.20.0"
+	toV   = "v1.21.0"
+	image = "docker.io/kubeedge/installation-package:v1.21.0"
+)
+
+// fakeKeadm logs its argv to calls.log and behaves according to flag files
+// in the state directory. It is test scaffolding written by the test itself.
+const fakeKeadm = `#!/bin/sh
+dir='%[1]s'
+echo "keadm $*" >> "$dir/calls.log"
+echo "fake keadm $*"
+case "$1" in
+backup)
+  if [ -e "$dir/fail-backup" ]; then echo "backup exploded" >&2; exit 7; fi ;;
+upgrade)
+  if [ -e "$dir/hang-upgrade" ]; then
+    sleep 60 &
+    echo $! > "$dir/sleep.pid"
+    wait
+  fi
+  if [ -e "$dir/fail-upgrade" ]; then echo "upgrade exploded" >&2; exit 1; fi
+  v=""; prev=""
+  for a in "$@"; do
+    if [ "$prev" = "--toVersion" ]; then v="$a"; fi
+    prev="$a"
+  done
+  if [ ! -e "$dir/keep-version" ]; then echo "$v" > "$dir/edgecore-version"; fi ;;
+rollback)
+  if [ -e '%[2]s' ]; then echo "marker present" >> "$dir/calls.log"; fi
+  if [ -e "$dir/fail-rollback" ]; then echo "rollback exploded" >&2; exit 1; fi
+  echo "%[3]s" > "$dir/edgecore-version" ;;
+esac
+exit 0
+`
+
+// fakeEdgecore prints the version held in the state directory, like
+// `edgecore --version`, or fails when there is none.
+const fakeEdgecore = `#!/bin/sh
+dir='%[1]s'
+echo "edgecore $*" >> "$dir/calls.log"
+if [ ! -e "$dir/edgecore-version" ]; then echo "edgecore: not installed" >&2; exit 1; fi
+echo "KubeEdge $(cat "$dir/edgecore-version")"
+`
+
+type fakeHost struct {
+	root, state, marker, termPath string
+}
+
+func newFakeHost(t *testing.T) *fakeHost {
+	t.Helper()
+	base := t.TempDir()
+	h := &fakeHost{
+		root:     filepath.Join(base, "host"),
+		state:    filepath.Join(base, "state"),
+		marker:   filepath.Join(base, "run", "rolling-back"),
+		termPath: filepath.Join(base, "termination-log"),
+	}
+	write := func(path, content string, mode os.FileMode) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(h.state, "edgecore-version"), fromV+"\n", 0o644)
+	write(filepath.Join(h.root, "proc", "stat"), "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 100 0 100 700 100 0 0 0 0 0\n", 0o644)
+	write(filepath.Join(h.root, "proc", "meminfo"), "MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    700 kB\n", 0o644)
+	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultKeadmPath, "/")), fmt.Sprintf(fakeKeadm, h.state, h.marker, fromV), 0o755)
+	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultEdgecorePath, "/")), fmt.Sprintf(fakeEdgecore, h.state), 0o755)
+	return h
+}
+
+func (h *fakeHost) touch(t *testing.T, name string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(h.state, name), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *fakeHost) remove(t *testing.T, name string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(h.state, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *fakeHost) write(t *testing.T, rel, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(h.root, rel), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// calls is everything the fake keadm and edgecore were run with, in order.
+func (h *fakeHost) calls(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(h.state, "calls.log"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+}
+
+func (h *fakeHost) options(deadline time.Time) runner.Options {
+	o := runner.DefaultOptions()
+	o.HostRoot = h.root
+	o.UseNsenter = false
+	o.ToVersion = toV
+	o.FromVersion = fromV
+	o.Image = image
+	o.Deadline = deadline
+	o.CheckItems = []string{"cpu", "mem", "disk"}
+	o.CPUSampleInterval = 0
+	o.DiskThreshold = 100
+	o.TerminationMessagePath = h.termPath
+	o.RollbackMarker = h.marker
+	o.RollbackTimeout = 20 * time.Second
+	return o
+}
+
+type runResult struct {
+	code     int
+	report   runner.Report
+	output   string
+	elapsed  time.Duration
+	rawTermM string
+}
+
+func runRunner(t *testing.T, termPath string, args ...string) runResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, runnerBin, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	res := runResult{output: string(out), elapsed: time.Since(start)}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		res.code = exitErr.ExitCode()
+	default:
+		t.Fatalf("run runner: %v\n%s", err, out)
+	}
+	if termPath != "" {
+		data, err := os.ReadFile(termPath)
+		if err != nil {
+			t.Fatalf("no termination message: %v\noutput:\n%s", err, out)
+		}
+		res.rawTermM = string(data)
+		if len(data) > runner.MaxTerminationMessageBytes {
+			t.Fatalf("termination message is %d bytes", len(data))
+		}
+		res.report, err = runner.ParseReport(string(data))
+		if err != nil {
+			t.Fatalf("termination message %q: %v\noutput:\n%s", data, err, out)
+		}
+	}
+	return res
+}
+
+const upgradeCall = "keadm upgrade edge --toVersion " + toV + " --image " + image + " --force"
+
+func TestRunnerSteps(t *testing.T) {
+	future := func() time.Time { return time.Now().Add(time.Hour) }
+	tests := []struct {
+		name   string
+		step   runner.Step
+		setup  func(t *testing.T, h *fakeHost)
+		modify func(o *runner.Options)
+
+		wantCode   int
+		wantCalls  []string
+		wantReport runner.Report // Reason is checked with wantReason
+		wantReason []string
+	}{
+		{
+			name: "check passes", step: runner.StepCheck,
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"cpu usage 20.0% < threshold 80%", "mem usage 30.0% < threshold 80%", "disk usage"},
+		},
+		{
+			name: "check fails on cpu", step: runner.StepCheck,
+			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "proc/stat", "cpu  900 0 50 40 10 0 0 0 0 0\n") },
+			wantCode:   runner.ExitCheckFailed,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"cpu usage 95.0% >= threshold 80%", "mem usage 30.0% < threshold 80%"},
+		},
+		{
+			name: "check fails on mem with its own threshold", step: runner.StepCheck,
+			setup: func(t *testing.T, h *fakeHost) {
+				h.write(t, "proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 400 kB\n")
+			},
+			modify:     func(o *runner.Options) { o.MemThreshold = 60; o.CheckItems = []string{"mem"} },
+			wantCode:   runner.ExitCheckFailed,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"mem usage 60.0% >= threshold 60%"},
+		},
+		{
+			name: "check fails on disk", step: runner.StepCheck,
+			modify:     func(o *runner.Options) { o.DiskThreshold = 0; o.CheckItems = []string{"disk"} },
+			wantCode:   runner.ExitCheckFailed,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"disk usage", ">= threshold 0%"},
+		},
+		{
+			name: "check fails when proc is unreadable", step: runner.StepCheck,
+			setup: func(t *testing.T, h *fakeHost) {
+				if err := os.Remove(filepath.Join(h.root, "proc", "stat")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			modify:     func(o *runner.Options) { o.CheckItems = []string{"cpu"} },
+			wantCode:   runner.ExitCheckFailed,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"cpu: read ", "no such file"},
+		},
+		{
+			name: "unknown check item is a bad argument", step: runner.StepCheck,
+			modify:     func(o *runner.Options) { o.CheckItems = []string{"cpu", "gpu"} },
+			wantCode:   runner.ExitBadArgs,
+			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{`unknown check item "gpu"`},
+		},
+		{
+			name: "backup succeeds", step: runner.StepBackup,
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version", "keadm backup edge"},
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"backup done"},
+		},
+		{
+			name: "backup fails", step: runner.StepBackup,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-backup") },
+			wantCode:   runner.ExitBackupFailed,
+			wantCalls:  []string{"edgecore --version", "keadm backup edge"},
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"backup failed: keadm backup edge: exit status 7", "backup exploded"},
+		},
+		{
+			name: "backup skipped when already at target", step: runner.StepBackup,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", toV) },
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultSkipped, FromVersion: toV, ToVersion: toV},
+			wantReason: []string{"already at v1.21.0, nothing done"},
+		},
+		{
+			name: "upgrade succeeds", step: runner.StepUpgrade,
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"upgraded edgecore from v1.20.0 to v1.21.0"},
+		},
+		{
+			name: "upgrade uses the detected version over the flag", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", "v1.19.3") },
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: "v1.19.3", ToVersion: toV},
+			wantReason: []string{"from v1.19.3 to v1.21.0"},
+		},
+		{
+			name: "upgrade proceeds when edgecore cannot be queried", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.remove(t, "edgecore-version") },
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"upgraded"},
+		},
+		{
+			name: "upgrade skipped when already at target", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", toV) },
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{"edgecore --version"},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSkipped, FromVersion: toV, ToVersion: toV},
+			wantReason: []string{"edgecore already at v1.21.0, nothing done"},
+		},
+		{
+			name: "upgrade fails and rolls back", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade") },
+			wantCode:   runner.ExitRolledBack,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"},
+			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
+			wantReason: []string{"rollback succeeded, the node is back on v1.20.0", "upgrade to v1.21.0 failed", "upgrade exploded"},
+		},
+		{
+			name: "upgrade and rollback fail", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade"); h.touch(t, "fail-rollback") },
+			wantCode:   runner.ExitNeedsAttention,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"},
+			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, NeedsAttention: true},
+			wantReason: []string{"rollback failed too, the node needs attention", "rollback exploded", "upgrade exploded"},
+		},
+		{
+			name: "keadm exit 0 without replacing edgecore rolls back", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "keep-version") },
+			wantCode:   runner.ExitRolledBack,
+			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version", "keadm rollback edge", "marker present"},
+			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
+			wantReason: []string{"succeeded but edgecore reports v1.20.0"},
+		},
+		{
+			name: "image not normalised for the version is refused", step: runner.StepUpgrade,
+			modify:     func(o *runner.Options) { o.Image = "docker.io/kubeedge/installation-package:v1.19.0" },
+			wantCode:   runner.ExitBadArgs,
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"bad arguments", "not the normalised image"},
+		},
+		{
+			name: "shell in the image is refused", step: runner.StepUpgrade,
+			modify:     func(o *runner.Options) { o.Image = "docker.io/kubeedge/x;reboot:v1.21.0" },
+			wantCode:   runner.ExitBadArgs,
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"forbidden character"},
+		},
+		{
+			name: "shell in the version is refused", step: runner.StepUpgrade,
+			modify:     func(o *runner.Options) { o.ToVersion = "v1.21.0;reboot" },
+			wantCode:   runner.ExitBadArgs,
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: "v1.21.0;reboot"},
+			wantReason: []string{"--to-version"},
+		},
+	}
+	for _, step := range []runner.Step{runner.StepCheck, runner.StepBackup, runner.StepUpgrade} {
+		tests = append(tests, struct {
+			name   string
+			step   runner.Step
+			setup  func(t *testing.T, h *fakeHost)
+			modify func(o *runner.Options)
+
+			wantCode   int
+			wantCalls  []string
+			wantReport runner.Report
+			wantReason []string
+		}{
+			name: "deadline passed before " + string(step), step: step,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade") },
+			modify:     func(o *runner.Options) { o.Deadline = time.Now().Add(-time.Second) },
+			wantCode:   runner.ExitDeadline,
+			wantReport: runner.Report{Step: step, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"deadline", "passed before step " + string(step) + " started", "nothing was run"},
+		})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h := newFakeHost(t)
+			if tt.setup != nil {
+				tt.setup(t, h)
+			}
+			o := h.options(future())
+			if tt.modify != nil {
+				tt.modify(&o)
+			}
+			res := runRunner(t, h.termPath, o.Args(tt.step)...)
+			g.Expect(res.code).To(Equal(tt.wantCode), res.output)
+			g.Expect(h.calls(t)).To(Equal(tt.wantCalls), res.output)
+			got := res.report
+			reason := got.Reason
+			got.Reason = ""
+			g.Expect(got).To(Equal(tt.wantReport), reason)
+			for _, want := range tt.wantReason {
+				g.Expect(reason).To(ContainSubstring(want))
+			}
+			// The readiness marker never outlives a rollback.
+			g.Expect(h.marker).NotTo(BeAnExistingFile())
+		})
+	}
+}
+
+func (h *fakeHost) writeState(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(h.state, name), []byte(content+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A keadm that hangs is killed at the deadline, with its children, and the
+// node is rolled back.
+func TestRunnerKillsHangingUpgradeAtDeadline(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	h.touch(t, "hang-upgrade")
+	const budget = 3 * time.Second
+	o := h.options(time.Now().Add(budget))
+	res := runRunner(t, h.termPath, o.Args(runner.StepUpgrade)...)
+
+	g.Expect(res.code).To(Equal(runner.ExitRolledBack), res.output)
+	g.Expect(res.elapsed).To(BeNumerically("<", budget+10*time.Second), "the 60s sleep must not be waited for")
+	g.Expect(h.calls(t)).To(Equal([]string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"}))
+	g.Expect(res.report.RolledBack).To(BeTrue())
+	g.Expect(res.report.Reason).To(ContainSubstring("killed when its time ran out"))
+
+	pidData, err := os.ReadFile(filepath.Join(h.state, "sleep.pid"))
+	g.Expect(err).NotTo(HaveOccurred())
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() bool { return processGone(pid) }).WithTimeout(5*time.Second).Should(BeTrue(), "keadm's child must be killed with it")
+}
+
+// processGone is true when pid no longer runs (a zombie awaiting its reaper
+// counts as gone: it runs nothing).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(data), ')')
+	return i >= 0 && i+2 < len(data) && data[i+2] == 'Z'
+}
+
+// The checks against this machine's real /proc and root filesystem.
+func TestRunnerCheckRealProc(t *testing.T) {
+	tests := []struct {
+		name       string
+		threshold  int
+		interval   time.Duration
+		wantCode   int
+		wantResult runner.Result
+		wantReason []string
+	}{
+		// Averages since boot are never 100%, so a 100% limit always passes.
+		{"passes", 100, 0, runner.ExitOK, runner.ResultSucceeded, []string{"cpu usage", "mem usage", "disk usage", "< threshold 100%"}},
+		// Any usage is >= 0%.
+		{"fails", 0, 100 * time.Millisecond, runner.ExitCheckFailed, runner.ResultFailed, []string{"cpu usage", "mem usage", "disk usage", ">= threshold 0%"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			o := runner.DefaultOptions()
+			o.HostRoot = "/"
+			o.UseNsenter = false
+			// No edgecore here: the version query must fail and the check go on.
+			o.Edgecore = "/nonexistent/edgecore"
+			o.ToVersion = toV
+			o.Deadline = time.Now().Add(time.Minute)
+			o.CheckItems = []string{"cpu", "mem", "disk"}
+			o.CPUThreshold, o.MemThreshold, o.DiskThreshold = tt.threshold, tt.threshold, tt.threshold
+			o.CPUSampleInterval = tt.interval
+			o.TerminationMessagePath = filepath.Join(t.TempDir(), "termination-log")
+			res := runRunner(t, o.TerminationMessagePath, o.Args(runner.StepCheck)...)
+			g.Expect(res.code).To(Equal(tt.wantCode), res.output)
+			g.Expect(res.report.Result).To(Equal(tt.wantResult))
+			for _, want := range tt.wantReason {
+				g.Expect(res.report.Reason).To(ContainSubstring(want))
+			}
+		})
+	}
+}
+
+func TestRunnerRollingBackProbe(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "rolling-back")
+	tests := []struct {
+		name     string
+		create   bool
+		args     []string
+		wantCode int
+	}{
+		{"absent", false, []string{runner.CmdRollingBack, "--rollback-marker=" + marker}, 1},
+		{"present", true, []string{runner.CmdRollingBack, "--rollback-marker=" + marker}, 0},
+		{"bad args", false, []string{runner.CmdRollingBack, "extra", "args"}, runner.ExitBadArgs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			if tt.create {
+				g.Expect(os.WriteFile(marker, nil, 0o644)).To(Succeed())
+			}
+			res := runRunner(t, "", tt.args...)
+			g.Expect(res.code).To(Equal(tt.wantCode), res.output)
+		})
+	}
+}
+
+func TestRunnerBadInvocation(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"unknown subcommand", []string{"reboot"}},
+		{"flags without subcommand", []string{"--to-version=" + toV}},
+		{"missing deadline", []string{"check", "--to-version=" + toV}},
+		{"bad deadline", []string{"check", "--to-version=" + toV, "--deadline=tomorrow"}},
+		{"unknown flag", []string{"check", "--to-version=" + toV, "--deadline=2099-01-01T00:00:00Z", "--exec=/bin/sh"}},
+		{"positional", []string{"check", "--to-version=" + toV, "--deadline=2099-01-01T00:00:00Z", "extra"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			term := filepath.Join(t.TempDir(), "termination-log")
+			// The termination path goes right after the subcommand (or first)
+			// so it is parsed before whatever is wrong.
+			args := []string{tt.args[0], "--termination-message-path=" + term}
+			if strings.HasPrefix(tt.args[0], "-") {
+				args = []string{"--termination-message-path=" + term, tt.args[0]}
+			}
+			args = append(args, tt.args[1:]...)
+			res := runRunner(t, "", args...)
+			g.Expect(res.code).To(Equal(runner.ExitBadArgs), res.output)
+			data, err := os.ReadFile(term)
+			g.Expect(err).NotTo(HaveOccurred())
+			rep, err := runner.ParseReport(string(data))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(rep.Result).To(Equal(runner.ResultFailed))
+			g.Expect(rep.Reason).To(HavePrefix("bad arguments"))
+		})
+	}
+}
+
+// Without any argument the runner prints usage and writes no report: that
+// is a person at a shell, not the pod.
+func TestRunnerNoArguments(t *testing.T) {
+	g := NewWithT(t)
+	res := runRunner(t, "")
+	g.Expect(res.code).To(Equal(runner.ExitBadArgs))
+	g.Expect(res.output).To(ContainSubstring("usage: nodeupgrade-runner"))
+}
+
+// When the pod is deleted the kubelet sends SIGTERM: the runner kills the
+// running keadm upgrade and still rolls the node back.
+func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	h.touch(t, "hang-upgrade")
+	o := h.options(time.Now().Add(time.Hour))
+	cmd := exec.Command(runnerBin, o.Args(runner.StepUpgrade)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	g.Expect(cmd.Start()).To(Succeed())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	g.Eventually(func() []string { return h.calls(t) }).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).
+		Should(ContainElement(upgradeCall))
+	g.Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
+
+	var err error
+	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(&err))
+	var exitErr *exec.ExitError
+	g.Expect(errors.As(err, &exitErr)).To(BeTrue(), out.String())
+	g.Expect(exitErr.ExitCode()).To(Equal(runner.ExitRolledBack), out.String())
+	g.Expect(h.calls(t)).To(Equal([]string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"}))
+	data, err := os.ReadFile(h.termPath)
+	g.Expect(err).NotTo(HaveOccurred())
+	rep, err := runner.ParseReport(string(data))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rep.RolledBack).To(BeTrue())
+	g.Expect(rep.Reason).To(ContainSubstring("killed because the runner was stopped"))
+}

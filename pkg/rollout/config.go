@@ -1,0 +1,57 @@
+package rollout
+
+import (
+	"fmt"
+	"math/big"
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// Config is a job's spec with every default applied and every value parsed.
+type Config struct {
+	TargetVersion string
+	Concurrency   int
+	Timeout       time.Duration
+	// Tolerance is failureTolerate as an exact rational, so 1 of 10 at "0.1"
+	// is within tolerance and no float rounding moves the boundary.
+	Tolerance *big.Rat
+	// Refusal, when set, fails the job before any node is touched (for example
+	// an image repository the controller does not allow).
+	Refusal string
+}
+
+// ConfigFromSpec applies the seed's defaults (0 or unset means the default) and
+// parses failureTolerate. The CRD validates all of it; the checks here keep
+// the planner safe against objects stored before a validation rule existed.
+func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
+	cfg := Config{
+		TargetVersion: spec.Version,
+		Concurrency:   int(spec.Concurrency),
+		Timeout:       time.Duration(spec.TimeoutSeconds) * time.Second,
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = int(v1alpha1.DefaultConcurrency)
+	}
+	if spec.TimeoutSeconds <= 0 {
+		cfg.Timeout = time.Duration(v1alpha1.DefaultTimeoutSeconds) * time.Second
+	}
+	tolerate := spec.FailureTolerate
+	if tolerate == "" {
+		tolerate = v1alpha1.DefaultFailureTolerate
+	}
+	r, ok := new(big.Rat).SetString(tolerate)
+	if !ok || r.Sign() < 0 || r.Cmp(big.NewRat(1, 1)) > 0 {
+		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
+	}
+	cfg.Tolerance = r
+	return cfg, nil
+}
+
+// ToleranceExceeded reports whether failed/selected > tolerance, exactly.
+func (c Config) ToleranceExceeded(failed, selected int) bool {
+	if selected == 0 || failed == 0 {
+		return false
+	}
+	return big.NewRat(int64(failed), int64(selected)).Cmp(c.Tolerance) > 0
+}

@@ -1,0 +1,453 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
+)
+
+// maxVersionsShown bounds the version lists in status.
+const maxVersionsShown = 4
+
+// NodeFinal reports whether a node's state is an end state.
+func NodeFinal(state string) bool {
+	switch state {
+	case v1alpha1.StateSuccessful, v1alpha1.StateFailed, v1alpha1.StateNotAttempted:
+		return true
+	}
+	return false
+}
+
+// NodeInFlight reports whether a node holds a concurrency slot.
+func NodeInFlight(state string) bool {
+	switch state {
+	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateBackingUp,
+		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+		return true
+	}
+	return false
+}
+
+// JobFinal reports whether a job's state is an end state.
+func JobFinal(state string) bool {
+	return state == v1alpha1.StateSuccessful || state == v1alpha1.StateFailed
+}
+
+// Decide computes the next plan. It never mutates its input.
+func Decide(in Input) Plan {
+	p := &planner{in: in, now: in.Now.UTC().Truncate(time.Second)}
+	p.status = *in.Status.DeepCopy()
+	if p.status.State == v1alpha1.StateNone && len(p.status.NodeStatus) == 0 {
+		p.initialize()
+	}
+	if !JobFinal(p.status.State) {
+		p.progressInFlight()
+		p.startPending()
+		p.summarize()
+	}
+	p.cleanupPods()
+	p.plan.Status = p.status
+	p.plan.Finished = JobFinal(p.status.State)
+	return p.plan
+}
+
+type planner struct {
+	in     Input
+	now    time.Time
+	status v1alpha1.NodeUpgradeJobStatus
+	plan   Plan
+	// failed counts failed nodes as the plan goes, so the tolerance check
+	// before each dispatch costs nothing at fleet scale.
+	failed int
+}
+
+func (p *planner) stamp() string { return p.now.Format(time.RFC3339) }
+
+func (p *planner) event(warning bool, reason, node, format string, args ...any) {
+	p.plan.Events = append(p.plan.Events, Event{Warning: warning, Reason: reason, Node: node, Message: fmt.Sprintf(format, args...)})
+}
+
+// wakeAt asks to plan again at t, when a deadline passes.
+func (p *planner) wakeAt(t time.Time) {
+	d := t.Sub(p.now)
+	if d <= 0 {
+		d = time.Second
+	}
+	if p.plan.RequeueAfter == 0 || d < p.plan.RequeueAfter {
+		p.plan.RequeueAfter = d
+	}
+}
+
+// initialize records the selection: every selected node gets its entry now,
+// and nodes that cannot or need not be upgraded get their final entry at once.
+func (p *planner) initialize() {
+	names := slices.Clone(p.in.Selection)
+	sort.Strings(names)
+	names = slices.Compact(names)
+	p.status.NodeStatus = make([]v1alpha1.TaskStatus, 0, len(names))
+	p.status.HistoricVersion = p.versionsOf(names)
+	p.setJobState(v1alpha1.StateUpgrading, v1alpha1.EventInit)
+	if p.in.Config.Refusal != "" {
+		for _, name := range names {
+			p.status.NodeStatus = append(p.status.NodeStatus, v1alpha1.TaskStatus{
+				NodeName: name, State: v1alpha1.StateNotAttempted, Event: v1alpha1.EventInit,
+				Reason: "not attempted: the job was refused", Time: p.stamp(),
+			})
+		}
+		p.finish(v1alpha1.StateFailed, "refused: "+p.in.Config.Refusal)
+		p.event(true, ReasonJobRefused, "", "Job refused: %s", p.in.Config.Refusal)
+		return
+	}
+	for _, name := range names {
+		entry := v1alpha1.TaskStatus{NodeName: name, Event: v1alpha1.EventInit}
+		p.settleIfNeedless(&entry)
+		p.status.NodeStatus = append(p.status.NodeStatus, entry)
+	}
+	p.event(false, ReasonStarted, "", "Upgrading %d nodes selected by %s to %s", len(names), p.in.SelectionSource, p.in.Config.TargetVersion)
+}
+
+// settleIfNeedless gives a pending node its final entry when it cannot or
+// need not be upgraded: it does not exist, is no edge node, or already runs
+// the target version. It reports whether it did.
+func (p *planner) settleIfNeedless(e *v1alpha1.TaskStatus) bool {
+	node, ok := p.in.Nodes[e.NodeName]
+	switch {
+	case !ok || !node.Exists:
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, "node not found")
+	case !node.Edge:
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, "not an edge node: only edge nodes are upgraded")
+	case nodeversion.AtLeast(node.Version, p.in.Config.TargetVersion):
+		e.State, e.Action, e.Time = v1alpha1.StateSuccessful, v1alpha1.ActionSuccess, p.stamp()
+		e.Reason = fmt.Sprintf("skipped: already at %s", node.Version)
+		p.event(false, ReasonNodeSkipped, e.NodeName, "Node %s skipped: already at %s", e.NodeName, node.Version)
+	default:
+		return false
+	}
+	return true
+}
+
+func (p *planner) fail(e *v1alpha1.TaskStatus, action, event, reason string) {
+	p.failed++
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, action, event, reason, p.stamp()
+	if action == v1alpha1.ActionTimeOut {
+		p.event(true, ReasonNodeTimedOut, e.NodeName, "Node %s timed out: %s", e.NodeName, reason)
+		return
+	}
+	p.event(true, ReasonNodeFailed, e.NodeName, "Node %s failed: %s", e.NodeName, reason)
+}
+
+// progressInFlight follows every dispatched node: its pod's phase, its
+// outcome, its verification and its deadline.
+func (p *planner) progressInFlight() {
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if !NodeInFlight(e.State) {
+			continue
+		}
+		dispatched, err := time.Parse(time.RFC3339, e.Time)
+		if err != nil {
+			// A dispatch time we cannot read (hand-edited status) starts the
+			// clock now rather than failing or never timing out.
+			dispatched, e.Time = p.now, p.stamp()
+		}
+		deadline := dispatched.Add(p.in.Config.Timeout)
+		pod, hasPod := p.in.Pods[e.NodeName]
+		switch {
+		case hasPod && pod.Phase == PodSucceeded:
+			p.verify(e, deadline)
+		case hasPod && pod.Phase == PodFailed:
+			p.fail(e, v1alpha1.ActionFailure, pod.FailedEvent, pod.Reason)
+		case hasPod && pod.Deleting:
+			p.fail(e, v1alpha1.ActionFailure, e.Event, "upgrade pod was deleted before it finished")
+		case !p.now.Before(deadline):
+			last := e.State
+			if !hasPod {
+				last = "upgrade pod not created"
+			}
+			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
+				fmt.Sprintf("did not finish within %s (last seen: %s)", p.in.Config.Timeout, last))
+		case !hasPod:
+			// Dispatched but not observed: the pod is being created, or the
+			// controller stopped between recording the dispatch and creating
+			// the pod. Creating it again is idempotent (its name is fixed).
+			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: p.in.Nodes[e.NodeName].Version, Deadline: deadline})
+			p.wakeAt(deadline)
+		default:
+			e.State, e.Event = phaseState(pod.Phase)
+			p.wakeAt(deadline)
+		}
+	}
+}
+
+// phaseState maps a running pod's phase to the node's state and event.
+func phaseState(phase PodPhase) (string, string) {
+	switch phase {
+	case PodChecking:
+		return v1alpha1.StateChecking, v1alpha1.EventCheck
+	case PodBackingUp:
+		return v1alpha1.StateBackingUp, v1alpha1.EventBackUp
+	case PodUpgrading:
+		return v1alpha1.StateUpgrading, v1alpha1.EventUpgrade
+	case PodRollingBack:
+		return v1alpha1.StateRollingBack, v1alpha1.EventRollback
+	}
+	return v1alpha1.StateInit, v1alpha1.EventInit
+}
+
+// verify counts a node whose pod succeeded as upgraded only once the node
+// itself reports the target version and is Ready, within its deadline.
+func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time) {
+	node := p.in.Nodes[e.NodeName]
+	target := p.in.Config.TargetVersion
+	if node.Exists && node.Ready && nodeversion.AtLeast(node.Version, target) {
+		e.State, e.Event, e.Action, e.Time = v1alpha1.StateSuccessful, v1alpha1.EventUpgrade, v1alpha1.ActionSuccess, p.stamp()
+		e.Reason = fmt.Sprintf("upgraded to %s", node.Version)
+		p.event(false, ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
+		return
+	}
+	seen := describeNode(node)
+	if !p.now.Before(deadline) {
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventUpgrade,
+			fmt.Sprintf("upgrade pod succeeded but within %s the node %s, not %s and Ready", p.in.Config.Timeout, seen, target))
+		return
+	}
+	e.State, e.Event = v1alpha1.StateUpgrading, v1alpha1.EventUpgrade
+	e.Reason = fmt.Sprintf("verifying: waiting for the node to report %s and Ready; it %s", target, seen)
+	p.wakeAt(deadline)
+}
+
+func describeNode(n NodeView) string {
+	switch {
+	case !n.Exists:
+		return "no longer exists"
+	case n.Version == "" && !n.Ready:
+		return fmt.Sprintf("reports no edgecore version (%q) and is NotReady", n.Reported)
+	case n.Version == "":
+		return fmt.Sprintf("reports no edgecore version (%q)", n.Reported)
+	case !n.Ready:
+		return fmt.Sprintf("reports %s and is NotReady", n.Version)
+	}
+	return "reports " + n.Version
+}
+
+// startPending dispatches pending nodes in name order while slots are free
+// and failures are within tolerance; it defers NotReady nodes without giving
+// them a slot, and stops the job when tolerance is exceeded.
+func (p *planner) startPending() {
+	counts := tally(p.status.NodeStatus)
+	free := p.in.Config.Concurrency - int(counts.InFlight)
+	p.failed = int(counts.Failed)
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if e.State != v1alpha1.StateNone {
+			continue
+		}
+		if p.stopped() {
+			e.State, e.Time = v1alpha1.StateNotAttempted, p.stamp()
+			e.Reason = "not attempted: the job stopped on failureTolerate"
+			continue
+		}
+		if p.settleIfNeedless(e) {
+			continue
+		}
+		node := p.in.Nodes[e.NodeName]
+		if !node.Ready {
+			p.deferNode(e, free > 0)
+			continue
+		}
+		if e.Time != "" { // was deferred, is Ready again
+			e.Time, e.Reason = "", ""
+		}
+		if free <= 0 {
+			continue
+		}
+		free--
+		deadline := p.now.Add(p.in.Config.Timeout)
+		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
+		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline})
+		p.event(false, ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
+		p.wakeAt(deadline)
+		p.status.Event = v1alpha1.EventUpgrade
+	}
+}
+
+// deferNode handles a NotReady pending node. The wait starts when the node's
+// turn comes (a slot is free for it); from then on it fails if it stays
+// NotReady for the job's timeout.
+func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool) {
+	if e.Time == "" {
+		if !itsTurn {
+			return
+		}
+		e.Time, e.Reason = p.stamp(), "deferred: node is NotReady"
+		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s deferred: it is NotReady", e.NodeName)
+	}
+	since, err := time.Parse(time.RFC3339, e.Time)
+	if err != nil {
+		since, e.Time = p.now, p.stamp()
+	}
+	giveUp := since.Add(p.in.Config.Timeout)
+	if !p.now.Before(giveUp) {
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout))
+		return
+	}
+	p.wakeAt(giveUp)
+}
+
+func (p *planner) stopped() bool {
+	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus))
+}
+
+func tally(entries []v1alpha1.TaskStatus) v1alpha1.NodeCounts {
+	var c v1alpha1.NodeCounts
+	c.Selected = int32(len(entries))
+	for i := range entries {
+		switch e := &entries[i]; {
+		case e.State == v1alpha1.StateSuccessful:
+			c.Succeeded++
+		case e.State == v1alpha1.StateFailed:
+			c.Failed++
+		case e.State == v1alpha1.StateNotAttempted:
+			c.NotAttempted++
+		case NodeInFlight(e.State):
+			c.InFlight++
+		default:
+			c.Pending++
+		}
+	}
+	return c
+}
+
+// summarize derives the job's counters, versions, conditions and final state
+// from its nodes.
+func (p *planner) summarize() {
+	c := tally(p.status.NodeStatus)
+	p.status.Counts = c
+	p.status.Progress = fmt.Sprintf("%d/%d", c.Succeeded+c.Failed+c.NotAttempted, c.Selected)
+	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
+	exceeded := p.in.Config.ToleranceExceeded(int(c.Failed), int(c.Selected))
+	before := tally(p.in.Status.NodeStatus)
+	if exceeded && !p.in.Config.ToleranceExceeded(int(before.Failed), int(before.Selected)) {
+		p.event(true, ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
+			c.Failed, c.Selected, p.in.Config.Tolerance.FloatString(3))
+	}
+	if c.Pending > 0 || c.InFlight > 0 {
+		p.setJobState(v1alpha1.StateUpgrading, p.status.Event)
+		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
+		if exceeded {
+			reason = fmt.Sprintf("stopping: %d of %d nodes failed (more than failureTolerate %s); waiting for %d in flight",
+				c.Failed, c.Selected, p.toleranceText(), c.InFlight)
+		}
+		p.status.Reason = reason
+		p.setCondition(v1alpha1.ConditionProgressing, metav1.ConditionTrue, "Upgrading", "Nodes are being upgraded")
+		return
+	}
+	switch {
+	case c.Selected == 0:
+		p.finish(v1alpha1.StateFailed, "no node selected by "+p.in.SelectionSource)
+	case exceeded:
+		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: %d of %d nodes failed, more than failureTolerate %s; %d succeeded, %d not attempted",
+			c.Failed, c.Selected, p.toleranceText(), c.Succeeded, c.NotAttempted))
+	case c.Succeeded == 0:
+		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: none of %d nodes was upgraded", c.Selected))
+	case c.Failed > 0:
+		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: %d of %d nodes upgraded, %d failed (within failureTolerate %s)",
+			c.Succeeded, c.Selected, c.Failed, p.toleranceText()))
+	default:
+		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: all %d nodes run %s", c.Selected, p.in.Config.TargetVersion))
+	}
+}
+
+func (p *planner) toleranceText() string {
+	return strings.TrimRight(strings.TrimRight(p.in.Config.Tolerance.FloatString(6), "0"), ".")
+}
+
+func (p *planner) finish(state, reason string) {
+	p.status.Counts = tally(p.status.NodeStatus)
+	c := p.status.Counts
+	p.status.Progress = fmt.Sprintf("%d/%d", c.Succeeded+c.Failed+c.NotAttempted, c.Selected)
+	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
+	p.setJobState(state, p.status.Event)
+	p.status.Reason = reason
+	p.setCondition(v1alpha1.ConditionProgressing, metav1.ConditionFalse, state, reason)
+	if state == v1alpha1.StateSuccessful {
+		p.status.Action = v1alpha1.ActionSuccess
+		p.setCondition(v1alpha1.ConditionComplete, metav1.ConditionTrue, "Completed", reason)
+		p.event(false, ReasonJobCompleted, "", "Job completed: %s", reason)
+		return
+	}
+	p.status.Action = v1alpha1.ActionFailure
+	p.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, "Failed", reason)
+	p.event(true, ReasonJobFailed, "", "Job failed: %s", reason)
+}
+
+func (p *planner) setJobState(state, event string) {
+	if p.status.State != state {
+		p.status.State, p.status.Time = state, p.stamp()
+	}
+	p.status.Event = event
+}
+
+func (p *planner) setCondition(typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&p.status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: p.in.Generation, LastTransitionTime: metav1.NewTime(p.now),
+	})
+}
+
+// versionsOf lists the distinct edgecore versions the named nodes report.
+func (p *planner) versionsOf(names []string) string {
+	seen := map[string]bool{}
+	for _, name := range names {
+		if n, ok := p.in.Nodes[name]; ok && n.Exists && n.Version != "" {
+			seen[n.Version] = true
+		}
+	}
+	versions := make([]string, 0, len(seen))
+	for v := range seen {
+		versions = append(versions, v)
+	}
+	sort.Strings(versions)
+	if len(versions) > maxVersionsShown {
+		versions = append(versions[:maxVersionsShown], "...")
+	}
+	return strings.Join(versions, ",")
+}
+
+func nodeNames(entries []v1alpha1.TaskStatus) []string {
+	names := make([]string, len(entries))
+	for i := range entries {
+		names[i] = entries[i].NodeName
+	}
+	return names
+}
+
+// cleanupPods lets go of pods whose outcome is recorded: the tracking
+// finalizer comes off, pods of upgraded or cancelled nodes are deleted, and
+// the terminated pods of failed nodes stay for their logs until the job is
+// deleted. It runs in every plan, so a cleanup that failed is retried.
+func (p *planner) cleanupPods() {
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		pod, ok := p.in.Pods[e.NodeName]
+		if !ok || !NodeFinal(e.State) {
+			continue
+		}
+		if pod.Tracked {
+			p.plan.Release = append(p.plan.Release, e.NodeName)
+		}
+		terminated := pod.Phase == PodSucceeded || pod.Phase == PodFailed
+		keepForLogs := terminated && e.Action != v1alpha1.ActionSuccess
+		if !pod.Deleting && !keepForLogs {
+			p.plan.Delete = append(p.plan.Delete, e.NodeName)
+		}
+	}
+}

@@ -1,0 +1,398 @@
+package rollout
+
+import (
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+func cfg(concurrency int, tolerate string) Config {
+	r, _ := new(big.Rat).SetString(tolerate)
+	return Config{TargetVersion: "v1.21.0", Concurrency: concurrency, Timeout: 300 * time.Second, Tolerance: r}
+}
+
+func edgeNode(version string) NodeView {
+	return NodeView{Exists: true, Edge: true, Ready: true, Version: version, Reported: "v1.30.7-kubeedge-" + version}
+}
+
+func names(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("node-%02d", i)
+	}
+	return out
+}
+
+func fleet(n int, version string) map[string]NodeView {
+	nodes := map[string]NodeView{}
+	for _, name := range names(n) {
+		nodes[name] = edgeNode(version)
+	}
+	return nodes
+}
+
+// start runs the first plan for a fresh job.
+func start(c Config, selection []string, nodes map[string]NodeView) Plan {
+	return Decide(Input{Config: c, Selection: selection, SelectionSource: "spec.nodeNames", Nodes: nodes, Now: t0})
+}
+
+func entry(p Plan, node string) v1alpha1.TaskStatus {
+	for _, e := range p.Status.NodeStatus {
+		if e.NodeName == node {
+			return e
+		}
+	}
+	panic("no entry for " + node)
+}
+
+func dispatched(p Plan) []string {
+	out := []string{}
+	for _, d := range p.Dispatch {
+		out = append(out, d.Node)
+	}
+	return out
+}
+
+func TestConfigFromSpec(t *testing.T) {
+	cases := []struct {
+		name    string
+		spec    v1alpha1.NodeUpgradeJobSpec
+		timeout time.Duration
+		conc    int
+		tol     string
+		wantErr bool
+	}{
+		{name: "zero values take the defaults", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0"}, timeout: 300 * time.Second, conc: 1, tol: "1/10"},
+		{name: "explicit values", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 60, Concurrency: 5, FailureTolerate: "0.25"}, timeout: 60 * time.Second, conc: 5, tol: "1/4"},
+		{name: "timeout 0 means 300", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 0, FailureTolerate: "1.0"}, timeout: 300 * time.Second, conc: 1, tol: "1"},
+		{name: "garbage tolerance", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "10%"}, wantErr: true},
+		{name: "tolerance above 1", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "1.5"}, wantErr: true},
+		{name: "negative tolerance", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "-0.1"}, wantErr: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got, err := ConfigFromSpec(&c.spec)
+			if c.wantErr {
+				g.Expect(err).To(MatchError(ContainSubstring("spec.failureTolerate")))
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(got.Timeout).To(Equal(c.timeout))
+			g.Expect(got.Concurrency).To(Equal(c.conc))
+			g.Expect(got.Tolerance.RatString()).To(Equal(c.tol))
+		})
+	}
+}
+
+func TestToleranceBoundaries(t *testing.T) {
+	cases := []struct {
+		tolerate         string
+		failed, selected int
+		exceeded         bool
+	}{
+		{"0.1", 1, 10, false},
+		{"0.1", 2, 10, true},
+		{"0", 1, 10, true},
+		{"0", 0, 10, false},
+		{"1", 10, 10, false},
+		{"0.3", 3, 10, false},
+		{"0.3", 4, 10, true},
+		{"0.33", 1, 3, true}, // 1/3 > 0.33 exactly, no rounding
+		{"0.1", 0, 0, false},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s_%d_of_%d", c.tolerate, c.failed, c.selected), func(t *testing.T) {
+			NewWithT(t).Expect(cfg(1, c.tolerate).ToleranceExceeded(c.failed, c.selected)).To(Equal(c.exceeded))
+		})
+	}
+}
+
+func TestInitializeRecordsEveryNode(t *testing.T) {
+	g := NewWithT(t)
+	nodes := map[string]NodeView{
+		"a-current": edgeNode("v1.21.0"),
+		"b-newer":   edgeNode("v1.22.0"),
+		"c-cloud":   {Exists: true, Edge: false, Ready: true},
+		"e-edge":    edgeNode("v1.20.0"),
+		"f-edge":    edgeNode("v1.19.0"),
+	}
+	p := start(cfg(1, "1"), []string{"f-edge", "e-edge", "d-missing", "c-cloud", "b-newer", "a-current"}, nodes)
+
+	g.Expect(p.Status.NodeStatus).To(HaveLen(6))
+	g.Expect(nodeNames(p.Status.NodeStatus)).To(Equal([]string{"a-current", "b-newer", "c-cloud", "d-missing", "e-edge", "f-edge"}))
+	g.Expect(entry(p, "a-current")).To(And(HaveField("State", v1alpha1.StateSuccessful), HaveField("Action", v1alpha1.ActionSuccess), HaveField("Reason", ContainSubstring("skipped: already at v1.21.0"))))
+	g.Expect(entry(p, "b-newer").State).To(Equal(v1alpha1.StateSuccessful))
+	g.Expect(entry(p, "c-cloud")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("not an edge node"))))
+	g.Expect(entry(p, "d-missing")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", "node not found")))
+	g.Expect(dispatched(p)).To(Equal([]string{"e-edge"}), "one slot, first upgradable node by name")
+	g.Expect(entry(p, "e-edge").State).To(Equal(v1alpha1.StateInit))
+	g.Expect(entry(p, "f-edge").State).To(Equal(v1alpha1.StateNone))
+	g.Expect(p.Status.HistoricVersion).To(Equal("v1.19.0,v1.20.0,v1.21.0,v1.22.0"))
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateUpgrading))
+	g.Expect(p.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Succeeded: 2, Failed: 2, InFlight: 1, Pending: 1}))
+	g.Expect(p.Status.Progress).To(Equal("4/6"))
+	g.Expect(p.Dispatch[0].Deadline).To(Equal(t0.Add(300 * time.Second)))
+	g.Expect(p.RequeueAfter).To(Equal(300 * time.Second))
+}
+
+func TestEmptySelectionFails(t *testing.T) {
+	g := NewWithT(t)
+	p := Decide(Input{Config: cfg(1, "0.1"), SelectionSource: "spec.labelSelector", Now: t0})
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.Status.Reason).To(ContainSubstring("no node selected by spec.labelSelector"))
+	g.Expect(p.Finished).To(BeTrue())
+}
+
+func TestRefusedJobTouchesNoNode(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(5, "1")
+	c.Refusal = `image repository "evil.example/x" is not allowed`
+	p := start(c, names(3), fleet(3, "v1.20.0"))
+	g.Expect(p.Dispatch).To(BeEmpty())
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.Status.Reason).To(ContainSubstring("not allowed"))
+	g.Expect(p.Status.Counts.NotAttempted).To(Equal(int32(3)))
+}
+
+// step replans with the previous status and new observations.
+func step(prev Plan, c Config, nodes map[string]NodeView, pods map[string]PodView, now time.Time) Plan {
+	return Decide(Input{Config: c, Status: prev.Status, Nodes: nodes, Pods: pods, Now: now})
+}
+
+func TestSlidingWindow(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(3, "1")
+	nodes := fleet(6, "v1.20.0")
+	p := start(c, names(6), nodes)
+	g.Expect(dispatched(p)).To(Equal([]string{"node-00", "node-01", "node-02"}))
+
+	// Nothing changed: the same three hold the slots, no new dispatch, and
+	// their missing pods are asked for again (idempotent create).
+	pods := map[string]PodView{"node-00": {Phase: PodUpgrading, Tracked: true}, "node-01": {Phase: PodChecking, Tracked: true}, "node-02": {Phase: PodPending, Tracked: true}}
+	p = step(p, c, nodes, pods, t0.Add(5*time.Second))
+	g.Expect(p.Dispatch).To(BeEmpty())
+	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateUpgrading))
+	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateChecking))
+
+	// One finishes: its slot is free at once, the next node goes.
+	pods["node-01"] = PodView{Phase: PodSucceeded, Tracked: true}
+	nodes["node-01"] = edgeNode("v1.21.0")
+	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
+	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateSuccessful))
+	g.Expect(dispatched(p)).To(Equal([]string{"node-03"}))
+	g.Expect(p.Release).To(Equal([]string{"node-01"}))
+	g.Expect(p.Delete).To(Equal([]string{"node-01"}))
+	g.Expect(p.Status.Counts.InFlight).To(Equal(int32(3)))
+}
+
+func TestVerificationWaitsForVersionAndReady(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1, "v1.20.0")
+	p := start(c, names(1), nodes)
+	pods := map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}
+
+	p = step(p, c, nodes, pods, t0.Add(30*time.Second))
+	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateUpgrading), HaveField("Reason", ContainSubstring("reports v1.20.0"))))
+	g.Expect(p.Release).To(BeEmpty(), "the pod stays tracked until the outcome is known")
+
+	n := edgeNode("v1.21.0")
+	n.Ready = false
+	nodes["node-00"] = n
+	p = step(p, c, nodes, pods, t0.Add(40*time.Second))
+	g.Expect(entry(p, "node-00").Reason).To(ContainSubstring("NotReady"))
+
+	p = step(p, c, nodes, pods, t0.Add(300*time.Second))
+	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionFailure),
+		HaveField("Reason", ContainSubstring("reports v1.21.0 and is NotReady"))))
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.Delete).To(BeEmpty(), "a failed node's terminated pod stays for its logs")
+	g.Expect(p.Release).To(Equal([]string{"node-00"}))
+}
+
+func TestLyingNodeFailsVerification(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1, "v1.20.0")
+	p := start(c, names(1), nodes)
+	nodes["node-00"] = NodeView{Exists: true, Edge: true, Ready: true, Reported: "v1.30.7-kubeedge-banana"}
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded}}, t0.Add(301*time.Second))
+	g.Expect(entry(p, "node-00").Reason).To(ContainSubstring(`reports no edgecore version ("v1.30.7-kubeedge-banana")`))
+}
+
+func TestTimeout(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(2, "1")
+	nodes := fleet(3, "v1.20.0")
+	p := start(c, names(3), nodes)
+	pods := map[string]PodView{"node-00": {Phase: PodUpgrading, Tracked: true}, "node-01": {Phase: PodUpgrading, Tracked: true}}
+
+	p = step(p, c, nodes, pods, t0.Add(299*time.Second))
+	g.Expect(p.Status.Counts.Failed).To(BeZero())
+	g.Expect(p.RequeueAfter).To(Equal(time.Second))
+
+	p = step(p, c, nodes, pods, t0.Add(300*time.Second))
+	for _, n := range []string{"node-00", "node-01"} {
+		g.Expect(entry(p, n)).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionTimeOut),
+			HaveField("Event", v1alpha1.EventTimeOut), HaveField("Reason", ContainSubstring("did not finish within 5m0s (last seen: Upgrading)"))))
+	}
+	g.Expect(p.Delete).To(ConsistOf("node-00", "node-01"), "timed-out pods are cancelled")
+	g.Expect(p.Release).To(ConsistOf("node-00", "node-01"))
+	g.Expect(dispatched(p)).To(Equal([]string{"node-02"}), "timed-out nodes free their slots")
+}
+
+func TestToleranceStopsDispatch(t *testing.T) {
+	cases := []struct {
+		tolerate     string
+		failures     int
+		wantStopped  bool
+		wantJobState string
+	}{
+		{"0.1", 1, false, v1alpha1.StateSuccessful},
+		{"0.1", 2, true, v1alpha1.StateFailed},
+		{"0", 1, true, v1alpha1.StateFailed},
+		{"1", 9, false, v1alpha1.StateSuccessful},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s_with_%d_failures", tc.tolerate, tc.failures), func(t *testing.T) {
+			g := NewWithT(t)
+			c := cfg(1, tc.tolerate)
+			nodes := fleet(10, "v1.20.0")
+			p := start(c, names(10), nodes)
+			now := t0
+			for i := 0; i < 10 && !p.Finished; i++ {
+				name := fmt.Sprintf("node-%02d", i)
+				if entry(p, name).State != v1alpha1.StateInit {
+					break
+				}
+				now = now.Add(10 * time.Second)
+				pod := PodView{Phase: PodSucceeded}
+				if i < tc.failures {
+					pod = PodView{Phase: PodFailed, FailedEvent: v1alpha1.EventRollback, Reason: "keadm upgrade failed; rolled back to v1.20.0"}
+				} else {
+					nodes[name] = edgeNode("v1.21.0")
+				}
+				p = step(p, c, nodes, map[string]PodView{name: pod}, now)
+			}
+			g.Expect(p.Finished).To(BeTrue())
+			g.Expect(p.Status.State).To(Equal(tc.wantJobState))
+			g.Expect(p.Status.Counts.Failed).To(Equal(int32(tc.failures)))
+			if tc.wantStopped {
+				g.Expect(p.Status.Counts.NotAttempted).To(Equal(int32(10 - tc.failures)))
+				g.Expect(p.Status.Reason).To(ContainSubstring(fmt.Sprintf("%d of 10 nodes failed, more than failureTolerate %s", tc.failures, tc.tolerate)))
+				g.Expect(entry(p, "node-09")).To(And(HaveField("State", v1alpha1.StateNotAttempted), HaveField("Action", "")))
+			} else {
+				g.Expect(p.Status.Counts.NotAttempted).To(BeZero())
+				g.Expect(p.Status.Counts.Succeeded).To(Equal(int32(10 - tc.failures)))
+			}
+		})
+	}
+}
+
+func TestInFlightFinishAfterStop(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(3, "0")
+	nodes := fleet(5, "v1.20.0")
+	p := start(c, names(5), nodes)
+	pods := map[string]PodView{"node-00": {Phase: PodFailed, FailedEvent: v1alpha1.EventCheck, Reason: "cpu usage 95% >= 80%"}, "node-01": {Phase: PodUpgrading}, "node-02": {Phase: PodUpgrading}}
+	p = step(p, c, nodes, pods, t0.Add(time.Minute))
+	g.Expect(p.Dispatch).To(BeEmpty())
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateUpgrading), "in-flight nodes finish first")
+	g.Expect(p.Status.Reason).To(ContainSubstring("stopping"))
+	g.Expect(entry(p, "node-00")).To(And(HaveField("Event", v1alpha1.EventCheck), HaveField("Reason", ContainSubstring("cpu usage"))))
+	g.Expect(p.Events).To(ContainElement(HaveField("Reason", ReasonToleranceExceeded)))
+
+	nodes["node-01"], nodes["node-02"] = edgeNode("v1.21.0"), edgeNode("v1.21.0")
+	pods["node-01"], pods["node-02"] = PodView{Phase: PodSucceeded}, PodView{Phase: PodSucceeded}
+	p2 := step(p, c, nodes, pods, t0.Add(2*time.Minute))
+	g.Expect(p2.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p2.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 5, Succeeded: 2, Failed: 1, NotAttempted: 2}))
+	g.Expect(p2.Events).NotTo(ContainElement(HaveField("Reason", ReasonToleranceExceeded)), "told once")
+}
+
+func TestNotReadyNodeIsDeferredWithoutASlot(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(3, "v1.20.0")
+	offline := nodes["node-00"]
+	offline.Ready = false
+	nodes["node-00"] = offline
+	p := start(c, names(3), nodes)
+	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}), "the NotReady node does not hold the slot")
+	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateNone), HaveField("Reason", "deferred: node is NotReady"), HaveField("Time", t0.Format(time.RFC3339))))
+
+	// It comes back while the slot is busy: no longer deferred, waits its turn.
+	nodes["node-00"] = edgeNode("v1.20.0")
+	p2 := step(p, c, nodes, map[string]PodView{"node-01": {Phase: PodUpgrading}}, t0.Add(time.Minute))
+	g.Expect(entry(p2, "node-00")).To(And(HaveField("State", v1alpha1.StateNone), HaveField("Reason", ""), HaveField("Time", "")))
+
+	// Staying NotReady for the timeout fails it.
+	nodes["node-00"] = offline
+	p3 := step(p, c, nodes, map[string]PodView{"node-01": {Phase: PodUpgrading}}, t0.Add(300*time.Second))
+	g.Expect(entry(p3, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", "node stayed NotReady for 5m0s")))
+}
+
+func TestPodDeletedBehindOurBack(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(2, "v1.20.0")
+	p := start(c, names(2), nodes)
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading, Deleting: true, Tracked: true}}, t0.Add(time.Minute))
+	g.Expect(entry(p, "node-00")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("deleted before it finished"))))
+	g.Expect(p.Release).To(Equal([]string{"node-00"}))
+	g.Expect(p.Delete).To(BeEmpty(), "already being deleted")
+	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}))
+}
+
+func TestMissingPodIsRecreatedUntilDeadline(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1, "v1.20.0")
+	p := start(c, names(1), nodes)
+	p2 := step(p, c, nodes, nil, t0.Add(time.Minute))
+	g.Expect(p2.Dispatch).To(Equal([]Dispatch{{Node: "node-00", FromVersion: "v1.20.0", Deadline: t0.Add(300 * time.Second)}}),
+		"same deadline as the first dispatch")
+	g.Expect(p2.Status).To(Equal(p.Status), "nothing to write")
+	p3 := step(p, c, nodes, nil, t0.Add(300*time.Second))
+	g.Expect(entry(p3, "node-00").Reason).To(ContainSubstring("last seen: upgrade pod not created"))
+}
+
+func TestFinishedJobOnlyCleansUp(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1, "v1.20.0")
+	p := start(c, names(1), nodes)
+	nodes["node-00"] = edgeNode("v1.21.0")
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}, t0.Add(time.Minute))
+	g.Expect(p.Finished).To(BeTrue())
+	g.Expect(p.Status.CurrentVersion).To(Equal("v1.21.0"))
+	g.Expect(p.Status.HistoricVersion).To(Equal("v1.20.0"))
+	g.Expect(p.Status.Action).To(Equal(v1alpha1.ActionSuccess))
+
+	// A later plan with the pod's finalizer still on (the release failed) retries the cleanup and changes nothing else.
+	p2 := step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}, t0.Add(time.Hour))
+	g.Expect(p2.Status).To(Equal(p.Status))
+	g.Expect(p2.Release).To(Equal([]string{"node-00"}))
+	g.Expect(p2.Events).To(BeEmpty())
+}
+
+func TestStatusIsStableWithoutChange(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(2, "0.5")
+	nodes := fleet(4, "v1.20.0")
+	p := start(c, names(4), nodes)
+	pods := map[string]PodView{"node-00": {Phase: PodBackingUp}, "node-01": {Phase: PodRollingBack}}
+	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
+	again := step(p, c, nodes, pods, t0.Add(20*time.Second))
+	g.Expect(again.Status).To(Equal(p.Status), "a plan with nothing new must not change status, or every reconcile writes")
+	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateBackingUp))
+	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateRollingBack))
+}

@@ -1,0 +1,116 @@
+package rollout
+
+import (
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// NodeView is what the cluster shows of one node.
+type NodeView struct {
+	// Exists is false when no Node object has the name.
+	Exists bool
+	// Edge reports whether the node carries the edge-node label.
+	Edge bool
+	// Ready is the node's Ready condition.
+	Ready bool
+	// Version is the edgecore version the node reports, "" when it reports none.
+	Version string
+	// Reported is the raw status.nodeInfo.kubeletVersion, quoted in reasons.
+	Reported string
+}
+
+// PodPhase is how far an upgrade pod has got, read from its status.
+type PodPhase string
+
+// Pod phases, in the order a pod goes through them.
+const (
+	PodPending     PodPhase = "Pending"
+	PodChecking    PodPhase = "Checking"
+	PodBackingUp   PodPhase = "BackingUp"
+	PodUpgrading   PodPhase = "Upgrading"
+	PodRollingBack PodPhase = "RollingBack"
+	PodSucceeded   PodPhase = "Succeeded"
+	PodFailed      PodPhase = "Failed"
+)
+
+// PodView is what the cluster shows of one node's upgrade pod.
+type PodView struct {
+	Phase PodPhase
+	// FailedEvent is the event a failed pod records: Check, BackUp, Upgrade or
+	// Rollback (the step that failed, Rollback when it rolled back).
+	FailedEvent string
+	// Reason explains a failure in words.
+	Reason string
+	// Deleting is set once the pod has a deletionTimestamp.
+	Deleting bool
+	// Tracked is set while the pod carries the controller's tracking finalizer.
+	Tracked bool
+}
+
+// Input is everything the planner looks at.
+type Input struct {
+	Config     Config
+	Generation int64
+	Status     v1alpha1.NodeUpgradeJobStatus
+	// Selection names the nodes the job selects. It is read only on the first
+	// plan, which records it in status; later plans follow status.nodeStatus.
+	Selection []string
+	// SelectionSource describes how nodes were selected, for reasons.
+	SelectionSource string
+	// Nodes is keyed by node name; a missing key means the node does not exist.
+	Nodes map[string]NodeView
+	// Pods is keyed by node name: the job's upgrade pods as observed.
+	Pods map[string]PodView
+	Now  time.Time
+}
+
+// Dispatch asks for one node's upgrade pod.
+type Dispatch struct {
+	Node        string
+	FromVersion string
+	Deadline    time.Time
+}
+
+// Event is something worth telling the user about, recorded on the job.
+type Event struct {
+	Warning bool
+	Reason  string
+	Node    string
+	Message string
+}
+
+// Plan is the planner's decision. The caller commits Status first and acts on
+// the pods only after that write succeeded, so every action it takes is
+// already visible in the API when it matters.
+type Plan struct {
+	Status v1alpha1.NodeUpgradeJobStatus
+	// Dispatch lists the pods to create: new dispatches and in-flight nodes
+	// whose pod is not (yet) observed.
+	Dispatch []Dispatch
+	// Release lists pods whose outcome is recorded: drop the tracking finalizer.
+	Release []string
+	// Delete lists pods to delete: cancelled (timed out) or no longer needed.
+	Delete []string
+	Events []Event
+	// RequeueAfter is when the plan may change with no event: the next
+	// deadline. Zero means no such time.
+	RequeueAfter time.Duration
+	// Finished is set when the job has reached a final state.
+	Finished bool
+}
+
+// Event reasons recorded on NodeUpgradeJobs.
+const (
+	ReasonStarted           = "Started"
+	ReasonDispatched        = "Dispatched"
+	ReasonNodeUpgraded      = "NodeUpgraded"
+	ReasonNodeSkipped       = "NodeSkipped"
+	ReasonNodeFailed        = "NodeFailed"
+	ReasonNodeTimedOut      = "NodeTimedOut"
+	ReasonNodeDeferred      = "NodeDeferred"
+	ReasonToleranceExceeded = "FailureToleranceExceeded"
+	ReasonJobCompleted      = "JobCompleted"
+	ReasonJobFailed         = "JobFailed"
+	ReasonJobRefused        = "JobRefused"
+)

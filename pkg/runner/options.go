@@ -1,0 +1,257 @@
+package runner
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+)
+
+// Host paths. The upgrade pod mounts the host's / at DefaultHostRoot. keadm
+// is copied by the pod's copy-keadm init container from the install image
+// into DefaultKeadmPath, a directory this project owns on the host, so that it
+// can run in the host's namespaces (through nsenter) next to the edgecore it
+// replaces.
+const (
+	DefaultHostRoot = "/host"
+	// HostDir is the project's directory on the host.
+	HostDir = "/var/lib/nodeupgrade"
+	// DefaultKeadmPath is keadm's path as seen from the host.
+	DefaultKeadmPath = HostDir + "/bin/keadm"
+	// DefaultEdgecorePath is where keadm installs edgecore on the host.
+	DefaultEdgecorePath = "/usr/local/bin/edgecore"
+	// DefaultRollbackMarker is created in the container (not on the host)
+	// while a rollback runs; the rolling-back subcommand, used as the upgrade
+	// container's readiness probe, reports whether it exists.
+	DefaultRollbackMarker = "/run/nodeupgrade/rolling-back"
+	// DefaultTerminationMessagePath is the kubelet's default.
+	DefaultTerminationMessagePath = "/dev/termination-log"
+	// DefaultThreshold is the default usage limit of each check item, in percent.
+	DefaultThreshold = 80
+	// DefaultCPUSampleInterval separates the two reads of /proc/stat.
+	DefaultCPUSampleInterval = time.Second
+	// DefaultRollbackTimeout bounds a rollback. A rollback may run past the
+	// deadline: the deadline forbids starting an upgrade, and leaving a node
+	// half-upgraded because the clock ran out would be worse.
+	DefaultRollbackTimeout = 2 * time.Minute
+	// DefaultVersionQueryTimeout bounds `edgecore --version`.
+	DefaultVersionQueryTimeout = 15 * time.Second
+)
+
+// CmdRollingBack is the probe subcommand: exit 0 while a rollback runs.
+const CmdRollingBack = "rolling-back"
+
+// Check items, as in v1alpha1.
+const (
+	CheckCPU  = "cpu"
+	CheckMem  = "mem"
+	CheckDisk = "disk"
+)
+
+// Options are the runner's flags. Args renders them and ParseArgs reads them
+// back, so the pod builder and the runner cannot drift apart.
+type Options struct {
+	HostRoot string
+	// Keadm and Edgecore are host paths; without nsenter they are resolved
+	// under HostRoot.
+	Keadm       string
+	Edgecore    string
+	UseNsenter  bool
+	Nsenter     string
+	ToVersion   string
+	FromVersion string
+	Image       string
+	Deadline    time.Time
+
+	CheckItems        []string
+	CPUThreshold      int
+	MemThreshold      int
+	DiskThreshold     int
+	CPUSampleInterval time.Duration
+
+	RollbackTimeout        time.Duration
+	TerminationMessagePath string
+	RollbackMarker         string
+}
+
+// DefaultOptions returns the defaults used in the upgrade pod.
+func DefaultOptions() Options {
+	return Options{
+		HostRoot:               DefaultHostRoot,
+		Keadm:                  DefaultKeadmPath,
+		Edgecore:               DefaultEdgecorePath,
+		UseNsenter:             true,
+		Nsenter:                "nsenter",
+		CPUThreshold:           DefaultThreshold,
+		MemThreshold:           DefaultThreshold,
+		DiskThreshold:          DefaultThreshold,
+		CPUSampleInterval:      DefaultCPUSampleInterval,
+		RollbackTimeout:        DefaultRollbackTimeout,
+		TerminationMessagePath: DefaultTerminationMessagePath,
+		RollbackMarker:         DefaultRollbackMarker,
+	}
+}
+
+// Args returns the argv (without the program name) that runs step with o.
+// Every flag is written as --name=value so no value can be taken for a flag.
+func (o Options) Args(step Step) []string {
+	args := []string{
+		string(step),
+		"--host-root=" + o.HostRoot,
+		"--keadm=" + o.Keadm,
+		"--edgecore=" + o.Edgecore,
+		"--use-nsenter=" + strconv.FormatBool(o.UseNsenter),
+		"--nsenter=" + o.Nsenter,
+		"--to-version=" + o.ToVersion,
+		"--from-version=" + o.FromVersion,
+		"--image=" + o.Image,
+		"--deadline=" + o.Deadline.UTC().Format(time.RFC3339),
+		"--termination-message-path=" + o.TerminationMessagePath,
+	}
+	switch step {
+	case StepCheck:
+		args = append(args,
+			"--check-items="+strings.Join(o.CheckItems, ","),
+			"--cpu-threshold="+strconv.Itoa(o.CPUThreshold),
+			"--mem-threshold="+strconv.Itoa(o.MemThreshold),
+			"--disk-threshold="+strconv.Itoa(o.DiskThreshold),
+			"--cpu-sample-interval="+o.CPUSampleInterval.String(),
+		)
+	case StepUpgrade:
+		args = append(args,
+			"--rollback-timeout="+o.RollbackTimeout.String(),
+			"--rollback-marker="+o.RollbackMarker,
+		)
+	}
+	return args
+}
+
+var errMissingSubcommand = errors.New("missing subcommand: check, backup or upgrade")
+
+// safeFromVersion bounds --from-version, which only ends up in reports: node
+// versions are not always plain semver (e.g. v1.30.7-kubeedge-v1.21.0).
+var safeFromVersion = regexp.MustCompile(`^[A-Za-z0-9_.+-]{0,128}$`)
+
+// ParseArgs parses argv (without the program name) for a step subcommand.
+// The returned step is set whenever the subcommand was recognised, even on
+// error, so a bad-arguments report can name it.
+func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
+	o := DefaultOptions()
+	if len(args) == 0 {
+		return "", o, errMissingSubcommand
+	}
+	// Flags are parsed even after a bad subcommand, so that the report of
+	// the error still goes to the requested termination message path.
+	step, flags, stepErr := Step(args[0]), args[1:], error(nil)
+	switch {
+	case strings.HasPrefix(args[0], "-"):
+		step, flags, stepErr = "", args, errMissingSubcommand
+	case step != StepCheck && step != StepBackup && step != StepUpgrade:
+		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, backup or upgrade", args[0])
+	}
+
+	fs := flag.NewFlagSet("nodeupgrade-runner "+string(step), flag.ContinueOnError)
+	fs.SetOutput(output)
+	var deadline, checkItems string
+	fs.StringVar(&o.HostRoot, "host-root", o.HostRoot, "where the host's / is mounted")
+	fs.StringVar(&o.Keadm, "keadm", o.Keadm, "host path of keadm")
+	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, queried for its version")
+	fs.BoolVar(&o.UseNsenter, "use-nsenter", o.UseNsenter, "run keadm and edgecore in the host's namespaces through nsenter")
+	fs.StringVar(&o.Nsenter, "nsenter", o.Nsenter, "nsenter binary in the runner image")
+	fs.StringVar(&o.ToVersion, "to-version", "", "target edgecore version")
+	fs.StringVar(&o.FromVersion, "from-version", "", "version the node reported, for reports")
+	fs.StringVar(&o.Image, "image", "", "normalised install image <repo>:<to-version>")
+	fs.StringVar(&deadline, "deadline", "", "RFC 3339 instant after which no step starts")
+	fs.StringVar(&checkItems, "check-items", "", "comma-separated check items: cpu, mem, disk")
+	fs.IntVar(&o.CPUThreshold, "cpu-threshold", o.CPUThreshold, "cpu usage limit, percent")
+	fs.IntVar(&o.MemThreshold, "mem-threshold", o.MemThreshold, "memory usage limit, percent")
+	fs.IntVar(&o.DiskThreshold, "disk-threshold", o.DiskThreshold, "disk usage limit of the host's /, percent")
+	fs.DurationVar(&o.CPUSampleInterval, "cpu-sample-interval", o.CPUSampleInterval, "interval between the two /proc/stat reads; 0 means the average since boot")
+	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", o.RollbackTimeout, "time allowed for keadm rollback edge")
+	fs.StringVar(&o.TerminationMessagePath, "termination-message-path", o.TerminationMessagePath, "where the JSON report is written")
+	fs.StringVar(&o.RollbackMarker, "rollback-marker", o.RollbackMarker, "file that exists while a rollback runs")
+	if err := fs.Parse(flags); err != nil {
+		return step, o, fmt.Errorf("parse flags: %w", err)
+	}
+	if stepErr != nil {
+		return step, o, stepErr
+	}
+	if fs.NArg() > 0 {
+		return step, o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if checkItems != "" {
+		o.CheckItems = strings.Split(checkItems, ",")
+	}
+	if deadline == "" {
+		return step, o, errors.New("--deadline is required")
+	}
+	d, err := time.Parse(time.RFC3339, deadline)
+	if err != nil {
+		return step, o, fmt.Errorf("--deadline: %w", err)
+	}
+	o.Deadline = d
+	return step, o, o.validate(step)
+}
+
+// validate re-checks everything that reaches a command line, although the
+// controller validated it already: the runner is the last line of defence
+// before a privileged process on the node.
+func (o Options) validate(step Step) error {
+	if err := imageref.ValidateVersion(o.ToVersion); err != nil {
+		return fmt.Errorf("--to-version: %w", err)
+	}
+	if !safeFromVersion.MatchString(o.FromVersion) {
+		return fmt.Errorf("--from-version %q has unexpected characters or is too long", o.FromVersion)
+	}
+	if o.Image != "" || step == StepUpgrade {
+		norm, err := imageref.Normalize(o.Image, o.ToVersion)
+		if err != nil {
+			return fmt.Errorf("--image: %w", err)
+		}
+		if norm != o.Image {
+			return fmt.Errorf("--image %q is not the normalised image for %s (%q)", o.Image, o.ToVersion, norm)
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"--host-root", o.HostRoot}, {"--keadm", o.Keadm}, {"--edgecore", o.Edgecore},
+		{"--termination-message-path", o.TerminationMessagePath},
+	} {
+		if !filepath.IsAbs(f.path) || filepath.Clean(f.path) != f.path {
+			return fmt.Errorf("%s %q must be a clean absolute path", f.name, f.path)
+		}
+	}
+	if o.UseNsenter && o.Nsenter == "" {
+		return errors.New("--nsenter must not be empty")
+	}
+	if step == StepCheck {
+		for _, item := range o.CheckItems {
+			switch item {
+			case CheckCPU, CheckMem, CheckDisk:
+			default:
+				return fmt.Errorf("unknown check item %q: want %s, %s or %s", item, CheckCPU, CheckMem, CheckDisk)
+			}
+		}
+		for _, f := range []struct {
+			name  string
+			value int
+		}{{"--cpu-threshold", o.CPUThreshold}, {"--mem-threshold", o.MemThreshold}, {"--disk-threshold", o.DiskThreshold}} {
+			if f.value < 0 || f.value > 100 {
+				return fmt.Errorf("%s %d is not a percentage in [0, 100]", f.name, f.value)
+			}
+		}
+		if o.CPUSampleInterval < 0 || o.CPUSampleInterval > time.Minute {
+			return fmt.Errorf("--cpu-sample-interval %s must be in [0, 1m]", o.CPUSampleInterval)
+		}
+	}
+	if step == StepUpgrade && o.RollbackTimeout <= 0 {
+		return fmt.Errorf("--rollback-timeout %s must be positive", o.RollbackTimeout)
+	}
+	return nil
+}

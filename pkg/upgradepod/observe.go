@@ -1,0 +1,265 @@
+package upgradepod
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+)
+
+// Phase is where an upgrade pod is.
+type Phase string
+
+// Phases.
+const (
+	PhasePending     Phase = "Pending"
+	PhaseChecking    Phase = "Checking"
+	PhaseBackingUp   Phase = "BackingUp"
+	PhaseUpgrading   Phase = "Upgrading"
+	PhaseRollingBack Phase = "RollingBack"
+	PhaseSucceeded   Phase = "Succeeded"
+	PhaseFailed      Phase = "Failed"
+)
+
+// Observation is what a pod's status says about the upgrade.
+type Observation struct {
+	Phase Phase
+	// Report is the parsed termination message of the container that ended
+	// the pod, if it left one.
+	Report *runner.Report
+	// Reason says why, in words; always set for Failed, and set while
+	// Pending when a container is stuck (e.g. ImagePullBackOff).
+	Reason string
+	// Deleting: the pod has a deletionTimestamp.
+	Deleting bool
+}
+
+// podReasonDeadlineExceeded is the pod status reason the kubelet sets when
+// activeDeadlineSeconds ran out.
+const podReasonDeadlineExceeded = "DeadlineExceeded"
+
+// maxMessage bounds raw (non-report) termination messages in a Reason.
+const maxMessage = 1024
+
+// Observe maps a pod's status to a Phase. It never panics, whatever the pod.
+func Observe(pod *corev1.Pod) Observation {
+	if pod == nil {
+		return Observation{Phase: PhasePending}
+	}
+	obs := Observation{Deleting: pod.DeletionTimestamp != nil}
+	st := &pod.Status
+
+	// The kubelet killed the pod at its active deadline: that explains
+	// whatever exit codes the containers show.
+	if st.Phase == corev1.PodFailed && st.Reason == podReasonDeadlineExceeded {
+		obs.Phase = PhaseFailed
+		obs.Reason = joinNonEmpty(": ", "the pod outlived its deadline and was stopped by the kubelet (DeadlineExceeded)", st.Message)
+		return obs
+	}
+
+	// A container that exited non-zero ends the pod (restartPolicy Never),
+	// even if the pod phase has not caught up yet. Look in run order.
+	for _, c := range pod.Spec.InitContainers {
+		s := findStatus(st.InitContainerStatuses, c.Name)
+		if t := terminated(s); t != nil && t.ExitCode != 0 {
+			return failedBy(obs, c.Name, t)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		s := findStatus(st.ContainerStatuses, c.Name)
+		if t := terminated(s); t != nil && t.ExitCode != 0 {
+			return failedBy(obs, c.Name, t)
+		}
+	}
+
+	switch st.Phase {
+	case corev1.PodSucceeded:
+		return succeeded(obs, pod)
+	case corev1.PodFailed:
+		obs.Phase = PhaseFailed
+		what := "the pod failed"
+		if st.Reason == "Evicted" {
+			what = "the pod was evicted"
+		}
+		obs.Reason = joinNonEmpty(": ", what, st.Reason, st.Message)
+		return obs
+	}
+
+	// Running or pending: the first container not finished successfully
+	// is where the pod is.
+	for i, c := range pod.Spec.InitContainers {
+		s := findStatus(st.InitContainerStatuses, c.Name)
+		if t := terminated(s); t != nil {
+			continue // exit 0, see above
+		}
+		if s == nil || s.State.Running == nil {
+			// Not started: Pending while nothing has run; otherwise the
+			// previous step is over and this one is starting.
+			if i == 0 {
+				obs.Phase = PhasePending
+			} else {
+				obs.Phase = stepPhase(pod, c.Name)
+			}
+			obs.Reason = waitingReason(c.Name, s)
+			return obs
+		}
+		obs.Phase = stepPhase(pod, c.Name)
+		return obs
+	}
+	main := findStatus(st.ContainerStatuses, ContainerUpgrade)
+	if t := terminated(main); t != nil {
+		// Exit 0 (non-zero returned above): done, the pod phase lags.
+		return succeeded(obs, pod)
+	}
+	if len(pod.Spec.InitContainers) == 0 && (main == nil || main.State.Running == nil) && st.Phase != corev1.PodRunning {
+		obs.Phase = PhasePending
+		obs.Reason = waitingReason(ContainerUpgrade, main)
+		return obs
+	}
+	obs.Phase = PhaseUpgrading
+	if main != nil && main.State.Running != nil && main.Ready {
+		obs.Phase = PhaseRollingBack
+	}
+	obs.Reason = waitingReason(ContainerUpgrade, main)
+	return obs
+}
+
+// stepPhase is the phase while container name runs. copy-keadm prepares the
+// first real step, so it counts as that step.
+func stepPhase(pod *corev1.Pod, name string) Phase {
+	switch name {
+	case ContainerCheck:
+		return PhaseChecking
+	case ContainerBackup:
+		return PhaseBackingUp
+	case ContainerUpgrade:
+		return PhaseUpgrading
+	case ContainerCopyKeadm:
+		for _, c := range pod.Spec.InitContainers {
+			if c.Name == ContainerCheck {
+				return PhaseChecking
+			}
+		}
+		return PhaseBackingUp
+	}
+	// An init container this package did not build: say the pod is still
+	// getting ready rather than guess.
+	return PhasePending
+}
+
+func succeeded(obs Observation, pod *corev1.Pod) Observation {
+	obs.Phase = PhaseSucceeded
+	if t := terminated(findStatus(pod.Status.ContainerStatuses, ContainerUpgrade)); t != nil {
+		if rep, err := runner.ParseReport(t.Message); err == nil {
+			obs.Report = &rep
+			obs.Reason = firstLine(rep.Reason)
+		}
+	}
+	return obs
+}
+
+func failedBy(obs Observation, container string, t *corev1.ContainerStateTerminated) Observation {
+	obs.Phase = PhaseFailed
+	if rep, err := runner.ParseReport(t.Message); err == nil {
+		obs.Report = &rep
+		if rep.Reason != "" {
+			obs.Reason = rep.Reason
+			return obs
+		}
+	}
+	obs.Reason = fmt.Sprintf("container %s exited %d", container, t.ExitCode)
+	if meaning := exitMeaning(container, t.ExitCode); meaning != "" {
+		obs.Reason += " (" + meaning + ")"
+	}
+	if msg := strings.TrimSpace(t.Message); msg != "" {
+		obs.Reason += ": " + truncate(msg, maxMessage)
+	} else if t.Reason != "" {
+		obs.Reason += ": " + t.Reason
+	}
+	return obs
+}
+
+// exitMeaning explains an exit code without a readable report.
+func exitMeaning(container string, code int32) string {
+	switch code {
+	case 128 + 9:
+		return "killed"
+	case 128 + 15:
+		return "terminated"
+	}
+	if container == ContainerCopyKeadm {
+		return ""
+	}
+	switch code {
+	case runner.ExitCheckFailed:
+		return "check failed"
+	case runner.ExitBackupFailed:
+		return "backup failed"
+	case runner.ExitRolledBack:
+		return "upgrade failed, rolled back"
+	case runner.ExitNeedsAttention:
+		return "upgrade and rollback failed, the node needs attention"
+	case runner.ExitDeadline:
+		return "the deadline passed before the step started"
+	case runner.ExitBadArgs:
+		return "bad arguments"
+	}
+	return ""
+}
+
+// waitingReason describes a container stuck waiting for something other
+// than its turn.
+func waitingReason(name string, s *corev1.ContainerStatus) string {
+	if s == nil || s.State.Waiting == nil {
+		return ""
+	}
+	switch s.State.Waiting.Reason {
+	case "", "PodInitializing", "ContainerCreating":
+		return ""
+	}
+	return joinNonEmpty(": ", "container "+name+" waiting", s.State.Waiting.Reason, truncate(s.State.Waiting.Message, maxMessage))
+}
+
+func findStatus(statuses []corev1.ContainerStatus, name string) *corev1.ContainerStatus {
+	for i := range statuses {
+		if statuses[i].Name == name {
+			return &statuses[i]
+		}
+	}
+	return nil
+}
+
+func terminated(s *corev1.ContainerStatus) *corev1.ContainerStateTerminated {
+	if s == nil {
+		return nil
+	}
+	return s.State.Terminated
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && (s[i]&0xC0) == 0x80 {
+		i--
+	}
+	return s[:i] + "..."
+}

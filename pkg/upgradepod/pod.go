@@ -1,0 +1,240 @@
+package upgradepod
+
+import (
+	"math"
+	"path"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+)
+
+// Container names, in the order they run.
+const (
+	ContainerCopyKeadm = "copy-keadm"
+	ContainerCheck     = "check"
+	ContainerBackup    = "backup"
+	ContainerUpgrade   = "upgrade"
+)
+
+const (
+	// RunnerCommand is where the runner image holds nodeupgrade-runner.
+	RunnerCommand = "/usr/local/bin/nodeupgrade-runner"
+	// InstallImageKeadm is where kubeedge/installation-package holds keadm.
+	InstallImageKeadm = "/usr/local/bin/keadm"
+
+	// RollbackTimeout is what the upgrade container allows keadm rollback.
+	RollbackTimeout = 90 * time.Second
+	// DeadlineGrace is added to the time left before the deadline to get
+	// the pod's activeDeadlineSeconds: the kubelet then kills a pod that
+	// outlives its deadline, but not a rollback that started at the deadline
+	// and is still within RollbackTimeout.
+	DeadlineGrace = RollbackTimeout + 30*time.Second
+	// TerminationGracePeriod lets a deleted pod's upgrade container, which
+	// kills keadm upgrade on SIGTERM, roll the node back before it is killed.
+	TerminationGracePeriod = RollbackTimeout + 15*time.Second
+)
+
+// Volume names and the paths they are mounted at.
+const (
+	volumeHostRoot = "host-root"
+	volumeKeadmDir = "keadm-dir"
+	volumeRun      = "run"
+
+	// keadmMountPath is where copy-keadm sees the host's keadm directory.
+	keadmMountPath = "/nodeupgrade-bin"
+	// runMountPath holds the rollback readiness marker.
+	runMountPath = "/run/nodeupgrade"
+)
+
+// Thresholds are the usage limits of the check items, in percent. A zero
+// value means runner.DefaultThreshold: a 0% limit would fail every check.
+type Thresholds struct {
+	CPU, Mem, Disk int
+}
+
+// Params is everything Build needs from the job and the node.
+type Params struct {
+	JobName, JobUID, NodeName string
+	Namespace                 string
+	// RunnerImage is the project image holding nodeupgrade-runner (and nsenter).
+	RunnerImage string
+	// InstallImage is the normalised <repo>:<version> holding keadm at
+	// /usr/local/bin/keadm (see imageref.Normalize).
+	InstallImage string
+	// Version is the target edgecore version.
+	Version string
+	// FromVersion is what the node reports now; it only ends up in reports.
+	FromVersion string
+	CheckItems  []string
+	Thresholds  Thresholds
+	// Deadline is when no step may start any more.
+	Deadline time.Time
+	OwnerRef *metav1.OwnerReference // may be nil
+}
+
+// Build renders the upgrade pod for p, with activeDeadlineSeconds counted
+// from now.
+func Build(p Params) *corev1.Pod {
+	return BuildAt(p, time.Now())
+}
+
+// BuildAt is Build with an explicit clock, for tests and golden files.
+func BuildAt(p Params, now time.Time) *corev1.Pod {
+	opts := runner.DefaultOptions()
+	opts.ToVersion = p.Version
+	opts.FromVersion = p.FromVersion
+	opts.Image = p.InstallImage
+	opts.Deadline = p.Deadline
+	opts.CheckItems = p.CheckItems
+	opts.CPUThreshold = orDefault(p.Thresholds.CPU)
+	opts.MemThreshold = orDefault(p.Thresholds.Mem)
+	opts.DiskThreshold = orDefault(p.Thresholds.Disk)
+	opts.RollbackTimeout = RollbackTimeout
+	opts.RollbackMarker = runMountPath + "/rolling-back"
+
+	hostRootMount := corev1.VolumeMount{
+		Name:      volumeHostRoot,
+		MountPath: runner.DefaultHostRoot,
+		// The runner only reads the host's files (proc, statfs); keadm
+		// writes through nsenter, in the host's own mount namespace.
+		ReadOnly: true,
+	}
+	runnerContainer := func(name string, step runner.Step) corev1.Container {
+		return corev1.Container{
+			Name:    name,
+			Image:   p.RunnerImage,
+			Command: []string{RunnerCommand},
+			Args:    opts.Args(step),
+			// The runner image is pinned by the controller's configuration;
+			// IfNotPresent keeps edge nodes on slow links from re-pulling.
+			ImagePullPolicy:          corev1.PullIfNotPresent,
+			VolumeMounts:             []corev1.VolumeMount{hostRootMount},
+			Resources:                resources(),
+			SecurityContext:          privileged(),
+			TerminationMessagePath:   runner.DefaultTerminationMessagePath,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		}
+	}
+
+	initContainers := []corev1.Container{{
+		Name:  ContainerCopyKeadm,
+		Image: p.InstallImage,
+		// No shell: cp is in the install image (alpine). The target
+		// directory is created by the kubelet (DirectoryOrCreate), so no
+		// mkdir is needed and this container gets no other host access.
+		Command:                  []string{"cp", InstallImageKeadm, keadmMountPath + "/keadm"},
+		ImagePullPolicy:          corev1.PullIfNotPresent,
+		VolumeMounts:             []corev1.VolumeMount{{Name: volumeKeadmDir, MountPath: keadmMountPath}},
+		Resources:                resources(),
+		SecurityContext:          &corev1.SecurityContext{Privileged: new(false), AllowPrivilegeEscalation: new(false), RunAsUser: new(int64(0))},
+		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}}
+	if len(p.CheckItems) > 0 {
+		initContainers = append(initContainers, runnerContainer(ContainerCheck, runner.StepCheck))
+	}
+	initContainers = append(initContainers, runnerContainer(ContainerBackup, runner.StepBackup))
+
+	upgrade := runnerContainer(ContainerUpgrade, runner.StepUpgrade)
+	upgrade.VolumeMounts = append(upgrade.VolumeMounts, corev1.VolumeMount{Name: volumeRun, MountPath: runMountPath})
+	// Ready exactly while a rollback runs, so the controller can show
+	// RollingBack live; the pod backs no Service, so readiness has no other
+	// effect.
+	upgrade.ReadinessProbe = &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+			Command: []string{RunnerCommand, runner.CmdRollingBack, "--rollback-marker=" + opts.RollbackMarker},
+		}},
+		PeriodSeconds:    2,
+		TimeoutSeconds:   1,
+		SuccessThreshold: 1,
+		FailureThreshold: 1,
+	}
+
+	labels := map[string]string{
+		v1alpha1.LabelJob:  JobLabelValue(p.JobName),
+		v1alpha1.LabelNode: NodeLabelValue(p.NodeName),
+	}
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      PodName(p.JobUID, p.NodeName),
+			Namespace: p.Namespace,
+			Labels:    labels,
+			Annotations: map[string]string{
+				v1alpha1.AnnotationNode:     p.NodeName,
+				v1alpha1.AnnotationDeadline: p.Deadline.UTC().Format(time.RFC3339),
+			},
+			Finalizers: []string{v1alpha1.FinalizerPodTracking},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:       p.NodeName,
+			Tolerations:    []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			RestartPolicy:  corev1.RestartPolicyNever,
+			HostPID:        true,
+			HostNetwork:    true,
+			DNSPolicy:      corev1.DNSDefault,
+			InitContainers: initContainers,
+			Containers:     []corev1.Container{upgrade},
+			Volumes: []corev1.Volume{
+				{Name: volumeHostRoot, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: "/", Type: new(corev1.HostPathDirectory),
+				}}},
+				{Name: volumeKeadmDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: path.Dir(runner.DefaultKeadmPath), Type: new(corev1.HostPathDirectoryOrCreate),
+				}}},
+				{Name: volumeRun, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+					Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Mi")),
+				}}},
+			},
+			AutomountServiceAccountToken:  new(false),
+			EnableServiceLinks:            new(false),
+			ActiveDeadlineSeconds:         new(activeDeadlineSeconds(p.Deadline, now)),
+			TerminationGracePeriodSeconds: new(int64(TerminationGracePeriod / time.Second)),
+		},
+	}
+	if p.OwnerRef != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*p.OwnerRef}
+	}
+	return pod
+}
+
+// activeDeadlineSeconds is the time left before deadline, rounded up, plus
+// DeadlineGrace. The kubelet counts it from the pod's start, which is after
+// now, so it never fires before the deadline.
+func activeDeadlineSeconds(deadline, now time.Time) int64 {
+	left := max(deadline.Sub(now), 0)
+	return int64(math.Ceil(left.Seconds())) + int64(DeadlineGrace/time.Second)
+}
+
+func resources() corev1.ResourceRequirements {
+	// keadm runs in this container's cgroup even through nsenter, so the
+	// limits must leave room for it copying edgecore (page cache counts).
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("32Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("500m"),
+			corev1.ResourceMemory: resource.MustParse("256Mi"),
+		},
+	}
+}
+
+// privileged is the runner's security context: nsenter into PID 1's
+// namespaces needs the full set of capabilities.
+func privileged() *corev1.SecurityContext {
+	return &corev1.SecurityContext{Privileged: new(true), RunAsUser: new(int64(0))}
+}
+
+func orDefault(threshold int) int {
+	if threshold == 0 {
+		return runner.DefaultThreshold
+	}
+	return threshold
+}

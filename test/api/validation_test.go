@@ -1,0 +1,194 @@
+package api_test
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+var jobCounter int
+
+func newJob(mutate func(*v1alpha1.NodeUpgradeJob)) *v1alpha1.NodeUpgradeJob {
+	jobCounter++
+	job := &v1alpha1.NodeUpgradeJob{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("validation-%d", jobCounter)},
+		Spec: v1alpha1.NodeUpgradeJobSpec{
+			NodeNames: []string{"edge-1"},
+			Version:   "v1.21.0",
+		},
+	}
+	if mutate != nil {
+		mutate(job)
+	}
+	return job
+}
+
+// createRaw posts a manifest as written by a user, so zero values and odd
+// types reach the API server exactly as in a YAML file.
+func createRaw(manifest string) error {
+	body, err := yaml.YAMLToJSON([]byte(manifest))
+	Expect(err).NotTo(HaveOccurred())
+	return restCli.Post().AbsPath("/apis/operations.kubeedge.io/v1alpha1/nodeupgradejobs").
+		Body(body).SetHeader("Content-Type", "application/json").Do(ctx).Error()
+}
+
+func rawJob(spec string) string {
+	jobCounter++
+	return fmt.Sprintf("apiVersion: operations.kubeedge.io/v1alpha1\nkind: NodeUpgradeJob\nmetadata:\n  name: raw-%d\nspec:\n%s", jobCounter, spec)
+}
+
+func expectRefused(err error, field string) {
+	GinkgoHelper()
+	Expect(err).To(HaveOccurred(), "the API server accepted a job it must refuse")
+	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
+	Expect(err.Error()).To(ContainSubstring(field), "the error must name the field")
+}
+
+var _ = Describe("Validation", func() {
+	DescribeTable("accepted specs",
+		func(spec string) {
+			Expect(createRaw(rawJob(spec))).To(Succeed())
+		},
+		Entry("nodeNames", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2.example.com]\n"),
+		Entry("labelSelector", "  version: v1.21.0\n  labelSelector:\n    matchLabels: {node-role.kubernetes.io/edge: \"\"}\n"),
+		Entry("version with suffixes", "  version: v1.21.0-beta.1-rc_2\n  nodeNames: [edge-1]\n"),
+		Entry("image with tag", "  version: v1.21.0\n  image: kubeedge/installation-package:v1.0.0\n  nodeNames: [edge-1]\n"),
+		Entry("image with registry port and digest", "  version: v1.21.0\n  image: registry.local:5000/kubeedge/installation-package@sha256:"+strings.Repeat("a", 64)+"\n  nodeNames: [edge-1]\n"),
+		Entry("single-name image", "  version: v1.21.0\n  image: installer\n  nodeNames: [edge-1]\n"),
+		Entry("concurrency 1", "  version: v1.21.0\n  concurrency: 1\n  nodeNames: [edge-1]\n"),
+		Entry("timeoutSeconds 0", "  version: v1.21.0\n  timeoutSeconds: 0\n  nodeNames: [edge-1]\n"),
+		Entry("failureTolerate 0", "  version: v1.21.0\n  failureTolerate: \"0\"\n  nodeNames: [edge-1]\n"),
+		Entry("failureTolerate 0.1", "  version: v1.21.0\n  failureTolerate: \"0.1\"\n  nodeNames: [edge-1]\n"),
+		Entry("failureTolerate 1", "  version: v1.21.0\n  failureTolerate: \"1\"\n  nodeNames: [edge-1]\n"),
+		Entry("failureTolerate 1.0", "  version: v1.21.0\n  failureTolerate: \"1.0\"\n  nodeNames: [edge-1]\n"),
+		Entry("all check items", "  version: v1.21.0\n  checkItems: [cpu, mem, disk]\n  nodeNames: [edge-1]\n"),
+	)
+
+	DescribeTable("refused specs name the field",
+		func(spec, field string) {
+			expectRefused(createRaw(rawJob(spec)), field)
+		},
+		Entry("neither nodeNames nor labelSelector", "  version: v1.21.0\n", "spec.labelSelector"),
+		Entry("both nodeNames and labelSelector", "  version: v1.21.0\n  nodeNames: [edge-1]\n  labelSelector: {matchLabels: {a: b}}\n", "spec.nodeNames"),
+		Entry("empty nodeNames", "  version: v1.21.0\n  nodeNames: []\n", "spec.nodeNames"),
+		Entry("missing version", "  nodeNames: [edge-1]\n", "spec.version"),
+		Entry("version without v", "  version: 1.21.0\n  nodeNames: [edge-1]\n", "spec.version"),
+		Entry("version with shell", "  version: v1.21.0;reboot\n  nodeNames: [edge-1]\n", "spec.version"),
+		Entry("version two parts", "  version: v1.21\n  nodeNames: [edge-1]\n", "spec.version"),
+		Entry("image with uppercase path", "  version: v1.21.0\n  image: KubeEdge/Installer\n  nodeNames: [edge-1]\n", "spec.image"),
+		Entry("image with shell", "  version: v1.21.0\n  image: \"kubeedge/x;rm -rf /\"\n  nodeNames: [edge-1]\n", "spec.image"),
+		Entry("image with space", "  version: v1.21.0\n  image: \"kubeedge/ x\"\n  nodeNames: [edge-1]\n", "spec.image"),
+		Entry("concurrency 0", "  version: v1.21.0\n  concurrency: 0\n  nodeNames: [edge-1]\n", "spec.concurrency"),
+		Entry("concurrency negative", "  version: v1.21.0\n  concurrency: -3\n  nodeNames: [edge-1]\n", "spec.concurrency"),
+		Entry("timeoutSeconds negative", "  version: v1.21.0\n  timeoutSeconds: -1\n  nodeNames: [edge-1]\n", "spec.timeoutSeconds"),
+		Entry("failureTolerate abc", "  version: v1.21.0\n  failureTolerate: abc\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("failureTolerate 1.5", "  version: v1.21.0\n  failureTolerate: \"1.5\"\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("failureTolerate -0.1", "  version: v1.21.0\n  failureTolerate: \"-0.1\"\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("failureTolerate 10%", "  version: v1.21.0\n  failureTolerate: 10%\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("failureTolerate empty", "  version: v1.21.0\n  failureTolerate: \"\"\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("failureTolerate as a number", "  version: v1.21.0\n  failureTolerate: 0.1\n  nodeNames: [edge-1]\n", "spec.failureTolerate"),
+		Entry("unknown check item", "  version: v1.21.0\n  checkItems: [cpu, gpu]\n  nodeNames: [edge-1]\n", "spec.checkItems"),
+		Entry("duplicate check item", "  version: v1.21.0\n  checkItems: [cpu, cpu]\n  nodeNames: [edge-1]\n", "spec.checkItems"),
+		Entry("invalid node name", "  version: v1.21.0\n  nodeNames: [Edge_1]\n", "spec.nodeNames"),
+		Entry("duplicate node name", "  version: v1.21.0\n  nodeNames: [edge-1, edge-1]\n", "spec.nodeNames"),
+		Entry("too many node names", "  version: v1.21.0\n  nodeNames: ["+manyNames(5001)+"]\n", "spec.nodeNames"),
+	)
+
+	It("accepts the largest allowed nodeNames list", func() {
+		Expect(createRaw(rawJob("  version: v1.21.0\n  nodeNames: [" + manyNames(5000) + "]\n"))).To(Succeed())
+	})
+
+	It("refuses any change to the spec after creation, naming spec", func() {
+		job := newJob(nil)
+		Expect(k8s.Create(ctx, job)).To(Succeed())
+		changed := job.DeepCopy()
+		changed.Spec.Version = "v1.22.0"
+		err := k8s.Update(ctx, changed)
+		expectRefused(err, "spec")
+		Expect(err.Error()).To(ContainSubstring("immutable"))
+
+		patch := client.MergeFrom(job.DeepCopy())
+		job.Spec.Concurrency = 5
+		expectRefused(k8s.Patch(ctx, job, patch), "spec")
+	})
+
+	It("allows metadata changes after creation", func() {
+		job := newJob(nil)
+		Expect(k8s.Create(ctx, job)).To(Succeed())
+		job.Labels = map[string]string{"team": "edge"}
+		Expect(k8s.Update(ctx, job)).To(Succeed())
+	})
+})
+
+var _ = Describe("Defaults", func() {
+	It("stores the effective defaults", func() {
+		job := newJob(nil)
+		Expect(k8s.Create(ctx, job)).To(Succeed())
+		got := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
+		Expect(got.Spec.Concurrency).To(Equal(int32(1)))
+		Expect(got.Spec.FailureTolerate).To(Equal("0.1"))
+		Expect(got.Spec.TimeoutSeconds).To(Equal(int64(300)))
+		Expect(got.Spec.Image).To(Equal("kubeedge/installation-package"))
+		Expect(got.Spec.CheckItems).To(BeNil())
+	})
+
+	It("keeps values the user set", func() {
+		job := newJob(func(j *v1alpha1.NodeUpgradeJob) {
+			j.Spec.Concurrency = 7
+			j.Spec.FailureTolerate = "0.25"
+			j.Spec.TimeoutSeconds = 60
+			j.Spec.Image = "registry.local/edge/installer"
+		})
+		Expect(k8s.Create(ctx, job)).To(Succeed())
+		got := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
+		Expect(got.Spec).To(Equal(job.Spec))
+	})
+
+	It("accepts KubeEdge's own sample unchanged", func() {
+		sample := `apiVersion: operations.kubeedge.io/v1alpha1
+kind: NodeUpgradeJob
+metadata:
+  name: upgrade-example
+  labels:
+    description: upgrade-label
+spec:
+  version: "v1.16.0"
+  checkItems: ["cpu", "mem", "disk"]
+  failureTolerate: "0.3"
+  concurrency: 2
+  timeoutSeconds: 180
+  labelSelector:
+    matchLabels:
+      "node-role.kubernetes.io/edge": ""
+      node-role.kubernetes.io/agent: ""
+`
+		Expect(createRaw(sample)).To(Succeed())
+		got := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "upgrade-example"}, got)).To(Succeed())
+		Expect(got.Spec.Version).To(Equal("v1.16.0"))
+		Expect(got.Spec.CheckItems).To(Equal([]string{"cpu", "mem", "disk"}))
+		Expect(got.Spec.FailureTolerate).To(Equal("0.3"))
+		Expect(got.Spec.Concurrency).To(Equal(int32(2)))
+		Expect(got.Spec.TimeoutSeconds).To(Equal(int64(180)))
+		Expect(got.Spec.LabelSelector.MatchLabels).To(HaveLen(2))
+		Expect(got.Spec.Image).To(Equal("kubeedge/installation-package"))
+	})
+})
+
+func manyNames(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("edge-node-%05d", i)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,386 @@
+package kwokworld_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
+	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+)
+
+// The world every test here shares: envtest's apiserver (no CRDs needed),
+// KWOK for the nodes and the fleet simulator for the pods.
+var (
+	cfg   *rest.Config
+	k8s   client.Client
+	world *kwokworld.World
+	sim   *fleetsim.Simulator
+)
+
+const (
+	namespace = "nodeupgrade-system"
+	// Pods run 2s each: long enough to watch every step, short for the suite.
+	podDuration = 2 * time.Second
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// skipReason, when set, is why the world could not be made; the tests that
+// need it skip, the others still run.
+var skipReason string
+
+func needWorld(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+func run(m *testing.M) int {
+	assets, err := testenv.AssetsDir()
+	if err == nil {
+		_, err = kwokworld.BinaryPath()
+	}
+	if err != nil {
+		skipReason = err.Error()
+		return m.Run()
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	if cfg, err = env.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	if k8s, err = client.New(cfg, client.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// A fast heartbeat so the tests see KWOK rewrite node status, and can
+	// check that the reported version survives it.
+	world, err = kwokworld.Start(ctx, kwokworld.Options{RESTConfig: cfg, HeartbeatInterval: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start kwok:", err)
+		return 1
+	}
+	defer func() {
+		if err := world.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop kwok:", err)
+		}
+	}()
+
+	if sim, err = fleetsim.NewSimulator(cfg, fleetsim.Options{UpgradeDuration: podDuration}); err != nil {
+		fmt.Fprintln(os.Stderr, "simulator:", err)
+		return 1
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := sim.Run(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "simulator:", err)
+		}
+	})
+	defer wg.Wait()
+	defer cancel()
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := k8s.Create(ctx, ns); err != nil {
+		fmt.Fprintln(os.Stderr, "namespace:", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		if log, err := os.ReadFile(world.LogPath()); err == nil {
+			fmt.Fprintf(os.Stderr, "--- kwok log (last 4k) ---\n%s\n", tailString(string(log), 4096))
+		}
+	}
+	return code
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// upgradePod is shaped like the controller's upgrade pods.
+func upgradePod(name, node, job, to string) *corev1.Pod {
+	image := "kubeedge/installation-package:" + to
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   namespace,
+			Labels:      map[string]string{fleetsim.LabelJob: job, "operations.kubeedge.io/node": node},
+			Annotations: map[string]string{"operations.kubeedge.io/node-name": node},
+			Finalizers:  []string{"operations.kubeedge.io/upgrade-tracking"},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:      node,
+			RestartPolicy: corev1.RestartPolicyNever,
+			Tolerations:   []corev1.Toleration{{Key: fleetsim.TaintEdge, Operator: corev1.TolerationOpExists}},
+			InitContainers: []corev1.Container{
+				{Name: "copy-keadm", Image: image, Command: []string{"cp", "/usr/local/bin/keadm", "/host/keadm"}},
+				{Name: "check", Image: image, Command: []string{"keadm", "check"}},
+				{Name: "backup", Image: image, Command: []string{"keadm", "backup"}},
+			},
+			Containers: []corev1.Container{{
+				Name: "upgrade", Image: image,
+				Command: []string{"keadm"}, Args: []string{"upgrade", "edge", "--to-version=" + to},
+			}},
+		},
+	}
+}
+
+func getNode(g Gomega, name string) *corev1.Node {
+	node := &corev1.Node{}
+	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Name: name}, node)).To(Succeed())
+	return node
+}
+
+func readyStatus(node *corev1.Node) corev1.ConditionStatus {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+func removeFinalizers(g Gomega, pod *corev1.Pod) {
+	g.Eventually(func() error {
+		cur := &corev1.Pod{}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(pod), cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		cur.Finalizers = nil
+		return k8s.Update(context.Background(), cur)
+	}).Should(Succeed())
+}
+
+// stepOf names what a pod shows now, for recording the steps it went through.
+func stepOf(pod *corev1.Pod) string {
+	for _, s := range pod.Status.InitContainerStatuses {
+		if s.State.Running != nil {
+			return string(pod.Status.Phase) + "/" + s.Name
+		}
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.State.Running != nil {
+			return string(pod.Status.Phase) + "/" + s.Name
+		}
+	}
+	return string(pod.Status.Phase)
+}
+
+func TestFleet(t *testing.T) {
+	needWorld(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	specs := fleetsim.Fleet("ready", 5, "v1.20.0")
+	specs[3].Offline = true
+	specs[4].Behavior = fleetsim.BehaviorFail
+	g.Expect(fleetsim.CreateNodes(ctx, k8s, specs, 4)).To(Succeed())
+
+	for _, s := range specs {
+		if s.Offline {
+			continue
+		}
+		g.Eventually(func(g Gomega) {
+			node := getNode(g, s.Name)
+			g.Expect(readyStatus(node)).To(Equal(corev1.ConditionTrue))
+			g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal("v1.30.7-kubeedge-v1.20.0"))
+			g.Expect(node.Labels).To(HaveKeyWithValue(fleetsim.LabelEdgeRole, ""))
+		}).WithTimeout(20*time.Second).Should(Succeed(), s.Name)
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(readyStatus(getNode(g, specs[3].Name))).To(Equal(corev1.ConditionUnknown))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(readyStatus(getNode(g, specs[3].Name))).NotTo(Equal(corev1.ConditionTrue))
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+
+	// The heartbeat keeps a Ready node fresh.
+	first := getNode(g, specs[0].Name)
+	beat := func(n *corev1.Node) time.Time {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.LastHeartbeatTime.Time
+			}
+		}
+		return time.Time{}
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(beat(getNode(g, specs[0].Name))).To(BeTemporally(">", beat(first)))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	// Bringing the offline node back makes it Ready.
+	g.Expect(fleetsim.SetOffline(ctx, k8s, specs[3].Name, false)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(readyStatus(getNode(g, specs[3].Name))).To(Equal(corev1.ConditionTrue))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+func TestUpgradePodSucceeds(t *testing.T) {
+	needWorld(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "ok-0"}}, 1)).To(Succeed())
+	pod := upgradePod("upgrade-ok-0", "ok-0", "job-ok", "v1.21.0")
+	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
+
+	var seen []string
+	g.Eventually(func(g Gomega) {
+		cur := &corev1.Pod{}
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		if step := stepOf(cur); len(seen) == 0 || seen[len(seen)-1] != step {
+			seen = append(seen, step)
+		}
+		g.Expect(cur.Status.Phase).To(Equal(corev1.PodSucceeded))
+	}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	t.Logf("steps seen: %v", seen)
+	// Every step shows for at least 200ms, so polling at 50ms sees each.
+	g.Expect(seen).To(ContainElements("Pending/check", "Pending/backup", "Running/upgrade", "Succeeded"))
+
+	// The node reports the new edgecore, and keeps doing so through heartbeats.
+	g.Expect(fleetsim.NodeVersion(getNode(g, "ok-0"))).To(Equal("v1.21.0"))
+	g.Consistently(func(g Gomega) {
+		node := getNode(g, "ok-0")
+		g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal("v1.30.7-kubeedge-v1.21.0"))
+		g.Expect(readyStatus(node)).To(Equal(corev1.ConditionTrue))
+	}).WithTimeout(2500 * time.Millisecond).Should(Succeed())
+
+	removeFinalizers(g, pod)
+	g.Expect(k8s.Delete(ctx, pod)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+	}).WithTimeout(10 * time.Second).Should(BeTrue())
+}
+
+func TestUpgradePodFails(t *testing.T) {
+	needWorld(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{
+		{Name: "fail-0", Behavior: fleetsim.BehaviorFail},
+		{Name: "fail-1", Behavior: "fail-check", Duration: time.Second},
+	}, 2)).To(Succeed())
+	pod := upgradePod("upgrade-fail-0", "fail-0", "job-fail", "v1.21.0")
+	checkPod := upgradePod("upgrade-fail-1", "fail-1", "job-fail", "v1.21.0")
+	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
+	g.Expect(k8s.Create(ctx, checkPod)).To(Succeed())
+
+	cur := &corev1.Pod{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+	term := cur.Status.ContainerStatuses[0].State.Terminated
+	g.Expect(term).NotTo(BeNil())
+	g.Expect(term.ExitCode).To(BeEquivalentTo(3))
+	var msg map[string]any
+	g.Expect(json.Unmarshal([]byte(term.Message), &msg)).To(Succeed())
+	g.Expect(msg).To(Equal(map[string]any{
+		"step": "upgrade", "result": "failed", "reason": "simulated keadm failure",
+		"rolledBack": true, "fromVersion": "v1.20.0", "toVersion": "v1.21.0",
+	}))
+	g.Expect(fleetsim.NodeVersion(getNode(g, "fail-0"))).To(Equal("v1.20.0"))
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(checkPod), cur)).To(Succeed())
+		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+	g.Expect(cur.Status.InitContainerStatuses[1].Name).To(Equal("check"))
+	g.Expect(cur.Status.InitContainerStatuses[1].State.Terminated.Message).To(ContainSubstring(`"step":"check"`))
+	g.Expect(cur.Status.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
+
+	removeFinalizers(g, pod)
+	removeFinalizers(g, checkPod)
+}
+
+func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
+	needWorld(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "hang-0", Behavior: fleetsim.BehaviorHang}}, 1)).To(Succeed())
+	pod := upgradePod("upgrade-hang-0", "hang-0", "job-hang", "v1.21.0")
+	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
+	cur := &corev1.Pod{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(stepOf(cur)).To(Equal("Running/upgrade"))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+	// A hung pod stays running.
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(stepOf(cur)).To(Equal("Running/upgrade"))
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+
+	// The default (30s) grace period, as the controller would delete it.
+	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
+		term := cur.Status.ContainerStatuses[0].State.Terminated
+		g.Expect(term).NotTo(BeNil())
+		g.Expect(term.ExitCode).To(BeEquivalentTo(143))
+		g.Expect(cur.DeletionGracePeriodSeconds).To(HaveValue(BeZero()))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	// The simulator leaves the controller's finalizer alone.
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(cur.Finalizers).To(ConsistOf("operations.kubeedge.io/upgrade-tracking"))
+	}).WithTimeout(time.Second).Should(Succeed())
+
+	removeFinalizers(g, pod)
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+	}).WithTimeout(10 * time.Second).Should(BeTrue())
+}
+
+func TestOfflineNodeNeverRunsOrStopsPods(t *testing.T) {
+	needWorld(t)
+	g := NewWithT(t)
+	ctx := t.Context()
+	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "offline-0", Offline: true}}, 1)).To(Succeed())
+	pod := upgradePod("upgrade-offline-0", "offline-0", "job-offline", "v1.21.0")
+	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
+	cur := &corev1.Pod{}
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+		g.Expect(cur.Status.StartTime).To(BeNil())
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+
+	// Deleted while offline it stays (no kubelet confirms); once the node is
+	// back its kubelet stops it, and without finalizers it is gone.
+	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
+	removeFinalizers(g, pod)
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
+	}).WithTimeout(time.Second).Should(Succeed())
+	g.Expect(fleetsim.SetOffline(ctx, k8s, "offline-0", false)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+	}).WithTimeout(10 * time.Second).Should(BeTrue())
+	t.Logf("simulator: %+v", sim.Stats())
+	g.Expect(strings.HasPrefix(world.KubeconfigPath(), world.Dir())).To(BeTrue())
+}
