@@ -1,58 +1,50 @@
 package fleetsim
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// UpgradeContainer is the main container of an upgrade pod, the one that
-// runs `keadm upgrade` and reports its result in a termination message.
-const UpgradeContainer = "upgrade"
-
-// Exit codes the simulated keadm uses.
+// Container names of an upgrade pod (pkg/upgradepod builds them).
 const (
-	// ExitUpgradeFailed is keadm's exit code when the upgrade failed and
-	// edgecore was rolled back.
-	ExitUpgradeFailed = 3
-	// ExitStepFailed is the exit code of a failing init step (check, backup).
-	ExitStepFailed = 1
-	// ExitKilled is what a container killed by SIGTERM on pod deletion shows.
-	ExitKilled = 143
+	ContainerCopyKeadm = "copy-keadm"
+	ContainerCheck     = "check"
+	ContainerBackup    = "backup"
+	// UpgradeContainer is the main container, the one that runs
+	// `nodeupgrade-runner upgrade` (keadm upgrade, and rollback on failure).
+	UpgradeContainer = "upgrade"
 )
 
-// TerminationMessage is the JSON the simulated keadm writes to
-// /dev/termination-log when a step fails.
-type TerminationMessage struct {
-	Step        string `json:"step"`
-	Result      string `json:"result"`
-	Reason      string `json:"reason"`
-	RolledBack  bool   `json:"rolledBack,omitempty"`
-	FromVersion string `json:"fromVersion,omitempty"`
-	ToVersion   string `json:"toVersion,omitempty"`
-}
-
-// outcome is how a pod's run ends, from the node's behaviour annotation.
-type outcome int
-
+// Exit codes the simulated kubelet shows for containers it stopped.
 const (
-	outcomeSucceed outcome = iota
-	outcomeFail
-	outcomeHang
+	// ExitKilled is what a container stopped by SIGTERM on pod deletion shows.
+	ExitKilled = 128 + 15
+	// ExitDeadlineKilled is what a container killed at the pod's
+	// activeDeadlineSeconds shows.
+	ExitDeadlineKilled = 128 + 9
 )
 
 // ParseBehavior splits a behaviour annotation into what happens and in which
 // container ("" = the upgrade container). Unknown values are an error.
+//
+//	succeed (or "")        every step passes
+//	fail                   keadm upgrade fails, the rollback works (exit 3)
+//	fail-rollback          keadm upgrade fails, and so does the rollback (exit 4)
+//	fail-<container>       that step fails: fail-check (exit 1), fail-backup (exit 2)
+//	hang, hang-<container> that container never ends
 func ParseBehavior(v string) (Behavior, string, error) {
 	v = strings.TrimSpace(v)
 	switch {
 	case v == "" || v == string(BehaviorSucceed):
 		return BehaviorSucceed, "", nil
-	case v == string(BehaviorFail), v == string(BehaviorHang):
+	case v == string(BehaviorFail), v == string(BehaviorHang), v == string(BehaviorFailRollback):
 		return Behavior(v), "", nil
 	case strings.HasPrefix(v, string(BehaviorFail)+"-"):
 		return BehaviorFail, strings.TrimPrefix(v, string(BehaviorFail)+"-"), nil
@@ -62,211 +54,394 @@ func ParseBehavior(v string) (Behavior, string, error) {
 	return BehaviorSucceed, "", fmt.Errorf("fleetsim: unknown behavior %q", v)
 }
 
-// plan is the timeline of one upgrade pod: its init containers run one after
-// the other, then its main containers together, over the pod's duration.
-// Progress is counted in steps: 0 not started, 1+i step i running (step i is
-// init container i, step nInit the main containers), done() finished.
+// phase is a stretch of a pod's run during which one container runs.
+type phase struct {
+	ordinal int // init container index, or nInit for the main containers
+	begin   time.Time
+	ready   bool // the upgrade container is Ready: a rollback runs
+}
+
+// ending is how and when a pod's run ends.
+type ending struct {
+	at      time.Time
+	ordinal int // the container whose exit ends the pod
+	exit    int32
+	message string // its termination message
+	// podReason is set when the kubelet, not a container, ended the pod.
+	podReason, podMessage string
+}
+
+// plan is the timeline of one upgrade pod, computed from the pod, the node
+// and the clock at its start. Its init containers run one after the other,
+// then its main containers together. Progress counts phases: 0 not started,
+// 1+i phase i showing, done() ended.
 type plan struct {
 	start    time.Time
 	nInit    int
-	begins   []time.Time // begins[i] is when step i starts; begins[nInit+1] the end
-	outcome  outcome
-	stopStep int // the step that fails or hangs
+	names    []string // container name per ordinal; the main containers as UpgradeContainer
+	phases   []phase
+	hang     bool // no ending: the last phase goes on forever
+	end      ending
+	reports  []string  // termination message of each ordinal that ran to success
+	finished []time.Time // when each ordinal that ran to success ended
+}
+
+// planInput is what a plan depends on besides the pod.
+type planInput struct {
+	start       time.Time
+	duration    time.Duration
+	behavior    Behavior
+	at          string // container the behaviour applies to; "" = upgrade
+	nodeVersion string // edgecore version the node reports
 }
 
 // stepWeight shares the pod's duration among its containers: copying keadm
 // is quick, the upgrade itself the longest part.
 func stepWeight(name string) int {
 	switch name {
-	case "copy-keadm":
+	case ContainerCopyKeadm:
 		return 1
-	case UpgradeContainer, "":
+	case UpgradeContainer:
 		return 5
 	}
 	return 2
 }
 
-func newPlan(pod *corev1.Pod, start time.Time, d time.Duration, b Behavior, at string) plan {
-	p := plan{start: start, nInit: len(pod.Spec.InitContainers)}
-	weights := make([]int, 0, p.nInit+1)
-	total := 0
-	for _, c := range pod.Spec.InitContainers {
-		weights = append(weights, stepWeight(c.Name))
+// isRunnerStep reports whether a container runs nodeupgrade-runner, which
+// checks the deadline and the node's version and writes a JSON report.
+func isRunnerStep(name string) bool {
+	switch name {
+	case ContainerCheck, ContainerBackup, UpgradeContainer:
+		return true
 	}
-	weights = append(weights, stepWeight(""))
-	for _, w := range weights {
-		total += w
-	}
-	p.begins = make([]time.Time, len(weights)+1)
-	acc := 0
-	for i, w := range weights {
-		p.begins[i] = start.Add(d * time.Duration(acc) / time.Duration(total))
-		acc += w
-	}
-	p.begins[len(weights)] = start.Add(d)
+	return false
+}
 
-	p.stopStep = p.nInit
-	for i, c := range pod.Spec.InitContainers {
-		if at != "" && c.Name == at {
-			p.stopStep = i
+func newPlan(pod *corev1.Pod, in planInput) plan {
+	p := plan{start: in.start, nInit: len(pod.Spec.InitContainers)}
+	for _, c := range pod.Spec.InitContainers {
+		p.names = append(p.names, c.Name)
+	}
+	p.names = append(p.names, UpgradeContainer)
+	target := TargetVersion(pod)
+	from := in.nodeVersion
+	if from == "" {
+		from = argValue(pod, "--from-version")
+	}
+	// The runner does nothing on a node already at the target, so no
+	// behaviour applies there: every step reports skipped.
+	skip := target != "" && in.nodeVersion == target
+	if skip {
+		in.behavior = BehaviorSucceed
+	}
+	failAt, hangAt := -1, -1
+	stopAt := p.nInit
+	for i, name := range p.names[:p.nInit] {
+		if in.at != "" && name == in.at {
+			stopAt = i
 		}
 	}
-	switch b {
-	case BehaviorFail:
-		p.outcome = outcomeFail
+	switch in.behavior {
+	case BehaviorFail, BehaviorFailRollback:
+		failAt = stopAt
 	case BehaviorHang:
-		p.outcome = outcomeHang
-	default:
-		p.outcome = outcomeSucceed
+		hangAt = stopAt
+	}
+
+	// Lay the phases out over the duration by weight. A failing upgrade
+	// spends its last 40% rolling back, Ready, as the real probe reports.
+	total := 0
+	for _, n := range p.names {
+		total += stepWeight(n)
+	}
+	at := func(acc float64) time.Time {
+		return in.start.Add(time.Duration(float64(in.duration) * acc / float64(total)))
+	}
+	acc := 0.0
+	var bounds []time.Time // bounds[o] is when ordinal o begins; one more for the end
+	for o, n := range p.names {
+		bounds = append(bounds, at(acc))
+		p.phases = append(p.phases, phase{ordinal: o, begin: at(acc)})
+		if o == p.nInit && o == failAt {
+			p.phases = append(p.phases, phase{ordinal: o, begin: at(acc + 0.6*float64(stepWeight(n))), ready: true})
+		}
+		acc += float64(stepWeight(n))
+	}
+	bounds = append(bounds, in.start.Add(in.duration))
+
+	base := runner.Report{FromVersion: from, ToVersion: target}
+	deadline, hasDeadline := podDeadline(pod)
+	p.end = ending{at: bounds[p.nInit+1], ordinal: p.nInit}
+	cut := len(p.phases)
+	for i, ph := range p.phases {
+		o, name := ph.ordinal, p.names[ph.ordinal]
+		first := i == 0 || p.phases[i-1].ordinal != o
+		if !first {
+			continue
+		}
+		// The runner refuses to start a step once the deadline has passed.
+		if hasDeadline && isRunnerStep(name) && !ph.begin.Before(deadline) {
+			rep := base
+			rep.Step, rep.Result = runner.Step(name), runner.ResultFailed
+			rep.Reason = fmt.Sprintf("deadline %s passed before step %s started (now %s); nothing was run",
+				deadline.UTC().Format(time.RFC3339), name, ph.begin.UTC().Format(time.RFC3339))
+			p.end = ending{at: ph.begin, ordinal: o, exit: runner.ExitDeadline, message: string(rep.Marshal())}
+			cut = i
+			break
+		}
+		if o == hangAt {
+			p.hang = true
+			cut = i + 1
+			break
+		}
+		if o == failAt {
+			p.end = p.failure(o, bounds[o+1], base, in.behavior == BehaviorFailRollback)
+			cut = len(p.phases)
+			if o < p.nInit {
+				cut = i + 1
+			}
+			break
+		}
+		p.reports = append(p.reports, p.successReport(name, base, skip))
+		p.finished = append(p.finished, bounds[o+1])
+	}
+	p.phases = p.phases[:cut]
+	if p.end.message == "" && !p.hang && p.end.exit == 0 {
+		// Success: the last report is the upgrade container's.
+		p.end.message = p.reports[len(p.reports)-1]
+		p.reports = p.reports[:len(p.reports)-1]
+		p.finished = p.finished[:len(p.finished)-1]
+	}
+
+	// The kubelet kills a pod that outlives activeDeadlineSeconds.
+	if ads := pod.Spec.ActiveDeadlineSeconds; ads != nil {
+		killAt := in.start.Add(time.Duration(*ads) * time.Second)
+		if p.hang || killAt.Before(p.end.at) {
+			running := p.phases[len(p.phases)-1].ordinal
+			for i, ph := range p.phases {
+				if !ph.begin.Before(killAt) {
+					p.phases, running = p.phases[:i], p.phases[max(i-1, 0)].ordinal
+					break
+				}
+			}
+			p.reports, p.finished = p.reports[:min(len(p.reports), running)], p.finished[:min(len(p.finished), running)]
+			p.hang = false
+			p.end = ending{
+				at: killAt, ordinal: running, exit: ExitDeadlineKilled,
+				podReason: "DeadlineExceeded", podMessage: "Pod was active on the node longer than the specified deadline",
+			}
+		}
 	}
 	return p
 }
 
-func (p plan) done() int { return p.nInit + 2 }
-
-// progressAt is the step the pod should show at t.
-func (p plan) progressAt(t time.Time) int {
-	switch p.outcome {
-	case outcomeFail:
-		if !t.Before(p.begins[p.stopStep+1]) {
-			return p.done()
+// failure is the ending of a pod whose container o fails at t.
+func (p plan) failure(o int, t time.Time, base runner.Report, rollbackFails bool) ending {
+	name := p.names[o]
+	rep := base
+	rep.Step, rep.Result = runner.Step(name), runner.ResultFailed
+	e := ending{at: t, ordinal: o}
+	switch name {
+	case ContainerCopyKeadm:
+		e.exit = 1
+		e.message = "cp: can't stat '/usr/local/bin/keadm': No such file or directory (simulated)"
+		return e
+	case ContainerCheck:
+		e.exit = runner.ExitCheckFailed
+		rep.Reason = "check failed: disk usage 97% is over the 80% threshold (simulated)"
+	case ContainerBackup:
+		e.exit = runner.ExitBackupFailed
+		rep.Reason = "backup failed: simulated keadm backup failure"
+	case UpgradeContainer:
+		up := fmt.Sprintf("upgrade to %s failed: simulated keadm failure", base.ToVersion)
+		rep.Step = runner.StepRollback
+		if rollbackFails {
+			e.exit = runner.ExitNeedsAttention
+			rep.NeedsAttention = true
+			rep.Reason = "rollback failed too, the node needs attention: simulated keadm rollback failure\n" + up
+		} else {
+			e.exit = runner.ExitRolledBack
+			rep.RolledBack = true
+			rep.Reason = fmt.Sprintf("rollback succeeded, the node is back on %s; %s", orUnknown(base.FromVersion), up)
 		}
-	case outcomeHang:
-		if !t.Before(p.begins[p.stopStep]) {
-			return 1 + p.stopStep
-		}
+	default:
+		e.exit = 1
+		rep.Reason = "simulated failure of " + name
 	}
-	if !t.Before(p.begins[p.nInit+1]) {
+	e.message = string(rep.Marshal())
+	return e
+}
+
+// successReport is the termination message of a container that succeeded.
+func (p plan) successReport(name string, base runner.Report, skip bool) string {
+	if !isRunnerStep(name) {
+		return ""
+	}
+	rep := base
+	rep.Step, rep.Result = runner.Step(name), runner.ResultSucceeded
+	switch {
+	case skip:
+		rep.Result = runner.ResultSkipped
+		rep.Reason = fmt.Sprintf("edgecore already at %s, nothing done", base.FromVersion)
+	case name == ContainerCheck:
+		rep.Reason = "cpu 12% <= 80%, mem 35% <= 80%, disk 41% <= 80% (simulated)"
+	case name == ContainerBackup:
+		rep.Reason = "backup done"
+	case name == UpgradeContainer:
+		rep.Reason = fmt.Sprintf("upgraded edgecore from %s to %s", orUnknown(base.FromVersion), base.ToVersion)
+	}
+	return string(rep.Marshal())
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "an unknown version"
+	}
+	return v
+}
+
+func (p plan) done() int { return len(p.phases) + 1 }
+
+// succeeds reports whether the pod ends Succeeded.
+func (p plan) succeeds() bool { return !p.hang && p.end.exit == 0 && p.end.podReason == "" }
+
+// progressAt is the progress the pod should show at t.
+func (p plan) progressAt(t time.Time) int {
+	if !p.hang && !t.Before(p.end.at) {
 		return p.done()
 	}
+	progress := 0
+	for i, ph := range p.phases {
+		if !t.Before(ph.begin) {
+			progress = i + 1
+		}
+	}
+	return max(progress, 1)
+}
+
+// nextChange is when progressAt changes after t; ok is false when it never
+// does (ended, or hung).
+func (p plan) nextChange(t time.Time) (time.Time, bool) {
+	cur := p.progressAt(t)
+	switch {
+	case cur == p.done():
+		return time.Time{}, false
+	case cur < len(p.phases):
+		return p.phases[cur].begin, true
+	case p.hang:
+		return time.Time{}, false
+	}
+	return p.end.at, true
+}
+
+// progressOf reads how far a pod got from its status, in p's phases.
+func (p plan) progressOf(pod *corev1.Pod) int {
+	switch {
+	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		return p.done()
+	case pod.Status.StartTime == nil:
+		return 0
+	}
+	ordinal, ready := 0, false
+	for _, s := range pod.Status.InitContainerStatuses {
+		if s.State.Terminated != nil && s.State.Terminated.ExitCode == 0 {
+			ordinal++
+		}
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.State.Running != nil {
+			ordinal, ready = p.nInit, s.Ready
+		}
+	}
 	progress := 1
-	for i := 1; i <= p.nInit; i++ {
-		if !t.Before(p.begins[i]) {
-			progress = 1 + i
+	for i, ph := range p.phases {
+		if ph.ordinal < ordinal || (ph.ordinal == ordinal && (!ph.ready || ready)) {
+			progress = i + 1
 		}
 	}
 	return progress
 }
 
-// nextChange is when progressAt changes after t; ok is false when it never
-// does (finished, or hung).
-func (p plan) nextChange(t time.Time) (time.Time, bool) {
-	cur := p.progressAt(t)
-	if cur == p.done() || (p.outcome == outcomeHang && cur == 1+p.stopStep) {
-		return time.Time{}, false
+// podStatus is the status a kubelet would report at progress.
+func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
+	ts := metav1.NewTime
+	ended := progress >= p.done()
+	cur := p.phases[min(max(progress, 1), len(p.phases))-1]
+	running := cur.ordinal
+	if ended {
+		running = p.end.ordinal
 	}
-	// Step cur-1 is running; the next change is when it ends.
-	return p.begins[cur], true
-}
-
-// progressOf reads how far a pod got from its status.
-func progressOf(pod *corev1.Pod) int {
-	nInit := len(pod.Spec.InitContainers)
-	switch {
-	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-		return nInit + 2
-	case pod.Status.StartTime == nil:
-		return 0
-	}
-	done := 0
-	for _, s := range pod.Status.InitContainerStatuses {
-		if s.State.Terminated != nil && s.State.Terminated.ExitCode == 0 {
-			done++
+	// begins[o] is when ordinal o started running.
+	begins := map[int]time.Time{}
+	for _, ph := range p.phases {
+		if _, ok := begins[ph.ordinal]; !ok {
+			begins[ph.ordinal] = ph.begin
 		}
 	}
-	return 1 + min(done, nInit)
-}
-
-// failure describes a failing step for podStatus.
-type failure struct {
-	step    int
-	message string
-}
-
-// podStatus is the status a kubelet would report for the pod at progress.
-// fail is nil unless progress is done() and the pod failed.
-func (p plan) podStatus(pod *corev1.Pod, progress int, fail *failure) corev1.PodStatus {
-	ts := func(t time.Time) metav1.Time { return metav1.NewTime(t) }
-	finished := progress == p.done()
-	// running is the step now running; with finished it is past the end.
-	running := progress - 1
-	if finished {
-		running = p.nInit + 1
-		if fail != nil {
-			running = fail.step
-		}
+	if _, ok := begins[p.end.ordinal]; !ok {
+		begins[p.end.ordinal] = p.end.at
 	}
+	state := func(o int) (corev1.ContainerState, bool) {
+		switch {
+		case o < running || (ended && o == running && p.end.exit == 0 && p.end.podReason == ""):
+			// Finished successfully.
+			t := &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: ts(begins[o])}
+			if o < len(p.reports) {
+				t.Message, t.FinishedAt = p.reports[o], ts(p.finished[o])
+			} else {
+				t.Message, t.FinishedAt = p.end.message, ts(p.end.at)
+			}
+			return corev1.ContainerState{Terminated: t}, false
+		case o == running && ended:
+			reason := "Error"
+			return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: p.end.exit, Reason: reason, Message: p.end.message,
+				StartedAt: ts(begins[o]), FinishedAt: ts(p.end.at),
+			}}, false
+		case o == running:
+			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[o])}}, cur.ready
+		}
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}, false
+	}
+
 	st := corev1.PodStatus{StartTime: new(ts(p.start))}
-
-	waiting := &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
 	for i, c := range pod.Spec.InitContainers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: imageID(c.Image)}
-		switch {
-		case i < running:
-			cs.State.Terminated = &corev1.ContainerStateTerminated{
-				ExitCode: 0, Reason: "Completed", StartedAt: ts(p.begins[i]), FinishedAt: ts(p.begins[i+1]),
-			}
-			cs.Ready = true
-		case i == running && finished: // this init container failed
-			cs.State.Terminated = &corev1.ContainerStateTerminated{
-				ExitCode: ExitStepFailed, Reason: "Error", Message: fail.message,
-				StartedAt: ts(p.begins[i]), FinishedAt: ts(p.begins[i+1]),
-			}
-		case i == running:
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: ts(p.begins[i])}
-			cs.Started = new(true)
-		default:
-			cs.State.Waiting = waiting
-		}
-		if cs.State.Running == nil {
-			cs.Started = new(false)
-		}
-		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+		s, _ := state(i)
+		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(c, s, s.Terminated != nil && s.Terminated.ExitCode == 0))
 	}
-
-	failsMain := finished && fail != nil && fail.step == p.nInit
 	for _, c := range pod.Spec.Containers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: imageID(c.Image), Started: new(false)}
-		switch {
-		case failsMain && (c.Name == UpgradeContainer || len(pod.Spec.Containers) == 1):
-			cs.State.Terminated = &corev1.ContainerStateTerminated{
-				ExitCode: ExitUpgradeFailed, Reason: "Error", Message: fail.message,
-				StartedAt: ts(p.begins[p.nInit]), FinishedAt: ts(p.begins[p.nInit+1]),
-			}
-		case running > p.nInit || failsMain:
-			cs.State.Terminated = &corev1.ContainerStateTerminated{
-				ExitCode: 0, Reason: "Completed", StartedAt: ts(p.begins[p.nInit]), FinishedAt: ts(p.begins[p.nInit+1]),
-			}
-		case running == p.nInit:
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: ts(p.begins[p.nInit])}
-			cs.Ready = true
-			cs.Started = new(true)
-		default:
-			cs.State.Waiting = waiting
-		}
-		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+		s, ready := state(p.nInit)
+		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(c, s, ready))
 	}
 
-	initialized := running >= p.nInit && !(finished && fail != nil && fail.step < p.nInit)
+	initialized := running >= p.nInit
 	switch {
-	case finished && fail != nil:
-		st.Phase = corev1.PodFailed
-	case finished:
+	case ended && p.succeeds():
 		st.Phase = corev1.PodSucceeded
+	case ended:
+		st.Phase = corev1.PodFailed
+		st.Reason, st.Message = p.end.podReason, p.end.podMessage
 	case running == p.nInit:
 		st.Phase = corev1.PodRunning
 	default:
 		st.Phase = corev1.PodPending
 	}
-	changed := ts(p.begins[min(running, p.nInit+1)])
-	if finished && fail != nil {
-		changed = ts(p.begins[fail.step+1])
+	changed := cur.begin
+	if ended {
+		changed = p.end.at
 	}
-	st.Conditions = podConditions(ts(p.start), changed, initialized, st.Phase == corev1.PodRunning, finished)
+	st.Conditions = podConditions(ts(p.start), ts(changed), initialized, !ended && cur.ready, ended)
 	return st
 }
 
-func podConditions(start, changed metav1.Time, initialized, ready, finished bool) []corev1.PodCondition {
+func containerStatus(c corev1.Container, s corev1.ContainerState, ready bool) corev1.ContainerStatus {
+	return corev1.ContainerStatus{
+		Name: c.Name, Image: c.Image, ImageID: imageID(c.Image),
+		State: s, Ready: ready, Started: new(s.Running != nil),
+	}
+}
+
+func podConditions(start, changed metav1.Time, initialized, ready, ended bool) []corev1.PodCondition {
 	cond := func(t corev1.PodConditionType, ok bool, at metav1.Time, reason string) corev1.PodCondition {
 		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, LastTransitionTime: at, Reason: reason}
 		if ok {
@@ -276,18 +451,14 @@ func podConditions(start, changed metav1.Time, initialized, ready, finished bool
 	}
 	notReady := "ContainersNotReady"
 	switch {
-	case finished:
+	case ended:
 		notReady = "PodCompleted"
 	case !initialized:
 		notReady = "ContainersNotInitialized"
 	}
-	initReason := "ContainersNotInitialized"
-	if finished {
-		initReason = "PodCompleted"
-	}
 	return []corev1.PodCondition{
-		cond(corev1.PodReadyToStartContainers, !finished, changed, ""),
-		cond(corev1.PodInitialized, initialized, changed, initReason),
+		cond(corev1.PodReadyToStartContainers, !ended, changed, ""),
+		cond(corev1.PodInitialized, initialized, changed, "ContainersNotInitialized"),
 		cond(corev1.PodReady, ready, changed, notReady),
 		cond(corev1.ContainersReady, ready, changed, notReady),
 		cond(corev1.PodScheduled, true, start, ""),
@@ -355,7 +526,11 @@ func containersStopped(pod *corev1.Pod) bool {
 
 // TargetVersion is the version an upgrade pod installs: the value of
 // --to-version in its upgrade container's command or args ("" if none).
-func TargetVersion(pod *corev1.Pod) string {
+func TargetVersion(pod *corev1.Pod) string { return argValue(pod, "--to-version") }
+
+// argValue finds flag's value in the upgrade container's command line, as
+// "--flag=v", "--flag v", or inside a shell script argument.
+func argValue(pod *corev1.Pod, flag string) string {
 	containers := pod.Spec.Containers
 	for _, c := range containers {
 		if c.Name == UpgradeContainer {
@@ -366,14 +541,13 @@ func TargetVersion(pod *corev1.Pod) string {
 	for _, c := range containers {
 		words := append(append([]string{}, c.Command...), c.Args...)
 		for i, w := range words {
-			if v, ok := strings.CutPrefix(w, "--to-version="); ok {
+			if v, ok := strings.CutPrefix(w, flag+"="); ok {
 				return v
 			}
-			if w == "--to-version" && i+1 < len(words) {
+			if w == flag && i+1 < len(words) {
 				return words[i+1]
 			}
-			// A shell script in one argument: look inside it.
-			if _, after, ok := strings.Cut(w, "--to-version="); ok {
+			if _, after, ok := strings.Cut(w, flag+"="); ok {
 				if f := strings.Fields(after); len(f) > 0 {
 					return strings.Trim(f[0], `"'`)
 				}
@@ -383,18 +557,18 @@ func TargetVersion(pod *corev1.Pod) string {
 	return ""
 }
 
-// failureMessage is the termination message of a failing step.
-func failureMessage(step, from, to string) string {
-	m := TerminationMessage{Step: step, Result: "failed"}
-	if step == UpgradeContainer {
-		m.Reason = "simulated keadm failure"
-		m.RolledBack = true
-		m.FromVersion, m.ToVersion = from, to
-	} else {
-		m.Reason = "simulated " + step + " failure"
+// podDeadline is the instant after which no runner step may start: the
+// pod's deadline annotation, else the upgrade container's --deadline.
+func podDeadline(pod *corev1.Pod) (time.Time, bool) {
+	v := pod.Annotations[v1alpha1.AnnotationDeadline]
+	if v == "" {
+		v = argValue(pod, "--deadline")
 	}
-	b, _ := json.Marshal(m) // a struct of strings always marshals
-	return string(b)
+	if v == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
 }
 
 func imageID(image string) string {

@@ -83,6 +83,9 @@ type Options struct {
 	// node in kube-node-lease. Zero (the default) keeps no leases: envtest has
 	// no node lifecycle controller that would read them.
 	NodeLeaseDurationSeconds int
+	// LogLevel is KWOK's --v: DEBUG, INFO (the default; one line per node
+	// patch), WARN or ERROR. Benchmarks with many nodes want WARN.
+	LogLevel string
 	// ReadyTimeout bounds the wait for KWOK to serve /healthz. Zero means 60s.
 	ReadyTimeout time.Duration
 	// ExtraArgs are appended to kwok's command line.
@@ -165,6 +168,9 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 		"--manage-nodes-with-annotation-selector=" + AnnotationFakeNode + "=" + FakeNodeValue,
 		"--server-address=" + addr,
 		"--node-lease-duration-seconds=" + strconv.Itoa(leaseSeconds),
+	}
+	if opts.LogLevel != "" {
+		args = append(args, "--v="+opts.LogLevel)
 	}
 	args = append(args, opts.ExtraArgs...)
 

@@ -77,8 +77,14 @@ func run(m *testing.M) int {
 	defer cancel()
 
 	// A fast heartbeat so the tests see KWOK rewrite node status, and can
-	// check that the reported version survives it.
-	world, err = kwokworld.Start(ctx, kwokworld.Options{RESTConfig: cfg, HeartbeatInterval: time.Second})
+	// check that the reported version survives it; TestScale's thousands of
+	// nodes need a slow one and a quiet log. KWOKWORLD_LOG keeps KWOK's log
+	// after the run, for debugging.
+	opts := kwokworld.Options{RESTConfig: cfg, HeartbeatInterval: time.Second, LogPath: os.Getenv("KWOKWORLD_LOG")}
+	if os.Getenv("FLEETSIM_SCALE_NODES") != "" {
+		opts.HeartbeatInterval, opts.LogLevel, opts.NodePlayStageParallelism = 10*time.Minute, "WARN", 16
+	}
+	world, err = kwokworld.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start kwok:", err)
 		return 1

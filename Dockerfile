@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+#
+# One image for both binaries:
+#   /nodeupgrade-controller            the controller (config/manager), run as 65532
+#   /usr/local/bin/nodeupgrade-runner  the upgrade pods' runner, where
+#                                      pkg/upgradepod.RunnerCommand expects it
+# The controller passes its own image as --runner-image (config/manager), so
+# the controller and the runner it schedules are always the same build.
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/nodeupgrade/nodeupgrade:v0.1.0 .
+
+# Build on the build machine's platform and cross-compile: both binaries are
+# pure Go (CGO_ENABLED=0), static, so no emulation is needed.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS builder
+ARG TARGETOS=linux
+ARG TARGETARCH
+WORKDIR /src
+# Dependencies first, so source edits reuse the module download layer.
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY api/ api/
+COPY cmd/ cmd/
+COPY pkg/ pkg/
+ENV CGO_ENABLED=0
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-controller ./cmd/nodeupgrade-controller && \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-runner ./cmd/nodeupgrade-runner
+
+# The runner needs nsenter (util-linux) to enter the host's namespaces and run
+# keadm there, so a distroless/static base won't do. Debian slim ships
+# util-linux (it is Essential; the install below only makes the dependency
+# explicit) and the multi-arch glibc nsenter needs. Pin by digest in release
+# builds.
+FROM debian:bookworm-slim
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends util-linux && \
+    rm -rf /var/lib/apt/lists/* && \
+    nsenter --version
+COPY --from=builder /out/nodeupgrade-controller /nodeupgrade-controller
+COPY --from=builder /out/nodeupgrade-runner /usr/local/bin/nodeupgrade-runner
+# Non-root by default, for the controller. The upgrade pods override this:
+# their runner container sets runAsUser 0 and privileged in its own
+# securityContext (pkg/upgradepod), as nsenter into PID 1 requires.
+USER 65532:65532
+ENTRYPOINT ["/nodeupgrade-controller"]

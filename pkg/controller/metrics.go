@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+)
+
+// Metrics are the controller's Prometheus metrics, on controller-runtime's
+// registry (served at the manager's metrics address). docs/metrics.md lists
+// them. A nil *Metrics records nothing, for tests.
+type Metrics struct {
+	jobNodes        *prometheus.GaugeVec
+	nodeDuration    *prometheus.HistogramVec
+	jobsFinished    *prometheus.CounterVec
+	dispatches      prometheus.Counter
+	nodeResults     *prometheus.CounterVec
+	toleranceWait   prometheus.Histogram
+	statusWrites    prometheus.Counter
+	statusBytes     *prometheus.GaugeVec
+	mu              sync.Mutex
+	toleranceHitsAt map[string]time.Time
+}
+
+var (
+	metricsOnce sync.Once
+	shared      *Metrics
+)
+
+// NewMetrics registers the metrics once per process and returns them.
+func NewMetrics() *Metrics {
+	metricsOnce.Do(func() {
+		m := &Metrics{
+			jobNodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "nodeupgrade_job_nodes", Help: "Nodes of each unfinished NodeUpgradeJob by state (pending, in_flight, succeeded, failed, not_attempted).",
+			}, []string{"job", "state"}),
+			nodeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "nodeupgrade_node_upgrade_duration_seconds", Help: "Time from a node's dispatch to its final result.",
+				Buckets: []float64{5, 15, 30, 60, 120, 180, 300, 600, 1200, 3600},
+			}, []string{"result"}),
+			jobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "nodeupgrade_jobs_finished_total", Help: "NodeUpgradeJobs that reached a final state, by result.",
+			}, []string{"result"}),
+			dispatches: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "nodeupgrade_node_dispatches_total", Help: "Upgrade pods created.",
+			}),
+			nodeResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "nodeupgrade_node_results_total", Help: "Nodes that reached a final result: Success, Failure, TimeOut or NotAttempted.",
+			}, []string{"result"}),
+			toleranceWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "nodeupgrade_job_tolerance_wait_seconds", Help: "How long a job stopped by failureTolerate waited for its in-flight nodes before it ended.",
+				Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+			}),
+			statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "nodeupgrade_status_writes_total", Help: "NodeUpgradeJob status writes.",
+			}),
+			statusBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "nodeupgrade_job_status_bytes", Help: "Size of the last written NodeUpgradeJob status, in JSON bytes.",
+			}, []string{"job"}),
+			toleranceHitsAt: map[string]time.Time{},
+		}
+		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes)
+		shared = m
+	})
+	return shared
+}
+
+func (m *Metrics) dispatched(*v1alpha1.NodeUpgradeJob) {
+	if m != nil {
+		m.dispatches.Inc()
+	}
+}
+
+func (m *Metrics) observeStatusWrite(job *v1alpha1.NodeUpgradeJob) {
+	if m == nil {
+		return
+	}
+	m.statusWrites.Inc()
+	if b, err := json.Marshal(job.Status); err == nil {
+		m.statusBytes.WithLabelValues(job.Name).Set(float64(len(b)))
+	}
+}
+
+// observePlan records what changed between the status the plan started from
+// and the one it committed.
+func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, plan rollout.Plan) {
+	if m == nil {
+		return
+	}
+	before := make(map[string]v1alpha1.TaskStatus, len(in.Status.NodeStatus))
+	for _, e := range in.Status.NodeStatus {
+		before[e.NodeName] = e
+	}
+	for _, e := range plan.Status.NodeStatus {
+		old, seen := before[e.NodeName]
+		if !rollout.NodeFinal(e.State) || (seen && rollout.NodeFinal(old.State)) {
+			continue
+		}
+		result := e.Action
+		if e.State == v1alpha1.StateNotAttempted {
+			result = v1alpha1.StateNotAttempted
+		}
+		m.nodeResults.WithLabelValues(result).Inc()
+		if seen && rollout.NodeInFlight(old.State) {
+			if dispatched, err := time.Parse(time.RFC3339, old.Time); err == nil {
+				m.nodeDuration.WithLabelValues(result).Observe(in.Now.Sub(dispatched).Seconds())
+			}
+		}
+	}
+	for _, ev := range plan.Events {
+		if ev.Reason == rollout.ReasonToleranceExceeded {
+			m.mu.Lock()
+			m.toleranceHitsAt[job.Name] = in.Now
+			m.mu.Unlock()
+		}
+	}
+	c := plan.Status.Counts
+	if !plan.Finished {
+		for state, n := range map[string]int32{"pending": c.Pending, "in_flight": c.InFlight, "succeeded": c.Succeeded, "failed": c.Failed, "not_attempted": c.NotAttempted} {
+			m.jobNodes.WithLabelValues(job.Name, state).Set(float64(n))
+		}
+		return
+	}
+	if rollout.JobFinal(in.Status.State) {
+		return // finished before this plan; counted then
+	}
+	m.jobsFinished.WithLabelValues(plan.Status.State).Inc()
+	m.jobNodes.DeletePartialMatch(prometheus.Labels{"job": job.Name})
+	m.statusBytes.DeleteLabelValues(job.Name)
+	m.mu.Lock()
+	if hit, ok := m.toleranceHitsAt[job.Name]; ok {
+		m.toleranceWait.Observe(in.Now.Sub(hit).Seconds())
+		delete(m.toleranceHitsAt, job.Name)
+	}
+	m.mu.Unlock()
+}

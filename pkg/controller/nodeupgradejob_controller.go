@@ -1,0 +1,151 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+)
+
+// Reconciler drives NodeUpgradeJobs. It keeps no state a restart would lose:
+// every decision is recorded in the job's status or in a pod before it matters.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads around the cache, to confirm the cached job is current
+	// before creating pods from a plan that wrote no status.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Options   Options
+	Metrics   *Metrics
+}
+
+// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+
+// Reconcile moves one job forward.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	job := &v1alpha1.NodeUpgradeJob{}
+	if err := r.Client.Get(ctx, req.NamespacedName, job); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := klog.FromContext(ctx).WithValues("nodeupgradejob", klog.KObj(job))
+	ctx = klog.NewContext(ctx, log)
+
+	if !job.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, job)
+	}
+	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
+		base := job.DeepCopy()
+		controllerutil.AddFinalizer(job, v1alpha1.FinalizerJobCleanup)
+		if err := r.Client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return requeueOnConflict(err, "adding the cleanup finalizer")
+		}
+	}
+	return r.reconcileNormal(ctx, job)
+}
+
+func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (ctrl.Result, error) {
+	log := klog.FromContext(ctx)
+	in, installImage, err := r.observe(ctx, job)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	plan := rollout.Decide(in)
+
+	if !equality.Semantic.DeepEqual(job.Status, plan.Status) {
+		// The write carries the resourceVersion we planned from: a plan made
+		// from a stale cache fails here, before any pod is touched.
+		base := job.DeepCopy()
+		job.Status = plan.Status
+		if err := r.Client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return requeueOnConflict(err, "writing status")
+		}
+		r.Metrics.observeStatusWrite(job)
+	} else if len(plan.Dispatch) > 0 {
+		// No write to carry the precondition, yet pods are to be created: make
+		// sure the cached status is the latest before trusting it.
+		fresh := &v1alpha1.NodeUpgradeJob{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), fresh); err != nil {
+			return ctrl.Result{}, fmt.Errorf("reading the job around the cache: %w", err)
+		}
+		if fresh.ResourceVersion != job.ResourceVersion {
+			log.V(4).Info("Cached job is stale, planning again", "cached", job.ResourceVersion, "live", fresh.ResourceVersion)
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+	}
+
+	r.recordEvents(job, plan.Events)
+	r.Metrics.observePlan(job, in, plan)
+	if err := r.applyPodActions(ctx, job, in, plan, installImage); err != nil {
+		return ctrl.Result{}, err
+	}
+	if plan.Finished {
+		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
+	}
+	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// reconcileDelete cancels every upgrade of a deleted job and removes its pods,
+// then lets the job go. It does not wait for pods on offline nodes to finish
+// terminating: their kubelet ends them when it reconnects.
+func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgradeJob) error {
+	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
+		return nil
+	}
+	pods, err := r.listPods(ctx, job)
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods {
+		if err := r.releasePod(ctx, pod); err != nil {
+			return err
+		}
+		if err := r.deletePod(ctx, pod); err != nil {
+			return err
+		}
+	}
+	klog.FromContext(ctx).Info("Job deleted, upgrade pods cancelled", "pods", len(pods))
+	base := job.DeepCopy()
+	controllerutil.RemoveFinalizer(job, v1alpha1.FinalizerJobCleanup)
+	if err := r.Client.Patch(ctx, job, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing the cleanup finalizer: %w", err)
+	}
+	return nil
+}
+
+func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Event) {
+	if r.Recorder == nil {
+		return
+	}
+	for _, e := range evs {
+		typ := corev1.EventTypeNormal
+		if e.Warning {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(job, nil, typ, e.Reason, "Upgrade", "%s", e.Message)
+	}
+}
+
+// requeueOnConflict turns a write conflict (someone wrote since our read, or
+// our cache was stale) into a quiet retry; other errors go to the caller.
+func requeueOnConflict(err error, doing string) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
+	}
+	return ctrl.Result{}, fmt.Errorf("%s: %w", doing, err)
+}

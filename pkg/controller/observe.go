@@ -1,0 +1,174 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+// jobPods are a job's upgrade pods keyed by node name.
+type jobPods map[string]*corev1.Pod
+
+// observe gathers the planner's input from the cache: the job's config, its
+// selection (only while status has none), its nodes and its pods.
+func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, string, error) {
+	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.Clock.Now()}
+	cfg, err := rollout.ConfigFromSpec(&job.Spec)
+	if err != nil {
+		// Only an object stored before validation could get here; refuse it
+		// rather than guess.
+		defaults, _ := rollout.ConfigFromSpec(&v1alpha1.NodeUpgradeJobSpec{})
+		cfg = defaults
+		cfg.TargetVersion, cfg.Refusal = job.Spec.Version, err.Error()
+	}
+	installImage, refusal := r.checkImage(job)
+	if cfg.Refusal == "" {
+		cfg.Refusal = refusal
+	}
+	in.Config = cfg
+
+	nodes := &corev1.NodeList{}
+	// The nodes are only read; skipping the deep copy keeps a reconcile of a
+	// 10,000-node job cheap.
+	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
+		return in, "", fmt.Errorf("listing nodes: %w", err)
+	}
+	byName := make(map[string]*corev1.Node, len(nodes.Items))
+	for i := range nodes.Items {
+		byName[nodes.Items[i].Name] = &nodes.Items[i]
+	}
+
+	names := make([]string, 0, len(job.Status.NodeStatus))
+	if job.Status.State == v1alpha1.StateNone && len(job.Status.NodeStatus) == 0 {
+		in.Selection, in.SelectionSource, err = r.selectNodes(job, nodes.Items)
+		if err != nil {
+			in.Config.Refusal = err.Error()
+		}
+		names = in.Selection
+	} else {
+		for i := range job.Status.NodeStatus {
+			names = append(names, job.Status.NodeStatus[i].NodeName)
+		}
+	}
+	in.Nodes = make(map[string]rollout.NodeView, len(names))
+	for _, name := range names {
+		if node, ok := byName[name]; ok {
+			in.Nodes[name] = r.nodeView(node)
+		}
+	}
+
+	pods, err := r.listPods(ctx, job)
+	if err != nil {
+		return in, "", err
+	}
+	in.Pods = make(map[string]rollout.PodView, len(pods))
+	for node, pod := range pods {
+		in.Pods[node] = podView(pod)
+	}
+	return in, installImage, nil
+}
+
+// selectNodes applies spec.nodeNames or spec.labelSelector to the cluster.
+func (r *Reconciler) selectNodes(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node) ([]string, string, error) {
+	if len(job.Spec.NodeNames) > 0 {
+		return job.Spec.NodeNames, "spec.nodeNames", nil
+	}
+	source := "spec.labelSelector"
+	if job.Spec.LabelSelector == nil {
+		return nil, source, fmt.Errorf("neither spec.nodeNames nor spec.labelSelector is set")
+	}
+	selector, err := metav1.LabelSelectorAsSelector(job.Spec.LabelSelector)
+	if err != nil {
+		return nil, source, fmt.Errorf("spec.labelSelector: %w", err)
+	}
+	var names []string
+	for i := range nodes {
+		if selector.Matches(labels.Set(nodes[i].Labels)) {
+			names = append(names, nodes[i].Name)
+		}
+	}
+	return names, source, nil
+}
+
+func (r *Reconciler) nodeView(node *corev1.Node) rollout.NodeView {
+	reported := node.Status.NodeInfo.KubeletVersion
+	version, _ := nodeversion.Edgecore(reported)
+	_, edge := node.Labels[r.Options.EdgeNodeLabel]
+	return rollout.NodeView{Exists: true, Edge: edge, Ready: nodeReady(node), Version: version, Reported: reported}
+}
+
+func nodeReady(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// checkImage normalises the job's install image and applies the controller's
+// allow-list. Anyone who may create a NodeUpgradeJob picks code that runs as
+// root on every selected node, so a repository outside the list refuses the
+// whole job before any pod exists.
+func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
+	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
+		return "", fmt.Sprintf("spec.version: %v", err)
+	}
+	image, err := imageref.Normalize(job.Spec.Image, job.Spec.Version)
+	if err != nil {
+		return "", fmt.Sprintf("spec.image: %v", err)
+	}
+	repo, err := imageref.Repository(job.Spec.Image)
+	if err != nil {
+		return "", fmt.Sprintf("spec.image: %v", err)
+	}
+	if !imageref.RepositoryAllowed(repo, r.Options.AllowedImageRepositories) {
+		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, r.Options.AllowedImageRepositories)
+	}
+	return image, ""
+}
+
+// listPods returns the job's upgrade pods from the cache, keyed by node. Pods
+// of an older job with the same name (another UID) are ignored.
+func (r *Reconciler) listPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
+	list := &corev1.PodList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.Namespace),
+		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
+		return nil, fmt.Errorf("listing upgrade pods: %w", err)
+	}
+	pods := make(jobPods, len(list.Items))
+	for i := range list.Items {
+		pod := &list.Items[i]
+		node := pod.Annotations[v1alpha1.AnnotationNode]
+		if node == "" || pod.Name != upgradepod.PodName(string(job.UID), node) {
+			continue
+		}
+		pods[node] = pod
+	}
+	return pods, nil
+}
+
+func podView(pod *corev1.Pod) rollout.PodView {
+	obs := upgradepod.Observe(pod)
+	view := rollout.PodView{
+		Phase:    rollout.PodPhase(obs.Phase),
+		Reason:   obs.Reason,
+		Deleting: obs.Deleting,
+		Tracked:  controllerutil.ContainsFinalizer(pod, v1alpha1.FinalizerPodTracking),
+	}
+	if obs.Phase == upgradepod.PhaseFailed {
+		view.FailedEvent = failedEvent(obs)
+	}
+	return view
+}

@@ -1,0 +1,34 @@
+package controller
+
+import (
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+// DefaultEdgeNodeLabel marks KubeEdge edge nodes.
+const DefaultEdgeNodeLabel = "node-role.kubernetes.io/edge"
+
+// Options configure the reconciler; cmd/nodeupgrade-controller sets them from flags.
+type Options struct {
+	// Namespace holds the upgrade pods.
+	Namespace string
+	// EdgeNodeLabel is the label key every edge node carries.
+	EdgeNodeLabel string
+	// RunnerImage is the project image that holds nodeupgrade-runner.
+	RunnerImage string
+	// AllowedImageRepositories lists the install-image repositories (or
+	// prefixes ending in "/") a job may name; empty allows any.
+	AllowedImageRepositories []string
+	// Thresholds are the check items' usage limits, in percent.
+	Thresholds upgradepod.Thresholds
+	// PodWorkers bounds the pod creates and deletes issued at once.
+	PodWorkers int
+}
+
+func (o *Options) applyDefaults() {
+	if o.EdgeNodeLabel == "" {
+		o.EdgeNodeLabel = DefaultEdgeNodeLabel
+	}
+	if o.PodWorkers <= 0 {
+		o.PodWorkers = 16
+	}
+}

@@ -1,0 +1,138 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+// +kubebuilder:rbac:groups="",namespace=nodeupgrade-system,resources=pods,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups=events.k8s.io,namespace=default,resources=events,verbs=create;patch
+
+// failedEvent names the step a failed pod ended on, as a status event.
+func failedEvent(obs upgradepod.Observation) string {
+	if obs.Report == nil {
+		return v1alpha1.EventUpgrade
+	}
+	switch {
+	case obs.Report.RolledBack, obs.Report.NeedsAttention, obs.Report.Step == runner.StepRollback:
+		return v1alpha1.EventRollback
+	case obs.Report.Step == runner.StepCheck:
+		return v1alpha1.EventCheck
+	case obs.Report.Step == runner.StepBackup:
+		return v1alpha1.EventBackUp
+	}
+	return v1alpha1.EventUpgrade
+}
+
+// applyPodActions carries out a committed plan: create the dispatched pods,
+// take the tracking finalizer off pods whose outcome is recorded, and delete
+// the pods that are cancelled or done. Creates and deletes run in parallel,
+// bounded, because a wide job dispatches hundreds of nodes at once.
+func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, in rollout.Input, plan rollout.Plan, installImage string) error {
+	if len(plan.Dispatch) == 0 && len(plan.Release) == 0 && len(plan.Delete) == 0 {
+		return nil
+	}
+	pods, err := r.listPods(ctx, job)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.Options.PodWorkers)
+	for _, d := range plan.Dispatch {
+		if _, exists := pods[d.Node]; exists {
+			continue
+		}
+		g.Go(func() error { return r.createPod(gctx, job, d, installImage) })
+	}
+	deleting := make(map[string]bool, len(plan.Delete))
+	for _, node := range plan.Delete {
+		deleting[node] = true
+	}
+	for _, node := range plan.Release {
+		pod, ok := pods[node]
+		if !ok {
+			continue
+		}
+		g.Go(func() error {
+			if err := r.releasePod(gctx, pod); err != nil {
+				return err
+			}
+			if deleting[node] {
+				return r.deletePod(gctx, pod)
+			}
+			return nil
+		})
+	}
+	for _, node := range plan.Delete {
+		pod, ok := pods[node]
+		if !ok || in.Pods[node].Tracked {
+			continue // already handled with its release
+		}
+		g.Go(func() error { return r.deletePod(gctx, pod) })
+	}
+	return g.Wait()
+}
+
+func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) error {
+	log := klog.FromContext(ctx).WithValues("node", d.Node)
+	pod := upgradepod.BuildAt(upgradepod.Params{
+		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
+		Namespace:    r.Options.Namespace,
+		RunnerImage:  r.Options.RunnerImage,
+		InstallImage: installImage,
+		Version:      job.Spec.Version,
+		FromVersion:  d.FromVersion,
+		CheckItems:   job.Spec.CheckItems,
+		Thresholds:   r.Options.Thresholds,
+		Deadline:     d.Deadline,
+		OwnerRef:     metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
+	}, r.Clock.Now())
+	if err := r.Client.Create(ctx, pod); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // created by an earlier reconcile whose pod the cache has not shown yet
+		}
+		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "PodCreateFailed", "Upgrade", "Creating the upgrade pod for node %s failed: %v", d.Node, err)
+		return fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
+	}
+	r.Metrics.dispatched(job)
+	log.V(2).Info("Upgrade pod created", "pod", klog.KObj(pod), "deadline", d.Deadline)
+	return nil
+}
+
+// releasePod takes the tracking finalizer off a pod whose outcome is recorded.
+func (r *Reconciler) releasePod(ctx context.Context, pod *corev1.Pod) error {
+	if !controllerutil.ContainsFinalizer(pod, v1alpha1.FinalizerPodTracking) {
+		return nil
+	}
+	patched := pod.DeepCopy()
+	controllerutil.RemoveFinalizer(patched, v1alpha1.FinalizerPodTracking)
+	if err := r.Client.Patch(ctx, patched, client.MergeFrom(pod)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("releasing upgrade pod %s: %w", pod.Name, err)
+	}
+	return nil
+}
+
+func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod) error {
+	if !pod.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting upgrade pod %s: %w", pod.Name, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Upgrade pod deleted", "pod", klog.KObj(pod), "node", pod.Annotations[v1alpha1.AnnotationNode])
+	return nil
+}

@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+)
+
+// SetupWithManager wires the reconciler: jobs, their pods (by owner) and the
+// node changes that matter to a rollout (readiness, version, labels).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
+	r.Options.applyDefaults()
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nodeupgradejob").
+		For(&v1alpha1.NodeUpgradeJob{}).
+		Owns(&corev1.Pod{}).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.activeJobs), builder.WithPredicates(nodeChanged())).
+		WithOptions(ctrlOptions(maxConcurrentReconciles)).
+		Complete(r)
+}
+
+// activeJobs maps a node change to every unfinished job: there are few at a
+// time, and the node may be among their selections.
+func (r *Reconciler) activeJobs(ctx context.Context, _ client.Object) []reconcile.Request {
+	jobs := &v1alpha1.NodeUpgradeJobList{}
+	if err := r.Client.List(ctx, jobs, client.UnsafeDisableDeepCopy); err != nil {
+		klog.FromContext(ctx).Error(err, "Listing NodeUpgradeJobs for a node change")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range jobs.Items {
+		if !rollout.JobFinal(jobs.Items[i].Status.State) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: jobs.Items[i].Name}})
+		}
+	}
+	return reqs
+}
+
+// nodeChanged passes node events that can change a plan and drops the
+// heartbeats that make up nearly all node updates.
+func nodeChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			oldNode, ok1 := e.ObjectOld.(*corev1.Node)
+			newNode, ok2 := e.ObjectNew.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return nodeReady(oldNode) != nodeReady(newNode) ||
+				oldNode.Status.NodeInfo.KubeletVersion != newNode.Status.NodeInfo.KubeletVersion ||
+				!labelsEqual(oldNode.Labels, newNode.Labels)
+		},
+	}
+}
+
+func labelsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func ctrlOptions(maxConcurrentReconciles int) controller.Options {
+	if maxConcurrentReconciles <= 0 {
+		maxConcurrentReconciles = 4
+	}
+	// Name validation guards against registering one controller twice by
+	// mistake; tests deliberately run several managers in one process to
+	// exercise restarts and leader election.
+	skip := true
+	return controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, SkipNameValidation: &skip}
+}
