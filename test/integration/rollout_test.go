@@ -335,4 +335,3 @@ func meta(job *v1alpha1.NodeUpgradeJob, typ string) metav1.ConditionStatus {
 	}
 	return metav1.ConditionUnknown
 }
-

@@ -1,0 +1,266 @@
+package rollout
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// simNode is one simulated edge node and how its upgrade will go.
+type simNode struct {
+	view     NodeView
+	duration time.Duration
+	fails    bool // the runner fails (and rolls back)
+	hangs    bool // the pod never ends
+	lies     bool // the pod succeeds but the node keeps reporting the old version
+	flaky    bool // goes NotReady and back at random
+}
+
+// simPod is one upgrade pod in the simulated cluster.
+type simPod struct {
+	created  time.Time
+	deleted  bool
+	tracked  bool
+	phase    PodPhase
+	yankedAt time.Time // deleted behind the controller's back
+}
+
+// world is the simulated cluster: nodes, pods and a lagging cache.
+type world struct {
+	rng       *rand.Rand
+	nodes     map[string]*simNode
+	pods      map[string]*simPod
+	creations map[string]int
+	now       time.Time
+}
+
+func newWorld(seed uint64, n int) (*world, []string) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	w := &world{rng: rng, nodes: map[string]*simNode{}, pods: map[string]*simPod{}, creations: map[string]int{}, now: t0}
+	var selection []string
+	for i := range n {
+		name := fmt.Sprintf("n%03d", i)
+		selection = append(selection, name)
+		if rng.IntN(25) == 0 {
+			continue // selected by name, does not exist
+		}
+		node := &simNode{
+			view:     edgeNode("v1.20.0"),
+			duration: time.Duration(5+rng.IntN(120)) * time.Second,
+			fails:    rng.IntN(8) == 0,
+			hangs:    rng.IntN(15) == 0,
+			lies:     rng.IntN(20) == 0,
+			flaky:    rng.IntN(6) == 0,
+		}
+		switch rng.IntN(20) {
+		case 0:
+			node.view.Version = "v1.21.0" // already there
+		case 1:
+			node.view.Edge = false
+		case 2:
+			node.view.Ready = false
+		}
+		w.nodes[name] = node
+	}
+	return w, selection
+}
+
+// advance moves time on and lets pods and nodes do what they do.
+func (w *world) advance(d time.Duration) {
+	w.now = w.now.Add(d)
+	for name, pod := range w.pods {
+		node := w.nodes[name]
+		if pod.deleted || node == nil || pod.phase == PodSucceeded || pod.phase == PodFailed {
+			continue
+		}
+		if !node.view.Ready {
+			continue // an offline node runs nothing
+		}
+		elapsed := w.now.Sub(pod.created)
+		switch {
+		case node.hangs:
+			pod.phase = PodUpgrading
+		case elapsed >= node.duration && node.fails:
+			pod.phase = PodFailed
+		case elapsed >= node.duration:
+			pod.phase = PodSucceeded
+			if !node.lies {
+				node.view.Version = "v1.21.0"
+			}
+		case elapsed >= node.duration*2/3:
+			pod.phase = PodUpgrading
+		case elapsed >= node.duration/3:
+			pod.phase = PodBackingUp
+		default:
+			pod.phase = PodChecking
+		}
+	}
+	for name, node := range w.nodes {
+		if node.flaky && w.rng.IntN(4) == 0 {
+			node.view.Ready = !node.view.Ready
+		}
+		if pod, ok := w.pods[name]; ok && !pod.deleted && w.rng.IntN(200) == 0 {
+			pod.yankedAt = w.now // someone deletes it; the finalizer keeps it visible
+		}
+	}
+}
+
+// input is what a controller with a possibly lagging cache sees.
+func (w *world) input(c Config, status v1alpha1.NodeUpgradeJobStatus, selection []string) Input {
+	in := Input{Config: c, Status: status, Selection: selection, SelectionSource: "spec.nodeNames", Now: w.now,
+		Nodes: map[string]NodeView{}, Pods: map[string]PodView{}}
+	for name, node := range w.nodes {
+		in.Nodes[name] = node.view
+	}
+	for name, pod := range w.pods {
+		if pod.deleted && !pod.tracked {
+			continue
+		}
+		if w.now.Sub(pod.created) < 2*time.Second && w.rng.IntN(2) == 0 {
+			continue // the cache has not shown the new pod yet
+		}
+		view := PodView{Phase: pod.phase, Tracked: pod.tracked, Deleting: pod.deleted || !pod.yankedAt.IsZero()}
+		if pod.phase == PodFailed {
+			view.FailedEvent, view.Reason = v1alpha1.EventRollback, "keadm upgrade failed; rolled back"
+		}
+		if pod.phase == "" {
+			view.Phase = PodPending
+		}
+		in.Pods[name] = view
+	}
+	return in
+}
+
+// apply carries out a committed plan, as the reconciler does.
+func (w *world) apply(p Plan) {
+	for _, d := range p.Dispatch {
+		if _, exists := w.pods[d.Node]; exists {
+			continue // AlreadyExists: the name is fixed
+		}
+		w.pods[d.Node] = &simPod{created: w.now, tracked: true, phase: PodPending}
+		w.creations[d.Node]++
+	}
+	for _, name := range p.Release {
+		if pod, ok := w.pods[name]; ok {
+			pod.tracked = false
+		}
+	}
+	for _, name := range p.Delete {
+		if pod, ok := w.pods[name]; ok {
+			pod.deleted = true
+		}
+	}
+	for name, pod := range w.pods {
+		if (pod.deleted || !pod.yankedAt.IsZero()) && !pod.tracked {
+			delete(w.pods, name) // gone once nothing holds it
+		}
+	}
+}
+
+// TestSimulatedRollouts drives the planner through thousands of random
+// fleets and checks every rollout rule after every step.
+func TestSimulatedRollouts(t *testing.T) {
+	scenarios := 2000
+	if testing.Short() {
+		scenarios = 200
+	}
+	tolerances := []string{"0", "0.1", "0.25", "0.5", "1"}
+	for seed := range uint64(scenarios) {
+		w, selection := newWorld(seed, 5+int(seed%40))
+		c := cfg(1+int(seed%7), tolerances[seed%uint64(len(tolerances))])
+		c.Timeout = time.Duration(60+seed%240) * time.Second
+		var status v1alpha1.NodeUpgradeJobStatus
+		finalSeen := map[string]v1alpha1.TaskStatus{}
+		for step := 0; ; step++ {
+			if step > 5000 {
+				t.Fatalf("seed %d: job did not finish in 5000 steps: %+v", seed, status.Counts)
+			}
+			p := Decide(w.input(c, status, selection))
+			checkInvariants(t, seed, c, w, status, p, finalSeen)
+			status = p.Status
+			w.apply(p)
+			if p.Finished && len(w.pods) == 0 {
+				break
+			}
+			if p.Finished {
+				// Keep planning until cleanup is done, with time moving on.
+				w.advance(time.Second)
+				continue
+			}
+			w.advance(time.Duration(1+w.rng.IntN(20)) * time.Second)
+		}
+		checkFinal(t, seed, c, w, status)
+	}
+}
+
+func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alpha1.NodeUpgradeJobStatus, p Plan, finalSeen map[string]v1alpha1.TaskStatus) {
+	t.Helper()
+	counts := tally(p.Status.NodeStatus)
+	if int(counts.InFlight) > c.Concurrency {
+		t.Fatalf("seed %d: %d in flight > concurrency %d", seed, counts.InFlight, c.Concurrency)
+	}
+	for name, n := range w.creations {
+		if n > 1 {
+			t.Fatalf("seed %d: node %s upgraded %d times", seed, name, n)
+		}
+	}
+	exceeded := c.ToleranceExceeded(int(counts.Failed), int(counts.Selected))
+	for _, e := range p.Status.NodeStatus {
+		if old, ok := finalSeen[e.NodeName]; ok && old != e {
+			t.Fatalf("seed %d: final node %s changed from %+v to %+v", seed, e.NodeName, old, e)
+		}
+		if NodeFinal(e.State) {
+			finalSeen[e.NodeName] = e
+		}
+		if e.State == v1alpha1.StateNotAttempted && !exceeded {
+			t.Fatalf("seed %d: %s not attempted although tolerance holds", seed, e.NodeName)
+		}
+		if NodeInFlight(e.State) {
+			dispatched, err := time.Parse(time.RFC3339, e.Time)
+			if err != nil || !w.now.Before(dispatched.Add(c.Timeout)) {
+				t.Fatalf("seed %d: node %s in flight past its deadline (dispatched %s, now %s)", seed, e.NodeName, e.Time, w.now)
+			}
+		}
+		if e.State == v1alpha1.StateSuccessful && e.Event == v1alpha1.EventUpgrade && w.nodes[e.NodeName].view.Version != "v1.21.0" {
+			t.Fatalf("seed %d: node %s counted upgraded but reports %s", seed, e.NodeName, w.nodes[e.NodeName].view.Version)
+		}
+	}
+	for _, d := range p.Dispatch {
+		if exceeded && !wasInFlight(before, d.Node) {
+			t.Fatalf("seed %d: dispatched %s after tolerance was exceeded", seed, d.Node)
+		}
+	}
+}
+
+func wasInFlight(s v1alpha1.NodeUpgradeJobStatus, node string) bool {
+	for _, e := range s.NodeStatus {
+		if e.NodeName == node {
+			return NodeInFlight(e.State)
+		}
+	}
+	return false
+}
+
+func checkFinal(t *testing.T, seed uint64, c Config, w *world, s v1alpha1.NodeUpgradeJobStatus) {
+	t.Helper()
+	counts := tally(s.NodeStatus)
+	if counts.Pending != 0 || counts.InFlight != 0 {
+		t.Fatalf("seed %d: finished with %+v", seed, counts)
+	}
+	if counts.Succeeded+counts.Failed+counts.NotAttempted != counts.Selected || s.Counts != counts {
+		t.Fatalf("seed %d: counts do not add up: %+v vs %+v", seed, s.Counts, counts)
+	}
+	exceeded := c.ToleranceExceeded(int(counts.Failed), int(counts.Selected))
+	wantFailed := exceeded || counts.Succeeded == 0
+	if (s.State == v1alpha1.StateFailed) != wantFailed {
+		t.Fatalf("seed %d: job state %s, want failed=%v (%+v, tolerance %s)", seed, s.State, wantFailed, counts, c.Tolerance.RatString())
+	}
+	for name, pod := range w.pods {
+		if pod.tracked {
+			t.Fatalf("seed %d: pod of %s still tracked after the job finished", seed, name)
+		}
+	}
+}
