@@ -127,9 +127,12 @@ type NodeUpgradeJobStatus struct {
 	HistoricVersion string `json:"historicVersion,omitempty"`
 	// NodeStatus contains the upgrade status of each selected edge node,
 	// sorted by name, the order in which nodes are dispatched.
+	// The list is atomic: the controller is its only writer, and a map-typed
+	// list would make server-side field tracking record every node again in
+	// metadata.managedFields, doubling the object at fleet scale.
 	// +optional
-	// +listType=map
-	// +listMapKey=nodeName
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20000
 	NodeStatus []TaskStatus `json:"nodeStatus,omitempty"`
 
 	// Conditions are the job's Progressing, Complete and Failed conditions.
