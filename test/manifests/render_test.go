@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -51,15 +50,6 @@ func kubectlPath(t *testing.T) string {
 // non-zero exit fails with stderr.
 func runKubectl(t *testing.T, env []string, args ...string) []byte {
 	t.Helper()
-	out, err := tryKubectl(t, env, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func tryKubectl(t *testing.T, env []string, args ...string) ([]byte, error) {
-	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kubectlPath(t), args...)
@@ -68,9 +58,9 @@ func tryKubectl(t *testing.T, env []string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("kubectl %q: %w\nstderr:\n%s\nstdout:\n%s", args, err, stderr.String(), stdout.String())
+		t.Fatalf("kubectl %q: %v\nstderr:\n%s\nstdout:\n%s", args, err, stderr.String(), stdout.String())
 	}
-	return stdout.Bytes(), nil
+	return stdout.Bytes()
 }
 
 // render runs `kubectl kustomize dir` (dir relative to the repository root)
