@@ -30,10 +30,10 @@ func names(n int) []string {
 	return out
 }
 
-func fleet(n int, version string) map[string]NodeView {
+func fleet(n int) map[string]NodeView {
 	nodes := map[string]NodeView{}
 	for _, name := range names(n) {
-		nodes[name] = edgeNode(version)
+		nodes[name] = edgeNode("v1.20.0")
 	}
 	return nodes
 }
@@ -155,7 +155,7 @@ func TestRefusedJobTouchesNoNode(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(5, "1")
 	c.Refusal = `image repository "evil.example/x" is not allowed`
-	p := start(c, names(3), fleet(3, "v1.20.0"))
+	p := start(c, names(3), fleet(3))
 	g.Expect(p.Dispatch).To(BeEmpty())
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
 	g.Expect(p.Status.Reason).To(ContainSubstring("not allowed"))
@@ -170,7 +170,7 @@ func step(prev Plan, c Config, nodes map[string]NodeView, pods map[string]PodVie
 func TestSlidingWindow(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(3, "1")
-	nodes := fleet(6, "v1.20.0")
+	nodes := fleet(6)
 	p := start(c, names(6), nodes)
 	g.Expect(dispatched(p)).To(Equal([]string{"node-00", "node-01", "node-02"}))
 
@@ -196,7 +196,7 @@ func TestSlidingWindow(t *testing.T) {
 func TestVerificationWaitsForVersionAndReady(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(1, "v1.20.0")
+	nodes := fleet(1)
 	p := start(c, names(1), nodes)
 	pods := map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}
 
@@ -221,7 +221,7 @@ func TestVerificationWaitsForVersionAndReady(t *testing.T) {
 func TestLyingNodeFailsVerification(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(1, "v1.20.0")
+	nodes := fleet(1)
 	p := start(c, names(1), nodes)
 	nodes["node-00"] = NodeView{Exists: true, Edge: true, Ready: true, Reported: "v1.30.7-kubeedge-banana"}
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded}}, t0.Add(301*time.Second))
@@ -231,7 +231,7 @@ func TestLyingNodeFailsVerification(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(2, "1")
-	nodes := fleet(3, "v1.20.0")
+	nodes := fleet(3)
 	p := start(c, names(3), nodes)
 	pods := map[string]PodView{"node-00": {Phase: PodUpgrading, Tracked: true}, "node-01": {Phase: PodUpgrading, Tracked: true}}
 
@@ -265,7 +265,7 @@ func TestToleranceStopsDispatch(t *testing.T) {
 		t.Run(fmt.Sprintf("%s_with_%d_failures", tc.tolerate, tc.failures), func(t *testing.T) {
 			g := NewWithT(t)
 			c := cfg(1, tc.tolerate)
-			nodes := fleet(10, "v1.20.0")
+			nodes := fleet(10)
 			p := start(c, names(10), nodes)
 			now := t0
 			for i := 0; i < 10 && !p.Finished; i++ {
@@ -300,7 +300,7 @@ func TestToleranceStopsDispatch(t *testing.T) {
 func TestInFlightFinishAfterStop(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(3, "0")
-	nodes := fleet(5, "v1.20.0")
+	nodes := fleet(5)
 	p := start(c, names(5), nodes)
 	pods := map[string]PodView{"node-00": {Phase: PodFailed, FailedEvent: v1alpha1.EventCheck, Reason: "cpu usage 95% >= 80%"}, "node-01": {Phase: PodUpgrading}, "node-02": {Phase: PodUpgrading}}
 	p = step(p, c, nodes, pods, t0.Add(time.Minute))
@@ -321,7 +321,7 @@ func TestInFlightFinishAfterStop(t *testing.T) {
 func TestNotReadyNodeIsDeferredWithoutASlot(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(3, "v1.20.0")
+	nodes := fleet(3)
 	offline := nodes["node-00"]
 	offline.Ready = false
 	nodes["node-00"] = offline
@@ -343,7 +343,7 @@ func TestNotReadyNodeIsDeferredWithoutASlot(t *testing.T) {
 func TestPodDeletedBehindOurBack(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(2, "v1.20.0")
+	nodes := fleet(2)
 	p := start(c, names(2), nodes)
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading, Deleting: true, Tracked: true}}, t0.Add(time.Minute))
 	g.Expect(entry(p, "node-00")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("deleted before it finished"))))
@@ -355,7 +355,7 @@ func TestPodDeletedBehindOurBack(t *testing.T) {
 func TestMissingPodIsRecreatedUntilDeadline(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(1, "v1.20.0")
+	nodes := fleet(1)
 	p := start(c, names(1), nodes)
 	p2 := step(p, c, nodes, nil, t0.Add(time.Minute))
 	g.Expect(p2.Dispatch).To(Equal([]Dispatch{{Node: "node-00", FromVersion: "v1.20.0", Deadline: t0.Add(300 * time.Second)}}),
@@ -368,7 +368,7 @@ func TestMissingPodIsRecreatedUntilDeadline(t *testing.T) {
 func TestFinishedJobOnlyCleansUp(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := fleet(1, "v1.20.0")
+	nodes := fleet(1)
 	p := start(c, names(1), nodes)
 	nodes["node-00"] = edgeNode("v1.21.0")
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}, t0.Add(time.Minute))
@@ -387,7 +387,7 @@ func TestFinishedJobOnlyCleansUp(t *testing.T) {
 func TestStatusIsStableWithoutChange(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(2, "0.5")
-	nodes := fleet(4, "v1.20.0")
+	nodes := fleet(4)
 	p := start(c, names(4), nodes)
 	pods := map[string]PodView{"node-00": {Phase: PodBackingUp}, "node-01": {Phase: PodRollingBack}}
 	p = step(p, c, nodes, pods, t0.Add(10*time.Second))

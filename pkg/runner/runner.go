@@ -32,7 +32,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	step, o, err := ParseArgs(args, stderr)
 	var rep Report
-	code := ExitOK
+	var code int
 	if err != nil {
 		fmt.Fprintf(stderr, "nodeupgrade-runner: %v\n", err)
 		rep = Report{Step: step, Result: ResultFailed, Reason: "bad arguments: " + err.Error(), ToVersion: o.ToVersion, FromVersion: o.FromVersion}

@@ -9,5 +9,5 @@ func statfs(path string) (blocks, free, avail uint64, err error) {
 	if err := syscall.Statfs(path, &st); err != nil {
 		return 0, 0, 0, err
 	}
-	return uint64(st.Blocks), uint64(st.Bfree), uint64(st.Bavail), nil
+	return st.Blocks, st.Bfree, st.Bavail, nil
 }

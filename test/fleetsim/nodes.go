@@ -6,7 +6,7 @@
 // How a node's upgrade goes is told by annotations on the node, so a test
 // can change it at any time:
 //
-//	nodeupgrade.test/behavior: ""|succeed, fail[-<container>], hang[-<container>]
+//	nodeupgrade.test/behavior: ""|succeed, fail, fail-rollback, fail-<container>, hang, hang-<container>
 //	nodeupgrade.test/offline:  "true" (no kubelet: pods never start nor stop)
 //	nodeupgrade.test/duration: a Go duration ("5s") for the whole upgrade pod
 package fleetsim
@@ -18,11 +18,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -61,12 +61,17 @@ const (
 	// BehaviorSucceed runs every container to completion; the node then
 	// reports the target version.
 	BehaviorSucceed Behavior = "succeed"
-	// BehaviorFail makes keadm fail in the upgrade container and roll back:
-	// exit code 3 and a JSON termination message. "fail-<container>" fails in
-	// that container instead (e.g. fail-check, fail-backup).
+	// BehaviorFail makes keadm upgrade fail and the rollback work: the
+	// upgrade container is Ready (rolling back) for a while, then exits 3 with
+	// a runner report {"step":"rollback","result":"failed","rolledBack":true}.
+	// "fail-<container>" fails that step instead: fail-check (exit 1),
+	// fail-backup (exit 2), fail-copy-keadm.
 	BehaviorFail Behavior = "fail"
-	// BehaviorHang leaves the upgrade container running forever.
-	// "hang-<container>" hangs in that container instead.
+	// BehaviorFailRollback makes the rollback fail too: exit 4, needsAttention.
+	BehaviorFailRollback Behavior = "fail-rollback"
+	// BehaviorHang leaves the upgrade container running until the pod is
+	// deleted or its activeDeadlineSeconds runs out. "hang-<container>"
+	// hangs in that container instead.
 	BehaviorHang Behavior = "hang"
 )
 

@@ -82,7 +82,7 @@ type plan struct {
 	phases   []phase
 	hang     bool // no ending: the last phase goes on forever
 	end      ending
-	reports  []string  // termination message of each ordinal that ran to success
+	reports  []string    // termination message of each ordinal that ran to success
 	finished []time.Time // when each ordinal that ran to success ended
 }
 
@@ -162,7 +162,9 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	for o, n := range p.names {
 		bounds = append(bounds, at(acc))
 		p.phases = append(p.phases, phase{ordinal: o, begin: at(acc)})
-		if o == p.nInit && o == failAt {
+		// The upgrade container (the first after the init containers) turns
+		// Ready part-way when it fails, as the runner does while rolling back.
+		if o == failAt && failAt == p.nInit {
 			p.phases = append(p.phases, phase{ordinal: o, begin: at(acc + 0.6*float64(stepWeight(n))), ready: true})
 		}
 		acc += float64(stepWeight(n))
@@ -172,7 +174,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	base := runner.Report{FromVersion: from, ToVersion: target}
 	deadline, hasDeadline := podDeadline(pod)
 	p.end = ending{at: bounds[p.nInit+1], ordinal: p.nInit}
-	cut := len(p.phases)
+	cut, stopped := len(p.phases), false
 	for i, ph := range p.phases {
 		o, name := ph.ordinal, p.names[ph.ordinal]
 		first := i == 0 || p.phases[i-1].ordinal != o
@@ -186,17 +188,17 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 			rep.Reason = fmt.Sprintf("deadline %s passed before step %s started (now %s); nothing was run",
 				deadline.UTC().Format(time.RFC3339), name, ph.begin.UTC().Format(time.RFC3339))
 			p.end = ending{at: ph.begin, ordinal: o, exit: runner.ExitDeadline, message: string(rep.Marshal())}
-			cut = i
+			cut, stopped = i, true
 			break
 		}
 		if o == hangAt {
 			p.hang = true
-			cut = i + 1
+			cut, stopped = i+1, true
 			break
 		}
 		if o == failAt {
 			p.end = p.failure(o, bounds[o+1], base, in.behavior == BehaviorFailRollback)
-			cut = len(p.phases)
+			cut, stopped = len(p.phases), true
 			if o < p.nInit {
 				cut = i + 1
 			}
@@ -206,7 +208,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		p.finished = append(p.finished, bounds[o+1])
 	}
 	p.phases = p.phases[:cut]
-	if p.end.message == "" && !p.hang && p.end.exit == 0 {
+	if !stopped {
 		// Success: the last report is the upgrade container's.
 		p.end.message = p.reports[len(p.reports)-1]
 		p.reports = p.reports[:len(p.reports)-1]
@@ -219,8 +221,8 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		if p.hang || killAt.Before(p.end.at) {
 			running := p.phases[len(p.phases)-1].ordinal
 			for i, ph := range p.phases {
-				if !ph.begin.Before(killAt) {
-					p.phases, running = p.phases[:i], p.phases[max(i-1, 0)].ordinal
+				if i > 0 && !ph.begin.Before(killAt) {
+					p.phases, running = p.phases[:i], p.phases[i-1].ordinal
 					break
 				}
 			}
@@ -366,7 +368,10 @@ func (p plan) progressOf(pod *corev1.Pod) int {
 func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 	ts := metav1.NewTime
 	ended := progress >= p.done()
-	cur := p.phases[min(max(progress, 1), len(p.phases))-1]
+	cur := phase{ordinal: p.end.ordinal, begin: p.end.at}
+	if len(p.phases) > 0 {
+		cur = p.phases[min(max(progress, 1), len(p.phases))-1]
+	}
 	running := cur.ordinal
 	if ended {
 		running = p.end.ordinal

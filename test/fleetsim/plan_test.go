@@ -1,41 +1,58 @@
 package fleetsim
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
-func upgradePod(initContainers ...string) *corev1.Pod {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"},
-		Spec: corev1.PodSpec{
-			NodeName: "edge-0",
-			Containers: []corev1.Container{{
-				Name: UpgradeContainer, Image: "kubeedge/installation-package:v1.21.0",
-				Args: []string{"upgrade", "edge", "--to-version=v1.21.0"},
-			}},
-		},
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// realPod is an upgrade pod exactly as the controller builds it, with a
+// deadline far off unless the test says otherwise.
+func realPod(withCheck bool, deadline time.Duration) *corev1.Pod {
+	p := upgradepod.Params{
+		JobName: "job", JobUID: "uid", NodeName: "edge-0", Namespace: "kubeedge",
+		RunnerImage: "runner:v0", InstallImage: "docker.io/kubeedge/installation-package:v1.21.0",
+		Version: "v1.21.0", FromVersion: "v1.20.0", Deadline: t0.Add(deadline),
 	}
-	for _, n := range initContainers {
-		pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{Name: n, Image: "img"})
+	if withCheck {
+		p.CheckItems = []string{"cpu"}
 	}
-	return pod
+	return upgradepod.BuildAt(p, t0)
+}
+
+// observeAt renders the pod at elapsed d and asks the controller's own
+// observer what it sees.
+func observeAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) upgradepod.Observation {
+	pod = pod.DeepCopy()
+	progress := p.progressAt(t0.Add(d))
+	pod.Status = p.podStatus(pod, progress)
+	g.Expect(p.progressOf(pod)).To(Equal(progress), "progress read back at %s", d)
+	return upgradepod.Observe(pod)
+}
+
+func report(g Gomega, msg string) runner.Report {
+	rep, err := runner.ParseReport(msg)
+	g.Expect(err).NotTo(HaveOccurred())
+	return rep
 }
 
 func TestParseBehavior(t *testing.T) {
 	g := NewWithT(t)
 	for in, want := range map[string][2]string{
-		"":            {"succeed", ""},
-		"succeed":     {"succeed", ""},
-		"fail":        {"fail", ""},
-		"hang":        {"hang", ""},
-		"fail-check":  {"fail", "check"},
-		"hang-backup": {"hang", "backup"},
+		"":              {"succeed", ""},
+		"succeed":       {"succeed", ""},
+		"fail":          {"fail", ""},
+		"fail-rollback": {"fail-rollback", ""},
+		"hang":          {"hang", ""},
+		"fail-check":    {"fail", "check"},
+		"hang-backup":   {"hang", "backup"},
 	} {
 		b, at, err := ParseBehavior(in)
 		g.Expect(err).NotTo(HaveOccurred(), in)
@@ -45,93 +62,148 @@ func TestParseBehavior(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 }
 
-func TestPlanTimeline(t *testing.T) {
+func TestPlanSucceeds(t *testing.T) {
 	g := NewWithT(t)
-	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	pod := upgradePod("copy-keadm", "check", "backup")
+	pod := realPod(true, time.Hour)
 	// Weights 1, 2, 2 and 5 over 10s: steps begin at 0, 1, 3 and 5s.
-	p := newPlan(pod, start, 10*time.Second, BehaviorSucceed, "")
-	at := func(d time.Duration) int { return p.progressAt(start.Add(d)) }
-	g.Expect([]int{at(0), at(999 * time.Millisecond), at(time.Second), at(3 * time.Second), at(5 * time.Second), at(10 * time.Second)}).
-		To(Equal([]int{1, 1, 2, 3, 4, 5}))
-	next, ok := p.nextChange(start.Add(4 * time.Second))
+	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0"})
+	g.Expect(p.succeeds()).To(BeTrue())
+	phases := map[time.Duration]upgradepod.Phase{
+		0:                      upgradepod.PhaseChecking, // copy-keadm counts as the first step
+		999 * time.Millisecond: upgradepod.PhaseChecking,
+		time.Second:            upgradepod.PhaseChecking,
+		3 * time.Second:        upgradepod.PhaseBackingUp,
+		5 * time.Second:        upgradepod.PhaseUpgrading,
+		10 * time.Second:       upgradepod.PhaseSucceeded,
+	}
+	for d, want := range phases {
+		g.Expect(observeAt(g, pod, p, d).Phase).To(Equal(want), "at %s", d)
+	}
+	next, ok := p.nextChange(t0.Add(4 * time.Second))
 	g.Expect(ok).To(BeTrue())
-	g.Expect(next).To(Equal(start.Add(5 * time.Second)))
-	_, ok = p.nextChange(start.Add(10 * time.Second))
+	g.Expect(next).To(Equal(t0.Add(5 * time.Second)))
+	_, ok = p.nextChange(t0.Add(10 * time.Second))
 	g.Expect(ok).To(BeFalse())
 
-	// While check runs the pod is Pending with copy-keadm done.
-	st := p.podStatus(pod, 2, nil)
-	g.Expect(st.Phase).To(Equal(corev1.PodPending))
-	g.Expect(st.InitContainerStatuses[0].State.Terminated).NotTo(BeNil())
-	g.Expect(st.InitContainerStatuses[1].State.Running).NotTo(BeNil())
-	g.Expect(st.InitContainerStatuses[2].State.Waiting).NotTo(BeNil())
-	pod.Status = st
-	g.Expect(progressOf(pod)).To(Equal(2))
-
-	st = p.podStatus(pod, 4, nil)
+	st := p.podStatus(pod, p.progressAt(t0.Add(6*time.Second)))
 	g.Expect(st.Phase).To(Equal(corev1.PodRunning))
-	g.Expect(st.ContainerStatuses[0].State.Running).NotTo(BeNil())
-	pod.Status = st
-	g.Expect(progressOf(pod)).To(Equal(4))
+	g.Expect(st.ContainerStatuses[0].Ready).To(BeFalse(), "Ready means rolling back")
+	g.Expect(report(g, st.InitContainerStatuses[1].State.Terminated.Message)).To(isReport("check", runner.ResultSucceeded))
 
-	st = p.podStatus(pod, 5, nil)
-	g.Expect(st.Phase).To(Equal(corev1.PodSucceeded))
-	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeZero())
+	obs := observeAt(g, pod, p, 10*time.Second)
+	g.Expect(obs.Report).NotTo(BeNil())
+	g.Expect(*obs.Report).To(Equal(runner.Report{
+		Step: runner.StepUpgrade, Result: runner.ResultSucceeded,
+		Reason: "upgraded edgecore from v1.20.0 to v1.21.0", FromVersion: "v1.20.0", ToVersion: "v1.21.0",
+	}))
+}
+
+// isReport matches a report's step and result.
+func isReport(step string, result runner.Result) OmegaMatcher {
+	return WithTransform(func(r runner.Report) [2]string { return [2]string{string(r.Step), string(r.Result)} },
+		Equal([2]string{step, string(result)}))
 }
 
 func TestPlanFailures(t *testing.T) {
 	g := NewWithT(t)
-	start := time.Now()
-	pod := upgradePod("copy-keadm", "check", "backup")
+	pod := realPod(true, time.Hour)
+	in := planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0", behavior: BehaviorFail}
 
-	p := newPlan(pod, start, 10*time.Second, BehaviorFail, "")
-	g.Expect(p.progressAt(start.Add(9 * time.Second))).To(Equal(4))
-	g.Expect(p.progressAt(start.Add(10 * time.Second))).To(Equal(p.done()))
-	msg := failureMessage(UpgradeContainer, "v1.20.0", TargetVersion(pod))
-	st := p.podStatus(pod, p.done(), &failure{step: p.stopStep, message: msg})
-	g.Expect(st.Phase).To(Equal(corev1.PodFailed))
-	term := st.ContainerStatuses[0].State.Terminated
-	g.Expect(term.ExitCode).To(BeEquivalentTo(ExitUpgradeFailed))
-	var m TerminationMessage
-	g.Expect(json.Unmarshal([]byte(term.Message), &m)).To(Succeed())
-	g.Expect(m).To(Equal(TerminationMessage{
-		Step: "upgrade", Result: "failed", Reason: "simulated keadm failure",
-		RolledBack: true, FromVersion: "v1.20.0", ToVersion: "v1.21.0",
+	// The upgrade fails; the rollback runs (Ready) from 8s and works.
+	p := newPlan(pod, in)
+	g.Expect(observeAt(g, pod, p, 7*time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	g.Expect(observeAt(g, pod, p, 8*time.Second).Phase).To(Equal(upgradepod.PhaseRollingBack))
+	obs := observeAt(g, pod, p, 10*time.Second)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(*obs.Report).To(Equal(runner.Report{
+		Step: runner.StepRollback, Result: runner.ResultFailed, RolledBack: true,
+		Reason:      "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed: simulated keadm failure",
+		FromVersion: "v1.20.0", ToVersion: "v1.21.0",
 	}))
-
-	// fail-check ends when check would have ended, leaving backup unstarted.
-	p = newPlan(pod, start, 10*time.Second, BehaviorFail, "check")
-	g.Expect(p.progressAt(start.Add(2 * time.Second))).To(Equal(2))
-	g.Expect(p.progressAt(start.Add(3 * time.Second))).To(Equal(p.done()))
-	st = p.podStatus(pod, p.done(), &failure{step: p.stopStep, message: failureMessage("check", "", "")})
+	st := p.podStatus(pod, p.done())
 	g.Expect(st.Phase).To(Equal(corev1.PodFailed))
-	g.Expect(st.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(ExitStepFailed))
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
+
+	in.behavior = BehaviorFailRollback
+	p = newPlan(pod, in)
+	st = p.podStatus(pod, p.done())
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNeedsAttention))
+	g.Expect(report(g, st.ContainerStatuses[0].State.Terminated.Message).NeedsAttention).To(BeTrue())
+
+	// fail-check ends when check would have ended, leaving the rest unstarted.
+	in.behavior, in.at = BehaviorFail, ContainerCheck
+	p = newPlan(pod, in)
+	g.Expect(p.progressAt(t0.Add(2 * time.Second))).To(Equal(2))
+	obs = observeAt(g, pod, p, 3*time.Second)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(obs.Report.Step).To(Equal(runner.StepCheck))
+	st = p.podStatus(pod, p.done())
+	g.Expect(st.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
 	g.Expect(st.InitContainerStatuses[2].State.Waiting).NotTo(BeNil())
 	g.Expect(st.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
 
-	// hang stays in the upgrade container for good.
-	p = newPlan(pod, start, 10*time.Second, BehaviorHang, "")
-	g.Expect(p.progressAt(start.Add(time.Hour))).To(Equal(4))
-	_, ok := p.nextChange(start.Add(time.Hour))
+	in.at = ContainerBackup
+	p = newPlan(realPod(false, time.Hour), in)
+	st = p.podStatus(pod, p.done())
+	g.Expect(st.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitBackupFailed))
+
+	// A node already at the target skips every step, whatever its behaviour.
+	in.behavior, in.at, in.nodeVersion = BehaviorFail, "", "v1.21.0"
+	p = newPlan(pod, in)
+	g.Expect(p.succeeds()).To(BeTrue())
+	obs = observeAt(g, pod, p, 10*time.Second)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseSucceeded))
+	g.Expect(obs.Report.Result).To(Equal(runner.ResultSkipped))
+}
+
+func TestPlanHangAndDeadlines(t *testing.T) {
+	g := NewWithT(t)
+	// Without an active deadline a hung upgrade runs for good.
+	pod := realPod(false, time.Hour)
+	pod.Spec.ActiveDeadlineSeconds = nil
+	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
+	g.Expect(observeAt(g, pod, p, time.Hour).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	_, ok := p.nextChange(t0.Add(time.Hour))
 	g.Expect(ok).To(BeFalse())
+
+	// With one, the kubelet kills it then: the deadline plus the
+	// controller's grace, here 60s + DeadlineGrace.
+	pod = realPod(false, time.Minute)
+	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
+	killAt := time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second
+	g.Expect(observeAt(g, pod, p, killAt-time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	obs := observeAt(g, pod, p, killAt)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(obs.Reason).To(ContainSubstring("DeadlineExceeded"))
+
+	// A step that would start after the deadline refuses to run (exit 5).
+	pod = realPod(true, 4*time.Second)
+	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second})
+	g.Expect(observeAt(g, pod, p, 3*time.Second).Phase).To(Equal(upgradepod.PhaseBackingUp))
+	obs = observeAt(g, pod, p, 5*time.Second)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(obs.Report.Step).To(Equal(runner.StepUpgrade))
+	g.Expect(obs.Report.Reason).To(ContainSubstring("deadline"))
+	st := p.podStatus(pod, p.done())
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
+	g.Expect(report(g, st.InitContainerStatuses[2].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
 }
 
 func TestKilledStatus(t *testing.T) {
 	g := NewWithT(t)
-	start := time.Now()
-	pod := upgradePod("copy-keadm", "backup")
-	p := newPlan(pod, start, 10*time.Second, BehaviorSucceed, "")
-	pod.Status = p.podStatus(pod, 3, nil)
+	pod := realPod(false, time.Hour)
+	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second})
+	pod.Status = p.podStatus(pod, p.progressAt(t0.Add(6*time.Second)))
 	g.Expect(containersStopped(pod)).To(BeFalse())
-	pod.Status = killedStatus(pod, start.Add(6*time.Second))
+	pod.Status = killedStatus(pod, t0.Add(6*time.Second))
 	g.Expect(containersStopped(pod)).To(BeTrue())
 	g.Expect(pod.Status.Phase).To(Equal(corev1.PodFailed))
 	g.Expect(pod.Status.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(ExitKilled))
+	g.Expect(upgradepod.Observe(pod).Phase).To(Equal(upgradepod.PhaseFailed))
 
 	// A pod that never started gets a status all the same.
-	fresh := upgradePod("copy-keadm")
-	fresh.Status = killedStatus(fresh, start)
+	fresh := realPod(false, time.Hour)
+	fresh.Status = killedStatus(fresh, t0)
 	g.Expect(fresh.Status.Phase).To(Equal(corev1.PodFailed))
 	g.Expect(fresh.Status.ContainerStatuses).To(HaveLen(1))
 }
@@ -143,8 +215,12 @@ func TestVersions(t *testing.T) {
 	g.Expect(KubeEdgeVersion("v1.30.7")).To(BeEmpty())
 	g.Expect(withKubeEdgeVersion("v1.29.1-kubeedge-v1.19.0", "v1.20.1")).To(Equal("v1.29.1-kubeedge-v1.20.1"))
 
-	pod := upgradePod()
+	pod := realPod(false, time.Hour)
 	g.Expect(TargetVersion(pod)).To(Equal("v1.21.0"))
+	g.Expect(argValue(pod, "--from-version")).To(Equal("v1.20.0"))
+	d, ok := podDeadline(pod)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(d).To(Equal(t0.Add(time.Hour)))
 	pod.Spec.Containers[0].Args = []string{"--to-version", "v1.22.0"}
 	g.Expect(TargetVersion(pod)).To(Equal("v1.22.0"))
 	pod.Spec.Containers[0].Args = nil

@@ -22,11 +22,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
 
 // LabelJob is the label every upgrade pod carries (the NodeUpgradeJob's
 // name); the simulator runs only pods that have it.
-const LabelJob = "operations.kubeedge.io/nodeupgradejob"
+const LabelJob = v1alpha1.LabelJob
 
 // DefaultUpgradeDuration is how long an upgrade pod runs, first init
 // container to end, when neither Options nor the node say otherwise.
@@ -344,32 +346,23 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		}
 	}
 	st := s.state(pod, now)
-	p := newPlan(pod, st.start, d, behavior, at)
+	p := newPlan(pod, planInput{
+		start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node),
+	})
 	want := p.progressAt(now)
 	s.mu.Lock()
-	have := max(progressOf(pod), st.written)
+	have := max(p.progressOf(pod), st.written)
 	s.mu.Unlock()
 
 	if want > have {
-		var fail *failure
-		if want == p.done() {
-			switch p.outcome {
-			case outcomeFail:
-				step := UpgradeContainer
-				if p.stopStep < p.nInit {
-					step = pod.Spec.InitContainers[p.stopStep].Name
-				}
-				from := NodeVersion(node)
-				fail = &failure{step: p.stopStep, message: failureMessage(step, from, TargetVersion(pod))}
-			default:
-				// edgecore reports its new version before keadm exits, so
-				// whoever sees the pod Succeeded sees the node upgraded.
-				if err := s.reportVersion(ctx, node, TargetVersion(pod)); err != nil {
-					return err
-				}
+		if want == p.done() && p.succeeds() {
+			// edgecore reports its new version before the runner exits, so
+			// whoever sees the pod Succeeded sees the node upgraded.
+			if err := s.reportVersion(ctx, node, TargetVersion(pod)); err != nil {
+				return err
 			}
 		}
-		if err := s.writeStatus(ctx, pod, p.podStatus(pod, want, fail)); err != nil {
+		if err := s.writeStatus(ctx, pod, p.podStatus(pod, want)); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -379,10 +372,10 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 			s.stats.started.Add(1)
 		}
 		if want == p.done() {
-			if fail != nil {
-				s.stats.failed.Add(1)
-			} else {
+			if p.succeeds() {
 				s.stats.succeeded.Add(1)
+			} else {
+				s.stats.failed.Add(1)
 			}
 		}
 		s.log.V(1).Info("pod advanced", "pod", key, "node", node.Name, "progress", want, "of", p.done())

@@ -131,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 	started := false
 	defer func() {
 		if !started {
-			w.cleanup()
+			_ = w.cleanup() // best effort: the start error is what the caller needs
 		}
 	}()
 
@@ -272,7 +272,7 @@ func (w *World) waitHealthy(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-w.exited:
-			return fmt.Errorf("kwokworld: kwok exited before it was ready (%v); log:\n%s", w.waitErr, tail(w.logPath, 4096))
+			return fmt.Errorf("kwokworld: kwok exited before it was ready (%w); log:\n%s", w.waitErr, tail(w.logPath, 4096))
 		case <-ctx.Done():
 			return fmt.Errorf("kwokworld: kwok not healthy at %s: %w; log:\n%s", w.healthURL, ctx.Err(), tail(w.logPath, 4096))
 		case <-tick.C:

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
@@ -44,13 +46,14 @@ func TestMain(m *testing.M) {
 }
 
 // skipReason, when set, is why the world could not be made; the tests that
-// need it skip, the others still run.
+// need it fail (a missing control plane is a broken setup, not a pass), the
+// others still run.
 var skipReason string
 
 func needWorld(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
-		t.Skip(skipReason)
+		t.Fatal(skipReason)
 	}
 }
 
@@ -129,32 +132,16 @@ func tailString(s string, n int) string {
 	return s
 }
 
-// upgradePod is shaped like the controller's upgrade pods.
-func upgradePod(name, node, job, to string) *corev1.Pod {
-	image := "kubeedge/installation-package:" + to
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Namespace:   namespace,
-			Labels:      map[string]string{fleetsim.LabelJob: job, "operations.kubeedge.io/node": node},
-			Annotations: map[string]string{"operations.kubeedge.io/node-name": node},
-			Finalizers:  []string{"operations.kubeedge.io/upgrade-tracking"},
-		},
-		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Key: fleetsim.TaintEdge, Operator: corev1.TolerationOpExists}},
-			InitContainers: []corev1.Container{
-				{Name: "copy-keadm", Image: image, Command: []string{"cp", "/usr/local/bin/keadm", "/host/keadm"}},
-				{Name: "check", Image: image, Command: []string{"keadm", "check"}},
-				{Name: "backup", Image: image, Command: []string{"keadm", "backup"}},
-			},
-			Containers: []corev1.Container{{
-				Name: "upgrade", Image: image,
-				Command: []string{"keadm"}, Args: []string{"upgrade", "edge", "--to-version=" + to},
-			}},
-		},
-	}
+// upgradePod is an upgrade pod exactly as the controller builds it, with
+// a five-minute deadline.
+func upgradePod(node, job string) *corev1.Pod {
+	const to = "v1.21.0"
+	return upgradepod.Build(upgradepod.Params{
+		JobName: job, JobUID: "uid-" + job, NodeName: node, Namespace: namespace,
+		RunnerImage: "nodeupgrade-runner:test", InstallImage: "docker.io/kubeedge/installation-package:" + to,
+		Version: to, FromVersion: "v1.20.0", CheckItems: []string{"cpu", "disk"},
+		Deadline: time.Now().Add(5 * time.Minute),
+	})
 }
 
 func getNode(g Gomega, name string) *corev1.Node {
@@ -251,21 +238,26 @@ func TestUpgradePodSucceeds(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "ok-0"}}, 1)).To(Succeed())
-	pod := upgradePod("upgrade-ok-0", "ok-0", "job-ok", "v1.21.0")
+	pod := upgradePod("ok-0", "job-ok")
 	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
 
 	var seen []string
 	g.Eventually(func(g Gomega) {
 		cur := &corev1.Pod{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
-		if step := stepOf(cur); len(seen) == 0 || seen[len(seen)-1] != step {
+		// What the controller's own observer makes of each status.
+		if step := string(upgradepod.Observe(cur).Phase); len(seen) == 0 || seen[len(seen)-1] != step {
 			seen = append(seen, step)
 		}
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodSucceeded))
 	}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 	t.Logf("steps seen: %v", seen)
-	// Every step shows for at least 200ms, so polling at 50ms sees each.
-	g.Expect(seen).To(ContainElements("Pending/check", "Pending/backup", "Running/upgrade", "Succeeded"))
+	// Every step shows for at least 400ms, so polling at 50ms sees each.
+	// Pending first only if the pod was seen before the simulator got to it.
+	if seen[0] == string(upgradepod.PhasePending) {
+		seen = seen[1:]
+	}
+	g.Expect(seen).To(Equal([]string{"Checking", "BackingUp", "Upgrading", "Succeeded"}))
 
 	// The node reports the new edgecore, and keeps doing so through heartbeats.
 	g.Expect(fleetsim.NodeVersion(getNode(g, "ok-0"))).To(Equal("v1.21.0"))
@@ -290,8 +282,8 @@ func TestUpgradePodFails(t *testing.T) {
 		{Name: "fail-0", Behavior: fleetsim.BehaviorFail},
 		{Name: "fail-1", Behavior: "fail-check", Duration: time.Second},
 	}, 2)).To(Succeed())
-	pod := upgradePod("upgrade-fail-0", "fail-0", "job-fail", "v1.21.0")
-	checkPod := upgradePod("upgrade-fail-1", "fail-1", "job-fail", "v1.21.0")
+	pod := upgradePod("fail-0", "job-fail")
+	checkPod := upgradePod("fail-1", "job-fail")
 	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
 	g.Expect(k8s.Create(ctx, checkPod)).To(Succeed())
 
@@ -302,13 +294,15 @@ func TestUpgradePodFails(t *testing.T) {
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	term := cur.Status.ContainerStatuses[0].State.Terminated
 	g.Expect(term).NotTo(BeNil())
-	g.Expect(term.ExitCode).To(BeEquivalentTo(3))
+	g.Expect(term.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
 	var msg map[string]any
 	g.Expect(json.Unmarshal([]byte(term.Message), &msg)).To(Succeed())
 	g.Expect(msg).To(Equal(map[string]any{
-		"step": "upgrade", "result": "failed", "reason": "simulated keadm failure",
-		"rolledBack": true, "fromVersion": "v1.20.0", "toVersion": "v1.21.0",
+		"step": "rollback", "result": "failed", "rolledBack": true,
+		"reason":      "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed: simulated keadm failure",
+		"fromVersion": "v1.20.0", "toVersion": "v1.21.0",
 	}))
+	g.Expect(upgradepod.Observe(cur).Phase).To(Equal(upgradepod.PhaseFailed))
 	g.Expect(fleetsim.NodeVersion(getNode(g, "fail-0"))).To(Equal("v1.20.0"))
 
 	g.Eventually(func(g Gomega) {
@@ -316,6 +310,7 @@ func TestUpgradePodFails(t *testing.T) {
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	g.Expect(cur.Status.InitContainerStatuses[1].Name).To(Equal("check"))
+	g.Expect(cur.Status.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
 	g.Expect(cur.Status.InitContainerStatuses[1].State.Terminated.Message).To(ContainSubstring(`"step":"check"`))
 	g.Expect(cur.Status.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
 
@@ -328,7 +323,7 @@ func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "hang-0", Behavior: fleetsim.BehaviorHang}}, 1)).To(Succeed())
-	pod := upgradePod("upgrade-hang-0", "hang-0", "job-hang", "v1.21.0")
+	pod := upgradePod("hang-0", "job-hang")
 	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
 	cur := &corev1.Pod{}
 	g.Eventually(func(g Gomega) {
@@ -368,7 +363,7 @@ func TestOfflineNodeNeverRunsOrStopsPods(t *testing.T) {
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "offline-0", Offline: true}}, 1)).To(Succeed())
-	pod := upgradePod("upgrade-offline-0", "offline-0", "job-offline", "v1.21.0")
+	pod := upgradePod("offline-0", "job-offline")
 	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
 	cur := &corev1.Pod{}
 	g.Consistently(func(g Gomega) {

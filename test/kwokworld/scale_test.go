@@ -1,7 +1,6 @@
 package kwokworld_test
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -72,7 +71,7 @@ func TestScale(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			pod := upgradePod(fmt.Sprintf("scale-%05d", i), specs[i].Name, "job-scale", "v1.21.0")
+			pod := upgradePod(specs[i].Name, "job-scale")
 			pod.Finalizers = nil
 			g.Expect(k8s.Create(ctx, pod)).To(Succeed())
 		})

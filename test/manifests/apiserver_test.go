@@ -27,12 +27,12 @@ func TestAPIServerAcceptsManifests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
 	}
-	kubectlPath(t) // skip early without kubectl
+	kubectlPath(t) // fail early without kubectl
 	raw, objs := renderDefault(t)
 
 	env, err := testenv.New()
 	if err != nil {
-		t.Skip(err.Error()) // no control plane binaries: run `make tools`
+		t.Fatalf("%v", err) // no control plane binaries: run `make tools`
 	}
 	cfg, err := env.Start()
 	if err != nil {

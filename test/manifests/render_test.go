@@ -41,7 +41,7 @@ func kubectlPath(t *testing.T) string {
 	}
 	p, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Skip("kubectl not found on PATH (set KUBECTL): the manifest tests need it to render config/")
+		t.Fatal("kubectl not found on PATH (set KUBECTL): the manifest tests need it to render config/")
 	}
 	return p
 }
