@@ -198,8 +198,11 @@ var _ = Describe("Rollout", func() {
 		job := waitFinished("tol", 60*time.Second)
 		Expect(job.Status.State).To(Equal(v1alpha1.StateFailed))
 		Expect(job.Status.Counts.Failed).To(Equal(int32(2)))
-		Expect(job.Status.Counts.Succeeded).To(Equal(int32(1)), "the third in-flight node finished")
-		Expect(job.Status.Counts.NotAttempted).To(Equal(int32(7)))
+		// The first failure frees a slot that a fourth node may take before the
+		// second failure lands; after that nothing new starts.
+		Expect(nodeEntry(job, specs[2].Name).Action).To(Equal(v1alpha1.ActionSuccess), "the in-flight node finished after the stop")
+		Expect(job.Status.Counts.Succeeded).To(BeNumerically("<=", 2))
+		Expect(job.Status.Counts.NotAttempted).To(Equal(8 - job.Status.Counts.Succeeded))
 		Expect(job.Status.Reason).To(ContainSubstring("2 of 10 nodes failed, more than failureTolerate 0.1"))
 		Expect(nodeEntry(job, specs[0].Name)).To(And(HaveField("Event", v1alpha1.EventRollback), HaveField("Reason", ContainSubstring("simulated"))))
 		Expect(nodeEntry(job, specs[9].Name).State).To(Equal(v1alpha1.StateNotAttempted))
