@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,11 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	Options   Options
 	Metrics   *Metrics
+
+	// lastWrite remembers when each job's status was last written, to
+	// coalesce writes (Options.StatusWriteInterval). Losing it on a restart
+	// costs one early write, nothing more.
+	lastWrite sync.Map // job name -> time.Time
 }
 
 // +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs,verbs=get;list;watch;update;patch
@@ -68,6 +74,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	plan := rollout.Decide(in)
 
 	if !equality.Semantic.DeepEqual(job.Status, plan.Status) {
+		if wait := r.untilNextWrite(job.Name, plan); wait > 0 {
+			// Too soon after the last write: plan again when a write may go,
+			// so that every change in between lands in one write.
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 		// The write carries the resourceVersion we planned from: a plan made
 		// from a stale cache fails here, before any pod is touched.
 		base := job.DeepCopy()
@@ -75,6 +86,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		if err := r.Client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return requeueOnConflict(err, "writing status")
 		}
+		r.lastWrite.Store(job.Name, r.Clock.Now())
 		r.Metrics.observeStatusWrite(job)
 	} else if len(plan.Dispatch) > 0 {
 		// No write to carry the precondition, yet pods are to be created: make
@@ -104,6 +116,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 // then lets the job go. It does not wait for pods on offline nodes to finish
 // terminating: their kubelet ends them when it reconnects.
 func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgradeJob) error {
+	r.lastWrite.Delete(job.Name)
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		return nil
 	}
@@ -126,6 +139,19 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 		return fmt.Errorf("removing the cleanup finalizer: %w", err)
 	}
 	return nil
+}
+
+// untilNextWrite says how long a status write must wait to keep
+// StatusWriteInterval. The first write and a job's final write never wait.
+func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration {
+	if r.Options.StatusWriteInterval <= 0 || plan.Finished {
+		return 0
+	}
+	last, ok := r.lastWrite.Load(job)
+	if !ok {
+		return 0
+	}
+	return last.(time.Time).Add(r.Options.StatusWriteInterval).Sub(r.Clock.Now())
 }
 
 func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Event) {

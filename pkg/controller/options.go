@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
@@ -22,6 +24,10 @@ type Options struct {
 	Thresholds upgradepod.Thresholds
 	// PodWorkers bounds the pod creates and deletes issued at once.
 	PodWorkers int
+	// StatusWriteInterval is the least time between two status writes of one
+	// job. At fleet scale every write rewrites an object of a megabyte or
+	// more, so changes that arrive closer together are written as one.
+	StatusWriteInterval time.Duration
 }
 
 func (o *Options) applyDefaults() {
