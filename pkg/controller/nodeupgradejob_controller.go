@@ -154,14 +154,27 @@ func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration
 	return last.(time.Time).Add(r.Options.StatusWriteInterval).Sub(r.Clock.Now())
 }
 
+// perNodeEventLimit is the job size above which routine per-node events
+// (dispatched, upgraded, skipped) are not recorded: 10,000 of each would cost
+// the API server more than the upgrades do. Warnings are always recorded, and
+// Progress events tell the story of large jobs.
+const perNodeEventLimit = 100
+
 func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Event) {
 	if r.Recorder == nil {
 		return
 	}
+	large := len(job.Status.NodeStatus) > perNodeEventLimit
 	for _, e := range evs {
 		typ := corev1.EventTypeNormal
 		if e.Warning {
 			typ = corev1.EventTypeWarning
+		}
+		if large && !e.Warning && e.Node != "" {
+			continue
+		}
+		if !large && e.Reason == rollout.ReasonProgress {
+			continue // small jobs have an event per node already
 		}
 		r.Recorder.Eventf(job, nil, typ, e.Reason, "Upgrade", "%s", e.Message)
 	}

@@ -104,7 +104,8 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		if apierrors.IsAlreadyExists(err) {
 			return nil // created by an earlier reconcile whose pod the cache has not shown yet
 		}
-		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, "PodCreateFailed", "Upgrade", "Creating the upgrade pod for node %s failed: %v", d.Node, err)
+		r.recordEvents(job, []rollout.Event{{Warning: true, Reason: "PodCreateFailed", Node: d.Node,
+			Message: fmt.Sprintf("Creating the upgrade pod for node %s failed: %v", d.Node, err)}})
 		return fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
 	}
 	r.Metrics.dispatched(job)

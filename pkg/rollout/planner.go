@@ -336,6 +336,10 @@ func (p *planner) summarize() {
 	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
 	exceeded := p.in.Config.ToleranceExceeded(int(c.Failed), int(c.Selected))
 	before := tally(p.in.Status.NodeStatus)
+	if decile(before) < decile(c) && decile(c) < 10 {
+		p.event(false, ReasonProgress, "", "Progress %d%%: %d of %d nodes finished (%d succeeded, %d failed)",
+			decile(c)*10, c.Succeeded+c.Failed+c.NotAttempted, c.Selected, c.Succeeded, c.Failed)
+	}
 	if exceeded && !p.in.Config.ToleranceExceeded(int(before.Failed), int(before.Selected)) {
 		p.event(true, ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
 			c.Failed, c.Selected, p.in.Config.Tolerance.FloatString(3))
@@ -365,6 +369,15 @@ func (p *planner) summarize() {
 	default:
 		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: all %d nodes run %s", c.Selected, p.in.Config.TargetVersion))
 	}
+}
+
+// decile is how many tenths of the nodes are finished, for progress events
+// that stay few however large the job.
+func decile(c v1alpha1.NodeCounts) int32 {
+	if c.Selected == 0 {
+		return 0
+	}
+	return (c.Succeeded + c.Failed + c.NotAttempted) * 10 / c.Selected
 }
 
 func (p *planner) toleranceText() string {

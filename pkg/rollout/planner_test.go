@@ -396,3 +396,20 @@ func TestStatusIsStableWithoutChange(t *testing.T) {
 	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateBackingUp))
 	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateRollingBack))
 }
+
+func TestProgressEventsAtDeciles(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(5, "1")
+	nodes := fleet(10)
+	p := start(c, names(10), nodes)
+	g.Expect(p.Events).NotTo(ContainElement(HaveField("Reason", ReasonProgress)))
+	pods := map[string]PodView{}
+	for _, n := range []string{"node-00", "node-01", "node-02"} {
+		nodes[n] = edgeNode("v1.21.0")
+		pods[n] = PodView{Phase: PodSucceeded}
+	}
+	p = step(p, c, nodes, pods, t0.Add(time.Minute))
+	g.Expect(p.Events).To(ContainElement(And(HaveField("Reason", ReasonProgress), HaveField("Message", "Progress 30%: 3 of 10 nodes finished (3 succeeded, 0 failed)"))))
+	p = step(p, c, nodes, pods, t0.Add(2*time.Minute))
+	g.Expect(p.Events).NotTo(ContainElement(HaveField("Reason", ReasonProgress)), "once per decile")
+}

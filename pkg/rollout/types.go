@@ -113,4 +113,5 @@ const (
 	ReasonJobCompleted      = "JobCompleted"
 	ReasonJobFailed         = "JobFailed"
 	ReasonJobRefused        = "JobRefused"
+	ReasonProgress          = "Progress"
 )
