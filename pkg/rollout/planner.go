@@ -174,6 +174,8 @@ func (p *planner) progressInFlight() {
 			}
 			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
 				fmt.Sprintf("did not finish within %s (last seen: %s)", p.in.Config.Timeout, last))
+		case !hasPod && p.in.Config.Refusal != "":
+			p.fail(e, v1alpha1.ActionFailure, e.Event, "refused: "+p.in.Config.Refusal)
 		case !hasPod:
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
@@ -249,6 +251,14 @@ func (p *planner) startPending() {
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
 		if e.State != v1alpha1.StateNone {
+			continue
+		}
+		if p.in.Config.Refusal != "" {
+			// The controller now refuses a job it started under other rules
+			// (say a stricter image allow-list after a restart): nothing new
+			// starts, what runs finishes.
+			e.State, e.Time = v1alpha1.StateNotAttempted, p.stamp()
+			e.Reason = "not attempted: the job was refused"
 			continue
 		}
 		if p.stopped() {
@@ -356,6 +366,8 @@ func (p *planner) summarize() {
 		return
 	}
 	switch {
+	case p.in.Config.Refusal != "":
+		p.finish(v1alpha1.StateFailed, "refused: "+p.in.Config.Refusal)
 	case c.Selected == 0:
 		p.finish(v1alpha1.StateFailed, "no node selected by "+p.in.SelectionSource)
 	case exceeded:

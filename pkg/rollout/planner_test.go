@@ -413,3 +413,24 @@ func TestProgressEventsAtDeciles(t *testing.T) {
 	p = step(p, c, nodes, pods, t0.Add(2*time.Minute))
 	g.Expect(p.Events).NotTo(ContainElement(HaveField("Reason", ReasonProgress)), "once per decile")
 }
+
+func TestRefusalMidJobStartsNothingNew(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(2, "1")
+	nodes := fleet(4)
+	p := start(c, names(4), nodes)
+	g.Expect(dispatched(p)).To(HaveLen(2))
+
+	// Restarted with an allow-list that no longer admits the job's image.
+	c.Refusal = `image repository "docker.io/kubeedge/installation-package" is not allowed`
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading}}, t0.Add(time.Minute))
+	g.Expect(p.Dispatch).To(BeEmpty(), "not even the dispatched node whose pod is missing")
+	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateUpgrading), "a running upgrade finishes")
+	g.Expect(entry(p, "node-01")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", ContainSubstring("refused"))))
+	g.Expect(entry(p, "node-03").State).To(Equal(v1alpha1.StateNotAttempted))
+
+	nodes["node-00"] = edgeNode("v1.21.0")
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded}}, t0.Add(2*time.Minute))
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.Status.Reason).To(HavePrefix("refused: "))
+}
