@@ -19,7 +19,7 @@ export NODEUPGRADE_KWOK   := $(KWOK)
 # Go test packages that need no control plane, and those that do.
 UNIT_PKGS  := ./api/... ./pkg/... ./cmd/...
 # Envtest suites share 2 cores: run their packages one at a time.
-TEST_FLAGS ?= -count=1 -p 1
+TEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 
 .PHONY: help
 help: ## Show the targets
