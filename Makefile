@@ -69,6 +69,16 @@ tools: ## Build etcd, kube-apiserver and kwok from the Go module proxy into bin/
 test: tools ## Run every test: unit, envtest integration and kubectl end-to-end
 	go test $(TEST_FLAGS) ./...
 
+.PHONY: test-e2e
+test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test
+	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/...
+
+##@ Run
+.PHONY: demo
+demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the real controller (DEMO_ARGS=--exit-when-done)
+	go build -o $(BIN)/demo ./test/demo
+	$(BIN)/demo $(DEMO_ARGS)
+
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane
 	go test -count=1 -short $(UNIT_PKGS)

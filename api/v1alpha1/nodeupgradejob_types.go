@@ -152,22 +152,22 @@ type NodeUpgradeJobStatus struct {
 type NodeCounts struct {
 	// Selected is the number of nodes in nodeStatus.
 	// +optional
-	Selected int32 `json:"selected,omitempty"`
+	Selected int32 `json:"selected"`
 	// Pending nodes wait for a slot (including deferred NotReady nodes).
 	// +optional
-	Pending int32 `json:"pending,omitempty"`
+	Pending int32 `json:"pending"`
 	// InFlight nodes hold a concurrency slot.
 	// +optional
-	InFlight int32 `json:"inFlight,omitempty"`
+	InFlight int32 `json:"inFlight"`
 	// Succeeded nodes run the target version (including skipped ones).
 	// +optional
-	Succeeded int32 `json:"succeeded,omitempty"`
+	Succeeded int32 `json:"succeeded"`
 	// Failed nodes failed, timed out or could not be upgraded.
 	// +optional
-	Failed int32 `json:"failed,omitempty"`
+	Failed int32 `json:"failed"`
 	// NotAttempted nodes were never started because the job stopped.
 	// +optional
-	NotAttempted int32 `json:"notAttempted,omitempty"`
+	NotAttempted int32 `json:"notAttempted"`
 }
 
 // NodeUpgradeJob is used to upgrade edge nodes from the cloud side.

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -176,7 +178,14 @@ func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Ev
 		if !large && e.Reason == rollout.ReasonProgress {
 			continue // small jobs have an event per node already
 		}
-		r.Recorder.Eventf(job, nil, typ, e.Reason, "Upgrade", "%s", e.Message)
+		// The node is the related object: the event recorder folds events
+		// with the same reason and objects into one series and keeps only
+		// the first message, which would hide every node but the first.
+		var related runtime.Object
+		if e.Node != "" {
+			related = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.Node}}
+		}
+		r.Recorder.Eventf(job, related, typ, e.Reason, "Upgrade", "%s", e.Message)
 	}
 }
 

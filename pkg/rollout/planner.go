@@ -246,8 +246,15 @@ func describeNode(n NodeView) string {
 // them a slot, and stops the job when tolerance is exceeded.
 func (p *planner) startPending() {
 	counts := tally(p.status.NodeStatus)
-	free := p.in.Config.Concurrency - int(counts.InFlight)
 	p.failed = int(counts.Failed)
+	// Settle every failure this plan can see before the first dispatch, so
+	// that no node starts in a plan that also finds tolerance exceeded.
+	for i := range p.status.NodeStatus {
+		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) {
+			p.expireDeferral(e)
+		}
+	}
+	free := p.in.Config.Concurrency - int(counts.InFlight)
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
 		if e.State != v1alpha1.StateNone {
@@ -264,9 +271,6 @@ func (p *planner) startPending() {
 		if p.stopped() {
 			e.State, e.Time = v1alpha1.StateNotAttempted, p.stamp()
 			e.Reason = "not attempted: the job stopped on failureTolerate"
-			continue
-		}
-		if p.settleIfNeedless(e) {
 			continue
 		}
 		node := p.in.Nodes[e.NodeName]
@@ -291,8 +295,8 @@ func (p *planner) startPending() {
 }
 
 // deferNode handles a NotReady pending node. The wait starts when the node's
-// turn comes (a slot is free for it); from then on it fails if it stays
-// NotReady for the job's timeout.
+// turn comes (a slot is free for it); expireDeferral fails it once it has
+// stayed NotReady for the job's timeout.
 func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool) {
 	if e.Time == "" {
 		if !itsTurn {
@@ -301,16 +305,26 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool) {
 		e.Time, e.Reason = p.stamp(), "deferred: node is NotReady"
 		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s deferred: it is NotReady", e.NodeName)
 	}
+	p.wakeAt(p.deferredSince(e).Add(p.in.Config.Timeout))
+}
+
+// expireDeferral fails a deferred node that is still NotReady at the end of
+// its wait.
+func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
+	if e.Time == "" || p.in.Nodes[e.NodeName].Ready {
+		return
+	}
+	if !p.now.Before(p.deferredSince(e).Add(p.in.Config.Timeout)) {
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout))
+	}
+}
+
+func (p *planner) deferredSince(e *v1alpha1.TaskStatus) time.Time {
 	since, err := time.Parse(time.RFC3339, e.Time)
 	if err != nil {
 		since, e.Time = p.now, p.stamp()
 	}
-	giveUp := since.Add(p.in.Config.Timeout)
-	if !p.now.Before(giveUp) {
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout))
-		return
-	}
-	p.wakeAt(giveUp)
+	return since
 }
 
 func (p *planner) stopped() bool {

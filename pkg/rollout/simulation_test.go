@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,7 +99,8 @@ func (w *world) advance(d time.Duration) {
 			pod.phase = PodChecking
 		}
 	}
-	for name, node := range w.nodes {
+	for _, name := range sortedKeys(w.nodes) {
+		node := w.nodes[name]
 		if node.flaky && w.rng.IntN(4) == 0 {
 			node.view.Ready = !node.view.Ready
 		}
@@ -115,7 +117,8 @@ func (w *world) input(c Config, status v1alpha1.NodeUpgradeJobStatus, selection 
 	for name, node := range w.nodes {
 		in.Nodes[name] = node.view
 	}
-	for name, pod := range w.pods {
+	for _, name := range sortedKeys(w.pods) {
+		pod := w.pods[name]
 		if pod.deleted && !pod.tracked {
 			continue
 		}
@@ -132,6 +135,17 @@ func (w *world) input(c Config, status v1alpha1.NodeUpgradeJobStatus, selection 
 		in.Pods[name] = view
 	}
 	return in
+}
+
+// sortedKeys keeps the simulation deterministic: map order must not decide
+// which random numbers go where, or a failing seed could not be replayed.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // apply carries out a committed plan, as the reconciler does.
