@@ -254,7 +254,7 @@ func (p *planner) startPending() {
 			p.expireDeferral(e)
 		}
 	}
-	free := p.in.Config.Concurrency - int(counts.InFlight)
+	free := p.in.Config.Concurrency - int(counts.InFlight) - p.draining()
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
 		if e.State != v1alpha1.StateNone {
@@ -292,6 +292,24 @@ func (p *planner) startPending() {
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
 	}
+}
+
+// draining counts nodes that are final in status but whose pod still runs
+// and is not yet being deleted: a timed-out node's pod until its deletion is
+// under way. Such a pod keeps its slot, so a replacement never runs beside
+// it and concurrency holds for the pods on the nodes, not only in status.
+func (p *planner) draining() int {
+	n := 0
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if !NodeFinal(e.State) {
+			continue
+		}
+		if pod, ok := p.in.Pods[e.NodeName]; ok && !pod.Deleting && pod.Phase != PodSucceeded && pod.Phase != PodFailed {
+			n++
+		}
+	}
+	return n
 }
 
 // deferNode handles a NotReady pending node. The wait starts when the node's

@@ -246,7 +246,11 @@ func TestTimeout(t *testing.T) {
 	}
 	g.Expect(p.Delete).To(ConsistOf("node-00", "node-01"), "timed-out pods are cancelled")
 	g.Expect(p.Release).To(ConsistOf("node-00", "node-01"))
-	g.Expect(dispatched(p)).To(Equal([]string{"node-02"}), "timed-out nodes free their slots")
+	g.Expect(p.Dispatch).To(BeEmpty(), "a timed-out pod keeps its slot until its deletion is under way")
+
+	pods["node-00"] = PodView{Phase: PodUpgrading, Deleting: true}
+	p = step(p, c, nodes, pods, t0.Add(301*time.Second))
+	g.Expect(dispatched(p)).To(Equal([]string{"node-02"}), "a slot frees as soon as the pod is being deleted")
 }
 
 func TestToleranceStopsDispatch(t *testing.T) {

@@ -137,6 +137,18 @@ func (w *world) input(c Config, status v1alpha1.NodeUpgradeJobStatus, selection 
 	return in
 }
 
+// activePods counts pods that run an upgrade: not terminated and not being
+// deleted, as an outside observer of the cluster would count them.
+func (w *world) activePods() int {
+	n := 0
+	for _, pod := range w.pods {
+		if !pod.deleted && pod.yankedAt.IsZero() && pod.phase != PodSucceeded && pod.phase != PodFailed {
+			n++
+		}
+	}
+	return n
+}
+
 // sortedKeys keeps the simulation deterministic: map order must not decide
 // which random numbers go where, or a failing seed could not be replayed.
 func sortedKeys[V any](m map[string]V) []string {
@@ -149,7 +161,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // apply carries out a committed plan, as the reconciler does.
-func (w *world) apply(p Plan) {
+func (w *world) apply(p Plan, afterCreates func()) {
 	for _, d := range p.Dispatch {
 		if _, exists := w.pods[d.Node]; exists {
 			continue // AlreadyExists: the name is fixed
@@ -157,6 +169,7 @@ func (w *world) apply(p Plan) {
 		w.pods[d.Node] = &simPod{created: w.now, tracked: true, phase: PodPending}
 		w.creations[d.Node]++
 	}
+	afterCreates()
 	for _, name := range p.Release {
 		if pod, ok := w.pods[name]; ok {
 			pod.tracked = false
@@ -195,7 +208,13 @@ func TestSimulatedRollouts(t *testing.T) {
 			p := Decide(w.input(c, status, selection))
 			checkInvariants(t, seed, c, w, status, p, finalSeen)
 			status = p.Status
-			w.apply(p)
+			w.apply(p, func() {
+				// The reconciler's creates and deletes race; check the
+				// worst order, creates landing first.
+				if active := w.activePods(); active > c.Concurrency {
+					t.Fatalf("seed %d: %d upgrade pods running and not being deleted, concurrency %d", seed, active, c.Concurrency)
+				}
+			})
 			if p.Finished && len(w.pods) == 0 {
 				break
 			}
