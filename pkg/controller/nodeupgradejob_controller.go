@@ -69,7 +69,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (ctrl.Result, error) {
 	log := klog.FromContext(ctx)
-	in, installImage, err := r.observe(ctx, job)
+	in, pods, installImage, err := r.observe(ctx, job)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -105,11 +105,15 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 
 	r.recordEvents(job, plan.Events)
 	r.Metrics.observePlan(job, in, plan)
-	if err := r.applyPodActions(ctx, job, in, plan, installImage); err != nil {
+	more, err := r.applyPodActions(ctx, job, pods, plan, installImage)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if plan.Finished {
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
+	}
+	if more {
+		return ctrl.Result{RequeueAfter: 10 * time.Millisecond}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }

@@ -22,7 +22,7 @@ type jobPods map[string]*corev1.Pod
 
 // observe gathers the planner's input from the cache: the job's config, its
 // selection (only while status has none), its nodes and its pods.
-func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, string, error) {
+func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, jobPods, string, error) {
 	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.Clock.Now()}
 	cfg, err := rollout.ConfigFromSpec(&job.Spec)
 	if err != nil {
@@ -42,7 +42,7 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 	// The nodes are only read; skipping the deep copy keeps a reconcile of a
 	// 10,000-node job cheap.
 	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return in, "", fmt.Errorf("listing nodes: %w", err)
+		return in, nil, "", fmt.Errorf("listing nodes: %w", err)
 	}
 	byName := make(map[string]*corev1.Node, len(nodes.Items))
 	for i := range nodes.Items {
@@ -70,13 +70,13 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 
 	pods, err := r.listPods(ctx, job)
 	if err != nil {
-		return in, "", err
+		return in, nil, "", err
 	}
 	in.Pods = make(map[string]rollout.PodView, len(pods))
 	for node, pod := range pods {
 		in.Pods[node] = podView(pod)
 	}
-	return in, installImage, nil
+	return in, pods, installImage, nil
 }
 
 // selectNodes applies spec.nodeNames or spec.labelSelector to the cluster.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -37,18 +38,17 @@ func failedEvent(obs upgradepod.Observation) string {
 	return v1alpha1.EventUpgrade
 }
 
+// cleanupBudget bounds the pod releases and deletes of one reconcile, so a
+// wave of finished nodes cannot hold up the next status write; the rest
+// follow in the next reconcile.
+func (r *Reconciler) cleanupBudget() int { return 4 * r.Options.PodWorkers }
+
 // applyPodActions carries out a committed plan: create the dispatched pods,
 // take the tracking finalizer off pods whose outcome is recorded, and delete
-// the pods that are cancelled or done. Creates and deletes run in parallel,
-// bounded, because a wide job dispatches hundreds of nodes at once.
-func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, in rollout.Input, plan rollout.Plan, installImage string) error {
-	if len(plan.Dispatch) == 0 && len(plan.Release) == 0 && len(plan.Delete) == 0 {
-		return nil
-	}
-	pods, err := r.listPods(ctx, job)
-	if err != nil {
-		return err
-	}
+// the pods that are cancelled or done. Creates and cancellations come first,
+// then routine cleanup within cleanupBudget. It reports whether cleanup was
+// left for later.
+func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, installImage string) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.Options.PodWorkers)
 	for _, d := range plan.Dispatch {
@@ -57,33 +57,75 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 		g.Go(func() error { return r.createPod(gctx, job, d, installImage) })
 	}
-	deleting := make(map[string]bool, len(plan.Delete))
-	for _, node := range plan.Delete {
-		deleting[node] = true
+	tasks := cleanupTasks(pods, plan)
+	more := len(tasks) > r.cleanupBudget()
+	if more {
+		tasks = tasks[:r.cleanupBudget()]
 	}
-	for _, node := range plan.Release {
-		pod, ok := pods[node]
-		if !ok {
-			continue
-		}
+	for _, t := range tasks {
 		g.Go(func() error {
-			if err := r.releasePod(gctx, pod); err != nil {
-				return err
+			if t.release {
+				if err := r.releasePod(gctx, t.pod); err != nil {
+					return err
+				}
 			}
-			if deleting[node] {
-				return r.deletePod(gctx, pod)
+			if t.delete {
+				return r.deletePod(gctx, t.pod)
 			}
 			return nil
 		})
 	}
-	for _, node := range plan.Delete {
-		pod, ok := pods[node]
-		if !ok || in.Pods[node].Tracked {
-			continue // already handled with its release
+	return more, g.Wait()
+}
+
+type cleanupTask struct {
+	pod             *corev1.Pod
+	release, delete bool
+	// cancel marks a pod still running (a timed-out node): its deletion
+	// frees a slot, so it goes before routine cleanup.
+	cancel bool
+}
+
+func cleanupTasks(pods jobPods, plan rollout.Plan) []cleanupTask {
+	byNode := map[string]*cleanupTask{}
+	var order []string
+	task := func(node string) *cleanupTask {
+		if t, ok := byNode[node]; ok {
+			return t
 		}
-		g.Go(func() error { return r.deletePod(gctx, pod) })
+		pod, ok := pods[node]
+		if !ok {
+			return nil
+		}
+		t := &cleanupTask{pod: pod, cancel: pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed}
+		byNode[node] = t
+		order = append(order, node)
+		return t
 	}
-	return g.Wait()
+	for _, node := range plan.Release {
+		if t := task(node); t != nil {
+			t.release = true
+		}
+	}
+	for _, node := range plan.Delete {
+		if t := task(node); t != nil {
+			t.delete = true
+		}
+	}
+	out := make([]cleanupTask, 0, len(order))
+	for _, node := range order {
+		out = append(out, *byNode[node])
+	}
+	slices.SortStableFunc(out, func(a, b cleanupTask) int {
+		switch {
+		case a.cancel == b.cancel:
+			return 0
+		case a.cancel:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) error {

@@ -70,8 +70,11 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leading.")
 	fs.DurationVar(&c.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader-election clients retry.")
 	fs.IntVar(&c.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Jobs reconciled in parallel.")
-	fs.Float64Var(&c.QPS, "kube-api-qps", 50, "Client-side rate limit towards the API server, requests per second.")
-	fs.IntVar(&c.Burst, "kube-api-burst", 100, "Client-side burst towards the API server.")
+	// Each upgraded node costs the controller three requests (create, release,
+	// delete); 200/s lets a 500-wide window turn over without client-side
+	// throttling, and API Priority and Fairness still protects the server.
+	fs.Float64Var(&c.QPS, "kube-api-qps", 200, "Client-side rate limit towards the API server, requests per second.")
+	fs.IntVar(&c.Burst, "kube-api-burst", 400, "Client-side burst towards the API server.")
 	fs.StringVar(&c.pprofAddr, "pprof-bind-address", "", "Address of the pprof endpoint; empty disables it.")
 	return c
 }
