@@ -83,6 +83,20 @@ demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the r
 test-unit: ## Run the tests that need no control plane
 	go test -count=1 -short $(UNIT_PKGS)
 
+##@ Benchmarks and chaos
+BENCH_ARGS ?=
+.PHONY: bench
+bench: tools ## Rollout benchmark, real controller on the local world (~50 min); updates docs/benchmarks.md
+	hack/bench.sh $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: tools ## One 300-node benchmark run (~1 min), results kept out of docs
+	hack/bench.sh -quick
+
+.PHONY: chaos
+chaos: tools ## Full chaos/restart tests (300 nodes, 10 kills, leader kill, apiserver restart); docs/reliability.md
+	hack/chaos.sh
+
 $(CONTROLLER_GEN):
 	CONTROLLER_TOOLS_VERSION=$(CONTROLLER_TOOLS_VERSION) hack/build-tools.sh controller-gen
 $(GOLANGCI_LINT):

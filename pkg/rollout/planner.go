@@ -163,10 +163,16 @@ func (p *planner) progressInFlight() {
 		switch {
 		case hasPod && pod.Phase == PodSucceeded:
 			p.verify(e, deadline)
+		case hasPod && pod.Deleting:
+			// Checked before Failed: a kubelet that kills a deleted pod also
+			// marks it Failed, and the deletion is the cause worth telling.
+			reason := "upgrade pod was deleted before it finished"
+			if pod.Reason != "" {
+				reason += " (" + pod.Reason + ")"
+			}
+			p.fail(e, v1alpha1.ActionFailure, e.Event, reason)
 		case hasPod && pod.Phase == PodFailed:
 			p.fail(e, v1alpha1.ActionFailure, pod.FailedEvent, pod.Reason)
-		case hasPod && pod.Deleting:
-			p.fail(e, v1alpha1.ActionFailure, e.Event, "upgrade pod was deleted before it finished")
 		case !p.now.Before(deadline):
 			last := e.State
 			if !hasPod {

@@ -438,3 +438,12 @@ func TestRefusalMidJobStartsNothingNew(t *testing.T) {
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
 	g.Expect(p.Status.Reason).To(HavePrefix("refused: "))
 }
+
+func TestDeletedPodKilledByKubeletIsReportedAsDeleted(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1)
+	p := start(c, names(1), nodes)
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodFailed, Deleting: true, Reason: "container backup exited 143"}}, t0.Add(time.Minute))
+	g.Expect(entry(p, "node-00").Reason).To(Equal("upgrade pod was deleted before it finished (container backup exited 143)"))
+}
