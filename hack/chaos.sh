@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NODEUPGRADE_CHAOS=full
-# Strict: the known overlap of timed-out pods and their replacements fails the run.
+# Every run is strict: any node dispatched twice or any instant above concurrency fails it.
 exec go test -count=1 -p 1 -v -timeout 30m ./test/chaos/ "$@"

@@ -29,7 +29,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
-	"github.com/nodeupgrade/nodeupgrade/test/bench/observer"
+	"github.com/nodeupgrade/nodeupgrade/test/observer"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 )

@@ -391,3 +391,14 @@ func Quantile(sorted []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(sorted)-1) + 0.5)
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
+
+// PodsByNode returns how many distinct pods each node got.
+func (o *Observer) PodsByNode() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]int, len(o.podsOf))
+	for node, uids := range o.podsOf {
+		out[node] = len(uids)
+	}
+	return out
+}
