@@ -22,9 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
-	"github.com/nodeupgrade/nodeupgrade/test/observer"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
+	"github.com/nodeupgrade/nodeupgrade/test/observer"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 

@@ -29,9 +29,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
-	"github.com/nodeupgrade/nodeupgrade/test/observer"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
+	"github.com/nodeupgrade/nodeupgrade/test/observer"
 )
 
 // The observer uses controller-runtime's client, which wants a logger.
