@@ -162,7 +162,7 @@ func (r *Reconciler) listPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob)
 func podView(pod *corev1.Pod) rollout.PodView {
 	obs := upgradepod.Observe(pod)
 	view := rollout.PodView{
-		Phase:    rollout.PodPhase(obs.Phase),
+		Phase:    obs.Phase,
 		Reason:   obs.Reason,
 		Deleting: obs.Deleting,
 		Tracked:  controllerutil.ContainsFinalizer(pod, v1alpha1.FinalizerPodTracking),

@@ -6,21 +6,24 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// Phase is where an upgrade pod is.
-type Phase string
+// Phase is where an upgrade pod is, in the planner's vocabulary: the
+// planner (pkg/rollout) owns the phases it decides on, this package only
+// reads pods into them.
+type Phase = rollout.PodPhase
 
-// Phases.
+// Phases, named for readers of this package.
 const (
-	PhasePending     Phase = "Pending"
-	PhaseChecking    Phase = "Checking"
-	PhaseBackingUp   Phase = "BackingUp"
-	PhaseUpgrading   Phase = "Upgrading"
-	PhaseRollingBack Phase = "RollingBack"
-	PhaseSucceeded   Phase = "Succeeded"
-	PhaseFailed      Phase = "Failed"
+	PhasePending     = rollout.PodPending
+	PhaseChecking    = rollout.PodChecking
+	PhaseBackingUp   = rollout.PodBackingUp
+	PhaseUpgrading   = rollout.PodUpgrading
+	PhaseRollingBack = rollout.PodRollingBack
+	PhaseSucceeded   = rollout.PodSucceeded
+	PhaseFailed      = rollout.PodFailed
 )
 
 // Observation is what a pod's status says about the upgrade.
