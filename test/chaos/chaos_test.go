@@ -96,8 +96,8 @@ func world(t *testing.T, ctx context.Context, sz size, specs []fleetsim.NodeSpec
 	return cl
 }
 
-// newJob creates a job over every edge node and returns it.
-func newJob(t *testing.T, ctx context.Context, cl *localcluster.Cluster, name string, concurrency int, timeout int64, tolerate string) *v1alpha1.NodeUpgradeJob {
+// newJob creates a job over every edge node.
+func newJob(t *testing.T, ctx context.Context, cl *localcluster.Cluster, name string, concurrency int, timeout int64, tolerate string) {
 	t.Helper()
 	job := &v1alpha1.NodeUpgradeJob{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -112,7 +112,6 @@ func newJob(t *testing.T, ctx context.Context, cl *localcluster.Cluster, name st
 	if err := cl.Client.Create(ctx, job); err != nil {
 		t.Fatalf("create job: %v", err)
 	}
-	return job
 }
 
 func getJob(ctx context.Context, cl *localcluster.Cluster, name string) (*v1alpha1.NodeUpgradeJob, error) {
