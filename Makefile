@@ -69,6 +69,12 @@ tools: ## Build etcd, kube-apiserver and kwok from the Go module proxy into bin/
 test: tools ## Run every test: unit, envtest integration and kubectl end-to-end
 	go test $(TEST_FLAGS) ./...
 
+FUZZ_TIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Fuzz the version and image validation briefly (FUZZ_TIME=10s each)
+	go test -run='^$$' -fuzz='^FuzzNormalize$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
+	go test -run='^$$' -fuzz='^FuzzValidateVersion$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
+
 .PHONY: test-e2e
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test
 	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/...
