@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +35,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
 const (
@@ -254,30 +255,14 @@ func (w *World) cleanup() error {
 }
 
 func (w *World) waitHealthy(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.healthURL, nil)
-		if err != nil {
-			return fmt.Errorf("kwokworld: health request: %w", err)
-		}
-		if resp, err := client.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-w.exited:
-			return fmt.Errorf("kwokworld: kwok exited before it was ready (%w); log:\n%s", w.waitErr, tail(w.logPath, 4096))
-		case <-ctx.Done():
-			return fmt.Errorf("kwokworld: kwok not healthy at %s: %w; log:\n%s", w.healthURL, ctx.Err(), tail(w.logPath, 4096))
-		case <-tick.C:
-		}
+	err := testenv.WaitHealthy(ctx, w.healthURL, timeout, w.exited)
+	switch {
+	case errors.Is(err, testenv.ErrExited):
+		return fmt.Errorf("kwokworld: kwok exited before it was ready (%w); log:\n%s", w.waitErr, tail(w.logPath, 4096))
+	case err != nil:
+		return fmt.Errorf("kwokworld: kwok %w; log:\n%s", err, tail(w.logPath, 4096))
 	}
+	return nil
 }
 
 // ConfigYAML is the --config file Start gives KWOK: the embedded node stages,

@@ -173,34 +173,18 @@ func (c *Cluster) StartController(ctx context.Context, opts ControllerOptions) (
 }
 
 func (ctl *Controller) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ctl.healthURL, nil)
-		if err != nil {
-			return fmt.Errorf("localcluster: readyz request: %w", err)
+	err := testenv.WaitHealthy(ctx, ctl.healthURL, timeout, ctl.exited)
+	switch {
+	case errors.Is(err, testenv.ErrExited):
+		exitErr := ctl.waitErr
+		if exitErr == nil {
+			exitErr = errors.New("exit status 0")
 		}
-		if resp, err := hc.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctl.exited:
-			exitErr := ctl.waitErr
-			if exitErr == nil {
-				exitErr = errors.New("exit status 0")
-			}
-			return fmt.Errorf("localcluster: %s exited before it was ready (%w); log:\n%s", ctl.name, exitErr, ctl.tail(4096))
-		case <-ctx.Done():
-			return fmt.Errorf("localcluster: %s not ready at %s: %w; log:\n%s", ctl.name, ctl.healthURL, ctx.Err(), ctl.tail(4096))
-		case <-tick.C:
-		}
+		return fmt.Errorf("localcluster: %s exited before it was ready (%w); log:\n%s", ctl.name, exitErr, ctl.tail(4096))
+	case err != nil:
+		return fmt.Errorf("localcluster: %s %w; log:\n%s", ctl.name, err, ctl.tail(4096))
 	}
+	return nil
 }
 
 // Name is the controller's name, as in its log file's name.
