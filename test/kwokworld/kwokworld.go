@@ -20,11 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,7 +154,7 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 		return nil, fmt.Errorf("kwokworld: create log: %w", err)
 	}
 
-	addr, err := freeLocalAddr()
+	addr, err := testenv.FreeLocalAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +348,7 @@ func BinaryPath() (string, error) { return findBinary("") }
 
 func findBinary(explicit string) (string, error) {
 	candidates := []string{explicit, os.Getenv(EnvKwokBinary)}
-	if root := repoRoot(); root != "" {
+	if root := testenv.RepoRoot(); root != "" {
 		candidates = append(candidates, filepath.Join(root, "bin", "kwok-"+KwokVersion, "kwok"))
 		if more, _ := filepath.Glob(filepath.Join(root, "bin", "kwok-v*", "kwok")); len(more) > 0 {
 			sort.Sort(sort.Reverse(sort.StringSlice(more)))
@@ -372,32 +370,6 @@ func findBinary(explicit string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("kwokworld: no kwok binary: set $%s or run hack/build-tools.sh kwok", EnvKwokBinary)
-}
-
-// repoRoot is the checkout's top folder, found from this source file; empty
-// when the binary runs where the source is not.
-func repoRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return ""
-	}
-	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return ""
-	}
-	return root
-}
-
-func freeLocalAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("kwokworld: find a free port: %w", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("kwokworld: free port: %w", err)
-	}
-	return addr, nil
 }
 
 // tail returns the last n bytes of a file, for error messages.

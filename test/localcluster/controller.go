@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -112,11 +111,11 @@ func (c *Cluster) StartController(ctx context.Context, opts ControllerOptions) (
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 60 * time.Second
 	}
-	metricsAddr, err := freeAddr()
+	metricsAddr, err := testenv.FreeLocalAddr()
 	if err != nil {
 		return nil, err
 	}
-	probeAddr, err := freeAddr()
+	probeAddr, err := testenv.FreeLocalAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -344,19 +343,4 @@ func (c *Cluster) KillController() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// freeAddr returns a loopback address with a port free right now. Another
-// process could take the port before the controller binds it; the
-// controller then exits, and StartController reports that with its log.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("localcluster: find a free port: %w", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("localcluster: free port: %w", err)
-	}
-	return addr, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 )
@@ -39,4 +40,19 @@ func WaitHealthy(ctx context.Context, url string, timeout time.Duration, exited 
 		case <-tick.C:
 		}
 	}
+}
+
+// FreeLocalAddr returns a loopback address whose port is free right now.
+// Another process could take the port before the caller's child binds it;
+// the child then fails to start, and its caller reports that with its log.
+func FreeLocalAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return "", fmt.Errorf("free port %s: %w", addr, err)
+	}
+	return addr, nil
 }
