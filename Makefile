@@ -79,6 +79,16 @@ fuzz: ## Fuzz the version and image validation briefly (FUZZ_TIME=10s each)
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test
 	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/...
 
+KUBEEDGE_VERSIONS ?= v1.21.0 v1.22.0
+.PHONY: kubeedge-bins
+kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_party/kubeedge into bin/kubeedge-<version>/ (cached)
+	hack/build-kubeedge.sh $(KUBEEDGE_VERSIONS)
+
+.PHONY: test-kubeedge
+test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
+	hack/kubeedge-deps.sh
+	go test -tags kubeedge -count=1 -p 1 -timeout 50m ./test/kubeedgeworld/... ./test/kubeedge/...
+
 ##@ Run
 .PHONY: demo
 demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the real controller (DEMO_ARGS=--exit-when-done)

@@ -66,6 +66,9 @@ type Options struct {
 	// Logger receives the simulator's errors (and its pod transitions at
 	// V(1)). Zero: discarded.
 	Logger logr.Logger
+	// NoFleet starts neither KWOK nor the fleet simulator: the caller brings
+	// real nodes (test/kubeedgeworld). Nodes must then be empty.
+	NoFleet bool
 }
 
 // Cluster is a running local world. Its exported fields are ready after
@@ -172,6 +175,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("localcluster: create namespace %s: %w", opts.Namespace, err)
 	}
 
+	if opts.NoFleet {
+		if len(opts.Nodes) > 0 {
+			return nil, errors.New("localcluster: Nodes need the fleet simulator (NoFleet is set)")
+		}
+		return c, nil
+	}
 	c.world, err = kwokworld.Start(ctx, kwokworld.Options{
 		RESTConfig:        c.restConfig,
 		Dir:               filepath.Join(c.dir, "kwok"),
@@ -308,6 +317,12 @@ func nodeReady(n *corev1.Node) bool {
 	}
 	return false
 }
+
+// AdoptProcessGroup hands a process group the caller started to the
+// cluster's sentinel, which kills it if this process dies without Stop.
+// Stop itself leaves the group alone until its own end, so callers stop
+// their processes first.
+func (c *Cluster) AdoptProcessGroup(pgid int) { c.reaper.add(pgid) }
 
 // KubeconfigPath is the admin kubeconfig file, for kubectl and the controller.
 func (c *Cluster) KubeconfigPath() string { return c.kubeconfig }

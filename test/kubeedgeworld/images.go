@@ -1,0 +1,135 @@
+package kubeedgeworld
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+)
+
+// Images the world builds and imports into every node's containerd.
+const (
+	// InstallPackageRepo is KubeEdge's installation-package repository, as
+	// keadm's --image default names it (keadm appends ":" + version).
+	InstallPackageRepo = "docker.io/kubeedge/installation-package"
+	// BrokenVersion is an installation package holding keadm v1.22.0 and an
+	// edgecore that exits 1 at once: an upgrade to it must be rolled back.
+	BrokenVersion = "v1.22.1"
+	// RunnerImage holds the project's nodeupgrade-runner and busybox.
+	RunnerImage = "docker.io/nodeupgrade/nodeupgrade-runner:kubeedge-test"
+	// PauseImage is the nodes' sandbox_image: busybox sleeping.
+	PauseImage = "docker.io/nodeupgrade/pause:kubeedge-test"
+)
+
+// brokenEdgecore is the edgecore of the BrokenVersion package.
+const brokenEdgecore = `#!/bin/sh
+echo "edgecore: deliberately broken test build (kubeedgeworld ` + BrokenVersion + `), exiting 1" >&2
+exit 1
+`
+
+// imageSpec is one image to build: its file name and content.
+type imageSpec struct {
+	file  string
+	image imagebuild.Image
+	// inputs key the cache: the tarball is rebuilt when any changes.
+	inputs []string
+}
+
+// buildRunner builds the static runner binary the runner image holds.
+func buildRunner(ctx context.Context, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/nodeupgrade-runner")
+	cmd.Dir = testenv.RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/nodeupgrade-runner: %w\n%s", err, msg)
+	}
+	return nil
+}
+
+// buildImages writes the world's image tarballs into bin/kubeedge-images/
+// (cached by the inputs' sizes and times) and returns their paths.
+func buildImages(ctx context.Context, versions []string) ([]string, error) {
+	root := testenv.RepoRoot()
+	dir := filepath.Join(root, "bin", "kubeedge-images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	runner := filepath.Join(dir, "nodeupgrade-runner")
+	if err := buildRunner(ctx, runner); err != nil {
+		return nil, err
+	}
+	broken := filepath.Join(dir, "edgecore-broken")
+	if err := os.WriteFile(broken, []byte(brokenEdgecore), 0o755); err != nil {
+		return nil, err
+	}
+	bb, err := imagebuild.Busybox(nil)
+	if err != nil {
+		return nil, err
+	}
+	bbNsenter, err := imagebuild.Busybox(map[string]string{"/usr/bin/nsenter": "/bin/busybox"})
+	if err != nil {
+		return nil, err
+	}
+	pkg := func(version, keadm, edgecore string) imageSpec {
+		entries := append([]imagebuild.Entry{
+			{Path: "/usr/local/bin/keadm", Source: keadm, Mode: 0o755},
+			{Path: "/usr/local/bin/edgecore", Source: edgecore, Mode: 0o755},
+		}, bb...)
+		return imageSpec{
+			file:   "installation-package-" + version + ".tar",
+			image:  imagebuild.Image{Ref: InstallPackageRepo + ":" + version, Entries: entries, Cmd: []string{"/bin/sh"}},
+			inputs: []string{keadm, edgecore},
+		}
+	}
+	var specs []imageSpec
+	for _, v := range versions {
+		specs = append(specs, pkg(v, BinaryPath(v, "keadm"), BinaryPath(v, "edgecore")))
+	}
+	specs = append(specs,
+		pkg(BrokenVersion, BinaryPath("v1.22.0", "keadm"), broken),
+		imageSpec{
+			file: "nodeupgrade-runner.tar",
+			image: imagebuild.Image{Ref: RunnerImage, Entries: append([]imagebuild.Entry{
+				{Path: "/usr/local/bin/nodeupgrade-runner", Source: runner, Mode: 0o755},
+			}, bbNsenter...), Entrypoint: []string{"/usr/local/bin/nodeupgrade-runner"}},
+			inputs: []string{runner},
+		},
+		imageSpec{
+			file: "pause.tar",
+			image: imagebuild.Image{Ref: PauseImage, Entries: bb,
+				Entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}},
+		},
+	)
+	var paths []string
+	for _, s := range specs {
+		out := filepath.Join(dir, s.file)
+		key, err := imagebuild.Digest(append(s.inputs, imagebuild.BusyboxPath), s.image.Ref, fmt.Sprint(s.image.Entrypoint), fmt.Sprint(len(s.image.Entries)))
+		if err != nil {
+			return nil, err
+		}
+		stamp := out + ".key"
+		if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
+			if _, err := os.Stat(out); err == nil {
+				paths = append(paths, out)
+				continue
+			}
+		}
+		if err := imagebuild.Write(out, s.image); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(stamp, []byte(key), 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, out)
+	}
+	return paths, nil
+}
+
+// BinaryPath is where hack/build-kubeedge.sh puts a KubeEdge binary.
+func BinaryPath(version, name string) string {
+	return filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-"+version, name)
+}

@@ -1,0 +1,548 @@
+// Package kubeedgeworld starts a world of REAL KubeEdge: the project's local
+// control plane (test/localcluster without its simulators), KubeEdge's CRDs,
+// a real cloudcore, and real edge nodes. Each node is a Debian machine booted
+// by systemd-nspawn with systemd as PID 1, in a network namespace of its own
+// on a bridge the world makes, running containerd and edgecore (v1.21.0 by
+// default) as systemd services, with keadm in /usr/local/bin, as a node
+// joined by `keadm join` has. The real nodeupgrade-controller binary runs
+// against it through the embedded localcluster.Cluster.
+//
+// Everything lives under one temporary folder; Stop (also run by
+// t.Cleanup and on SIGINT/SIGTERM) stops every process by pid and removes
+// the bridge and the folder. The binaries, the rootfs tarball and the image
+// tarballs are cached in bin/ (hack/build-kubeedge.sh, hack/kubeedge-deps.sh).
+//
+// The world needs root, systemd-nspawn, debootstrap and the other Debian
+// packages hack/kubeedge-deps.sh installs.
+package kubeedgeworld
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+)
+
+// EdgeLabel is the label edgecore puts on the nodes it registers.
+const EdgeLabel = "node-role.kubernetes.io/edge"
+
+// RootfsVersion keys the cached node rootfs tarball (hack/kubeedge-deps.sh).
+const RootfsVersion = "bookworm-1"
+
+// CRDVersion is the KubeEdge release whose build/crds the world installs.
+const CRDVersion = "v1.22.0"
+
+var metaGet = metav1.GetOptions{}
+
+// Options configures Start.
+type Options struct {
+	// Nodes is how many edge nodes; zero: 2.
+	Nodes int
+	// NodeVersion is the edgecore and keadm the nodes start with; empty: v1.21.0.
+	NodeVersion string
+	// Versions are the installation packages built and imported; empty:
+	// v1.21.0 and v1.22.0 (plus BrokenVersion, always).
+	Versions []string
+	// KeepDir keeps the temporary folder after Stop (for reading logs).
+	KeepDir bool
+	// Logf receives progress lines; nil: discarded.
+	Logf func(format string, args ...any)
+}
+
+// World is a running real-KubeEdge world.
+type World struct {
+	// Cluster is the control plane: Client, Clientset, kubeconfig,
+	// StartController, Kubectl.
+	Cluster *localcluster.Cluster
+
+	opts     Options
+	dir      string
+	bridge   string
+	gateway  string
+	cc       *cloudcore
+	nodes    []*Node
+	images   []string
+	start    time.Time
+	stopOnce sync.Once
+	stopErr  error
+	sigStop  func()
+}
+
+// Dir is the world's temporary folder: logs, node rootfs, cloudcore state.
+func (w *World) Dir() string { return w.dir }
+
+// Nodes are the edge nodes, in order.
+func (w *World) Nodes() []*Node { return append([]*Node(nil), w.nodes...) }
+
+// Node returns the node with that Kubernetes name, or nil.
+func (w *World) Node(name string) *Node {
+	for _, n := range w.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// KubeconfigPath is the admin kubeconfig.
+func (w *World) KubeconfigPath() string { return w.Cluster.KubeconfigPath() }
+
+// CloudcoreLog is cloudcore's log file.
+func (w *World) CloudcoreLog() string { return w.cc.logPath }
+
+func (w *World) logf(format string, args ...any) {
+	if w.opts.Logf != nil {
+		w.opts.Logf("[kubeedgeworld +%4.1fs] "+format, append([]any{time.Since(w.start).Seconds()}, args...)...)
+	}
+}
+
+// StartT starts a world for a test: it skips when not root, stops the world
+// in t.Cleanup, and fails the test on error.
+func StartT(t testing.TB, ctx context.Context, opts Options) *World {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("kubeedgeworld needs root (systemd-nspawn, bridges, mounts)")
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	w, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("start the real KubeEdge world: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			w.DumpDiagnostics(context.Background(), t.Logf)
+		}
+		if err := w.Stop(); err != nil {
+			t.Errorf("stop the world: %v", err)
+		}
+	})
+	return w
+}
+
+// Start brings the world up. On error, everything started is stopped.
+func Start(ctx context.Context, opts Options) (_ *World, err error) {
+	if opts.Nodes <= 0 {
+		opts.Nodes = 2
+	}
+	if opts.NodeVersion == "" {
+		opts.NodeVersion = "v1.21.0"
+	}
+	if len(opts.Versions) == 0 {
+		opts.Versions = []string{"v1.21.0", "v1.22.0"}
+	}
+	w := &World{opts: opts, start: time.Now()}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, w.Stop())
+		}
+	}()
+	// Ctrl-C or a kill of the test binary: stop everything first.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	w.sigStop = func() { signal.Stop(sigs); close(done) }
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "kubeedgeworld: %v: stopping the world\n", s)
+			_ = w.Stop()
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+
+	if w.dir, err = os.MkdirTemp("", "kubeedgeworld-"); err != nil {
+		return nil, err
+	}
+	root := testenv.RepoRoot()
+
+	// Cached builds: each is a no-op when its output exists.
+	for _, script := range [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, uniq(append(opts.Versions, opts.NodeVersion, "v1.22.0"))...)} {
+		w.logf("%s", strings.Join(script, " "))
+		cmd := exec.CommandContext(ctx, script[0], script[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "ROOTFS_VERSION="+RootfsVersion)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", script[0], err, out)
+		}
+	}
+	if w.images, err = buildImages(ctx, opts.Versions); err != nil {
+		return nil, fmt.Errorf("build images: %w", err)
+	}
+	w.logf("images ready: %d", len(w.images))
+
+	if w.Cluster, err = localcluster.Start(ctx, localcluster.Options{Dir: filepath.Join(w.dir, "cluster"), NoFleet: true}); err != nil {
+		return nil, err
+	}
+	w.logf("control plane up")
+	if err := w.applyKubeEdgeCRDs(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := w.Cluster.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeedge"}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create namespace kubeedge: %w", err)
+	}
+
+	if err := w.makeBridge(); err != nil {
+		return nil, err
+	}
+	w.logf("bridge %s at %s", w.bridge, w.gateway)
+
+	ccDir := filepath.Join(w.dir, "cloudcore")
+	if err := os.MkdirAll(ccDir, 0o755); err != nil {
+		return nil, err
+	}
+	monitor, err := testenv.FreeLocalAddr()
+	if err != nil {
+		return nil, err
+	}
+	ccBin := BinaryPath(CRDVersion, "cloudcore")
+	cfg, err := cloudcoreConfig(ccBin, ccDir, w.Cluster.KubeconfigPath(), w.gateway, monitor)
+	if err != nil {
+		return nil, err
+	}
+	ccConfig := filepath.Join(ccDir, "cloudcore.yaml")
+	if err := os.WriteFile(ccConfig, cfg, 0o600); err != nil {
+		return nil, err
+	}
+	if w.cc, err = startCloudcore(ccBin, ccDir, ccConfig); err != nil {
+		return nil, err
+	}
+	w.Cluster.AdoptProcessGroup(w.cc.cmd.Process.Pid)
+	token, err := w.waitToken(ctx, 90*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	w.logf("cloudcore up, token ready")
+
+	if err := w.startNodes(ctx, token); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(w.nodes))
+	for _, n := range w.nodes {
+		names = append(names, n.name)
+	}
+	if err := w.WaitNodesReady(ctx, 5*time.Minute, "kubeedge-"+opts.NodeVersion, names...); err != nil {
+		return nil, err
+	}
+	w.logf("nodes Ready: %v", names)
+	return w, nil
+}
+
+func uniq(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// applyKubeEdgeCRDs installs KubeEdge's own CRDs, as a real cluster has
+// them, except its nodeupgradejobs.operations.kubeedge.io: that name is the
+// project's CRD (installed by envtest), and KubeEdge's v1alpha2-storage
+// version of it cannot be replaced by the project's v1alpha1-only one
+// (status.storedVersions). docs/kubeedge.md records this conflict.
+func (w *World) applyKubeEdgeCRDs(ctx context.Context) error {
+	dir := filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-src", CRDVersion, "build", "crds")
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+			return nil
+		}
+		if filepath.Base(p) == "operations_v1alpha2_nodeupgradejob.yaml" {
+			return nil
+		}
+		files = append(files, p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("KubeEdge CRDs: %w", err)
+	}
+	sort.Strings(files)
+	args := []string{"apply", "--server-side"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	if res := w.Cluster.Kubectl(ctx, args...); res.Err != nil {
+		return res.Err
+	}
+	res := w.Cluster.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+	if res.Err != nil {
+		return res.Err
+	}
+	w.logf("KubeEdge %s CRDs applied: %d files", CRDVersion, len(files))
+	return nil
+}
+
+// makeBridge creates the world's bridge with a free 10.251.X.0/24.
+func (w *World) makeBridge() error {
+	used := map[string]bool{}
+	ifaces, _ := net.Interfaces()
+	for _, i := range ifaces {
+		used[i.Name] = true
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			used[a.String()] = true
+		}
+	}
+	for range 50 {
+		x := 10 + rand.IntN(240)
+		name := fmt.Sprintf("kew%d", x)
+		gw := fmt.Sprintf("10.251.%d.1", x)
+		if used[name] || used[gw+"/24"] {
+			continue
+		}
+		if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+			if strings.Contains(string(out), "exists") {
+				continue
+			}
+			return fmt.Errorf("ip link add %s: %w: %s", name, err, out)
+		}
+		w.bridge = name
+		if out, err := exec.Command("ip", "addr", "add", gw+"/24", "dev", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip addr add: %w: %s", err, out)
+		}
+		if out, err := exec.Command("ip", "link", "set", name, "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("ip link set up: %w: %s", err, out)
+		}
+		w.gateway = gw
+		return nil
+	}
+	return errors.New("no free 10.251.X.0/24 bridge")
+}
+
+// edgecoreConfig edits `edgecore --defaultconfig` for one node.
+func (w *World) edgecoreConfig(binary string, n *Node, token string) ([]byte, error) {
+	return editDefaultConfig(binary, map[string]any{
+		"modules.edgeHub.httpServer":                                   "https://" + w.gateway + ":10002",
+		"modules.edgeHub.websocket.server":                             w.gateway + ":10000",
+		"modules.edgeHub.token":                                        token,
+		"modules.edged.hostnameOverride":                               n.name,
+		"modules.edged.nodeIP":                                         n.ip,
+		"modules.edged.tailoredKubeletConfig.containerRuntimeEndpoint": ContainerdSocket,
+		"modules.edged.tailoredKubeletConfig.imageServiceEndpoint":     ContainerdSocket,
+		"modules.edged.tailoredKubeletConfig.cgroupDriver":             "cgroupfs",
+		"modules.edgeStream.enable":                                    false,
+		"modules.eventBus.enable":                                      false,
+		"modules.deviceTwin.enable":                                    false,
+	})
+}
+
+func (w *World) startNodes(ctx context.Context, token string) error {
+	tarball := filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-rootfs-"+RootfsVersion+".tar")
+	runID := filepath.Base(w.dir)[len("kubeedgeworld-"):]
+	keadm, edgecore := BinaryPath(w.opts.NodeVersion, "keadm"), BinaryPath(w.opts.NodeVersion, "edgecore")
+	for i := range w.opts.Nodes {
+		n := &Node{
+			name:    fmt.Sprintf("edge-%d", i+1),
+			machine: fmt.Sprintf("kew%s%d", runID[:min(len(runID), 6)], i+1),
+			dir:     filepath.Join(w.dir, "nodes", fmt.Sprintf("edge-%d", i+1)),
+			ip:      strings.TrimSuffix(w.gateway, ".1") + fmt.Sprintf(".%d", 10+i),
+		}
+		n.rootfs = filepath.Join(n.dir, "rootfs")
+		n.logPath = filepath.Join(n.dir, "console.log")
+		cfg, err := w.edgecoreConfig(edgecore, n, token)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := prepareRootfs(tarball, n, w.gateway, keadm, edgecore, cfg, w.images); err != nil {
+			return fmt.Errorf("node %s rootfs: %w", n.name, err)
+		}
+		w.logf("node %s: rootfs ready in %.1fs", n.name, time.Since(start).Seconds())
+		if err := n.boot(w.bridge); err != nil {
+			return err
+		}
+		w.nodes = append(w.nodes, n)
+		w.Cluster.AdoptProcessGroup(n.cmd.Process.Pid)
+		pid, err := n.findLeader(ctx, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		// The machine's PID 1 leads its own session and group (nspawn
+		// calls setsid), so the sentinel can kill the whole machine.
+		w.Cluster.AdoptProcessGroup(pid)
+	}
+	for _, n := range w.nodes {
+		if err := n.waitSystemd(ctx, 3*time.Minute); err != nil {
+			return err
+		}
+		w.logf("node %s: systemd up (PID 1 is host pid %d)", n.name, n.LeaderPID())
+	}
+	return nil
+}
+
+// WaitNodesReady waits until each named node is Ready with a kubeletVersion
+// ending in versionSuffix (e.g. "kubeedge-v1.22.0"; empty: any).
+func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versionSuffix string, names ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		missing := map[string]string{}
+		for _, name := range names {
+			node, err := w.Cluster.Clientset.CoreV1().Nodes().Get(ctx, name, metaGet)
+			switch {
+			case err != nil:
+				missing[name] = err.Error()
+			case !NodeReady(node):
+				missing[name] = "not Ready"
+			case versionSuffix != "" && !strings.HasSuffix(node.Status.NodeInfo.KubeletVersion, versionSuffix):
+				missing[name] = "kubeletVersion " + node.Status.NodeInfo.KubeletVersion
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		for _, n := range w.nodes {
+			select {
+			case <-n.exited:
+				return fmt.Errorf("node %s: machine exited: %v", n.name, n.waitErr)
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nodes not Ready at %q: %v: %w", versionSuffix, missing, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// NodeReady reports whether the Node's Ready condition is True.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// StartController runs the real nodeupgrade-controller binary against the
+// world with the world's runner image and the nodes' real edge label.
+func (w *World) StartController(ctx context.Context, args ...string) (*localcluster.Controller, error) {
+	return w.Cluster.StartController(ctx, localcluster.ControllerOptions{
+		RunnerImage: RunnerImage,
+		Args:        append([]string{"--edge-node-label=" + EdgeLabel}, args...),
+	})
+}
+
+// DumpDiagnostics logs what a failed test needs: each node's edgecore and
+// containerd journal tails and cloudcore's log tail.
+func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if w.cc != nil {
+		logf("cloudcore log tail:\n%s", tailFile(w.cc.logPath, 3000))
+	}
+	for _, n := range w.nodes {
+		if n.LeaderPID() == 0 {
+			continue
+		}
+		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "60", "-u", "edgecore", "-u", "containerd")
+		logf("node %s journal tail:\n%s", n.name, res.Stdout)
+	}
+	logf("world folder: %s", w.dir)
+}
+
+// Stop stops everything the world started, by pid, in reverse order:
+// controllers, nodes, cloudcore, control plane; then the bridge and the
+// folder. Safe to call twice and from a signal handler.
+func (w *World) Stop() error {
+	w.stopOnce.Do(func() {
+		var errs []error
+		if w.Cluster != nil {
+			if err := w.Cluster.StopController(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		var wg sync.WaitGroup
+		for _, n := range w.nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = n.stop(30 * time.Second)
+			}()
+		}
+		wg.Wait()
+		if err := w.cc.stop(); err != nil {
+			errs = append(errs, err)
+		}
+		if w.bridge != "" {
+			if out, err := exec.Command("ip", "link", "del", w.bridge).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", w.bridge, err, out))
+			}
+		}
+		if w.Cluster != nil {
+			if err := w.Cluster.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if w.dir != "" {
+			if err := unmountUnder(w.dir); err != nil {
+				errs = append(errs, err)
+			}
+			if !w.opts.KeepDir {
+				if err := os.RemoveAll(w.dir); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if w.sigStop != nil {
+			w.sigStop()
+		}
+		w.stopErr = errors.Join(errs...)
+	})
+	return w.stopErr
+}
+
+// unmountUnder lazily unmounts anything still mounted under dir in this
+// mount namespace (nothing should be: the machines' mounts live in their own
+// namespaces and vanish with them).
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	// Deepest first.
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	var errs []error
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("umount %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
