@@ -47,44 +47,73 @@ const (
 	image = "docker.io/kubeedge/installation-package:v1.21.0"
 )
 
-// fakeKeadm logs its argv to calls.log and behaves according to flag files
-// in the state directory. It is test scaffolding written by the test itself.
+// fakeKeadm plays keadm v1.21+ as it was seen on a real node: it takes the
+// lock file /etc/kubeedge/idempotency_record (and leaves it behind when it is
+// killed), refuses to run while the lock exists, writes its verdict to
+// /etc/kubeedge/upgrade_report.json, and on upgrade stops edgecore, replaces
+// its binary and starts it again (a new process in the fake /proc). Flag
+// files in the state directory make it fail in the ways real keadm fails.
+// It is test scaffolding written by the test itself.
 const fakeKeadm = `#!/bin/sh
 dir='%[1]s'
+root='%[4]s'
+lock="$root/etc/kubeedge/idempotency_record"
+report="$root/etc/kubeedge/upgrade_report.json"
 echo "keadm $*" >> "$dir/calls.log"
 echo "fake keadm $*"
+if [ "$1" = version ]; then cat "$dir/keadm-version"; exit 0; fi
+event=Backup
+case "$1" in upgrade) event=Upgrade ;; rollback) event=Rollback ;; esac
+verdict() { # success errorMessage
+  printf '{"event":"%%s","success":%%s,"fromVersion":"%[3]s","toVersion":"%%s","errorMessage":"%%s"}' "$event" "$1" "$to" "$2" > "$report"
+}
+to=""; prev=""
+for a in "$@"; do
+  if [ "$prev" = "--toVersion" ]; then to="$a"; fi
+  prev="$a"
+done
+if [ -e "$lock" ]; then
+  verdict false "the mutually exclusive command is being executed"
+  echo "Error: the mutually exclusive command is being executed" >&2; exit 1
+fi
+: > "$lock"
+stop_edgecore() { rm -rf "$root/proc/$(cat "$dir/edgecore.pid")"; }
+start_edgecore() {
+  pid=$(( $(cat "$dir/edgecore.pid") + 1 )); echo $pid > "$dir/edgecore.pid"
+  if [ -e "$dir/crash-edgecore" ] && [ "$event" = Upgrade ]; then return; fi
+  mkdir -p "$root/proc/$pid"; echo edgecore > "$root/proc/$pid/comm"
+  echo "$pid (edgecore) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 $pid 0 0" > "$root/proc/$pid/stat"
+}
 case "$1" in
 backup)
-  if [ -e "$dir/fail-backup" ]; then echo "backup exploded" >&2; exit 7; fi ;;
+  if [ -e "$dir/fail-backup" ]; then verdict false "backup exploded"; rm -f "$lock"; echo "backup exploded" >&2; exit 7; fi ;;
 upgrade)
+  if [ -e "$dir/fail-pull" ]; then
+    verdict false "failed to pull image docker.io/kubeedge/installation-package:$to"; rm -f "$lock"
+    echo "pull exploded" >&2; exit 1
+  fi
+  stop_edgecore
   if [ -e "$dir/hang-upgrade" ]; then
     sleep 60 &
     echo $! > "$dir/sleep.pid"
     wait
   fi
-  if [ -e "$dir/fail-upgrade" ]; then echo "upgrade exploded" >&2; exit 1; fi
-  v=""; prev=""
-  for a in "$@"; do
-    if [ "$prev" = "--toVersion" ]; then v="$a"; fi
-    prev="$a"
-  done
-  if [ ! -e "$dir/keep-version" ]; then echo "$v" > "$dir/edgecore-version"; fi ;;
+  if [ -e "$dir/fail-upgrade" ]; then verdict false "upgrade exploded"; rm -f "$lock"; echo "upgrade exploded" >&2; exit 1; fi
+  echo "edgecore $to" > "$root/usr/local/bin/edgecore"
+  start_edgecore ;;
 rollback)
   if [ -e '%[2]s' ]; then echo "marker present" >> "$dir/calls.log"; fi
-  if [ -e "$dir/fail-rollback" ]; then echo "rollback exploded" >&2; exit 1; fi
-  echo "%[3]s" > "$dir/edgecore-version" ;;
+  if [ -e "$dir/fail-rollback" ]; then verdict false "rollback exploded"; rm -f "$lock"; echo "rollback exploded" >&2; exit 1; fi
+  stop_edgecore
+  echo "edgecore %[3]s" > "$root/usr/local/bin/edgecore"
+  start_edgecore ;;
 esac
+verdict true ""
+rm -f "$lock"
 exit 0
 `
 
-// fakeEdgecore prints the version held in the state directory, like
-// `edgecore --version`, or fails when there is none.
-const fakeEdgecore = `#!/bin/sh
-dir='%[1]s'
-echo "edgecore $*" >> "$dir/calls.log"
-if [ ! -e "$dir/edgecore-version" ]; then echo "edgecore: not installed" >&2; exit 1; fi
-echo "KubeEdge $(cat "$dir/edgecore-version")"
-`
+const jobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
 
 type fakeHost struct {
 	root, state, marker, termPath string
@@ -108,11 +137,16 @@ func newFakeHost(t *testing.T) *fakeHost {
 			t.Fatal(err)
 		}
 	}
-	write(filepath.Join(h.state, "edgecore-version"), fromV+"\n", 0o644)
+	write(filepath.Join(h.state, "keadm-version"), toV+"\n", 0o644)
+	write(filepath.Join(h.state, "edgecore.pid"), "100\n", 0o644)
+	write(filepath.Join(h.root, "proc", "1", "comm"), "systemd\n", 0o644)
+	write(filepath.Join(h.root, "proc", "100", "comm"), "edgecore\n", 0o644)
+	write(filepath.Join(h.root, "proc", "100", "stat"), "100 (edgecore) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n", 0o644)
+	write(filepath.Join(h.root, "etc", "kubeedge", "config", "edgecore.yaml"), "fake\n", 0o644)
 	write(filepath.Join(h.root, "proc", "stat"), "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 100 0 100 700 100 0 0 0 0 0\n", 0o644)
 	write(filepath.Join(h.root, "proc", "meminfo"), "MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    700 kB\n", 0o644)
-	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultKeadmPath, "/")), fmt.Sprintf(fakeKeadm, h.state, h.marker, fromV), 0o755)
-	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultEdgecorePath, "/")), fmt.Sprintf(fakeEdgecore, h.state), 0o755)
+	write(filepath.Join(h.root, strings.TrimPrefix(runner.KeadmPath(jobUID), "/")), fmt.Sprintf(fakeKeadm, h.state, h.marker, fromV, h.root), 0o755)
+	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultEdgecorePath, "/")), "edgecore "+fromV+"\n", 0o755)
 	return h
 }
 
@@ -153,7 +187,10 @@ func (h *fakeHost) calls(t *testing.T) []string {
 func (h *fakeHost) options(deadline time.Time) runner.Options {
 	o := runner.DefaultOptions()
 	o.HostRoot = h.root
+	o.JobUID = jobUID
+	o.Keadm = runner.KeadmPath(jobUID)
 	o.UseNsenter = false
+	o.EdgecoreSettle = time.Second
 	o.ToVersion = toV
 	o.FromVersion = fromV
 	o.Image = image
@@ -208,7 +245,11 @@ func runRunner(t *testing.T, termPath string, args ...string) runResult {
 	return res
 }
 
-const upgradeCall = "keadm upgrade edge --toVersion " + toV + " --image " + image + " --force"
+// upgradeCall is how real keadm v1.21+ must be called: --image is the
+// repository, keadm appends ":" + toVersion itself.
+const upgradeCall = "keadm upgrade edge --toVersion " + toV + " --image docker.io/kubeedge/installation-package --force"
+
+const versionCall = "keadm version -o short"
 
 func TestRunnerSteps(t *testing.T) {
 	future := func() time.Time { return time.Now().Add(time.Hour) }
@@ -226,7 +267,6 @@ func TestRunnerSteps(t *testing.T) {
 		{
 			name: "check passes", step: runner.StepCheck,
 			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version"},
 			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"cpu usage 20.0% < threshold 80%", "mem usage 30.0% < threshold 80%", "disk usage"},
 		},
@@ -234,7 +274,6 @@ func TestRunnerSteps(t *testing.T) {
 			name: "check fails on cpu", step: runner.StepCheck,
 			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "proc/stat", "cpu  900 0 50 40 10 0 0 0 0 0\n") },
 			wantCode:   runner.ExitCheckFailed,
-			wantCalls:  []string{"edgecore --version"},
 			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"cpu usage 95.0% >= threshold 80%", "mem usage 30.0% < threshold 80%"},
 		},
@@ -245,7 +284,6 @@ func TestRunnerSteps(t *testing.T) {
 			},
 			modify:     func(o *runner.Options) { o.MemThreshold = 60; o.CheckItems = []string{"mem"} },
 			wantCode:   runner.ExitCheckFailed,
-			wantCalls:  []string{"edgecore --version"},
 			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"mem usage 60.0% >= threshold 60%"},
 		},
@@ -253,7 +291,6 @@ func TestRunnerSteps(t *testing.T) {
 			name: "check fails on disk", step: runner.StepCheck,
 			modify:     func(o *runner.Options) { o.DiskThreshold = 0; o.CheckItems = []string{"disk"} },
 			wantCode:   runner.ExitCheckFailed,
-			wantCalls:  []string{"edgecore --version"},
 			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"disk usage", ">= threshold 0%"},
 		},
@@ -266,7 +303,6 @@ func TestRunnerSteps(t *testing.T) {
 			},
 			modify:     func(o *runner.Options) { o.CheckItems = []string{"cpu"} },
 			wantCode:   runner.ExitCheckFailed,
-			wantCalls:  []string{"edgecore --version"},
 			wantReport: runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"cpu: read ", "no such file"},
 		},
@@ -280,80 +316,124 @@ func TestRunnerSteps(t *testing.T) {
 		{
 			name: "backup succeeds", step: runner.StepBackup,
 			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version", "keadm backup edge"},
+			wantCalls:  []string{versionCall, "keadm backup edge"},
 			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"backup done"},
 		},
 		{
-			name: "backup fails", step: runner.StepBackup,
+			name: "backup fails with keadm's own reason", step: runner.StepBackup,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-backup") },
 			wantCode:   runner.ExitBackupFailed,
-			wantCalls:  []string{"edgecore --version", "keadm backup edge"},
+			wantCalls:  []string{versionCall, "keadm backup edge"},
 			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
-			wantReason: []string{"backup failed: keadm backup edge: exit status 7", "backup exploded"},
+			wantReason: []string{"backup failed: backup exploded"},
 		},
 		{
-			name: "backup skipped when already at target", step: runner.StepBackup,
-			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", toV) },
+			name: "a lock left by a killed keadm is cleared", step: runner.StepBackup,
+			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "etc/kubeedge/idempotency_record", "") },
 			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version"},
-			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultSkipped, FromVersion: toV, ToVersion: toV},
-			wantReason: []string{"already at v1.21.0, nothing done"},
+			wantCalls:  []string{versionCall, "keadm backup edge"},
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"backup done"},
+		},
+		{
+			name: "keadm before v1.21 is refused", step: runner.StepBackup,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "keadm-version", "v1.20.3") },
+			wantCode:   runner.ExitUnsupported,
+			wantCalls:  []string{versionCall},
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"keadm v1.20.3 in the install image is not supported", "v1.21 or newer", "nothing was done"},
+		},
+		{
+			name: "a node without systemd is refused before keadm runs", step: runner.StepBackup,
+			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "proc/1/comm", "bash\n") },
+			wantCode:   runner.ExitUnsupported,
+			wantReport: runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{`PID 1 is "bash", not systemd`, "run edgecore as a systemd service"},
+		},
+		{
+			name: "a node without systemd is refused at upgrade too", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "proc/1/comm", "sh\n") },
+			wantCode:   runner.ExitUnsupported,
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"not systemd"},
 		},
 		{
 			name: "upgrade succeeds", step: runner.StepUpgrade,
 			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
+			wantCalls:  []string{versionCall, upgradeCall},
 			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"upgraded edgecore from v1.20.0 to v1.21.0"},
 		},
 		{
-			name: "upgrade uses the detected version over the flag", step: runner.StepUpgrade,
-			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", "v1.19.3") },
+			name: "upgrade after a lock left behind", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "etc/kubeedge/idempotency_record", "") },
 			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
-			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: "v1.19.3", ToVersion: toV},
-			wantReason: []string{"from v1.19.3 to v1.21.0"},
-		},
-		{
-			name: "upgrade proceeds when edgecore cannot be queried", step: runner.StepUpgrade,
-			setup:      func(t *testing.T, h *fakeHost) { h.remove(t, "edgecore-version") },
-			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version"},
+			wantCalls:  []string{versionCall, upgradeCall},
 			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"upgraded"},
 		},
 		{
-			name: "upgrade skipped when already at target", step: runner.StepUpgrade,
-			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "edgecore-version", toV) },
-			wantCode:   runner.ExitOK,
-			wantCalls:  []string{"edgecore --version"},
-			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSkipped, FromVersion: toV, ToVersion: toV},
-			wantReason: []string{"edgecore already at v1.21.0, nothing done"},
+			name: "a failed pull leaves edgecore alone: no rollback", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-pull") },
+			wantCode:   runner.ExitUpgradeFailedUntouched,
+			wantCalls:  []string{versionCall, upgradeCall},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"edgecore was not touched", "no rollback was needed", "failed to pull image docker.io/kubeedge/installation-package:v1.21.0"},
 		},
 		{
 			name: "upgrade fails and rolls back", step: runner.StepUpgrade,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade") },
 			wantCode:   runner.ExitRolledBack,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
-			wantReason: []string{"rollback succeeded, the node is back on v1.20.0", "upgrade to v1.21.0 failed", "upgrade exploded"},
+			wantReason: []string{"rollback succeeded, the node is back on v1.20.0", "upgrade to v1.21.0 failed: upgrade exploded"},
 		},
 		{
 			name: "upgrade and rollback fail", step: runner.StepUpgrade,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade"); h.touch(t, "fail-rollback") },
 			wantCode:   runner.ExitNeedsAttention,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, NeedsAttention: true},
-			wantReason: []string{"rollback failed too, the node needs attention", "rollback exploded", "upgrade exploded"},
+			wantReason: []string{"rollback failed too, the node needs attention: rollback exploded", "upgrade exploded"},
 		},
 		{
-			name: "keadm exit 0 without replacing edgecore rolls back", step: runner.StepUpgrade,
-			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "keep-version") },
+			name: "a new edgecore that does not stay up is rolled back", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "crash-edgecore") },
 			wantCode:   runner.ExitRolledBack,
-			wantCalls:  []string{"edgecore --version", upgradeCall, "edgecore --version", "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
-			wantReason: []string{"succeeded but edgecore reports v1.20.0"},
+			wantReason: []string{"edgecore is not running after the upgrade", "rollback succeeded"},
+		},
+		{
+			name: "keadm before v1.21 is refused at upgrade", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "keadm-version", "v1.19.0") },
+			wantCode:   runner.ExitUnsupported,
+			wantCalls:  []string{versionCall},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"keadm v1.19.0 in the install image is not supported"},
+		},
+		{
+			name: "an upgrade interrupted after keadm finished is reported, not redone", step: runner.StepUpgrade,
+			setup: func(t *testing.T, h *fakeHost) {
+				h.write(t, "var/lib/nodeupgrade/jobs/"+jobUID+"/upgrade.started", "")
+				h.write(t, "etc/kubeedge/upgrade_report.json", `{"event":"Upgrade","success":true,"fromVersion":"v1.20.0","toVersion":"v1.21.0"}`)
+			},
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{versionCall},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"by an earlier run of this container"},
+		},
+		{
+			name: "an upgrade interrupted mid-way is rolled back, its lock cleared", step: runner.StepUpgrade,
+			setup: func(t *testing.T, h *fakeHost) {
+				h.write(t, "var/lib/nodeupgrade/jobs/"+jobUID+"/upgrade.started", "")
+				h.write(t, "etc/kubeedge/idempotency_record", "")
+			},
+			wantCode:   runner.ExitRolledBack,
+			wantCalls:  []string{versionCall, "keadm rollback edge", "marker present"},
+			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
+			wantReason: []string{"an earlier run of the upgrade step was interrupted"},
 		},
 		{
 			name: "image not normalised for the version is refused", step: runner.StepUpgrade,
@@ -418,8 +498,10 @@ func TestRunnerSteps(t *testing.T) {
 			for _, want := range tt.wantReason {
 				g.Expect(reason).To(ContainSubstring(want))
 			}
-			// The readiness marker never outlives a rollback.
+			// The readiness marker never outlives a rollback, and keadm's
+			// lock never outlives keadm.
 			g.Expect(h.marker).NotTo(BeAnExistingFile())
+			g.Expect(filepath.Join(h.root, runner.KeadmLockPath)).NotTo(BeAnExistingFile())
 		})
 	}
 }
@@ -443,7 +525,7 @@ func TestRunnerKillsHangingUpgradeAtDeadline(t *testing.T) {
 
 	g.Expect(res.code).To(Equal(runner.ExitRolledBack), res.output)
 	g.Expect(res.elapsed).To(BeNumerically("<", budget+10*time.Second), "the 60s sleep must not be waited for")
-	g.Expect(h.calls(t)).To(Equal([]string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"}))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge", "marker present"}))
 	g.Expect(res.report.RolledBack).To(BeTrue())
 	g.Expect(res.report.Reason).To(ContainSubstring("killed when its time ran out"))
 
@@ -490,8 +572,10 @@ func TestRunnerCheckRealProc(t *testing.T) {
 			o := runner.DefaultOptions()
 			o.HostRoot = "/"
 			o.UseNsenter = false
-			// No edgecore here: the version query must fail and the check go on.
-			o.Edgecore = "/nonexistent/edgecore"
+			o.JobUID = jobUID
+			// The job's records go to a temporary folder, not into this
+			// machine's /var/lib.
+			o.StateDir = t.TempDir()
 			o.ToVersion = toV
 			o.Deadline = time.Now().Add(time.Minute)
 			o.CheckItems = []string{"cpu", "mem", "disk"}
@@ -599,11 +683,40 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	var exitErr *exec.ExitError
 	g.Expect(errors.As(err, &exitErr)).To(BeTrue(), out.String())
 	g.Expect(exitErr.ExitCode()).To(Equal(runner.ExitRolledBack), out.String())
-	g.Expect(h.calls(t)).To(Equal([]string{"edgecore --version", upgradeCall, "keadm rollback edge", "marker present"}))
+	// The killed keadm left its lock; the rollback could only run because
+	// the runner cleared it.
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge", "marker present"}))
+	g.Expect(filepath.Join(h.root, runner.KeadmLockPath)).NotTo(BeAnExistingFile())
 	data, err := os.ReadFile(h.termPath)
 	g.Expect(err).NotTo(HaveOccurred())
 	rep, err := runner.ParseReport(string(data))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rep.RolledBack).To(BeTrue())
 	g.Expect(rep.Reason).To(ContainSubstring("killed because the runner was stopped"))
+}
+
+// A step runs once per job and node: a container the kubelet starts again
+// (as real edgecore's kubelet does after keadm restarts edgecore) reports the
+// recorded outcome and runs nothing.
+func TestRunnerStepRunsOncePerJob(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	o := h.options(time.Now().Add(time.Hour))
+	first := runRunner(t, h.termPath, o.Args(runner.StepUpgrade)...)
+	g.Expect(first.code).To(Equal(runner.ExitOK), first.output)
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall}))
+
+	again := runRunner(t, h.termPath, o.Args(runner.StepUpgrade)...)
+	g.Expect(again.code).To(Equal(runner.ExitOK), again.output)
+	g.Expect(again.report).To(Equal(first.report))
+	g.Expect(again.output).To(ContainSubstring("already ran for this job on this node"))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall}), "keadm must not run a second time")
+	// The job's keadm copy is gone once the upgrade step is over.
+	g.Expect(filepath.Join(h.root, runner.KeadmPath(jobUID))).NotTo(BeAnExistingFile())
+
+	// Another job is another record.
+	o.JobUID = "1c7f0a4d-0000-4000-8000-000000000001"
+	other := runRunner(t, h.termPath, o.Args(runner.StepCheck)...)
+	g.Expect(other.code).To(Equal(runner.ExitOK), other.output)
+	g.Expect(other.output).NotTo(ContainSubstring("already ran"))
 }

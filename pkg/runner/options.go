@@ -23,8 +23,6 @@ const (
 	DefaultHostRoot = "/host"
 	// HostDir is the project's directory on the host.
 	HostDir = "/var/lib/nodeupgrade"
-	// DefaultKeadmPath is keadm's path as seen from the host.
-	DefaultKeadmPath = HostDir + "/bin/keadm"
 	// DefaultEdgecorePath is where keadm installs edgecore on the host.
 	DefaultEdgecorePath = "/usr/local/bin/edgecore"
 	// DefaultRollbackMarker is created in the container (not on the host)
@@ -41,8 +39,13 @@ const (
 	// deadline: the deadline forbids starting an upgrade, and leaving a node
 	// half-upgraded because the clock ran out would be worse.
 	DefaultRollbackTimeout = 2 * time.Minute
-	// DefaultVersionQueryTimeout bounds `edgecore --version`.
+	// DefaultVersionQueryTimeout bounds `keadm version`.
 	DefaultVersionQueryTimeout = 15 * time.Second
+	// DefaultEdgecoreSettle is how long the new edgecore must run without
+	// a restart before an upgrade counts as done. systemd restarts a
+	// crashing edgecore after RestartSec (10 s in KubeEdge's unit), so the
+	// window must be longer than that to see a crash loop.
+	DefaultEdgecoreSettle = 15 * time.Second
 )
 
 // CmdRollingBack is the probe subcommand: exit 0 while a rollback runs.
@@ -59,6 +62,12 @@ const (
 // back, so the pod builder and the runner cannot drift apart.
 type Options struct {
 	HostRoot string
+	// JobUID keys the job's directory on the host (JobDir), where keadm
+	// and each step's recorded result live.
+	JobUID string
+	// StateDir overrides where the job's records are kept, as seen by the
+	// runner; empty means JobDir(JobUID) under HostRoot.
+	StateDir string
 	// Keadm and Edgecore are host paths; without nsenter they are resolved
 	// under HostRoot.
 	Keadm       string
@@ -77,6 +86,7 @@ type Options struct {
 	CPUSampleInterval time.Duration
 
 	RollbackTimeout        time.Duration
+	EdgecoreSettle         time.Duration
 	TerminationMessagePath string
 	RollbackMarker         string
 }
@@ -85,7 +95,6 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		HostRoot:               DefaultHostRoot,
-		Keadm:                  DefaultKeadmPath,
 		Edgecore:               DefaultEdgecorePath,
 		UseNsenter:             true,
 		Nsenter:                "nsenter",
@@ -94,6 +103,7 @@ func DefaultOptions() Options {
 		DiskThreshold:          DefaultThreshold,
 		CPUSampleInterval:      DefaultCPUSampleInterval,
 		RollbackTimeout:        DefaultRollbackTimeout,
+		EdgecoreSettle:         DefaultEdgecoreSettle,
 		TerminationMessagePath: DefaultTerminationMessagePath,
 		RollbackMarker:         DefaultRollbackMarker,
 	}
@@ -105,6 +115,8 @@ func (o Options) Args(step Step) []string {
 	args := []string{
 		string(step),
 		"--host-root=" + o.HostRoot,
+		"--job-uid=" + o.JobUID,
+		"--state-dir=" + o.StateDir,
 		"--keadm=" + o.Keadm,
 		"--edgecore=" + o.Edgecore,
 		"--use-nsenter=" + strconv.FormatBool(o.UseNsenter),
@@ -128,6 +140,7 @@ func (o Options) Args(step Step) []string {
 		args = append(args,
 			"--rollback-timeout="+o.RollbackTimeout.String(),
 			"--rollback-marker="+o.RollbackMarker,
+			"--edgecore-settle="+o.EdgecoreSettle.String(),
 		)
 	}
 	return args
@@ -161,8 +174,10 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.SetOutput(output)
 	var deadline, checkItems string
 	fs.StringVar(&o.HostRoot, "host-root", o.HostRoot, "where the host's / is mounted")
-	fs.StringVar(&o.Keadm, "keadm", o.Keadm, "host path of keadm")
-	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, queried for its version")
+	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host")
+	fs.StringVar(&o.StateDir, "state-dir", "", "where the job's step records are kept (default: the job's directory under --host-root)")
+	fs.StringVar(&o.Keadm, "keadm", "", "host path of keadm (default: the job's copy, "+KeadmPath("UID")+")")
+	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, watched to tell whether keadm touched it")
 	fs.BoolVar(&o.UseNsenter, "use-nsenter", o.UseNsenter, "run keadm and edgecore in the host's namespaces through nsenter")
 	fs.StringVar(&o.Nsenter, "nsenter", o.Nsenter, "nsenter binary in the runner image")
 	fs.StringVar(&o.ToVersion, "to-version", "", "target edgecore version")
@@ -175,6 +190,7 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.IntVar(&o.DiskThreshold, "disk-threshold", o.DiskThreshold, "disk usage limit of the host's /, percent")
 	fs.DurationVar(&o.CPUSampleInterval, "cpu-sample-interval", o.CPUSampleInterval, "interval between the two /proc/stat reads; 0 means the average since boot")
 	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", o.RollbackTimeout, "time allowed for keadm rollback edge")
+	fs.DurationVar(&o.EdgecoreSettle, "edgecore-settle", o.EdgecoreSettle, "how long the new edgecore must run without restarting; 0 skips the wait")
 	fs.StringVar(&o.TerminationMessagePath, "termination-message-path", o.TerminationMessagePath, "where the JSON report is written")
 	fs.StringVar(&o.RollbackMarker, "rollback-marker", o.RollbackMarker, "file that exists while a rollback runs")
 	if err := fs.Parse(flags); err != nil {
@@ -189,6 +205,9 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	if checkItems != "" {
 		o.CheckItems = strings.Split(checkItems, ",")
 	}
+	if o.Keadm == "" && jobUIDRE.MatchString(o.JobUID) {
+		o.Keadm = KeadmPath(o.JobUID)
+	}
 	if deadline == "" {
 		return step, o, errors.New("--deadline is required")
 	}
@@ -200,12 +219,19 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	return step, o, o.validate(step)
 }
 
+// jobUIDRE bounds --job-uid, which becomes a directory name on the host:
+// Kubernetes UIDs are lower-case hex and dashes.
+var jobUIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
 // validate re-checks everything that reaches a command line, although the
 // controller validated it already: the runner is the last line of defence
 // before a privileged process on the node.
 func (o Options) validate(step Step) error {
 	if err := imageref.ValidateVersion(o.ToVersion); err != nil {
 		return fmt.Errorf("--to-version: %w", err)
+	}
+	if !jobUIDRE.MatchString(o.JobUID) {
+		return fmt.Errorf("--job-uid %q must be a Kubernetes UID (lower-case letters, digits and dashes)", o.JobUID)
 	}
 	if !safeFromVersion.MatchString(o.FromVersion) {
 		return fmt.Errorf("--from-version %q has unexpected characters or is too long", o.FromVersion)
@@ -226,6 +252,9 @@ func (o Options) validate(step Step) error {
 		if !filepath.IsAbs(f.path) || filepath.Clean(f.path) != f.path {
 			return fmt.Errorf("%s %q must be a clean absolute path", f.name, f.path)
 		}
+	}
+	if o.StateDir != "" && (!filepath.IsAbs(o.StateDir) || filepath.Clean(o.StateDir) != o.StateDir) {
+		return fmt.Errorf("--state-dir %q must be a clean absolute path", o.StateDir)
 	}
 	if o.UseNsenter && o.Nsenter == "" {
 		return errors.New("--nsenter must not be empty")
@@ -252,6 +281,9 @@ func (o Options) validate(step Step) error {
 	}
 	if step == StepUpgrade && o.RollbackTimeout <= 0 {
 		return fmt.Errorf("--rollback-timeout %s must be positive", o.RollbackTimeout)
+	}
+	if step == StepUpgrade && (o.EdgecoreSettle < 0 || o.EdgecoreSettle > 10*time.Minute) {
+		return fmt.Errorf("--edgecore-settle %s must be in [0, 10m]", o.EdgecoreSettle)
 	}
 	return nil
 }

@@ -59,6 +59,13 @@ const (
 	ExitNeedsAttention = 4 // upgrade failed, rollback failed too
 	ExitDeadline       = 5 // the deadline had passed before the step started; nothing ran
 	ExitBadArgs        = 6 // invalid flags or subcommand; nothing ran
+	// ExitUnsupported: the node (no systemd as PID 1) or the install
+	// image's keadm (older than v1.21) is not supported; nothing was done.
+	ExitUnsupported = 7
+	// ExitUpgradeFailedUntouched: keadm upgrade failed before it touched
+	// edgecore (e.g. the image could not be pulled), so nothing was rolled
+	// back: the node runs its old edgecore as before.
+	ExitUpgradeFailedUntouched = 8
 )
 
 // MaxTerminationMessageBytes is the kubelet's limit on one container's

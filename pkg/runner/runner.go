@@ -9,9 +9,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 )
 
 // Main runs nodeupgrade-runner with args (without the program name) and
@@ -56,10 +59,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // Run runs one step with validated options, logging to log, and returns its
 // report and exit code. now is the clock the deadline is checked against.
+//
+// A step runs at most once per job and node: its outcome is recorded on the
+// host (see jobState) and a repeated run reports the record.
 func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() time.Time) (Report, int) {
-	r := &stepRunner{o: o, log: log}
+	stateDir := o.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(o.HostRoot, JobDir(o.JobUID))
+	}
+	r := &stepRunner{o: o, log: log, host: host{root: o.HostRoot}, job: jobState{dir: stateDir}}
 	base := Report{Step: step, FromVersion: o.FromVersion, ToVersion: o.ToVersion}
 
+	if rec, ok := r.job.recorded(step); ok {
+		fmt.Fprintf(log, "step %s already ran for this job on this node; reporting its recorded result\n", step)
+		return rec.Report, rec.ExitCode
+	}
 	// Refuse to start anything once the deadline has passed: the controller
 	// has given up on this node by then, and a late upgrade would race with
 	// whatever it decided.
@@ -72,20 +86,51 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 	ctx, cancel := context.WithDeadline(ctx, o.Deadline)
 	defer cancel()
 
-	// Idempotency: a node already on the target (a retried pod, or an
-	// upgrade finished before the controller noticed) must not be touched.
-	if current := r.currentVersion(ctx); current != "" {
-		base.FromVersion = current
-		if current == o.ToVersion {
-			base.Result = ResultSkipped
-			base.Reason = fmt.Sprintf("edgecore already at %s, nothing done", current)
-			return base, ExitOK
-		}
+	unlock, err := r.job.lock(ctx)
+	if err != nil {
+		base.Result = ResultFailed
+		base.Reason = "nothing was run: " + err.Error()
+		return base, ExitDeadline
+	}
+	defer unlock()
+	// The run that held the lock may have finished the step meanwhile.
+	if rec, ok := r.job.recorded(step); ok {
+		fmt.Fprintf(log, "step %s was finished by another run of this container; reporting its result\n", step)
+		return rec.Report, rec.ExitCode
 	}
 
-	switch step {
-	case StepCheck:
+	rep, code := r.runStep(ctx, step, base)
+	if err := r.job.record(step, rep, code); err != nil {
+		// The report still reaches the controller through the termination
+		// message; only a repeated run would lack it.
+		fmt.Fprintf(log, "record the result of step %s on the host: %v\n", step, err)
+	}
+	if step == StepUpgrade || code != ExitOK {
+		// The pod's work on this node is over.
+		if err := r.job.removeKeadm(); err != nil {
+			fmt.Fprintf(log, "remove this job's keadm: %v\n", err)
+		}
+	}
+	return rep, code
+}
+
+func (r *stepRunner) runStep(ctx context.Context, step Step, base Report) (Report, int) {
+	if step == StepCheck {
 		return r.check(ctx, base)
+	}
+	// Backup always runs, and runs first of the steps that touch the node,
+	// so these refusals come before anything changes.
+	if err := r.host.requireSystemd(); err != nil {
+		base.Result = ResultFailed
+		base.Reason = "node not supported, nothing was done: " + err.Error()
+		return base, ExitUnsupported
+	}
+	if err := r.requireSupportedKeadm(ctx); err != nil {
+		base.Result = ResultFailed
+		base.Reason = "nothing was done: " + err.Error()
+		return base, ExitUnsupported
+	}
+	switch step {
 	case StepBackup:
 		return r.backup(ctx, base)
 	case StepUpgrade:
@@ -97,31 +142,44 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 }
 
 type stepRunner struct {
-	o   Options
-	log io.Writer
+	o    Options
+	log  io.Writer
+	host host
+	job  jobState
 }
 
-// edgecoreVersionRE finds the version in `edgecore --version` output, which
-// reads like "KubeEdge v1.21.0".
-var edgecoreVersionRE = regexp.MustCompile(`KubeEdge\s+(v\d+\.\d+\.\d+(?:-[A-Za-z0-9_.]+)*)`)
+// MinKeadmMinor is the oldest keadm v1 minor release this runner drives.
+// keadm v1.19 and v1.20 have no `backup` command and no --force, use --image
+// as given (v1.21+ append ":" + toVersion) and report success from a failed
+// rollback, so they need a different command line that has not been
+// verified against a real node.
+const MinKeadmMinor = 21
 
-// currentVersion asks the host's edgecore for its version; "" when it cannot
-// tell, in which case the steps go ahead (keadm itself copes with a node it
-// cannot query).
-func (r *stepRunner) currentVersion(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, DefaultVersionQueryTimeout)
+var keadmVersionRE = regexp.MustCompile(`v(\d+)\.(\d+)\.(\d+)`)
+
+// requireSupportedKeadm asks the job's keadm for its version and refuses
+// those whose command line differs from the one this runner speaks.
+func (r *stepRunner) requireSupportedKeadm(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, DefaultVersionQueryTimeout)
 	defer cancel()
-	res := run(ctx, r.log, "edgecore --version", r.o.hostArgv(r.o.Edgecore, "--version"))
+	res := r.keadm(qctx, "version", "-o", "short")
 	if res.err != nil {
-		fmt.Fprintf(r.log, "cannot query edgecore version, proceeding: %v\n", res.err)
-		return ""
+		return fmt.Errorf("cannot ask keadm for its version: %w", res.err)
 	}
-	m := edgecoreVersionRE.FindStringSubmatch(res.tail)
+	m := keadmVersionRE.FindStringSubmatch(res.tail)
 	if m == nil {
-		fmt.Fprintf(r.log, "edgecore printed no version, proceeding\n")
-		return ""
+		return fmt.Errorf("keadm printed no version (%q)", firstLine(res.tail))
 	}
-	return m[1]
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	if major != 1 || minor < MinKeadmMinor {
+		return fmt.Errorf("keadm %s in the install image is not supported: this runner drives keadm v1.%d or newer "+
+			"(older keadm has no backup command and a different --image contract)", m[0], MinKeadmMinor)
+	}
+	if m[0] != r.o.ToVersion {
+		fmt.Fprintf(r.log, "note: the install image's keadm is %s, the target is %s\n", m[0], r.o.ToVersion)
+	}
+	return nil
 }
 
 func (r *stepRunner) check(ctx context.Context, rep Report) (Report, int) {
@@ -143,11 +201,50 @@ func (r *stepRunner) keadm(ctx context.Context, args ...string) cmdResult {
 	return run(ctx, r.log, "keadm "+strings.Join(args, " "), r.o.hostArgv(r.o.Keadm, args...))
 }
 
-func (r *stepRunner) backup(ctx context.Context, rep Report) (Report, int) {
-	res := r.keadm(ctx, "backup", "edge")
+// keadmMutating runs a keadm command that takes keadm's lock (backup,
+// upgrade, rollback): it first clears a lock left by a keadm that no longer
+// runs, clears keadm's previous verdict, and afterwards clears the lock
+// again if keadm was killed before it could. It returns keadm's own verdict
+// when keadm wrote one.
+func (r *stepRunner) keadmMutating(ctx context.Context, args ...string) (cmdResult, *keadmReport) {
+	r.clearStaleLock()
+	if err := r.host.clearKeadmReport(); err != nil {
+		fmt.Fprintf(r.log, "clear keadm's previous report: %v\n", err)
+	}
+	res := r.keadm(ctx, args...)
 	if res.err != nil {
+		r.clearStaleLock()
+	}
+	return res, r.host.keadmReport()
+}
+
+func (r *stepRunner) clearStaleLock() {
+	did, err := r.host.clearStaleKeadmLock()
+	if err != nil {
+		fmt.Fprintf(r.log, "keadm lock: %v\n", err)
+	} else if did != "" {
+		fmt.Fprintln(r.log, did)
+	}
+}
+
+// keadmFailure says why a keadm command failed, in keadm's own words when
+// its report has them: its output tail is mostly usage text.
+func keadmFailure(summary string, res cmdResult, kr *keadmReport, what string) string {
+	if kr != nil && !kr.Success && kr.ErrorMessage != "" {
+		return fmt.Sprintf("%s: %s", summary, kr.ErrorMessage)
+	}
+	msg := summary
+	if res.err != nil {
+		msg += ": " + res.err.Error()
+	}
+	return withTail(msg, what, res.tail)
+}
+
+func (r *stepRunner) backup(ctx context.Context, rep Report) (Report, int) {
+	res, kr := r.keadmMutating(ctx, "backup", "edge")
+	if res.err != nil || (kr != nil && !kr.Success) {
 		rep.Result = ResultFailed
-		rep.Reason = withTail("backup failed: "+res.err.Error(), "keadm backup edge", res.tail)
+		rep.Reason = keadmFailure("backup failed", res, kr, "keadm backup edge")
 		return rep, ExitBackupFailed
 	}
 	rep.Result = ResultSucceeded
@@ -156,22 +253,74 @@ func (r *stepRunner) backup(ctx context.Context, rep Report) (Report, int) {
 }
 
 func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
-	res := r.keadm(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", r.o.Image, "--force")
+	repo, err := imageref.Repository(r.o.Image)
+	if err != nil {
+		// validate() normalised the image already; unreachable.
+		rep.Result = ResultFailed
+		rep.Reason = "bad image: " + err.Error()
+		return rep, ExitBadArgs
+	}
+	if r.job.wasStarted(StepUpgrade) {
+		return r.resumeInterrupted(ctx, rep)
+	}
+	before := r.host.edgecore(r.o.Edgecore)
+	if err := r.job.markStarted(StepUpgrade); err != nil {
+		fmt.Fprintf(r.log, "mark the upgrade as started: %v\n", err)
+	}
+	// keadm pulls repo + ":" + toVersion itself: it must get the
+	// repository without a tag (seen on a real node: a tagged --image
+	// fails with "invalid reference format").
+	res, kr := r.keadmMutating(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force")
 	upErr := res.err
+	if upErr == nil && kr != nil && !kr.Success {
+		upErr = fmt.Errorf("keadm reported failure: %s", kr.ErrorMessage)
+	}
 	if upErr == nil {
-		// keadm has been known to exit 0 without replacing edgecore; trust
-		// the binary over the exit code when it can be asked.
-		if v := r.currentVersion(context.WithoutCancel(ctx)); v != "" && v != r.o.ToVersion {
-			upErr = fmt.Errorf("keadm upgrade edge succeeded but edgecore reports %s", v)
-		}
+		// keadm does not check that the new edgecore runs.
+		upErr = r.waitEdgecoreStable(ctx)
 	}
 	if upErr == nil {
 		rep.Result = ResultSucceeded
 		rep.Reason = fmt.Sprintf("upgraded edgecore from %s to %s", orUnknown(rep.FromVersion), r.o.ToVersion)
 		return rep, ExitOK
 	}
-	upReason := withTail(fmt.Sprintf("upgrade to %s failed: %v", r.o.ToVersion, upErr), "keadm upgrade edge", res.tail)
+	upReason := keadmFailure(fmt.Sprintf("upgrade to %s failed", r.o.ToVersion), cmdResult{err: upErr, tail: res.tail}, kr, "keadm upgrade edge")
+	if after := r.host.edgecore(r.o.Edgecore); after == before && before.Processes != "" {
+		// keadm stops edgecore only after it has pulled the image and
+		// copied the new binary out; a failure before that (a failed pull,
+		// say) leaves the node as it was, and a rollback would only restart
+		// a healthy edgecore.
+		rep.Result = ResultFailed
+		rep.Reason = "edgecore was not touched (same binary, same process), so no rollback was needed; " + upReason
+		return rep, ExitUpgradeFailedUntouched
+	}
+	return r.rollback(ctx, rep, upReason)
+}
 
+// resumeInterrupted handles an upgrade step that an earlier run of this
+// container started and did not finish (the container was killed, or the
+// kubelet started it again while edgecore restarted): keadm's own report
+// says whether that upgrade completed; otherwise the node is rolled back.
+func (r *stepRunner) resumeInterrupted(ctx context.Context, rep Report) (Report, int) {
+	r.clearStaleLock()
+	kr := r.host.keadmReport()
+	if kr != nil && kr.Event == "Upgrade" && kr.Success && kr.ToVersion == r.o.ToVersion {
+		if err := r.waitEdgecoreStable(ctx); err == nil {
+			rep.Result = ResultSucceeded
+			rep.Reason = fmt.Sprintf("upgraded edgecore from %s to %s (by an earlier run of this container, which was interrupted after keadm finished)",
+				orUnknown(rep.FromVersion), r.o.ToVersion)
+			return rep, ExitOK
+		}
+	}
+	why := "an earlier run of the upgrade step was interrupted before it reported"
+	if kr != nil && !kr.Success && kr.ErrorMessage != "" {
+		why += "; keadm said: " + kr.ErrorMessage
+	}
+	return r.rollback(ctx, rep, why)
+}
+
+// rollback runs keadm rollback edge after a failed upgrade.
+func (r *stepRunner) rollback(ctx context.Context, rep Report, upReason string) (Report, int) {
 	// The rollback gets its own time budget, not what is left before the
 	// deadline, and is not cancelled by SIGTERM: a half-upgraded node is the
 	// worst outcome. The pod's activeDeadlineSeconds and grace period leave
@@ -179,20 +328,64 @@ func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
 	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.RollbackTimeout)
 	defer cancel()
 	r.setRollingBack(true)
-	rb := r.keadm(rbCtx, "rollback", "edge")
+	rb, kr := r.keadmMutating(rbCtx, "rollback", "edge")
 	r.setRollingBack(false)
 
 	rep.Step = StepRollback
 	rep.Result = ResultFailed
-	if rb.err != nil {
+	if rb.err != nil || (kr != nil && !kr.Success) {
 		rep.NeedsAttention = true
-		rep.Reason = withTail(fmt.Sprintf("rollback failed too, the node needs attention: %v", rb.err), "keadm rollback edge", rb.tail) +
-			"\n" + upReason
+		rep.Reason = keadmFailure("rollback failed too, the node needs attention", rb, kr, "keadm rollback edge") + "\n" + upReason
 		return rep, ExitNeedsAttention
 	}
 	rep.RolledBack = true
 	rep.Reason = fmt.Sprintf("rollback succeeded, the node is back on %s; ", orUnknown(rep.FromVersion)) + upReason
 	return rep, ExitRolledBack
+}
+
+// waitEdgecoreStable waits until one edgecore process has run on the host
+// without interruption for EdgecoreSettle: keadm starts the new edgecore
+// and exits, so an edgecore that crashes at start (and is restarted by
+// systemd, getting a new PID each time) is only seen this way.
+func (r *stepRunner) waitEdgecoreStable(ctx context.Context) error {
+	if r.o.EdgecoreSettle <= 0 {
+		return nil
+	}
+	// As long again for the new edgecore to appear.
+	ctx, cancel := context.WithTimeout(ctx, 2*r.o.EdgecoreSettle)
+	defer cancel()
+	var since time.Time
+	var last string
+	tick := time.NewTicker(settlePoll)
+	defer tick.Stop()
+	for {
+		cur := r.host.edgecore(r.o.Edgecore).Processes
+		switch {
+		case cur == "" || strings.Contains(cur, ","):
+			since, last = time.Time{}, ""
+		case cur != last:
+			since, last = time.Now(), cur
+		case time.Since(since) >= r.o.EdgecoreSettle:
+			fmt.Fprintf(r.log, "edgecore (%s) has run for %s since the upgrade\n", cur, r.o.EdgecoreSettle)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if last == "" {
+				return fmt.Errorf("edgecore is not running after the upgrade (checked for %s)", 2*r.o.EdgecoreSettle)
+			}
+			return fmt.Errorf("edgecore did not keep running for %s after the upgrade (it restarted or stopped)", r.o.EdgecoreSettle)
+		case <-tick.C:
+		}
+	}
+}
+
+// settlePoll is how often waitEdgecoreStable looks at the host's processes.
+const settlePoll = 500 * time.Millisecond
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
 // setRollingBack creates or removes the readiness marker. Failures are only

@@ -85,6 +85,8 @@ func TestArgsRoundTrip(t *testing.T) {
 		t.Run(string(step), func(t *testing.T) {
 			g := NewWithT(t)
 			o := DefaultOptions()
+			o.JobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
+			o.Keadm = KeadmPath(o.JobUID)
 			o.ToVersion = "v1.21.0"
 			o.FromVersion = "v1.30.7-kubeedge-v1.20.0"
 			o.Image = "myreg:5000/kubeedge/installation-package:v1.21.0"
@@ -98,6 +100,7 @@ func TestArgsRoundTrip(t *testing.T) {
 			if step == StepUpgrade {
 				o.RollbackTimeout = 90 * time.Second
 				o.RollbackMarker = "/tmp/marker"
+				o.EdgecoreSettle = 3 * time.Second
 			}
 			gotStep, got, err := ParseArgs(o.Args(step), os.Stderr)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -110,6 +113,8 @@ func TestArgsRoundTrip(t *testing.T) {
 func TestParseArgsErrors(t *testing.T) {
 	valid := func() Options {
 		o := DefaultOptions()
+		o.JobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
+		o.Keadm = KeadmPath(o.JobUID)
 		o.ToVersion = "v1.21.0"
 		o.Image = "docker.io/kubeedge/installation-package:v1.21.0"
 		o.Deadline = time.Now().Add(time.Hour)
@@ -139,6 +144,11 @@ func TestParseArgsErrors(t *testing.T) {
 		{"long interval", StepCheck, func(o *Options) { o.CPUSampleInterval = time.Hour }, "--cpu-sample-interval"},
 		{"zero rollback timeout", StepUpgrade, func(o *Options) { o.RollbackTimeout = 0 }, "--rollback-timeout"},
 		{"empty nsenter", StepUpgrade, func(o *Options) { o.Nsenter = "" }, "--nsenter"},
+		{"missing job uid", StepCheck, func(o *Options) { o.JobUID = "" }, "--job-uid"},
+		{"job uid escaping its directory", StepBackup, func(o *Options) { o.JobUID = "../../etc" }, "--job-uid"},
+		{"upper-case job uid", StepBackup, func(o *Options) { o.JobUID = "ABC" }, "--job-uid"},
+		{"negative settle", StepUpgrade, func(o *Options) { o.EdgecoreSettle = -time.Second }, "--edgecore-settle"},
+		{"long settle", StepUpgrade, func(o *Options) { o.EdgecoreSettle = time.Hour }, "--edgecore-settle"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,13 +173,14 @@ func TestHostArgv(t *testing.T) {
 		want  []string
 	}{
 		{"nsenter uses the host path in the host's namespaces", true,
-			[]string{"nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", DefaultKeadmPath, "upgrade", "edge", "--image", "a;b"}},
+			[]string{"nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", KeadmPath("0b6e9f3c"), "upgrade", "edge", "--image", "a;b"}},
 		{"direct uses the path under the host root", false,
-			[]string{"/host" + DefaultKeadmPath, "upgrade", "edge", "--image", "a;b"}},
+			[]string{"/host" + KeadmPath("0b6e9f3c"), "upgrade", "edge", "--image", "a;b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := DefaultOptions()
+			o.Keadm = KeadmPath("0b6e9f3c")
 			o.UseNsenter = tt.nsent
 			NewWithT(t).Expect(o.hostArgv(o.Keadm, "upgrade", "edge", "--image", "a;b")).To(Equal(tt.want))
 		})

@@ -208,6 +208,10 @@ func exitMeaning(container string, code int32) string {
 		return "the deadline passed before the step started"
 	case runner.ExitBadArgs:
 		return "bad arguments"
+	case runner.ExitUnsupported:
+		return "the node or its keadm is not supported, nothing was done"
+	case runner.ExitUpgradeFailedUntouched:
+		return "upgrade failed before edgecore was touched, nothing to roll back"
 	}
 	return ""
 }

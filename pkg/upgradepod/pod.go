@@ -86,6 +86,8 @@ func Build(p Params) *corev1.Pod {
 // BuildAt is Build with an explicit clock, for tests and golden files.
 func BuildAt(p Params, now time.Time) *corev1.Pod {
 	opts := runner.DefaultOptions()
+	opts.JobUID = p.JobUID
+	opts.Keadm = runner.KeadmPath(p.JobUID)
 	opts.ToVersion = p.Version
 	opts.FromVersion = p.FromVersion
 	opts.Image = p.InstallImage
@@ -100,9 +102,11 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	hostRootMount := corev1.VolumeMount{
 		Name:      volumeHostRoot,
 		MountPath: runner.DefaultHostRoot,
-		// The runner only reads the host's files (proc, statfs); keadm
-		// writes through nsenter, in the host's own mount namespace.
-		ReadOnly: true,
+		// Writable: the runner records each step's result in the job's
+		// directory on the host and clears keadm's stale lock and report
+		// (see pkg/runner). The container is privileged and enters the
+		// host's namespaces anyway, so a read-only mount would protect
+		// nothing.
 	}
 	runnerContainer := func(name string, step runner.Step) corev1.Container {
 		return corev1.Container{
@@ -124,9 +128,11 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	initContainers := []corev1.Container{{
 		Name:  ContainerCopyKeadm,
 		Image: p.InstallImage,
-		// No shell: cp is in the install image (alpine). The target
-		// directory is created by the kubelet (DirectoryOrCreate), so no
-		// mkdir is needed and this container gets no other host access.
+		// No shell: cp is in the install image. The target directory, the
+		// job's own directory on the host, is created by the kubelet
+		// (DirectoryOrCreate), so no mkdir is needed, two jobs never
+		// overwrite each other's keadm, and this container gets no other
+		// host access.
 		Command:                  []string{"cp", InstallImageKeadm, keadmMountPath + "/keadm"},
 		ImagePullPolicy:          corev1.PullIfNotPresent,
 		VolumeMounts:             []corev1.VolumeMount{{Name: volumeKeadmDir, MountPath: keadmMountPath}},
@@ -185,7 +191,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 					Path: "/", Type: new(corev1.HostPathDirectory),
 				}}},
 				{Name: volumeKeadmDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: path.Dir(runner.DefaultKeadmPath), Type: new(corev1.HostPathDirectoryOrCreate),
+					Path: path.Dir(runner.KeadmPath(p.JobUID)), Type: new(corev1.HostPathDirectoryOrCreate),
 				}}},
 				{Name: volumeRun, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 					Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Mi")),

@@ -110,7 +110,8 @@ func TestBuild(t *testing.T) {
 			g.Expect(c.Command).To(Equal([]string{"cp", "/usr/local/bin/keadm", "/nodeupgrade-bin/keadm"}))
 			vol := volume(pod, c.VolumeMounts[0].Name)
 			g.Expect(c.VolumeMounts[0].MountPath + "/keadm").To(Equal("/nodeupgrade-bin/keadm"))
-			g.Expect(vol.HostPath.Path + "/keadm").To(Equal(runner.DefaultKeadmPath))
+			g.Expect(vol.HostPath.Path + "/keadm").To(Equal(runner.KeadmPath(string(pod.OwnerReferences[0].UID))))
+			g.Expect(pod.Spec.Containers[0].Args).To(ContainElement("--keadm=" + runner.KeadmPath(string(pod.OwnerReferences[0].UID))))
 		}},
 		{"metadata", nil, func(g Gomega, pod *corev1.Pod) {
 			g.Expect(pod.Namespace).To(Equal("kubeedge"))

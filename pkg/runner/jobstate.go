@@ -1,0 +1,127 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// JobDir is the host directory of one job's upgrade on a node: keadm (copied
+// there by the pod's copy-keadm container), each step's recorded result and
+// the step lock. It is keyed by the job's UID, so two jobs never share a
+// keadm binary and a job re-created under the same name starts afresh.
+func JobDir(jobUID string) string {
+	return filepath.Join(HostDir, "jobs", jobUID)
+}
+
+// KeadmPath is where the upgrade pod puts keadm for a job, as a host path.
+func KeadmPath(jobUID string) string {
+	return filepath.Join(JobDir(jobUID), "keadm")
+}
+
+// jobState records each step's outcome on the host, so that a step runs at
+// most once per job and node. Real edgecore removes a pod's finished
+// containers when keadm restarts it, and the kubelet that comes back then
+// runs a container again (seen on a real node: the upgrade container ran a
+// second time with Attempt 1, in a restartPolicy Never pod). A repeated step
+// finds its record and reports it instead of redoing the work.
+type jobState struct {
+	dir string // the job directory as seen by the runner
+}
+
+// stepRecord is one step's recorded outcome.
+type stepRecord struct {
+	ExitCode int    `json:"exitCode"`
+	Report   Report `json:"report"`
+}
+
+func (s jobState) recordPath(step Step) string  { return filepath.Join(s.dir, string(step)+".json") }
+func (s jobState) startedPath(step Step) string { return filepath.Join(s.dir, string(step)+".started") }
+
+// recorded returns the recorded outcome of step, if any.
+func (s jobState) recorded(step Step) (stepRecord, bool) {
+	data, err := os.ReadFile(s.recordPath(step))
+	if err != nil {
+		return stepRecord{}, false
+	}
+	var rec stepRecord
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Report.Step == "" {
+		return stepRecord{}, false
+	}
+	return rec, true
+}
+
+// record saves step's outcome; written to a temporary file and renamed, so a
+// reader never sees half a record.
+func (s jobState) record(step Step, rep Report, code int) error {
+	data, err := json.Marshal(stepRecord{ExitCode: code, Report: rep})
+	if err != nil {
+		return err
+	}
+	tmp := s.recordPath(step) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.recordPath(step))
+}
+
+// markStarted notes that step began changing the node, so that a later run
+// of the same step knows an earlier one was interrupted.
+func (s jobState) markStarted(step Step) error {
+	return os.WriteFile(s.startedPath(step), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+}
+
+func (s jobState) wasStarted(step Step) bool {
+	_, err := os.Stat(s.startedPath(step))
+	return err == nil
+}
+
+// lockPoll is how often a step waiting for the job lock tries again.
+const lockPoll = 500 * time.Millisecond
+
+// lock takes the job's step lock, waiting while another run of this job's
+// pod (a container the kubelet started again) holds it, until ctx ends. The
+// lock is a flock, so the kernel releases it when its holder dies, however
+// it dies.
+func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("flock %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("another run of this job's upgrade on this node still holds %s: %w", f.Name(), ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// removeKeadm deletes the job's copy of keadm (about 100 MB) once the pod's
+// work is over; the small records stay.
+func (s jobState) removeKeadm() error {
+	if err := os.Remove(filepath.Join(s.dir, "keadm")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
