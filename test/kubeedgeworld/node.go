@@ -225,14 +225,12 @@ func (n *Node) boot(bridge string) error {
 	return nil
 }
 
-// findLeader waits for the machine's PID 1: the process whose root is the
-// rootfs and whose pid in its own namespace is 1.
+// findLeader waits for the machine's PID 1: the child of our nspawn whose
+// pid in its own namespace is 1. (/proc/PID/root cannot identify it: it
+// reads "/" from outside the machine.)
 func (n *Node) findLeader(ctx context.Context, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
-	want, err := filepath.EvalSymlinks(n.rootfs)
-	if err != nil {
-		return 0, err
-	}
+	parent := strconv.Itoa(n.cmd.Process.Pid)
 	for {
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
@@ -245,15 +243,16 @@ func (n *Node) findLeader(ctx context.Context, timeout time.Duration) (int, erro
 				continue
 			}
 			var nspid []string
+			ppid := ""
 			for _, line := range strings.Split(string(status), "\n") {
 				if strings.HasPrefix(line, "NSpid:") {
 					nspid = strings.Fields(strings.TrimPrefix(line, "NSpid:"))
 				}
+				if strings.HasPrefix(line, "PPid:") {
+					ppid = strings.TrimSpace(strings.TrimPrefix(line, "PPid:"))
+				}
 			}
-			if len(nspid) != 2 || nspid[1] != "1" {
-				continue
-			}
-			if root, err := os.Readlink("/proc/" + e.Name() + "/root"); err == nil && root == want {
+			if len(nspid) == 2 && nspid[1] == "1" && ppid == parent {
 				n.mu.Lock()
 				n.leader = pid
 				n.mu.Unlock()
@@ -316,11 +315,10 @@ func (n *Node) stop(grace time.Duration) error {
 		}
 	}
 	// A leader left behind (nspawn killed first) still goes.
+	// Its pid is only reused after it is gone, so this kill is safe.
 	if pid := n.LeaderPID(); pid > 0 {
-		if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); err == nil && root == n.rootfs {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			waitGone(pid, 10*time.Second)
-		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		waitGone(pid, 10*time.Second)
 	}
 	n.mu.Lock()
 	n.leader = 0
