@@ -1,0 +1,283 @@
+//go:build kubeedge
+
+package kubeedge
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
+)
+
+const (
+	fromVersion = "v1.21.0"
+	toVersion   = "v1.22.0"
+	jobTimeout  = 15 * time.Minute
+)
+
+func startWorld(t *testing.T, nodes int, controllerArgs ...string) (context.Context, *kubeedgeworld.World) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	t.Cleanup(cancel)
+	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: nodes})
+	if _, err := w.StartController(ctx, controllerArgs...); err != nil {
+		t.Fatalf("start controller: %v", err)
+	}
+	return ctx, w
+}
+
+// TestUpgrade: one job upgrades a real v1.21.0 node to v1.22.0 with real
+// keadm, exactly once, and edgecore outlives the upgrade pod.
+func TestUpgrade(t *testing.T) {
+	ctx, w := startWorld(t, 1)
+	n := w.Nodes()[0]
+	before := snapshot(t, ctx, w, n)
+	if len(before.starts) != 1 {
+		t.Fatalf("edgecore started %d times before the job, want 1", len(before.starts))
+	}
+
+	jw := watchJob(ctx, w.Cluster.Client, "upgrade")
+	defer jw.stop()
+	start := time.Now()
+	if err := w.Cluster.Client.Create(ctx, newJob("upgrade", toVersion, []string{n.Name()}, 1, []string{v1alpha1.CheckItemMem, v1alpha1.CheckItemDisk})); err != nil {
+		t.Fatal(err)
+	}
+	job := jw.waitFinal(t, ctx, jobTimeout)
+	t.Logf("per-node upgrade time on real edgecore: %s", time.Since(start).Round(time.Second))
+	_, _, nodeStates := jw.snapshot()
+	if job.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("job %s: %+v", job.Status.State, job.Status)
+	}
+	for _, s := range []string{v1alpha1.StateChecking, v1alpha1.StateBackingUp, v1alpha1.StateUpgrading} {
+		if !contains(nodeStates[n.Name()], s) {
+			t.Errorf("state %s never observed for %s: %v", s, n.Name(), nodeStates[n.Name()])
+		}
+	}
+
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+	// Let a second run, if the pod's restart caused one, show itself.
+	time.Sleep(20 * time.Second)
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, ctx, w, n)
+	if after.state.ActiveState != "active" {
+		t.Errorf("edgecore %s after the pod is gone", after.state.ActiveState)
+	}
+	if got := len(after.starts) - len(before.starts); got != 1 {
+		t.Errorf("edgecore (re)started %d times during the job, want exactly 1 (starts %v)", got, after.starts)
+	}
+	if after.binSum != fileSumOf(t, kubeedgeworld.BinaryPath(toVersion, "edgecore")) {
+		t.Errorf("/usr/local/bin/edgecore on %s is not the %s binary", n.Name(), toVersion)
+	}
+	if after.lockFile {
+		t.Errorf("keadm's lock /etc/kubeedge/idempotency_record left on %s", n.Name())
+	}
+	if r, raw, err := readReport(n); err != nil || r.Event != "Upgrade" || !r.Success {
+		t.Errorf("keadm's upgrade_report.json: %s (%v)", raw, err)
+	}
+	stops := strings.Count(n.Journal(ctx, "edgecore"), "Stopped edgecore.service")
+	if stops != 1 {
+		t.Errorf("edgecore stopped %d times by systemd, want 1 (one keadm upgrade)", stops)
+	}
+	copies := containerdLines(ctx, n, "RunPodSandbox for", "installation-package")
+	t.Logf("keadm's CRI copy sandboxes: %d", len(copies))
+}
+
+func fileSumOf(t *testing.T, p string) string { return fileSum(t, p) }
+
+// TestFailedUpgradeRollsBack: the target's edgecore exits at once; real
+// keadm rollback puts the node back on v1.21.0 and the job fails.
+func TestFailedUpgradeRollsBack(t *testing.T) {
+	ctx, w := startWorld(t, 1)
+	n := w.Nodes()[0]
+	before := snapshot(t, ctx, w, n)
+
+	jw := watchJob(ctx, w.Cluster.Client, "broken")
+	defer jw.stop()
+	if err := w.Cluster.Client.Create(ctx, newJob("broken", kubeedgeworld.BrokenVersion, []string{n.Name()}, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	job := jw.waitFinal(t, ctx, jobTimeout)
+	_, _, nodeStates := jw.snapshot()
+	if job.Status.State != v1alpha1.StateFailed {
+		t.Fatalf("job %s, want Failed: %+v", job.Status.State, job.Status)
+	}
+	reason := ""
+	for _, ns := range job.Status.NodeStatus {
+		if ns.NodeName == n.Name() {
+			reason = ns.Reason
+		}
+	}
+	t.Logf("node reason: %q; states %v", reason, nodeStates[n.Name()])
+	if reason == "" {
+		t.Errorf("no failure reason for %s", n.Name())
+	}
+	if !contains(nodeStates[n.Name()], v1alpha1.StateRollingBack) {
+		t.Errorf("RollingBack never observed: %v", nodeStates[n.Name()])
+	}
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+fromVersion, n.Name()); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, ctx, w, n)
+	if after.binSum != before.binSum {
+		t.Errorf("/usr/local/bin/edgecore is not the %s binary after rollback", fromVersion)
+	}
+	if after.state.ActiveState != "active" {
+		t.Errorf("edgecore %s after rollback", after.state.ActiveState)
+	}
+	if after.lockFile {
+		t.Errorf("keadm's lock left behind")
+	}
+	if r, raw, err := readReport(n); err != nil || r.Event != "Rollback" || !r.Success {
+		t.Errorf("keadm's report after the rollback: %s (%v)", raw, err)
+	}
+}
+
+// TestInterruptedUpgrade: the upgrade pod is deleted while keadm runs. The
+// node ends Ready on one version with no keadm lock left, and a second job
+// then brings it to v1.22.0.
+func TestInterruptedUpgrade(t *testing.T) {
+	ctx, w := startWorld(t, 1)
+	n := w.Nodes()[0]
+
+	jw := watchJob(ctx, w.Cluster.Client, "interrupted")
+	if err := w.Cluster.Client.Create(ctx, newJob("interrupted", toVersion, []string{n.Name()}, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for keadm itself on the machine (any keadm command: backup or
+	// upgrade), then delete the pod.
+	deadline := time.Now().Add(10 * time.Minute)
+	caught := ""
+	for caught == "" && time.Now().Before(deadline) {
+		res := n.Exec(ctx, "pgrep", "-af", "keadm (upgrade|backup)")
+		if res.Err == nil && strings.TrimSpace(res.Stdout) != "" {
+			caught = strings.TrimSpace(res.Stdout)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if caught == "" {
+		t.Fatalf("keadm never seen running on %s", n.Name())
+	}
+	t.Logf("keadm running on the node: %s; deleting the upgrade pod", caught)
+	for _, p := range upgradePods(ctx, w, n.Name()) {
+		if err := w.Cluster.Clientset.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete %s: %v", p.Name, err)
+		}
+	}
+	job := jw.waitFinal(t, ctx, jobTimeout)
+	jw.stop()
+	t.Logf("interrupted job: %s, nodes %+v", job.Status.State, job.Status.NodeStatus)
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "", n.Name()); err != nil {
+		t.Fatal(err)
+	}
+	mid := snapshot(t, ctx, w, n)
+	if mid.lockFile {
+		t.Errorf("keadm's lock /etc/kubeedge/idempotency_record left after the interruption")
+	}
+	if !strings.HasSuffix(mid.kubelet, "kubeedge-"+fromVersion) && !strings.HasSuffix(mid.kubelet, "kubeedge-"+toVersion) {
+		t.Errorf("node at %q", mid.kubelet)
+	}
+	t.Logf("after the interruption: node at %s, edgecore %s", mid.kubelet, mid.state.ActiveState)
+
+	jw2 := watchJob(ctx, w.Cluster.Client, "second")
+	defer jw2.stop()
+	if err := w.Cluster.Client.Create(ctx, newJob("second", toVersion, []string{n.Name()}, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	job2 := jw2.waitFinal(t, ctx, jobTimeout)
+	if job2.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("second job %s: %+v", job2.Status.State, job2.Status)
+	}
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckFails: a check over its threshold leaves the node untouched and
+// edgecore never restarts.
+func TestCheckFails(t *testing.T) {
+	ctx, w := startWorld(t, 1, "--check-cpu-threshold=1", "--check-mem-threshold=1")
+	n := w.Nodes()[0]
+	before := snapshot(t, ctx, w, n)
+
+	jw := watchJob(ctx, w.Cluster.Client, "check")
+	defer jw.stop()
+	if err := w.Cluster.Client.Create(ctx, newJob("check", toVersion, []string{n.Name()}, 1, []string{v1alpha1.CheckItemCPU, v1alpha1.CheckItemMem})); err != nil {
+		t.Fatal(err)
+	}
+	job := jw.waitFinal(t, ctx, jobTimeout)
+	_, _, nodeStates := jw.snapshot()
+	if job.Status.State != v1alpha1.StateFailed {
+		t.Fatalf("job %s, want Failed: %+v", job.Status.State, job.Status)
+	}
+	t.Logf("node states %v, status %+v", nodeStates[n.Name()], job.Status.NodeStatus)
+	for _, s := range []string{v1alpha1.StateBackingUp, v1alpha1.StateUpgrading, v1alpha1.StateRollingBack} {
+		if contains(nodeStates[n.Name()], s) {
+			t.Errorf("state %s observed after a failed check: %v", s, nodeStates[n.Name()])
+		}
+	}
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+	after := snapshot(t, ctx, w, n)
+	if len(after.starts) != len(before.starts) || after.state.MainPID != before.state.MainPID {
+		t.Errorf("edgecore restarted: starts %v -> %v, MainPID %d -> %d", before.starts, after.starts, before.state.MainPID, after.state.MainPID)
+	}
+	if after.binSum != before.binSum {
+		t.Errorf("/usr/local/bin/edgecore changed")
+	}
+	if _, err := n.ReadFile("/etc/kubeedge/upgrade_report.json"); err == nil {
+		t.Errorf("keadm wrote a report although nothing should have run")
+	}
+	if !strings.HasSuffix(after.kubelet, "kubeedge-"+fromVersion) || !after.ready {
+		t.Errorf("node at %q ready=%v", after.kubelet, after.ready)
+	}
+}
+
+// TestConcurrencyOne: one job over two real nodes at concurrency 1 upgrades
+// them one after the other, judged from the machines' own journals.
+func TestConcurrencyOne(t *testing.T) {
+	ctx, w := startWorld(t, 2)
+	nodes := w.Nodes()
+	names := []string{nodes[0].Name(), nodes[1].Name()}
+
+	jw := watchJob(ctx, w.Cluster.Client, "serial")
+	defer jw.stop()
+	if err := w.Cluster.Client.Create(ctx, newJob("serial", toVersion, names, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	job := jw.waitFinal(t, ctx, 2*jobTimeout)
+	if job.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("job %s: %+v", job.Status.State, job.Status)
+	}
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, names...); err != nil {
+		t.Fatal(err)
+	}
+	// Each node's window: from the first upgrade-pod sandbox containerd
+	// ran to edgecore's last start.
+	type window struct{ from, to time.Time }
+	var wins []window
+	for _, n := range nodes {
+		sandboxes := containerdLines(ctx, n, "RunPodSandbox for", podNamespace)
+		starts, err := n.EdgecoreStarts(ctx)
+		if err != nil || len(sandboxes) == 0 || len(starts) < 2 {
+			t.Fatalf("node %s: sandboxes %d, edgecore starts %v, %v", n.Name(), len(sandboxes), starts, err)
+		}
+		wins = append(wins, window{sandboxes[0].at, starts[len(starts)-1]})
+		t.Logf("node %s: upgrade pod sandbox at %s, edgecore restarted at %s", n.Name(), sandboxes[0].at.Format(time.StampMilli), starts[len(starts)-1].Format(time.StampMilli))
+	}
+	first, second := wins[0], wins[1]
+	if second.from.Before(first.from) {
+		first, second = second, first
+	}
+	if second.from.Before(first.to) {
+		t.Errorf("upgrades overlapped: the second node's pod started at %s, before the first node's edgecore restart at %s", second.from.Format(time.StampMilli), first.to.Format(time.StampMilli))
+	}
+}
