@@ -674,8 +674,9 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
-	g.Eventually(func() []string { return h.calls(t) }).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).
-		Should(ContainElement(upgradeCall))
+	// Signal once keadm has stopped edgecore and hangs: a half-done upgrade.
+	g.Eventually(filepath.Join(h.state, "sleep.pid")).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).
+		Should(BeAnExistingFile())
 	g.Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
 
 	var err error
@@ -719,4 +720,60 @@ func TestRunnerStepRunsOncePerJob(t *testing.T) {
 	other := runRunner(t, h.termPath, o.Args(runner.StepCheck)...)
 	g.Expect(other.code).To(Equal(runner.ExitOK), other.output)
 	g.Expect(other.output).NotTo(ContainSubstring("already ran"))
+}
+
+// The steps run as containers started together: each waits for the recorded
+// success of the one before it, and does nothing after its failure.
+func TestRunnerStepsHandOver(t *testing.T) {
+	t.Run("waits for the step before it", func(t *testing.T) {
+		g := NewWithT(t)
+		h := newFakeHost(t)
+		o := h.options(time.Now().Add(time.Hour))
+		backup := o
+		backup.After = runner.StepCheck
+		cmd := exec.Command(runnerBin, backup.Args(runner.StepBackup)...)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		g.Expect(cmd.Start()).To(Succeed())
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		g.Consistently(done).WithTimeout(time.Second).ShouldNot(Receive(), "backup must wait for check")
+		g.Expect(h.calls(t)).To(BeEmpty())
+
+		check := o
+		check.TerminationMessagePath = filepath.Join(t.TempDir(), "check-log")
+		res := runRunner(t, check.TerminationMessagePath, check.Args(runner.StepCheck)...)
+		g.Expect(res.code).To(Equal(runner.ExitOK), res.output)
+		var err error
+		g.Eventually(done).WithTimeout(10*time.Second).Should(Receive(&err), out.String())
+		g.Expect(err).NotTo(HaveOccurred(), out.String())
+		g.Expect(h.calls(t)).To(Equal([]string{versionCall, "keadm backup edge"}))
+	})
+	t.Run("does nothing after a failed step", func(t *testing.T) {
+		g := NewWithT(t)
+		h := newFakeHost(t)
+		o := h.options(time.Now().Add(time.Hour))
+		o.DiskThreshold = 0
+		check := o
+		check.TerminationMessagePath = filepath.Join(t.TempDir(), "check-log")
+		g.Expect(runRunner(t, check.TerminationMessagePath, check.Args(runner.StepCheck)...).code).To(Equal(runner.ExitCheckFailed))
+		up := o
+		up.After = runner.StepBackup
+		backup := o
+		backup.After = runner.StepCheck
+		res := runRunner(t, h.termPath, backup.Args(runner.StepBackup)...)
+		g.Expect(res.code).To(Equal(runner.ExitNotRun), res.output)
+		g.Expect(res.report.Reason).To(ContainSubstring("not run: step check failed"))
+		g.Expect(h.calls(t)).To(BeEmpty(), "keadm must not run after a failed check")
+	})
+	t.Run("gives up at the deadline", func(t *testing.T) {
+		g := NewWithT(t)
+		h := newFakeHost(t)
+		o := h.options(time.Now().Add(1500 * time.Millisecond))
+		o.After = runner.StepBackup
+		res := runRunner(t, h.termPath, o.Args(runner.StepUpgrade)...)
+		g.Expect(res.code).To(Equal(runner.ExitDeadline), res.output)
+		g.Expect(res.report.Reason).To(ContainSubstring("step backup had not finished by the deadline"))
+		g.Expect(h.calls(t)).To(BeEmpty())
+	})
 }

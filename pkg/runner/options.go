@@ -65,6 +65,10 @@ type Options struct {
 	// JobUID keys the job's directory on the host (JobDir), where keadm
 	// and each step's recorded result live.
 	JobUID string
+	// After is the step whose recorded success this step waits for: the
+	// steps run as containers started together, and hand over through
+	// their records on the host ("" = start at once).
+	After Step
 	// StateDir overrides where the job's records are kept, as seen by the
 	// runner; empty means JobDir(JobUID) under HostRoot.
 	StateDir string
@@ -117,6 +121,7 @@ func (o Options) Args(step Step) []string {
 		"--host-root=" + o.HostRoot,
 		"--job-uid=" + o.JobUID,
 		"--state-dir=" + o.StateDir,
+		"--after=" + string(o.After),
 		"--keadm=" + o.Keadm,
 		"--edgecore=" + o.Edgecore,
 		"--use-nsenter=" + strconv.FormatBool(o.UseNsenter),
@@ -175,6 +180,7 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	var deadline, checkItems string
 	fs.StringVar(&o.HostRoot, "host-root", o.HostRoot, "where the host's / is mounted")
 	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host")
+	fs.StringVar((*string)(&o.After), "after", "", "step (check or backup) whose recorded success this step waits for")
 	fs.StringVar(&o.StateDir, "state-dir", "", "where the job's step records are kept (default: the job's directory under --host-root)")
 	fs.StringVar(&o.Keadm, "keadm", "", "host path of keadm (default: the job's copy, "+KeadmPath("UID")+")")
 	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, watched to tell whether keadm touched it")
@@ -252,6 +258,13 @@ func (o Options) validate(step Step) error {
 		if !filepath.IsAbs(f.path) || filepath.Clean(f.path) != f.path {
 			return fmt.Errorf("%s %q must be a clean absolute path", f.name, f.path)
 		}
+	}
+	switch {
+	case o.After == "":
+	case o.After != StepCheck && o.After != StepBackup:
+		return fmt.Errorf("--after %q: want %s or %s", o.After, StepCheck, StepBackup)
+	case o.After == step || (step == StepCheck):
+		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
 	}
 	if o.StateDir != "" && (!filepath.IsAbs(o.StateDir) || filepath.Clean(o.StateDir) != o.StateDir) {
 		return fmt.Errorf("--state-dir %q must be a clean absolute path", o.StateDir)

@@ -66,6 +66,9 @@ const (
 	// edgecore (e.g. the image could not be pulled), so nothing was rolled
 	// back: the node runs its old edgecore as before.
 	ExitUpgradeFailedUntouched = 8
+	// ExitNotRun: the step this one waits for (--after) failed, so this
+	// one did nothing; the earlier step's report says why.
+	ExitNotRun = 9
 )
 
 // MaxTerminationMessageBytes is the kubelet's limit on one container's

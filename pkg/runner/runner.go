@@ -74,6 +74,19 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 		fmt.Fprintf(log, "step %s already ran for this job on this node; reporting its recorded result\n", step)
 		return rec.Report, rec.ExitCode
 	}
+	if o.After != "" {
+		prev, err := r.waitFor(ctx, o.After, o.Deadline)
+		if err != nil {
+			base.Result = ResultFailed
+			base.Reason = fmt.Sprintf("nothing was run: %v", err)
+			return base, ExitDeadline
+		}
+		if prev.ExitCode != ExitOK {
+			base.Result = ResultFailed
+			base.Reason = fmt.Sprintf("not run: step %s failed (exit %d)", o.After, prev.ExitCode)
+			return base, ExitNotRun
+		}
+	}
 	// Refuse to start anything once the deadline has passed: the controller
 	// has given up on this node by then, and a late upgrade would race with
 	// whatever it decided.
@@ -112,6 +125,26 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 		}
 	}
 	return rep, code
+}
+
+// handoffPoll is how often a step waiting for the one before it looks for
+// that step's record.
+const handoffPoll = 250 * time.Millisecond
+
+// waitFor waits until step's record exists, or the deadline or ctx ends.
+func (r *stepRunner) waitFor(ctx context.Context, step Step, deadline time.Time) (stepRecord, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for {
+		if rec, ok := r.job.recorded(step); ok {
+			return rec, nil
+		}
+		select {
+		case <-ctx.Done():
+			return stepRecord{}, fmt.Errorf("step %s had not finished by the deadline %s (%w)", step, deadline.UTC().Format(time.RFC3339), ctx.Err())
+		case <-time.After(handoffPoll):
+		}
+	}
 }
 
 func (r *stepRunner) runStep(ctx context.Context, step Step, base Report) (Report, int) {

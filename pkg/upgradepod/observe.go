@@ -62,11 +62,23 @@ func Observe(pod *corev1.Pod) Observation {
 		return obs
 	}
 
+	stepsStarted := false
+	for _, c := range pod.Spec.Containers {
+		if s := findStatus(st.ContainerStatuses, c.Name); s != nil && (s.State.Running != nil || s.State.Terminated != nil) {
+			stepsStarted = true
+		}
+	}
+
 	// A container that exited non-zero ends the pod (restartPolicy Never),
-	// even if the pod phase has not caught up yet. Look in run order.
+	// even if the pod phase has not caught up yet. Look in run order: a
+	// step that did not run because the one before it failed exits
+	// non-zero too, after it.
 	for _, c := range pod.Spec.InitContainers {
 		s := findStatus(st.InitContainerStatuses, c.Name)
-		if t := terminated(s); t != nil && t.ExitCode != 0 {
+		if t := terminated(s); t != nil && t.ExitCode != 0 && !stepsStarted {
+			// Once the steps run, keadm was in place: a copy-keadm that a
+			// kubelet ran again later (real edgecore's does after a
+			// restart) cannot undo that.
 			return failedBy(obs, c.Name, t)
 		}
 	}
@@ -90,43 +102,52 @@ func Observe(pod *corev1.Pod) Observation {
 		return obs
 	}
 
-	// Running or pending: the first container not finished successfully
-	// is where the pod is.
-	for i, c := range pod.Spec.InitContainers {
-		s := findStatus(st.InitContainerStatuses, c.Name)
-		if t := terminated(s); t != nil {
+	// Running or pending. Until copy-keadm is done the pod is Pending, or
+	// in its first step while copy-keadm runs.
+	if !stepsStarted {
+		for _, c := range pod.Spec.InitContainers {
+			s := findStatus(st.InitContainerStatuses, c.Name)
+			if terminated(s) != nil {
+				continue // exit 0, see above
+			}
+			if s != nil && s.State.Running != nil {
+				obs.Phase = stepPhase(pod, c.Name)
+				return obs
+			}
+			obs.Phase = PhasePending
+			obs.Reason = waitingReason(c.Name, s)
+			return obs
+		}
+	}
+	// The first step not finished successfully is where the pod is; the
+	// steps after it are waiting for it.
+	for i, c := range pod.Spec.Containers {
+		s := findStatus(st.ContainerStatuses, c.Name)
+		if terminated(s) != nil {
 			continue // exit 0, see above
 		}
 		if s == nil || s.State.Running == nil {
-			// Not started: Pending while nothing has run; otherwise the
-			// previous step is over and this one is starting.
-			if i == 0 {
+			// Not started yet: Pending while nothing has run.
+			obs.Phase = stepPhase(pod, c.Name)
+			if i == 0 && !stepsStarted && len(pod.Spec.InitContainers) == 0 {
 				obs.Phase = PhasePending
-			} else {
-				obs.Phase = stepPhase(pod, c.Name)
 			}
 			obs.Reason = waitingReason(c.Name, s)
 			return obs
 		}
 		obs.Phase = stepPhase(pod, c.Name)
+		if c.Name == ContainerUpgrade && s.Ready {
+			obs.Phase = PhaseRollingBack
+		}
 		return obs
 	}
-	main := findStatus(st.ContainerStatuses, ContainerUpgrade)
-	if t := terminated(main); t != nil {
-		// Exit 0 (non-zero returned above): done, the pod phase lags.
-		return succeeded(obs, pod)
-	}
-	if len(pod.Spec.InitContainers) == 0 && (main == nil || main.State.Running == nil) && st.Phase != corev1.PodRunning {
+	if len(pod.Spec.Containers) == 0 {
+		// Not a pod this package built.
 		obs.Phase = PhasePending
-		obs.Reason = waitingReason(ContainerUpgrade, main)
 		return obs
 	}
-	obs.Phase = PhaseUpgrading
-	if main != nil && main.State.Running != nil && main.Ready {
-		obs.Phase = PhaseRollingBack
-	}
-	obs.Reason = waitingReason(ContainerUpgrade, main)
-	return obs
+	// Every step exited 0: done, the pod phase lags.
+	return succeeded(obs, pod)
 }
 
 // stepPhase is the phase while container name runs. copy-keadm prepares the
@@ -140,15 +161,15 @@ func stepPhase(pod *corev1.Pod, name string) Phase {
 	case ContainerUpgrade:
 		return PhaseUpgrading
 	case ContainerCopyKeadm:
-		for _, c := range pod.Spec.InitContainers {
+		for _, c := range pod.Spec.Containers {
 			if c.Name == ContainerCheck {
 				return PhaseChecking
 			}
 		}
 		return PhaseBackingUp
 	}
-	// An init container this package did not build: say the pod is still
-	// getting ready rather than guess.
+	// A container this package did not build: say the pod is still getting
+	// ready rather than guess.
 	return PhasePending
 }
 
@@ -212,6 +233,8 @@ func exitMeaning(container string, code int32) string {
 		return "the node or its keadm is not supported, nothing was done"
 	case runner.ExitUpgradeFailedUntouched:
 		return "upgrade failed before edgecore was touched, nothing to roll back"
+	case runner.ExitNotRun:
+		return "not run: the step before it failed"
 	}
 	return ""
 }

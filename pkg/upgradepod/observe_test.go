@@ -53,8 +53,17 @@ const (
 	deadline    = `{"step":"backup","result":"failed","reason":"deadline 2030-01-02T03:09:05Z passed before step backup started (now 2030-01-02T03:09:06Z); nothing was run"}`
 )
 
+// steps is the status of the step containers of a pod with check.
+func steps(check, backup, upgrade corev1.ContainerState) []corev1.ContainerStatus {
+	return []corev1.ContainerStatus{cs(ContainerCheck, check), cs(ContainerBackup, backup), cs(ContainerUpgrade, upgrade)}
+}
+
+const notRun = `{"step":"upgrade","result":"failed","reason":"not run: step backup failed (exit 2)"}`
+
 func TestObserve(t *testing.T) {
-	initDone := []corev1.ContainerStatus{cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, exited(0, "{}")), cs(ContainerBackup, exited(0, ""))}
+	copied := []corev1.ContainerStatus{cs(ContainerCopyKeadm, exited(0, ""))}
+	creating := waiting("ContainerCreating", "")
+	ok := exited(0, "{}")
 	tests := []struct {
 		name       string
 		pod        *corev1.Pod
@@ -66,9 +75,10 @@ func TestObserve(t *testing.T) {
 		{"nil pod", nil, PhasePending, nil, nil, false},
 		{"empty pod", &corev1.Pod{}, PhasePending, nil, nil, false},
 		{"created, no status", testPod(true, corev1.PodStatus{}), PhasePending, nil, nil, false},
-		{"pending, statuses waiting", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, waiting("PodInitializing", "")), cs(ContainerCheck, waiting("PodInitializing", "")),
-		}}), PhasePending, nil, nil, false},
+		{"pending, statuses waiting", testPod(true, corev1.PodStatus{Phase: corev1.PodPending,
+			InitContainerStatuses: []corev1.ContainerStatus{cs(ContainerCopyKeadm, waiting("PodInitializing", ""))},
+			ContainerStatuses:     steps(waiting("PodInitializing", ""), waiting("PodInitializing", ""), waiting("PodInitializing", "")),
+		}), PhasePending, nil, nil, false},
 		{"install image cannot be pulled", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
 			cs(ContainerCopyKeadm, waiting("ImagePullBackOff", "Back-off pulling image")),
 		}}), PhasePending, nil, []string{"container copy-keadm waiting: ImagePullBackOff: Back-off pulling image"}, false},
@@ -78,89 +88,105 @@ func TestObserve(t *testing.T) {
 		{"copying keadm without check", testPod(false, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
 			cs(ContainerCopyKeadm, running()),
 		}}), PhaseBackingUp, nil, nil, false},
-		{"checking", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, running()), cs(ContainerBackup, waiting("PodInitializing", "")),
-		}}), PhaseChecking, nil, nil, false},
-		{"between copy and check", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, waiting("PodInitializing", "")),
-		}}), PhaseChecking, nil, nil, false},
-		{"backing up", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, exited(0, "")), cs(ContainerBackup, running()),
+		{"steps being created", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: copied,
+			ContainerStatuses: steps(creating, creating, creating),
+		}), PhaseChecking, nil, nil, false},
+		{"checking, the later steps waiting for it", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(running(), running(), running()),
+		}), PhaseChecking, nil, nil, false},
+		{"backing up", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, running(), running()),
+		}), PhaseBackingUp, nil, nil, false},
+		{"backing up without check", testPod(false, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: []corev1.ContainerStatus{cs(ContainerBackup, running()), cs(ContainerUpgrade, running())},
+		}), PhaseBackingUp, nil, nil, false},
+		{"statuses out of order", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+			cs(ContainerUpgrade, running()), cs(ContainerBackup, running()), cs(ContainerCheck, ok),
 		}}), PhaseBackingUp, nil, nil, false},
-		{"statuses out of order", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerBackup, running()), cs(ContainerCheck, exited(0, "")), cs(ContainerCopyKeadm, exited(0, "")),
-		}}), PhaseBackingUp, nil, nil, false},
-		{"upgrading", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, running()),
-		}}), PhaseUpgrading, nil, nil, false},
-		{"running without main status yet", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: initDone}), PhaseUpgrading, nil, nil, false},
-		{"rolling back (ready)", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			{Name: ContainerUpgrade, State: running(), Ready: true},
+		{"upgrading", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, running()),
+		}), PhaseUpgrading, nil, nil, false},
+		{"upgrade container not started yet", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, creating),
+		}), PhaseUpgrading, nil, nil, false},
+		{"rolling back (ready)", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+			cs(ContainerCheck, ok), cs(ContainerBackup, ok), {Name: ContainerUpgrade, State: running(), Ready: true},
 		}}), PhaseRollingBack, nil, nil, false},
-		{"succeeded", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, exited(0, upgraded)),
-		}}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		{"succeeded", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, exited(0, upgraded)),
+		}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"upgraded edgecore from v1.20.0 to v1.21.0"}, false},
-		{"main exited 0, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, exited(0, `{"step":"upgrade","result":"skipped","reason":"edgecore already at v1.21.0, nothing done"}`)),
-		}}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSkipped, Reason: "edgecore already at v1.21.0, nothing done"}, []string{"already at"}, false},
+		{"all steps exited 0, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, exited(0, upgraded)),
+		}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+			[]string{"upgraded"}, false},
 		{"succeeded, garbage message", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{
 			cs(ContainerUpgrade, exited(0, "some log line\n")),
 		}}), PhaseSucceeded, nil, nil, false},
 		{"succeeded, no statuses", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded}), PhaseSucceeded, nil, nil, false},
-		{"check failed with report", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, exited(1, checkFailed)),
-		}}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		{"check failed with report, the later steps not run", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(exited(1, checkFailed), exited(9, notRun), exited(9, notRun)),
+		}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"cpu usage 95.0% >= threshold 80%"}, false},
-		{"check failed, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, exited(1, checkFailed)), cs(ContainerBackup, waiting("PodInitializing", "")),
-		}}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		{"check failed, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: steps(exited(1, checkFailed), running(), running()),
+		}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"cpu usage"}, false},
 		{"copy-keadm failed with log fallback", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
 			cs(ContainerCopyKeadm, exited(1, "cp: can't stat '/usr/local/bin/keadm': No such file or directory\n")),
 		}}), PhaseFailed, nil, []string{"container copy-keadm exited 1: cp: can't stat"}, false},
-		{"backup failed, empty message", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerBackup, exited(2, "")),
+		{"copy-keadm run again after the steps started does not fail the node", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning,
+			InitContainerStatuses: []corev1.ContainerStatus{cs(ContainerCopyKeadm, exited(1, "cp: can't create '/nodeupgrade-bin/keadm': Text file busy"))},
+			ContainerStatuses:     steps(ok, ok, running()),
+		}), PhaseUpgrading, nil, nil, false},
+		{"backup failed, empty message", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+			cs(ContainerBackup, exited(2, "")), cs(ContainerUpgrade, exited(9, notRun)),
 		}}), PhaseFailed, nil, []string{"container backup exited 2 (backup failed): Error"}, false},
-		{"backup failed, garbage json", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerBackup, exited(2, `{"step":"backup","res`)),
+		{"backup failed, garbage json", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+			cs(ContainerBackup, exited(2, `{"step":"backup","res`)),
 		}}), PhaseFailed, nil, []string{`container backup exited 2 (backup failed): {"step":"backup","res`}, false},
-		{"deadline passed before backup", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerBackup, exited(5, deadline)),
+		{"deadline passed before backup", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+			cs(ContainerBackup, exited(5, deadline)),
 		}}), PhaseFailed, &runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, Reason: "deadline 2030-01-02T03:09:05Z passed before step backup started (now 2030-01-02T03:09:06Z); nothing was run"},
 			[]string{"passed before step backup started"}, false},
-		{"upgrade failed and rolled back", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, exited(3, rolledBack)),
-		}}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, Reason: "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed", FromVersion: "v1.20.0", ToVersion: "v1.21.0", RolledBack: true},
+		{"upgrade failed and rolled back", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, exited(3, rolledBack)),
+		}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, Reason: "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed", FromVersion: "v1.20.0", ToVersion: "v1.21.0", RolledBack: true},
 			[]string{"back on v1.20.0"}, false},
-		{"upgrade killed without report", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}),
-		}}), PhaseFailed, nil, []string{"container upgrade exited 137 (killed): OOMKilled"}, false},
-		{"report without reason", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, exited(4, `{"step":"rollback","result":"failed","needsAttention":true}`)),
-		}}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, NeedsAttention: true},
+		{"upgrade failed before edgecore was touched", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, exited(8, "")),
+		}), PhaseFailed, nil, []string{"exited 8 (upgrade failed before edgecore was touched, nothing to roll back)"}, false},
+		{"node not supported", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, exited(7, ""), exited(9, "")),
+		}), PhaseFailed, nil, []string{"container backup exited 7 (the node or its keadm is not supported, nothing was done)"}, false},
+		{"upgrade killed without report", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}),
+		}), PhaseFailed, nil, []string{"container upgrade exited 137 (killed): OOMKilled"}, false},
+		{"report without reason", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
+			ContainerStatuses: steps(ok, ok, exited(4, `{"step":"rollback","result":"failed","needsAttention":true}`)),
+		}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, NeedsAttention: true},
 			[]string{"container upgrade exited 4 (upgrade and rollback failed, the node needs attention)"}, false},
 		{"active deadline exceeded", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline",
-			InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{cs(ContainerUpgrade, exited(137, ""))},
+			InitContainerStatuses: copied, ContainerStatuses: steps(ok, ok, exited(137, "")),
 		}), PhaseFailed, nil, []string{"outlived its deadline", "DeadlineExceeded", "longer than the specified deadline"}, false},
 		{"evicted", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."}),
 			PhaseFailed, nil, []string{"the pod was evicted: Evicted: The node was low on resource: memory."}, false},
 		{"failed without anything", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed}), PhaseFailed, nil, []string{"the pod failed"}, false},
 		{"deleting while upgrading", func() *corev1.Pod {
-			pod := testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: initDone, ContainerStatuses: []corev1.ContainerStatus{cs(ContainerUpgrade, running())}})
+			pod := testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: steps(ok, ok, running())})
 			pod.DeletionTimestamp = new(metav1.NewTime(time.Unix(0, 0)))
 			return pod
 		}(), PhaseUpgrading, nil, nil, true},
 		{"unknown containers only", &corev1.Pod{
-			Spec:   corev1.PodSpec{InitContainers: []corev1.Container{{Name: "x"}, {Name: "y"}}},
-			Status: corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{cs("x", exited(0, "")), cs("y", running())}},
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "x"}, {Name: "y"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{cs("x", exited(0, "")), cs("y", running())}},
 		}, PhasePending, nil, nil, false},
-		{"unknown phase with status", testPod(true, corev1.PodStatus{Phase: corev1.PodUnknown, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(0, "")), cs(ContainerCheck, running()),
-		}}), PhaseChecking, nil, nil, false},
+		{"unknown phase with status", testPod(true, corev1.PodStatus{Phase: corev1.PodUnknown, InitContainerStatuses: copied,
+			ContainerStatuses: steps(running(), running(), running()),
+		}), PhaseChecking, nil, nil, false},
 		{"empty terminated state", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}), cs(ContainerCheck, corev1.ContainerState{}),
-		}}), PhaseChecking, nil, nil, false},
+			cs(ContainerCopyKeadm, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}),
+		}, ContainerStatuses: []corev1.ContainerStatus{cs(ContainerCheck, corev1.ContainerState{})}}), PhaseChecking, nil, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

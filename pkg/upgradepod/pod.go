@@ -13,7 +13,9 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// Container names, in the order they run.
+// Container names, in the order they run: copy-keadm is the one init
+// container, the steps are regular containers that hand over through the
+// job's records on the host.
 const (
 	ContainerCopyKeadm = "copy-keadm"
 	ContainerCheck     = "check"
@@ -108,12 +110,14 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		// host's namespaces anyway, so a read-only mount would protect
 		// nothing.
 	}
-	runnerContainer := func(name string, step runner.Step) corev1.Container {
+	runnerContainer := func(name string, step runner.Step, after runner.Step) corev1.Container {
+		stepOpts := opts
+		stepOpts.After = after
 		return corev1.Container{
 			Name:    name,
 			Image:   p.RunnerImage,
 			Command: []string{RunnerCommand},
-			Args:    opts.Args(step),
+			Args:    stepOpts.Args(step),
 			// The runner image is pinned by the controller's configuration;
 			// IfNotPresent keeps edge nodes on slow links from re-pulling.
 			ImagePullPolicy:          corev1.PullIfNotPresent,
@@ -141,12 +145,21 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
-	if len(p.CheckItems) > 0 {
-		initContainers = append(initContainers, runnerContainer(ContainerCheck, runner.StepCheck))
-	}
-	initContainers = append(initContainers, runnerContainer(ContainerBackup, runner.StepBackup))
 
-	upgrade := runnerContainer(ContainerUpgrade, runner.StepUpgrade)
+	// The steps are regular containers, started together; each waits for
+	// the recorded success of the one before it (--after). As init
+	// containers they cost a minute each on real edgecore, whose kubelet
+	// started the next init container only at its periodic pod sync
+	// (syncFrequency 1m), measured on a real node.
+	var containers []corev1.Container
+	backupAfter := runner.Step("")
+	if len(p.CheckItems) > 0 {
+		containers = append(containers, runnerContainer(ContainerCheck, runner.StepCheck, ""))
+		backupAfter = runner.StepCheck
+	}
+	containers = append(containers, runnerContainer(ContainerBackup, runner.StepBackup, backupAfter))
+
+	upgrade := runnerContainer(ContainerUpgrade, runner.StepUpgrade, runner.StepBackup)
 	upgrade.VolumeMounts = append(upgrade.VolumeMounts, corev1.VolumeMount{Name: volumeRun, MountPath: runMountPath})
 	// Ready exactly while a rollback runs, so the controller can show
 	// RollingBack live; the pod backs no Service, so readiness has no other
@@ -160,6 +173,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		SuccessThreshold: 1,
 		FailureThreshold: 1,
 	}
+	containers = append(containers, upgrade)
 
 	labels := map[string]string{
 		v1alpha1.LabelJob:  JobLabelValue(p.JobName),
@@ -185,7 +199,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 			HostNetwork:    true,
 			DNSPolicy:      corev1.DNSDefault,
 			InitContainers: initContainers,
-			Containers:     []corev1.Container{upgrade},
+			Containers:     containers,
 			Volumes: []corev1.Volume{
 				{Name: volumeHostRoot, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: "/", Type: new(corev1.HostPathDirectory),

@@ -81,15 +81,26 @@ func TestBuild(t *testing.T) {
 		modify func(p *Params)
 		check  func(g Gomega, pod *corev1.Pod)
 	}{
-		{"init containers in order", nil, func(g Gomega, pod *corev1.Pod) {
-			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm, ContainerCheck, ContainerBackup}))
-			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{ContainerUpgrade}))
+		{"copy-keadm first, then the steps, each after the one before", nil, func(g Gomega, pod *corev1.Pod) {
+			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm}))
+			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{ContainerCheck, ContainerBackup, ContainerUpgrade}))
+			var after []runner.Step
+			for _, c := range pod.Spec.Containers {
+				_, o, err := runner.ParseArgs(c.Args, os.Stderr)
+				g.Expect(err).NotTo(HaveOccurred(), c.Name)
+				after = append(after, o.After)
+			}
+			g.Expect(after).To(Equal([]runner.Step{"", runner.StepCheck, runner.StepBackup}))
 		}},
 		{"no check container without items", func(p *Params) { p.CheckItems = nil }, func(g Gomega, pod *corev1.Pod) {
-			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm, ContainerBackup}))
+			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm}))
+			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{ContainerBackup, ContainerUpgrade}))
+			_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.After).To(BeEmpty())
 		}},
 		{"runner args parse back", nil, func(g Gomega, pod *corev1.Pod) {
-			for _, c := range append(pod.Spec.InitContainers[1:], pod.Spec.Containers...) {
+			for _, c := range pod.Spec.Containers {
 				step, o, err := runner.ParseArgs(c.Args, os.Stderr)
 				g.Expect(err).NotTo(HaveOccurred(), c.Name)
 				g.Expect(string(step)).To(Equal(c.Name))
@@ -122,7 +133,7 @@ func TestBuild(t *testing.T) {
 			g.Expect(pod.OwnerReferences).To(HaveLen(1))
 		}},
 		{"zero thresholds mean the default", func(p *Params) { p.Thresholds = Thresholds{Mem: 50} }, func(g Gomega, pod *corev1.Pod) {
-			_, o, err := runner.ParseArgs(pod.Spec.InitContainers[1].Args, os.Stderr)
+			_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect([]int{o.CPUThreshold, o.MemThreshold, o.DiskThreshold}).To(Equal([]int{80, 50, 80}))
 		}},
@@ -154,7 +165,7 @@ func TestBuild(t *testing.T) {
 			g.Expect(*s.EnableServiceLinks).To(BeFalse())
 			g.Expect(s.PriorityClassName).To(BeEmpty())
 			g.Expect(s.Tolerations).To(Equal([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}))
-			for _, c := range append(s.InitContainers[1:], s.Containers...) {
+			for _, c := range s.Containers {
 				g.Expect(*c.SecurityContext.Privileged).To(BeTrue(), c.Name)
 				g.Expect(c.VolumeMounts[0].MountPath).To(Equal("/host"))
 				g.Expect(volume(pod, c.VolumeMounts[0].Name).HostPath.Path).To(Equal("/"))

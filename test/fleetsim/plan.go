@@ -56,7 +56,7 @@ func ParseBehavior(v string) (Behavior, string, error) {
 
 // phase is a stretch of a pod's run during which one container runs.
 type phase struct {
-	ordinal int // init container index, or nInit for the main containers
+	ordinal int // init containers first, then the main containers, in spec order
 	begin   time.Time
 	ready   bool // the upgrade container is Ready: a rollback runs
 }
@@ -72,13 +72,15 @@ type ending struct {
 }
 
 // plan is the timeline of one upgrade pod, computed from the pod, the node
-// and the clock at its start. Its init containers run one after the other,
-// then its main containers together. Progress counts phases: 0 not started,
+// and the clock at its start. Its init container (copy-keadm) runs first;
+// then its main containers, the runner's steps, all start, and each works
+// once the one before it has succeeded, as the real runner hands over
+// through its records on the host. Progress counts phases: 0 not started,
 // 1+i phase i showing, done() ended.
 type plan struct {
 	start    time.Time
 	nInit    int
-	names    []string // container name per ordinal; the main containers as UpgradeContainer
+	names    []string // container name per ordinal
 	phases   []phase
 	hang     bool // no ending: the last phase goes on forever
 	end      ending
@@ -122,21 +124,33 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	for _, c := range pod.Spec.InitContainers {
 		p.names = append(p.names, c.Name)
 	}
-	p.names = append(p.names, UpgradeContainer)
+	upgradeAt := -1
+	for _, c := range pod.Spec.Containers {
+		if c.Name == UpgradeContainer {
+			upgradeAt = len(p.names)
+		}
+		p.names = append(p.names, c.Name)
+	}
+	if upgradeAt < 0 {
+		// Not a pod pkg/upgradepod built: play its last container as the
+		// upgrade.
+		upgradeAt = len(p.names) - 1
+		if upgradeAt < 0 {
+			p.names, upgradeAt = []string{UpgradeContainer}, 0
+		}
+	}
+	last := len(p.names) - 1
 	target := TargetVersion(pod)
 	from := in.nodeVersion
 	if from == "" {
 		from = argValue(pod, "--from-version")
 	}
-	// The runner does nothing on a node already at the target, so no
-	// behaviour applies there: every step reports skipped.
-	skip := target != "" && in.nodeVersion == target
-	if skip {
-		in.behavior = BehaviorSucceed
-	}
+	// The runner does not skip a node already at the target (it cannot ask
+	// edgecore its version without starting a second edgecore, seen on a
+	// real node); the controller does not dispatch such nodes.
 	failAt, hangAt := -1, -1
-	stopAt := p.nInit
-	for i, name := range p.names[:p.nInit] {
+	stopAt := upgradeAt
+	for i, name := range p.names {
 		if in.at != "" && name == in.at {
 			stopAt = i
 		}
@@ -164,7 +178,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		p.phases = append(p.phases, phase{ordinal: o, begin: at(acc)})
 		// The upgrade container (the first after the init containers) turns
 		// Ready part-way when it fails, as the runner does while rolling back.
-		if o == failAt && failAt == p.nInit {
+		if o == failAt && failAt == upgradeAt {
 			p.phases = append(p.phases, phase{ordinal: o, begin: at(acc + 0.6*float64(stepWeight(n))), ready: true})
 		}
 		acc += float64(stepWeight(n))
@@ -173,7 +187,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 
 	base := runner.Report{FromVersion: from, ToVersion: target}
 	deadline, hasDeadline := podDeadline(pod)
-	p.end = ending{at: bounds[p.nInit+1], ordinal: p.nInit}
+	p.end = ending{at: bounds[last+1], ordinal: last}
 	cut, stopped := len(p.phases), false
 	for i, ph := range p.phases {
 		o, name := ph.ordinal, p.names[ph.ordinal]
@@ -198,13 +212,13 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		}
 		if o == failAt {
 			p.end = p.failure(o, bounds[o+1], base, in.behavior == BehaviorFailRollback)
-			cut, stopped = len(p.phases), true
-			if o < p.nInit {
-				cut = i + 1
+			cut, stopped = i+1, true
+			for cut < len(p.phases) && p.phases[cut].ordinal == o {
+				cut++ // the rolling-back phase
 			}
 			break
 		}
-		p.reports = append(p.reports, p.successReport(name, base, skip))
+		p.reports = append(p.reports, p.successReport(name, base))
 		p.finished = append(p.finished, bounds[o+1])
 	}
 	p.phases = p.phases[:cut]
@@ -275,16 +289,13 @@ func (p plan) failure(o int, t time.Time, base runner.Report, rollbackFails bool
 }
 
 // successReport is the termination message of a container that succeeded.
-func (p plan) successReport(name string, base runner.Report, skip bool) string {
+func (p plan) successReport(name string, base runner.Report) string {
 	if !isRunnerStep(name) {
 		return ""
 	}
 	rep := base
 	rep.Step, rep.Result = runner.Step(name), runner.ResultSucceeded
 	switch {
-	case skip:
-		rep.Result = runner.ResultSkipped
-		rep.Reason = fmt.Sprintf("edgecore already at %s, nothing done", base.FromVersion)
 	case name == ContainerCheck:
 		rep.Reason = "cpu 12% <= 80%, mem 35% <= 80%, disk 41% <= 80% (simulated)"
 	case name == ContainerBackup:
@@ -344,16 +355,24 @@ func (p plan) progressOf(pod *corev1.Pod) int {
 	case pod.Status.StartTime == nil:
 		return 0
 	}
+	// The running ordinal is the first container, in run order, that has
+	// not exited 0.
 	ordinal, ready := 0, false
-	for _, s := range pod.Status.InitContainerStatuses {
-		if s.State.Terminated != nil && s.State.Terminated.ExitCode == 0 {
-			ordinal++
+	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	for _, name := range p.names {
+		var s *corev1.ContainerStatus
+		for i := range statuses {
+			if statuses[i].Name == name {
+				s = &statuses[i]
+			}
 		}
-	}
-	for _, s := range pod.Status.ContainerStatuses {
-		if s.State.Running != nil {
-			ordinal, ready = p.nInit, s.Ready
+		if s == nil || s.State.Terminated == nil || s.State.Terminated.ExitCode != 0 {
+			if s != nil {
+				ready = s.Ready
+			}
+			break
 		}
+		ordinal++
 	}
 	progress := 1
 	for i, ph := range p.phases {
@@ -386,6 +405,7 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 	if _, ok := begins[p.end.ordinal]; !ok {
 		begins[p.end.ordinal] = p.end.at
 	}
+	stepsStarted := running >= p.nInit
 	state := func(o int) (corev1.ContainerState, bool) {
 		switch {
 		case o < running || (ended && o == running && p.end.exit == 0 && p.end.podReason == ""):
@@ -405,6 +425,21 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 			}}, false
 		case o == running:
 			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[o])}}, cur.ready
+		case stepsStarted && o >= p.nInit && ended:
+			// A step after the one that ended the pod: the runner exits
+			// without doing anything, or the kubelet killed it with the pod.
+			t := &corev1.ContainerStateTerminated{ExitCode: runner.ExitNotRun, Reason: "Error", StartedAt: ts(begins[p.nInit]), FinishedAt: ts(p.end.at)}
+			if p.end.podReason != "" {
+				t.ExitCode = ExitDeadlineKilled
+			} else {
+				rep := runner.Report{Step: runner.Step(p.names[o]), Result: runner.ResultFailed,
+					Reason: fmt.Sprintf("not run: step %s failed (exit %d)", p.names[running], p.end.exit)}
+				t.Message = string(rep.Marshal())
+			}
+			return corev1.ContainerState{Terminated: t}, false
+		case stepsStarted && o >= p.nInit:
+			// Started with the others, waiting for the step before it.
+			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[p.nInit])}}, false
 		}
 		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}, false
 	}
@@ -414,19 +449,19 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 		s, _ := state(i)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(c, s, s.Terminated != nil && s.Terminated.ExitCode == 0))
 	}
-	for _, c := range pod.Spec.Containers {
-		s, ready := state(p.nInit)
+	for i, c := range pod.Spec.Containers {
+		s, ready := state(p.nInit + i)
 		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(c, s, ready))
 	}
 
-	initialized := running >= p.nInit
+	initialized := stepsStarted
 	switch {
 	case ended && p.succeeds():
 		st.Phase = corev1.PodSucceeded
 	case ended:
 		st.Phase = corev1.PodFailed
 		st.Reason, st.Message = p.end.podReason, p.end.podMessage
-	case running == p.nInit:
+	case stepsStarted:
 		st.Phase = corev1.PodRunning
 	default:
 		st.Phase = corev1.PodPending

@@ -87,8 +87,16 @@ func TestPlanSucceeds(t *testing.T) {
 
 	st := p.podStatus(pod, p.progressAt(t0.Add(6*time.Second)))
 	g.Expect(st.Phase).To(Equal(corev1.PodRunning))
-	g.Expect(st.ContainerStatuses[0].Ready).To(BeFalse(), "Ready means rolling back")
-	g.Expect(report(g, st.InitContainerStatuses[1].State.Terminated.Message)).To(isReport("check", runner.ResultSucceeded))
+	g.Expect(st.ContainerStatuses[2].Ready).To(BeFalse(), "Ready means rolling back")
+	g.Expect(report(g, st.ContainerStatuses[0].State.Terminated.Message)).To(isReport("check", runner.ResultSucceeded))
+	g.Expect(report(g, st.ContainerStatuses[1].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
+	g.Expect(st.ContainerStatuses[2].State.Running).NotTo(BeNil())
+
+	// Before its turn a step runs already, waiting for the one before it.
+	st = p.podStatus(pod, p.progressAt(t0.Add(2*time.Second)))
+	g.Expect(st.Phase).To(Equal(corev1.PodRunning))
+	g.Expect(st.ContainerStatuses[0].State.Running).NotTo(BeNil())
+	g.Expect(st.ContainerStatuses[2].State.Running).NotTo(BeNil())
 
 	obs := observeAt(g, pod, p, 10*time.Second)
 	g.Expect(obs.Report).NotTo(BeNil())
@@ -122,15 +130,16 @@ func TestPlanFailures(t *testing.T) {
 	}))
 	st := p.podStatus(pod, p.done())
 	g.Expect(st.Phase).To(Equal(corev1.PodFailed))
-	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
+	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
 
 	in.behavior = BehaviorFailRollback
 	p = newPlan(pod, in)
 	st = p.podStatus(pod, p.done())
-	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNeedsAttention))
-	g.Expect(report(g, st.ContainerStatuses[0].State.Terminated.Message).NeedsAttention).To(BeTrue())
+	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNeedsAttention))
+	g.Expect(report(g, st.ContainerStatuses[2].State.Terminated.Message).NeedsAttention).To(BeTrue())
 
-	// fail-check ends when check would have ended, leaving the rest unstarted.
+	// fail-check ends when check would have ended; the later steps exit
+	// without doing anything.
 	in.behavior, in.at = BehaviorFail, ContainerCheck
 	p = newPlan(pod, in)
 	g.Expect(p.progressAt(t0.Add(2 * time.Second))).To(Equal(2))
@@ -138,22 +147,17 @@ func TestPlanFailures(t *testing.T) {
 	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
 	g.Expect(obs.Report.Step).To(Equal(runner.StepCheck))
 	st = p.podStatus(pod, p.done())
-	g.Expect(st.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
-	g.Expect(st.InitContainerStatuses[2].State.Waiting).NotTo(BeNil())
-	g.Expect(st.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
+	g.Expect(st.ContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
+	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 
 	in.at = ContainerBackup
-	p = newPlan(realPod(false, time.Hour), in)
-	st = p.podStatus(pod, p.done())
-	g.Expect(st.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitBackupFailed))
-
-	// A node already at the target skips every step, whatever its behaviour.
-	in.behavior, in.at, in.nodeVersion = BehaviorFail, "", "v1.21.0"
-	p = newPlan(pod, in)
-	g.Expect(p.succeeds()).To(BeTrue())
-	obs = observeAt(g, pod, p, 10*time.Second)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseSucceeded))
-	g.Expect(obs.Report.Result).To(Equal(runner.ResultSkipped))
+	noCheck := realPod(false, time.Hour)
+	p = newPlan(noCheck, in)
+	st = p.podStatus(noCheck, p.done())
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitBackupFailed))
+	noCheck.Status = st
+	g.Expect(upgradepod.Observe(noCheck).Report.Step).To(Equal(runner.StepBackup))
 }
 
 func TestPlanHangAndDeadlines(t *testing.T) {
@@ -185,8 +189,8 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 	g.Expect(obs.Report.Step).To(Equal(runner.StepUpgrade))
 	g.Expect(obs.Report.Reason).To(ContainSubstring("deadline"))
 	st := p.podStatus(pod, p.done())
-	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
-	g.Expect(report(g, st.InitContainerStatuses[2].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
+	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
+	g.Expect(report(g, st.ContainerStatuses[1].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
 }
 
 func TestKilledStatus(t *testing.T) {
@@ -198,14 +202,14 @@ func TestKilledStatus(t *testing.T) {
 	pod.Status = killedStatus(pod, t0.Add(6*time.Second))
 	g.Expect(containersStopped(pod)).To(BeTrue())
 	g.Expect(pod.Status.Phase).To(Equal(corev1.PodFailed))
-	g.Expect(pod.Status.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(ExitKilled))
+	g.Expect(pod.Status.ContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(ExitKilled))
 	g.Expect(upgradepod.Observe(pod).Phase).To(Equal(upgradepod.PhaseFailed))
 
 	// A pod that never started gets a status all the same.
 	fresh := realPod(false, time.Hour)
 	fresh.Status = killedStatus(fresh, t0)
 	g.Expect(fresh.Status.Phase).To(Equal(corev1.PodFailed))
-	g.Expect(fresh.Status.ContainerStatuses).To(HaveLen(1))
+	g.Expect(fresh.Status.ContainerStatuses).To(HaveLen(2))
 }
 
 func TestVersions(t *testing.T) {
@@ -221,10 +225,11 @@ func TestVersions(t *testing.T) {
 	d, ok := podDeadline(pod)
 	g.Expect(ok).To(BeTrue())
 	g.Expect(d).To(Equal(t0.Add(time.Hour)))
-	pod.Spec.Containers[0].Args = []string{"--to-version", "v1.22.0"}
+	up := &pod.Spec.Containers[len(pod.Spec.Containers)-1]
+	up.Args = []string{"--to-version", "v1.22.0"}
 	g.Expect(TargetVersion(pod)).To(Equal("v1.22.0"))
-	pod.Spec.Containers[0].Args = nil
-	pod.Spec.Containers[0].Command = []string{"sh", "-c", "keadm upgrade edge --to-version=v1.23.0 --force"}
+	up.Args = nil
+	up.Command = []string{"sh", "-c", "keadm upgrade edge --to-version=v1.23.0 --force"}
 	g.Expect(TargetVersion(pod)).To(Equal("v1.23.0"))
 }
 

@@ -144,6 +144,16 @@ func upgradePod(node, job string) *corev1.Pod {
 	})
 }
 
+// containerStatus is the status of the named container; empty when absent.
+func containerStatus(pod *corev1.Pod, name string) corev1.ContainerStatus {
+	for _, s := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		if s.Name == name {
+			return s
+		}
+	}
+	return corev1.ContainerStatus{}
+}
+
 func getNode(g Gomega, name string) *corev1.Node {
 	node := &corev1.Node{}
 	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Name: name}, node)).To(Succeed())
@@ -170,16 +180,16 @@ func removeFinalizers(g Gomega, pod *corev1.Pod) {
 	}).Should(Succeed())
 }
 
-// stepOf names what a pod shows now, for recording the steps it went through.
+// stepOf names what a pod shows now: the first container, in run order,
+// that runs and has no unfinished container before it (the later steps run
+// too, waiting for it).
 func stepOf(pod *corev1.Pod) string {
-	for _, s := range pod.Status.InitContainerStatuses {
+	for _, s := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
 		if s.State.Running != nil {
 			return string(pod.Status.Phase) + "/" + s.Name
 		}
-	}
-	for _, s := range pod.Status.ContainerStatuses {
-		if s.State.Running != nil {
-			return string(pod.Status.Phase) + "/" + s.Name
+		if s.State.Terminated == nil || s.State.Terminated.ExitCode != 0 {
+			break
 		}
 	}
 	return string(pod.Status.Phase)
@@ -292,7 +302,7 @@ func TestUpgradePodFails(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
-	term := cur.Status.ContainerStatuses[0].State.Terminated
+	term := containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated
 	g.Expect(term).NotTo(BeNil())
 	g.Expect(term.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
 	var msg map[string]any
@@ -309,10 +319,11 @@ func TestUpgradePodFails(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(checkPod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
-	g.Expect(cur.Status.InitContainerStatuses[1].Name).To(Equal("check"))
-	g.Expect(cur.Status.InitContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
-	g.Expect(cur.Status.InitContainerStatuses[1].State.Terminated.Message).To(ContainSubstring(`"step":"check"`))
-	g.Expect(cur.Status.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
+	check := containerStatus(cur, upgradepod.ContainerCheck).State.Terminated
+	g.Expect(check.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
+	g.Expect(check.Message).To(ContainSubstring(`"step":"check"`))
+	// The later steps, started with it, did nothing.
+	g.Expect(containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 
 	removeFinalizers(g, pod)
 	removeFinalizers(g, checkPod)
@@ -341,7 +352,7 @@ func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
-		term := cur.Status.ContainerStatuses[0].State.Terminated
+		term := containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated
 		g.Expect(term).NotTo(BeNil())
 		g.Expect(term.ExitCode).To(BeEquivalentTo(143))
 		g.Expect(cur.DeletionGracePeriodSeconds).To(HaveValue(BeZero()))
