@@ -89,8 +89,9 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 	for _, v := range versions {
 		specs = append(specs, pkg(v, BinaryPath(v, "keadm"), BinaryPath(v, "edgecore")))
 	}
+	// The broken package carries a working keadm of the newest version built.
+	specs = append(specs, pkg(BrokenVersion, BinaryPath(versions[len(versions)-1], "keadm"), broken))
 	specs = append(specs,
-		pkg(BrokenVersion, BinaryPath("v1.22.0", "keadm"), broken),
 		imageSpec{
 			file: "nodeupgrade-runner.tar",
 			image: imagebuild.Image{Ref: RunnerImage, Entries: append([]imagebuild.Entry{

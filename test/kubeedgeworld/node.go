@@ -148,13 +148,13 @@ func (n *Node) Edgecore(ctx context.Context) (EdgecoreState, error) {
 // Every start after the first is a restart: by keadm (stop+start), by
 // Restart=always after a crash, or by anything else.
 func (n *Node) EdgecoreStarts(ctx context.Context) ([]time.Time, error) {
-	res := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-unix", "_PID=1", "-u", "edgecore.service")
+	res := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-unix", "-u", "edgecore.service")
 	if res.Err != nil {
 		return nil, res.Err
 	}
 	var out []time.Time
 	for _, line := range strings.Split(res.Stdout, "\n") {
-		if !strings.Contains(line, "Started edgecore") {
+		if !strings.Contains(line, "Started edgecore.service") {
 			continue
 		}
 		f := strings.Fields(line)

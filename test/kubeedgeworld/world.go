@@ -60,6 +60,8 @@ type Options struct {
 	// Versions are the installation packages built and imported; empty:
 	// v1.21.0 and v1.22.0 (plus BrokenVersion, always).
 	Versions []string
+	// CloudcoreVersion is the cloudcore binary run; empty: CRDVersion.
+	CloudcoreVersion string
 	// KeepDir keeps the temporary folder after Stop (for reading logs).
 	KeepDir bool
 	// Logf receives progress lines; nil: discarded.
@@ -149,6 +151,9 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if len(opts.Versions) == 0 {
 		opts.Versions = []string{"v1.21.0", "v1.22.0"}
 	}
+	if opts.CloudcoreVersion == "" {
+		opts.CloudcoreVersion = CRDVersion
+	}
 	w := &World{opts: opts, start: time.Now()}
 	defer func() {
 		if err != nil {
@@ -176,7 +181,7 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	root := testenv.RepoRoot()
 
 	// Cached builds: each is a no-op when its output exists.
-	for _, script := range [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, uniq(append(opts.Versions, opts.NodeVersion, "v1.22.0"))...)} {
+	for _, script := range [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, uniq(append(opts.Versions, opts.NodeVersion, opts.CloudcoreVersion))...)} {
 		w.logf("%s", strings.Join(script, " "))
 		cmd := exec.CommandContext(ctx, script[0], script[1:]...)
 		cmd.Dir = root
@@ -214,7 +219,7 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ccBin := BinaryPath(CRDVersion, "cloudcore")
+	ccBin := BinaryPath(opts.CloudcoreVersion, "cloudcore")
 	cfg, err := cloudcoreConfig(ccBin, ccDir, w.Cluster.KubeconfigPath(), w.gateway, monitor)
 	if err != nil {
 		return nil, err
