@@ -72,6 +72,9 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 	if err != nil {
 		return in, nil, "", err
 	}
+	if err := r.markBusyNodes(ctx, job, in.Nodes); err != nil {
+		return in, nil, "", err
+	}
 	in.Pods = make(map[string]rollout.PodView, len(pods))
 	for node, pod := range pods {
 		in.Pods[node] = podView(pod)
@@ -157,6 +160,46 @@ func (r *Reconciler) listPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob)
 		pods[node] = pod
 	}
 	return pods, nil
+}
+
+// markBusyNodes sets BusyWith on the job's pending nodes that run a live
+// upgrade pod of another job (an overlapping job, or a deleted or re-created
+// job whose pod still rolls back), so that the planner does not start a
+// second upgrade beside it.
+func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgradeJob, nodes map[string]rollout.NodeView) error {
+	pending := false
+	for i := range job.Status.NodeStatus {
+		if job.Status.NodeStatus[i].State == v1alpha1.StateNone {
+			pending = true
+			break
+		}
+	}
+	if !pending && len(job.Status.NodeStatus) > 0 {
+		return nil
+	}
+	list := &corev1.PodList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.Namespace), client.HasLabels{v1alpha1.LabelNode},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing upgrade pods of other jobs: %w", err)
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		name := pod.Annotations[v1alpha1.AnnotationNode]
+		view, ok := nodes[name]
+		if !ok || pod.Name == upgradepod.PodName(string(job.UID), name) {
+			continue
+		}
+		switch upgradepod.Observe(pod).Phase {
+		case upgradepod.PhaseSucceeded, upgradepod.PhaseFailed:
+			continue // its containers are done
+		}
+		view.BusyWith = pod.Labels[v1alpha1.LabelJob]
+		if view.BusyWith == "" {
+			view.BusyWith = "(unknown)"
+		}
+		nodes[name] = view
+	}
+	return nil
 }
 
 func podView(pod *corev1.Pod) rollout.PodView {

@@ -280,8 +280,8 @@ func (p *planner) startPending() {
 			continue
 		}
 		node := p.in.Nodes[e.NodeName]
-		if !node.Ready {
-			p.deferNode(e, free > 0)
+		if why := waitReason(node); why != "" {
+			p.deferNode(e, free > 0, why)
 			continue
 		}
 		if e.Time != "" { // was deferred, is Ready again
@@ -318,28 +318,46 @@ func (p *planner) draining() int {
 	return n
 }
 
-// deferNode handles a NotReady pending node. The wait starts when the node's
-// turn comes (a slot is free for it); expireDeferral fails it once it has
-// stayed NotReady for the job's timeout.
-func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool) {
+// waitReason says why a pending node cannot start now ("" when it can):
+// it is NotReady, or another job's upgrade pod still runs on it.
+func waitReason(node NodeView) string {
+	switch {
+	case !node.Ready:
+		return "node is NotReady"
+	case node.BusyWith != "":
+		return fmt.Sprintf("node is busy: an upgrade pod of job %s still runs on it", node.BusyWith)
+	}
+	return ""
+}
+
+// deferNode handles a pending node that cannot start (see waitReason). The
+// wait starts when the node's turn comes (a slot is free for it);
+// expireDeferral fails it once it has waited for the job's timeout.
+func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 	if e.Time == "" {
 		if !itsTurn {
 			return
 		}
-		e.Time, e.Reason = p.stamp(), "deferred: node is NotReady"
-		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s deferred: it is NotReady", e.NodeName)
+		e.Time = p.stamp()
+		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s deferred: %s", e.NodeName, why)
 	}
+	e.Reason = "deferred: " + why
 	p.wakeAt(p.deferredSince(e).Add(p.in.Config.Timeout))
 }
 
-// expireDeferral fails a deferred node that is still NotReady at the end of
-// its wait.
+// expireDeferral fails a deferred node that still cannot start at the end
+// of its wait.
 func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
-	if e.Time == "" || p.in.Nodes[e.NodeName].Ready {
+	node := p.in.Nodes[e.NodeName]
+	if e.Time == "" || waitReason(node) == "" {
 		return
 	}
 	if !p.now.Before(p.deferredSince(e).Add(p.in.Config.Timeout)) {
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout))
+		why := fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout)
+		if node.Ready {
+			why = fmt.Sprintf("node stayed busy with job %s's upgrade pod for %s", node.BusyWith, p.in.Config.Timeout)
+		}
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, why)
 	}
 }
 

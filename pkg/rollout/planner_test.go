@@ -447,3 +447,29 @@ func TestDeletedPodKilledByKubeletIsReportedAsDeleted(t *testing.T) {
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodFailed, Deleting: true, Reason: "container backup exited 143"}}, t0.Add(time.Minute))
 	g.Expect(entry(p, "node-00").Reason).To(Equal("upgrade pod was deleted before it finished (container backup exited 143)"))
 }
+
+// A node where another job's upgrade pod still runs (an overlapping job, or
+// a deleted job's pod still rolling back) waits without a slot, like a
+// NotReady node, and fails if it stays busy for the timeout.
+func TestNodeBusyWithAnotherJobWaitsWithoutASlot(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(3)
+	busy := nodes["node-00"]
+	busy.BusyWith = "other-job"
+	nodes["node-00"] = busy
+	p := start(c, names(3), nodes)
+	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}), "the busy node does not hold the slot")
+	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateNone),
+		HaveField("Reason", "deferred: node is busy: an upgrade pod of job other-job still runs on it"), HaveField("Time", t0.Format(time.RFC3339))))
+
+	// The other pod is gone: it waits its turn like any pending node.
+	nodes["node-00"] = edgeNode("v1.20.0")
+	p2 := step(p, c, nodes, map[string]PodView{"node-01": {Phase: PodUpgrading}}, t0.Add(time.Minute))
+	g.Expect(entry(p2, "node-00")).To(And(HaveField("State", v1alpha1.StateNone), HaveField("Reason", ""), HaveField("Time", "")))
+
+	// Busy for the whole timeout: it fails, saying why.
+	nodes["node-00"] = busy
+	p3 := step(p, c, nodes, map[string]PodView{"node-01": {Phase: PodUpgrading}}, t0.Add(300*time.Second))
+	g.Expect(entry(p3, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", "node stayed busy with job other-job's upgrade pod for 5m0s")))
+}

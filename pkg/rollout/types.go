@@ -18,6 +18,10 @@ type NodeView struct {
 	Version string
 	// Reported is the raw status.nodeInfo.kubeletVersion, quoted in reasons.
 	Reported string
+	// BusyWith names another job whose upgrade pod still runs on the node
+	// ("" when none). Two upgrade pods on one node would run two keadms
+	// against one edgecore, and keadm's own lock would fail one of them.
+	BusyWith string
 }
 
 // PodPhase is how far an upgrade pod has got, read from its status.
