@@ -244,6 +244,27 @@ var _ = Describe("Rollout", func() {
 		Expect(nodeEntry(job, specs[2].Name).Action).To(Equal(v1alpha1.ActionSuccess))
 	})
 
+	It("never runs a second job's upgrade pod beside another job's on one node", func() {
+		specs := fleet("overlap", 1)
+		specs[0].Duration = 6 * time.Second
+		createFleet(specs)
+		first := watchPods("overlap-a")
+		defer first.stop()
+		second := watchPods("overlap-b")
+		defer second.stop()
+		Expect(k8s.Create(suiteCtx, newJob("overlap-a", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+		Eventually(func() []corev1.Pod { return remainingPods("overlap-a") }, 10*time.Second).Should(HaveLen(1))
+		Expect(k8s.Create(suiteCtx, newJob("overlap-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+		Eventually(func() []v1alpha1.TaskStatus { return getJob("overlap-b").Status.NodeStatus }, 10*time.Second).
+			Should(ContainElement(HaveField("Reason", "deferred: node is busy: an upgrade pod of job overlap-a still runs on it")))
+		Expect(waitFinished("overlap-a", 60*time.Second).Status.State).To(Equal(v1alpha1.StateSuccessful))
+		// Once the first pod is done the node is at the target: the second
+		// job has nothing left to do there, and never made a pod beside it.
+		Expect(waitFinished("overlap-b", 60*time.Second).Status.State).To(Equal(v1alpha1.StateSuccessful))
+		Expect(first.creations()).To(Equal(map[string]int{specs[0].Name: 1}))
+		Expect(second.creations()).To(BeEmpty())
+	})
+
 	It("fails a node whose pod is deleted behind its back, and never recreates it", func() {
 		specs := fleet("yank", 1)
 		specs[0].Duration = 30 * time.Second
