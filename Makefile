@@ -89,6 +89,12 @@ test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, sys
 	hack/kubeedge-deps.sh
 	go test -tags kubeedge -count=1 -p 1 -timeout 50m ./test/kubeedgeworld/... ./test/kubeedge/...
 
+.PHONY: demo-kubeedge
+demo-kubeedge: kubeedge-bins tools ## Demo on real KubeEdge (root): one real edgecore node upgraded live from v1.21.0 to v1.22.0 (DEMO_ARGS=--keep)
+	hack/kubeedge-deps.sh
+	go build -o $(BIN)/kubeedgedemo ./test/kubeedgedemo
+	$(BIN)/kubeedgedemo $(DEMO_ARGS)
+
 ##@ Run
 .PHONY: demo
 demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the real controller (DEMO_ARGS=--exit-when-done)
