@@ -24,6 +24,18 @@ for c in blkio cpu cpuacct cpuset devices freezer memory pids; do
     mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
   fi
 done
+# kubelet wants these sysctls and writes them when they differ; nspawn
+# mounts /proc/sys read-only (and they are not namespaced: writing them would
+# change the host). Show kubelet the values it wants, in this machine only.
+mkdir -p /run/kubeedgeworld-sysctl
+for kv in vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000; do
+  k=${kv%%=*}; v=${kv#*=}
+  if [ "$(cat /proc/sys/$k 2>/dev/null)" != "$v" ]; then
+    f=/run/kubeedgeworld-sysctl/$(echo $k | tr / _)
+    echo "$v" > $f
+    mount --bind $f /proc/sys/$k
+  fi
+done
 # Network: this machine's end of the veth nspawn made on the world's bridge.
 ip link set lo up
 ip addr add %[1]s/24 dev host0 2>/dev/null || true

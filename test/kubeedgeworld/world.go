@@ -157,6 +157,9 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	w := &World{opts: opts, start: time.Now()}
 	defer func() {
 		if err != nil {
+			if opts.Logf != nil {
+				w.DumpDiagnostics(context.Background(), opts.Logf)
+			}
 			err = errors.Join(err, w.Stop())
 		}
 	}()
@@ -415,7 +418,7 @@ func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versi
 			case err != nil:
 				missing[name] = err.Error()
 			case !NodeReady(node):
-				missing[name] = "not Ready"
+				missing[name] = "not Ready: " + readyMessage(node)
 			case versionSuffix != "" && !strings.HasSuffix(node.Status.NodeInfo.KubeletVersion, versionSuffix):
 				missing[name] = "kubeletVersion " + node.Status.NodeInfo.KubeletVersion
 			}
@@ -436,6 +439,15 @@ func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versi
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+func readyMessage(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return string(c.Status) + " " + c.Reason + " " + c.Message
+		}
+	}
+	return "no Ready condition"
 }
 
 // NodeReady reports whether the Node's Ready condition is True.
@@ -469,7 +481,7 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 		if n.LeaderPID() == 0 {
 			continue
 		}
-		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "60", "-u", "edgecore", "-u", "containerd")
+		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "containerd")
 		logf("node %s journal tail:\n%s", n.name, res.Stdout)
 	}
 	logf("world folder: %s", w.dir)
