@@ -47,7 +47,27 @@ const (
 	ConditionComplete = "Complete"
 	// ConditionFailed is True when the job ended with failed nodes.
 	ConditionFailed = "Failed"
+	// ConditionNotHandled is True on a job this controller leaves alone:
+	// another controller handles it, or it asks for what this one lacks.
+	ConditionNotHandled = "NotHandled"
 )
+
+// Reasons of the NotHandled condition.
+const (
+	// ReasonKubeEdgeControllerManager: kubeedge-controller-manager (v1.21+)
+	// handles the job (its finalizer, or a v1alpha2 status.phase).
+	ReasonKubeEdgeControllerManager = "KubeEdgeControllerManager"
+	// ReasonKubeEdgeTaskManager: cloudcore's taskManager module writes the
+	// job's status.
+	ReasonKubeEdgeTaskManager = "KubeEdgeTaskManager"
+	// ReasonUnsupportedField: the job sets a KubeEdge field this controller
+	// does not implement (requireConfirmation, imageDigestGatter).
+	ReasonUnsupportedField = "UnsupportedField"
+)
+
+// FinalizerKubeEdgeController is the finalizer kubeedge-controller-manager
+// (KubeEdge v1.21+) puts on the NodeUpgradeJobs it handles.
+const FinalizerKubeEdgeController = "kubeedge.io/nodeupgradejob-controller"
 
 // Defaults the seed API states; the CRD applies them on create, and the
 // controller applies them again for zero values (timeoutSeconds: 0 means 300).

@@ -72,6 +72,63 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:MaxItems=3
 	// +kubebuilder:validation:items:Enum=cpu;mem;disk
 	CheckItems []string `json:"checkItems,omitempty"`
+
+	// ImageDigestGatter is KubeEdge's image digest check (the field name is
+	// KubeEdge's, misspelling included). It is kept so that no job written by
+	// KubeEdge's tooling loses it; this controller does not check digests and
+	// leaves a job that sets it untouched (condition NotHandled).
+	// +optional
+	ImageDigestGatter *ImageDigestGatter `json:"imageDigestGatter,omitempty"`
+
+	// RequireConfirmation asks KubeEdge's controllers to wait for a
+	// confirmation before upgrading. This controller has no confirmation step
+	// and leaves a job that sets it untouched (condition NotHandled).
+	// +optional
+	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+}
+
+// ImageDigestGatter is KubeEdge's registry v2 access configuration for
+// checking the install image's digest: value in KubeEdge's v1alpha1, amd64
+// and arm64 in its v1alpha2. Both versions of this CRD carry all four fields,
+// so none is pruned whichever version an object is read in.
+type ImageDigestGatter struct {
+	// RegistryAPI defines registry v2 interface access configuration.
+	// +optional
+	RegistryAPI *RegistryAPI `json:"registryAPI,omitempty"`
+	// Value is a digest to check the image against (KubeEdge v1alpha1).
+	// +optional
+	Value string `json:"value,omitempty"`
+	// AMD64 is the digest of the amd64 image (KubeEdge v1alpha2).
+	// +optional
+	AMD64 string `json:"amd64,omitempty"`
+	// ARM64 is the digest of the arm64 image (KubeEdge v1alpha2).
+	// +optional
+	ARM64 string `json:"arm64,omitempty"`
+}
+
+// RegistryAPI defines registry v2 interface access configuration.
+type RegistryAPI struct {
+	// +required
+	Host string `json:"host"`
+	// +required
+	Token string `json:"token"`
+}
+
+// ActionStatus is one step of KubeEdge v1alpha2's per-node action flow. This
+// controller does not write it; it is kept for jobs KubeEdge's controllers ran.
+type ActionStatus struct {
+	// Action is the step: Check, WaitingConfirmation, BackUp, Upgrade, RollBack.
+	// +optional
+	Action string `json:"action,omitempty"`
+	// Status is True, False or Unknown.
+	// +optional
+	Status metav1.ConditionStatus `json:"status,omitempty"`
+	// Reason is why the step failed.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Time is when the step ran.
+	// +optional
+	Time string `json:"time,omitempty"`
 }
 
 // TaskStatus stores the status of Upgrade for each edge node.
@@ -98,6 +155,24 @@ type TaskStatus struct {
 	// flight), deferred (while waiting for a NotReady node) or finished.
 	// +optional
 	Time string `json:"time,omitempty"`
+
+	// Phase is KubeEdge v1alpha2's node phase (Pending, InProgress,
+	// Successful, Failure, Unknown). This controller does not write it.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// ActionFlow is KubeEdge v1alpha2's per-step record. This controller does
+	// not write it.
+	// +optional
+	// +listType=atomic
+	ActionFlow []ActionStatus `json:"actionFlow,omitempty"`
+	// CurrentVersion is the node's edgecore version as KubeEdge v1alpha2
+	// records it. This controller does not write it.
+	// +optional
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// HistoricVersion is the node's previous edgecore version as KubeEdge
+	// v1alpha2 records it. This controller does not write it.
+	// +optional
+	HistoricVersion string `json:"historicVersion,omitempty"`
 }
 
 // NodeUpgradeJobStatus stores the status of NodeUpgradeJob. It contains
@@ -146,6 +221,12 @@ type NodeUpgradeJobStatus struct {
 	// Progress is "finished/selected", e.g. "7/10".
 	// +optional
 	Progress string `json:"progress,omitempty"`
+
+	// Phase is KubeEdge v1alpha2's job phase (Init, InProgress, Completed,
+	// Failure). This controller never writes it: a phase here was written by
+	// one of KubeEdge's controllers, and the job is left to that controller.
+	// +optional
+	Phase string `json:"phase,omitempty"`
 }
 
 // NodeCounts tallies a job's nodes by where they are.
@@ -173,6 +254,7 @@ type NodeCounts struct {
 // NodeUpgradeJob is used to upgrade edge nodes from the cloud side.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:storageversion
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=nuj;nodeupgrade,categories=kubeedge
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`

@@ -38,6 +38,10 @@ type Reconciler struct {
 	// coalesce writes (Options.StatusWriteInterval). Losing it on a restart
 	// costs one early write, nothing more.
 	lastWrite sync.Map // job name -> time.Time
+
+	// notHandled remembers the jobs already reported as handled by another
+	// controller (UID/reason), so each is reported once per process.
+	notHandled sync.Map
 }
 
 // +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs,verbs=get;list;watch;update;patch
@@ -56,6 +60,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	if !job.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, job)
+	}
+	if reason, message, ok := handledElsewhere(job); ok {
+		return r.standBack(ctx, job, reason, message)
 	}
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		base := job.DeepCopy()

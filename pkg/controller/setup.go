@@ -23,6 +23,9 @@ import (
 // node changes that matter to a rollout (readiness, version, labels).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
 	r.Options.applyDefaults()
+	if err := reportKubeEdgeAtStartup(mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nodeupgradejob").
 		For(&v1alpha1.NodeUpgradeJob{}).

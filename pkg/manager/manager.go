@@ -133,6 +133,10 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 				// Nodes are most of the cache at fleet scale: keep what the
 				// planner reads and drop the rest.
 				&corev1.Node{}: {Transform: trimNode},
+				// Who writes a job (managedFields' manager, version and
+				// subresource) tells KubeEdge's controllers apart; the field
+				// sets themselves are dropped.
+				&v1alpha1.NodeUpgradeJob{}: {Transform: trimJobManagedFields},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
@@ -158,6 +162,16 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("setting up the NodeUpgradeJob controller: %w", err)
 	}
 	return mgr, nil
+}
+
+// trimJobManagedFields keeps each managedFields entry of a job but its field set.
+func trimJobManagedFields(obj any) (any, error) {
+	if job, ok := obj.(*v1alpha1.NodeUpgradeJob); ok {
+		for i := range job.ManagedFields {
+			job.ManagedFields[i].FieldsV1 = nil
+		}
+	}
+	return obj, nil
 }
 
 // trimNode keeps a node's name, labels, readiness and reported version.

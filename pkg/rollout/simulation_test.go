@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -242,7 +243,7 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 	}
 	exceeded := c.ToleranceExceeded(int(counts.Failed), int(counts.Selected))
 	for _, e := range p.Status.NodeStatus {
-		if old, ok := finalSeen[e.NodeName]; ok && old != e {
+		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) {
 			t.Fatalf("seed %d: final node %s changed from %+v to %+v", seed, e.NodeName, old, e)
 		}
 		if NodeFinal(e.State) {

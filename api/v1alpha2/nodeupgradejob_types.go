@@ -1,0 +1,269 @@
+package v1alpha2
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The types below follow KubeEdge's github.com/kubeedge/api/apis/operations/v1alpha2
+// (types_nodeupgrade.go, types_common.go) as vendored in KubeEdge v1.22.0, and
+// its CRD build/crds/operations/operations_v1alpha2_nodeupgradejob.yaml.
+// Descriptions are KubeEdge's. No validation is added: objects KubeEdge's
+// tooling wrote must stay valid.
+//
+// On top of KubeEdge's fields, v1alpha2 carries every field v1alpha1 has and
+// KubeEdge's v1alpha2 lacks (marked "nodeupgrade:" below), and v1alpha1
+// carries every v1alpha2 field. The CRD converts between the versions with
+// strategy None, which only rewrites apiVersion; with the same fields in both
+// schemas nothing is pruned either way (api/v1alpha2 and test/manifests
+// check it).
+
+// Job phases (status.phase).
+const (
+	JobPhaseInit       = "Init"
+	JobPhaseInProgress = "InProgress"
+	JobPhaseCompleted  = "Completed"
+	JobPhaseFailure    = "Failure"
+)
+
+// Node task phases (status.nodeStatus[].phase).
+const (
+	NodeTaskPhasePending    = "Pending"
+	NodeTaskPhaseInProgress = "InProgress"
+	NodeTaskPhaseSuccessful = "Successful"
+	NodeTaskPhaseFailure    = "Failure"
+	NodeTaskPhaseUnknown    = "Unknown"
+)
+
+// FinalizerNodeUpgradeJob is the finalizer kubeedge-controller-manager (v1.21+)
+// puts on the jobs it handles.
+const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
+
+// NodeUpgradeJobSpec is the specification of the desired behavior of the NodeUpgradeJob.
+type NodeUpgradeJobSpec struct {
+	// +optional
+	Version string `json:"version,omitempty"`
+	// TimeoutSeconds limits the duration of the node upgrade job.
+	// Default to 300.
+	// If set to 0, we'll use the default value 300.
+	// +optional
+	TimeoutSeconds *uint32 `json:"timeoutSeconds,omitempty"`
+	// NodeNames is a request to select some specific nodes. If it is non-empty,
+	// the upgrade job simply select these edge nodes to do upgrade operation.
+	// Please note that sets of NodeNames and LabelSelector are ORed.
+	// Users must set one and can only set one.
+	// +optional
+	NodeNames []string `json:"nodeNames,omitempty"`
+	// LabelSelector is a filter to select member clusters by labels.
+	// It must match a node's labels for the NodeUpgradeJob to be operated on that node.
+	// Please note that sets of NodeNames and LabelSelector are ORed.
+	// Users must set one and can only set one.
+	// +optional
+	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
+	// Image specifies a container image name, the image contains: keadm and edgecore.
+	// keadm is used as upgradetool, to install the new version of edgecore.
+	// The image name consists of registry hostname and repository name,
+	// if it includes the tag or digest, the tag or digest will be overwritten by Version field above.
+	// If the registry hostname is empty, docker.io will be used as default.
+	// The default image name is: kubeedge/installation-package.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// ImageDigestGetter define registry v2 interface access configuration.
+	// As a transition, it is not required at first, and the image digest is checked when this field is set.
+	// +optional
+	ImageDigestGetter *ImageDigestGetter `json:"imageDigestGatter,omitempty"`
+	// Concurrency specifies the maximum number of concurrent that edge nodes associated with
+	// each CloudCore instance can be upgraded at the same time.
+	// The default Concurrency value is 1.
+	// +optional
+	Concurrency int32 `json:"concurrency,omitempty"`
+	// CheckItems specifies the items need to be checked before the task is executed.
+	// The default CheckItems value is nil.
+	// +optional
+	CheckItems []string `json:"checkItems,omitempty"`
+	// FailureTolerate specifies the task tolerance failure ratio.
+	// The default FailureTolerate value is 0.1.
+	// +optional
+	FailureTolerate string `json:"failureTolerate,omitempty"`
+	// RequireConfirmation specifies whether you need to confirm the upgrade.
+	// The default RequireConfirmation value is false.
+	// +optional
+	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+}
+
+// ImageDigestGetter define registry v2 interface access configuration.
+type ImageDigestGetter struct {
+	// ARM64 indicates the image digest of the arm64 platform for verification.
+	// +optional
+	ARM64 string `json:"arm64,omitempty"`
+	// AMD64 indicates the image digest of the amd64 platform for verification.
+	// +optional
+	AMD64 string `json:"amd64,omitempty"`
+	// RegistryAPI define registry v2 interface access configuration.
+	// +optional
+	RegistryAPI *RegistryAPI `json:"registryAPI,omitempty"`
+	// Value used to directly set a value to check image (KubeEdge v1alpha1's field).
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// RegistryAPI define registry v2 interface access configuration.
+type RegistryAPI struct {
+	Host  string `json:"host"`
+	Token string `json:"token"`
+}
+
+// NodeUpgradeJobStatus stores the status of NodeUpgradeJob.
+type NodeUpgradeJobStatus struct {
+	// Phase represents for the phase of the NodeUpgradeJob
+	Phase string `json:"phase"`
+	// NodeStatus contains upgrade Status for each edge node.
+	// +optional
+	NodeStatus []NodeUpgradeJobNodeTaskStatus `json:"nodeStatus,omitempty"`
+	// Reason represents for the reason of the NodeUpgradeJob.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// State represents for the state phase of the NodeUpgradeJob.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	State string `json:"state,omitempty"`
+	// CurrentVersion represents for the current status of the EdgeCore.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// HistoricVersion represents for the historic status of the EdgeCore.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	HistoricVersion string `json:"historicVersion,omitempty"`
+	// Time represents for the running time of the ImagePrePullJob.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	Time string `json:"time,omitempty"`
+	// Event represents for the event of the ImagePrePullJob.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	Event string `json:"event,omitempty"`
+	// Action represents for the action of the ImagePrePullJob.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	Action string `json:"action,omitempty"`
+
+	// nodeupgrade: Conditions are the job's Progressing, Complete and Failed
+	// conditions, as in v1alpha1.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// nodeupgrade: Counts tallies nodeStatus by outcome, as in v1alpha1.
+	// +optional
+	Counts *NodeCounts `json:"counts,omitempty"`
+	// nodeupgrade: Progress is "finished/selected", as in v1alpha1.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+}
+
+// NodeCounts tallies a job's nodes by where they are (nodeupgrade's, as in v1alpha1).
+type NodeCounts struct {
+	// +optional
+	Selected int32 `json:"selected"`
+	// +optional
+	Pending int32 `json:"pending"`
+	// +optional
+	InFlight int32 `json:"inFlight"`
+	// +optional
+	Succeeded int32 `json:"succeeded"`
+	// +optional
+	Failed int32 `json:"failed"`
+	// +optional
+	NotAttempted int32 `json:"notAttempted"`
+}
+
+// NodeUpgradeJobNodeTaskStatus stores the status of Upgrade for each edge node.
+type NodeUpgradeJobNodeTaskStatus struct {
+	// ActionFlow represents for the results of executing the action flow.
+	// +optional
+	ActionFlow []NodeUpgradeJobActionStatus `json:"actionFlow,omitempty"`
+	// CurrentVersion represents for the current status of the EdgeCore.
+	// +optional
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// HistoricVersion represents for the historic status of the EdgeCore.
+	// +optional
+	HistoricVersion string `json:"historicVersion,omitempty"`
+	// NodeName is the name of edge node.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// Phase represents for the phase of the node task.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// Reason represents the reason for the failure of the node task.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// State represents for the upgrade state phase of the edge node.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	State string `json:"state,omitempty"`
+	// Event represents for the event of the ImagePrePullJob.
+	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
+	// +optional
+	Event string `json:"event,omitempty"`
+
+	// nodeupgrade: Action is the node's result once final: Success, Failure
+	// or TimeOut, as in v1alpha1.
+	// +optional
+	Action string `json:"action,omitempty"`
+	// nodeupgrade: Time is an RFC 3339 timestamp, as in v1alpha1.
+	// +optional
+	Time string `json:"time,omitempty"`
+}
+
+// NodeUpgradeJobActionStatus defines the results of executing the action.
+type NodeUpgradeJobActionStatus struct {
+	// Action represents for the action name
+	// +optional
+	Action string `json:"action,omitempty"`
+	// State represents for the status of this image pull on the edge node.
+	// +optional
+	Status metav1.ConditionStatus `json:"status,omitempty"`
+	// Reason represents the reason for the failure of the action.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Time represents for the running time of the node task.
+	// +optional
+	Time string `json:"time,omitempty"`
+}
+
+// kubectl prefers v1alpha2 (the higher version): it gets v1alpha1's printer
+// columns, so `kubectl get nodeupgradejobs` looks the same.
+
+// NodeUpgradeJob is used to upgrade edge node from cloud side.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=nuj;nodeupgrade,categories=kubeedge
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.action`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
+// +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NodeUpgradeJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Specification of the desired behavior of NodeUpgradeJob.
+	// +optional
+	Spec NodeUpgradeJobSpec `json:"spec,omitempty"`
+	// Most recently observed status of the NodeUpgradeJob.
+	// +optional
+	Status NodeUpgradeJobStatus `json:"status,omitempty"`
+}
+
+// NodeUpgradeJobList is a list of NodeUpgradeJob.
+//
+// +kubebuilder:object:root=true
+type NodeUpgradeJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeUpgradeJob `json:"items"`
+}
