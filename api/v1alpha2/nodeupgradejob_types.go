@@ -123,26 +123,32 @@ type NodeUpgradeJobStatus struct {
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// State represents for the state phase of the NodeUpgradeJob.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	State string `json:"state,omitempty"`
 	// CurrentVersion represents for the current status of the EdgeCore.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	CurrentVersion string `json:"currentVersion,omitempty"`
 	// HistoricVersion represents for the historic status of the EdgeCore.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	HistoricVersion string `json:"historicVersion,omitempty"`
 	// Time represents for the running time of the ImagePrePullJob.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	Time string `json:"time,omitempty"`
 	// Event represents for the event of the ImagePrePullJob.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	Event string `json:"event,omitempty"`
 	// Action represents for the action of the ImagePrePullJob.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	Action string `json:"action,omitempty"`
@@ -198,10 +204,12 @@ type NodeUpgradeJobNodeTaskStatus struct {
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// State represents for the upgrade state phase of the edge node.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event represents for the event of the ImagePrePullJob.
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	// +optional
 	Event string `json:"event,omitempty"`

@@ -154,7 +154,7 @@ func walk(t *testing.T, path string, theirs, mine *apiextensionsv1.JSONSchemaPro
 		t.Errorf("%s: missing", path)
 		return
 	}
-	if theirs.Type != mine.Type || theirs.Format != mine.Format && !(path == ".spec.timeoutSeconds" && mine.Format == "int64") {
+	if theirs.Type != mine.Type || theirs.Format != mine.Format && (path != ".spec.timeoutSeconds" || mine.Format != "int64") {
 		t.Errorf("%s: KubeEdge has %s/%s, this CRD %s/%s", path, theirs.Type, theirs.Format, mine.Type, mine.Format)
 	}
 	for _, r := range mine.Required {

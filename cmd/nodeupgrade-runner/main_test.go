@@ -157,13 +157,6 @@ func (h *fakeHost) touch(t *testing.T, name string) {
 	}
 }
 
-func (h *fakeHost) remove(t *testing.T, name string) {
-	t.Helper()
-	if err := os.Remove(filepath.Join(h.state, name)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (h *fakeHost) write(t *testing.T, rel, content string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(h.root, rel), []byte(content), 0o644); err != nil {

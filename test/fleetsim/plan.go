@@ -295,12 +295,12 @@ func (p plan) successReport(name string, base runner.Report) string {
 	}
 	rep := base
 	rep.Step, rep.Result = runner.Step(name), runner.ResultSucceeded
-	switch {
-	case name == ContainerCheck:
+	switch name {
+	case ContainerCheck:
 		rep.Reason = "cpu 12% <= 80%, mem 35% <= 80%, disk 41% <= 80% (simulated)"
-	case name == ContainerBackup:
+	case ContainerBackup:
 		rep.Reason = "backup done"
-	case name == UpgradeContainer:
+	case UpgradeContainer:
 		rep.Reason = fmt.Sprintf("upgraded edgecore from %s to %s", orUnknown(base.FromVersion), base.ToVersion)
 	}
 	return string(rep.Marshal())

@@ -74,7 +74,7 @@ func startCloudcore(binary, dir, configPath string) (*cloudcore, error) {
 func (cc *cloudcore) running() error {
 	select {
 	case <-cc.exited:
-		return fmt.Errorf("cloudcore exited (%v); log:\n%s", cc.waitErr, tailFile(cc.logPath, 4096))
+		return fmt.Errorf("cloudcore exited (%w); log:\n%s", cc.waitErr, tailFile(cc.logPath, 4096))
 	default:
 		return nil
 	}

@@ -261,7 +261,7 @@ func (n *Node) findLeader(ctx context.Context, timeout time.Duration) (int, erro
 		}
 		select {
 		case <-n.exited:
-			return 0, fmt.Errorf("systemd-nspawn for %s exited (%v); console:\n%s", n.name, n.waitErr, tailFile(n.logPath, 4096))
+			return 0, fmt.Errorf("systemd-nspawn for %s exited (%w); console:\n%s", n.name, n.waitErr, tailFile(n.logPath, 4096))
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -287,7 +287,7 @@ func (n *Node) waitSystemd(ctx context.Context, timeout time.Duration) error {
 		case <-ctx.Done():
 			return fmt.Errorf("node %s: systemd not up (%s): %w", n.name, last.String(), ctx.Err())
 		case <-n.exited:
-			return fmt.Errorf("node %s: nspawn exited: %v", n.name, n.waitErr)
+			return fmt.Errorf("node %s: nspawn exited: %w", n.name, n.waitErr)
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
@@ -296,9 +296,9 @@ func (n *Node) waitSystemd(ctx context.Context, timeout time.Duration) error {
 // stop powers the machine off (SIGRTMIN+3 to its systemd, as nspawn does on
 // SIGTERM), then kills what is left: PID 1 of a pid namespace takes every
 // process in it along.
-func (n *Node) stop(grace time.Duration) error {
+func (n *Node) stop(grace time.Duration) {
 	if n.cmd == nil || n.cmd.Process == nil {
-		return nil
+		return
 	}
 	select {
 	case <-n.exited:
@@ -323,7 +323,6 @@ func (n *Node) stop(grace time.Duration) error {
 	n.mu.Lock()
 	n.leader = 0
 	n.mu.Unlock()
-	return nil
 }
 
 func waitGone(pid int, timeout time.Duration) {

@@ -54,7 +54,7 @@ func TestNodeBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		_ = n.stop(30 * time.Second)
+		n.stop(30 * time.Second)
 		if err := unmountUnder(dir); err != nil {
 			t.Error(err)
 		}

@@ -117,7 +117,7 @@ func (w *World) logf(format string, args ...any) {
 
 // StartT starts a world for a test: it skips when not root, stops the world
 // in t.Cleanup, and fails the test on error.
-func StartT(t testing.TB, ctx context.Context, opts Options) *World {
+func StartT(t *testing.T, ctx context.Context, opts Options) *World {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kubeedgeworld needs root (systemd-nspawn, bridges, mounts)")
@@ -429,7 +429,7 @@ func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versi
 		for _, n := range w.nodes {
 			select {
 			case <-n.exited:
-				return fmt.Errorf("node %s: machine exited: %v", n.name, n.waitErr)
+				return fmt.Errorf("node %s: machine exited: %w", n.name, n.waitErr)
 			default:
 			}
 		}
@@ -503,7 +503,7 @@ func (w *World) Stop() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = n.stop(30 * time.Second)
+				n.stop(30 * time.Second)
 			}()
 		}
 		wg.Wait()

@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"os/exec"
@@ -266,7 +265,7 @@ func copyFile(tw *tar.Writer, name string, e Entry) error {
 // Digest is a helper for callers keying caches by content: the sha256 of the
 // named files' sizes and modification times plus the extra strings.
 func Digest(files []string, extra ...string) (string, error) {
-	var h hash.Hash = sha256.New()
+	h := sha256.New()
 	for _, f := range files {
 		info, err := os.Stat(f)
 		if err != nil {
