@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
 // cloudcore is the real cloudcore process on the host.
@@ -74,7 +76,7 @@ func startCloudcore(binary, dir, configPath string) (*cloudcore, error) {
 func (cc *cloudcore) running() error {
 	select {
 	case <-cc.exited:
-		return fmt.Errorf("cloudcore exited (%w); log:\n%s", cc.waitErr, tailFile(cc.logPath, 4096))
+		return fmt.Errorf("cloudcore exited (%w); log:\n%s", cc.waitErr, testenv.TailFile(cc.logPath, 4096))
 	default:
 		return nil
 	}
@@ -112,7 +114,7 @@ func (w *World) waitToken(ctx context.Context, timeout time.Duration) (string, e
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("no token in secret kubeedge/tokensecret: %w; cloudcore log:\n%s", ctx.Err(), tailFile(w.cc.logPath, 4096))
+			return "", fmt.Errorf("no token in secret kubeedge/tokensecret: %w; cloudcore log:\n%s", ctx.Err(), testenv.TailFile(w.cc.logPath, 4096))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

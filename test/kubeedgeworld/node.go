@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
 // Node is one real edge node: a Debian machine booted by systemd-nspawn
@@ -261,7 +262,7 @@ func (n *Node) findLeader(ctx context.Context, timeout time.Duration) (int, erro
 		}
 		select {
 		case <-n.exited:
-			return 0, fmt.Errorf("systemd-nspawn for %s exited (%w); console:\n%s", n.name, n.waitErr, tailFile(n.logPath, 4096))
+			return 0, fmt.Errorf("systemd-nspawn for %s exited (%w); console:\n%s", n.name, n.waitErr, testenv.TailFile(n.logPath, 4096))
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -333,21 +334,4 @@ func waitGone(pid int, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func tailFile(p string, n int64) string {
-	f, err := os.Open(p)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	if _, err := f.Seek(max(info.Size()-n, 0), io.SeekStart); err != nil {
-		return ""
-	}
-	data, _ := io.ReadAll(f)
-	return string(data)
 }

@@ -63,7 +63,7 @@ func TestNodeBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := n.waitSystemd(ctx, 2*time.Minute); err != nil {
-		t.Log(tailFile(n.logPath, 4000))
+		t.Log(testenv.TailFile(n.logPath, 4000))
 		t.Fatal(err)
 	}
 	t.Logf("systemd up after %s", time.Since(start))

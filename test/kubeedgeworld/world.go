@@ -475,7 +475,7 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if w.cc != nil {
-		logf("cloudcore log tail:\n%s", tailFile(w.cc.logPath, 3000))
+		logf("cloudcore log tail:\n%s", testenv.TailFile(w.cc.logPath, 3000))
 	}
 	for _, n := range w.nodes {
 		if n.LeaderPID() == 0 {

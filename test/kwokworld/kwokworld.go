@@ -256,9 +256,9 @@ func (w *World) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	err := testenv.WaitHealthy(ctx, w.healthURL, timeout, w.exited)
 	switch {
 	case errors.Is(err, testenv.ErrExited):
-		return fmt.Errorf("kwokworld: kwok exited before it was ready (%w); log:\n%s", w.waitErr, tail(w.logPath, 4096))
+		return fmt.Errorf("kwokworld: kwok exited before it was ready (%w); log:\n%s", w.waitErr, testenv.TailFile(w.logPath, 4096))
 	case err != nil:
-		return fmt.Errorf("kwokworld: kwok %w; log:\n%s", err, tail(w.logPath, 4096))
+		return fmt.Errorf("kwokworld: kwok %w; log:\n%s", err, testenv.TailFile(w.logPath, 4096))
 	}
 	return nil
 }
@@ -370,23 +370,4 @@ func findBinary(explicit string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("kwokworld: no kwok binary: set $%s or run hack/build-tools.sh kwok", EnvKwokBinary)
-}
-
-// tail returns the last n bytes of a file, for error messages.
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(info.Size()-n, 0)
-	buf := make([]byte, info.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return ""
-	}
-	return string(buf)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -179,9 +178,9 @@ func (ctl *Controller) waitReady(ctx context.Context, timeout time.Duration) err
 		if exitErr == nil {
 			exitErr = errors.New("exit status 0")
 		}
-		return fmt.Errorf("localcluster: %s exited before it was ready (%w); log:\n%s", ctl.name, exitErr, ctl.tail(4096))
+		return fmt.Errorf("localcluster: %s exited before it was ready (%w); log:\n%s", ctl.name, exitErr, testenv.TailFile(ctl.logPath, 4096))
 	case err != nil:
-		return fmt.Errorf("localcluster: %s %w; log:\n%s", ctl.name, err, ctl.tail(4096))
+		return fmt.Errorf("localcluster: %s %w; log:\n%s", ctl.name, err, testenv.TailFile(ctl.logPath, 4096))
 	}
 	return nil
 }
@@ -277,24 +276,6 @@ func (ctl *Controller) IsLeader(ctx context.Context) (bool, error) {
 	}
 	// The gauge appears once the elector has tried; absent means not yet.
 	return false, nil
-}
-
-func (ctl *Controller) tail(n int64) string {
-	f, err := os.Open(ctl.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(info.Size()-n, 0)
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return ""
-	}
-	data, _ := io.ReadAll(f)
-	return string(data)
 }
 
 // Controllers returns every controller started so far, running or not.

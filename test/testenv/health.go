@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -55,4 +57,23 @@ func FreeLocalAddr() (string, error) {
 		return "", fmt.Errorf("free port %s: %w", addr, err)
 	}
 	return addr, nil
+}
+
+// TailFile returns the last n bytes of the file at path, for error messages
+// about a process that failed; "" when the file cannot be read.
+func TailFile(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if _, err := f.Seek(max(info.Size()-n, 0), io.SeekStart); err != nil {
+		return ""
+	}
+	data, _ := io.ReadAll(f)
+	return string(data)
 }
