@@ -14,7 +14,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
@@ -30,41 +29,10 @@ func TestAPIServerAcceptsManifests(t *testing.T) {
 	kubectlPath(t) // fail early without kubectl
 	raw, objs := renderDefault(t)
 
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatalf("%v", err) // no control plane binaries: run `make tools`
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting envtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping envtest: %v", err)
-		}
-	})
-	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigYAML, err := admin.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kubeconfigYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, kc, dir := startAdminAPIServer(t, nil)
 	manifests := filepath.Join(dir, "nodeupgrade.yaml")
 	if err := os.WriteFile(manifests, raw, 0o644); err != nil {
 		t.Fatal(err)
-	}
-	kenv := []string{"KUBECONFIG=" + kubeconfig}
-	// kubectl's discovery cache goes to the temp dir, not $HOME.
-	kc := func(args ...string) []byte {
-		t.Helper()
-		return runKubectl(t, kenv, append([]string{"--cache-dir=" + filepath.Join(dir, "cache")}, args...)...)
 	}
 	k8s, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"k8s.io/client-go/rest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -347,12 +348,33 @@ func contains(list []string, s string) bool {
 // returns kubectl bound to it and an admin client.
 func startBareAPIServer(t *testing.T) (func(args ...string) []byte, client.Client) {
 	t.Helper()
+	cfg, kc, _ := startAdminAPIServer(t, func(env *envtest.Environment) {
+		env.CRDDirectoryPaths = nil
+		env.ErrorIfCRDPathMissing = false
+	})
+	s := testenv.Scheme()
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc, k8s
+}
+
+// startAdminAPIServer starts envtest (changed by mutate, if not nil) for the
+// test, and returns its config, kubectl bound to it as a system:masters
+// user, and the test's temporary folder holding the kubeconfig.
+func startAdminAPIServer(t *testing.T, mutate func(*envtest.Environment)) (*rest.Config, func(args ...string) []byte, string) {
+	t.Helper()
 	env, err := testenv.New()
 	if err != nil {
-		t.Fatalf("%v", err)
+		t.Fatalf("%v", err) // no control plane binaries: run `make tools`
 	}
-	env.CRDDirectoryPaths = nil
-	env.ErrorIfCRDPathMissing = false
+	if mutate != nil {
+		mutate(env)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting envtest: %v", err)
@@ -376,17 +398,10 @@ func startBareAPIServer(t *testing.T) (func(args ...string) []byte, client.Clien
 		t.Fatal(err)
 	}
 	kenv := []string{"KUBECONFIG=" + kubeconfig}
+	// kubectl's discovery cache goes to the temp dir, not $HOME.
 	kc := func(args ...string) []byte {
 		t.Helper()
 		return runKubectl(t, kenv, append([]string{"--cache-dir=" + filepath.Join(dir, "cache")}, args...)...)
 	}
-	s := testenv.Scheme()
-	if err := apiextensionsv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kc, k8s
+	return cfg, kc, dir
 }
