@@ -66,7 +66,15 @@ func Normalize(image, version string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return repo + ":" + version, nil
+	// The normalised reference is what the runner gets and checks again, so
+	// it must fit the same bound as the input: Repository bounds the
+	// repository, and the tag can take it past (found by FuzzNormalize).
+	out := repo + ":" + version
+	if len(out) > MaxImageLength {
+		return "", fmt.Errorf("image %q becomes %d characters long once normalised (%s…:%s), the maximum is %d",
+			image, len(out), out[:min(len(out), 40)], version, MaxImageLength)
+	}
+	return out, nil
 }
 
 // Repository returns image's normalised repository, without tag or digest:

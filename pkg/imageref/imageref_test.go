@@ -56,6 +56,7 @@ func TestNormalize(t *testing.T) {
 		wantErr string
 	}{
 		{"default", "", v, "docker.io/kubeedge/installation-package:v1.21.0", ""},
+		{"too long once tagged", strings.Repeat("a", 230), v, "", "becomes 256 characters long once normalised"},
 		{"short", "kubeedge/installation-package", v, "docker.io/kubeedge/installation-package:v1.21.0", ""},
 		{"tag replaced", "kubeedge/installation-package:v1.19.0", v, "docker.io/kubeedge/installation-package:v1.21.0", ""},
 		{"digest dropped", "kubeedge/installation-package@sha256:" + strings.Repeat("a", 64), v, "docker.io/kubeedge/installation-package:v1.21.0", ""},
