@@ -204,12 +204,13 @@ func crashHelper() {
 	}
 	// Give the parent's poll time to see every process.
 	time.Sleep(time.Second)
-	done := make(chan struct{})
+	// The panicking goroutine ends the process. Block for good here: waking
+	// on anything the panic's unwinding does (a deferred close, say) would let
+	// the test return and the binary exit 0 before the panic is printed.
 	go func() {
-		defer close(done)
 		panic("helper crashes on purpose")
 	}()
-	<-done
+	select {}
 }
 
 // The sentinel must know exactly this Cluster's processes: if it adopted
