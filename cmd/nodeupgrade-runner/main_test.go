@@ -92,6 +92,13 @@ upgrade)
     verdict false "failed to pull image docker.io/kubeedge/installation-package:$to"; rm -f "$lock"
     echo "pull exploded" >&2; exit 1
   fi
+  if [ -s "$dir/copy-races" ]; then
+    n=$(cat "$dir/copy-races"); echo $(( n - 1 )) > "$dir/copy-races"
+    if [ "$n" -gt 0 ]; then
+      verdict false "failed to get edgecore binary, err: failed to copy edgecore from /usr/local/bin/edgecore in the image docker.io/kubeedge/installation-package:$to to host /etc/kubeedge/upgrade/$to/edgecore, err: start container failed: cannot start an already running container: unknown"
+      rm -f "$lock"; echo "copy exploded" >&2; exit 1
+    fi
+  fi
   stop_edgecore
   if [ -e "$dir/hang-upgrade" ]; then
     sleep 60 &
@@ -238,6 +245,20 @@ func runRunner(t *testing.T, termPath string, args ...string) runResult {
 	return res
 }
 
+// startRunner starts the runner in the background; done receives its exit.
+func startRunner(t *testing.T, args ...string) (*exec.Cmd, *strings.Builder, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(runnerBin, args...)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, out, done
+}
+
 // upgradeCall is how real keadm v1.21+ must be called: --image is the
 // repository, keadm appends ":" + toVersion itself.
 const upgradeCall = "keadm upgrade edge --toVersion " + toV + " --image docker.io/kubeedge/installation-package --force"
@@ -373,6 +394,24 @@ func TestRunnerSteps(t *testing.T) {
 			wantCalls:  []string{versionCall, upgradeCall},
 			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
 			wantReason: []string{"edgecore was not touched", "no rollback was needed", "failed to pull image docker.io/kubeedge/installation-package:v1.21.0"},
+		},
+		{
+			// Real keadm's copy sandbox is stopped by edgecore's kubelet
+			// as an orphan pod now and then (seen in 2 of 3 real upgrades).
+			name: "keadm losing its copy container to the kubelet is retried", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "copy-races", "2") },
+			wantCode:   runner.ExitOK,
+			wantCalls:  []string{versionCall, upgradeCall, upgradeCall, upgradeCall},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"upgraded edgecore from v1.20.0 to v1.21.0"},
+		},
+		{
+			name: "keadm losing its copy container every time gives up untouched", step: runner.StepUpgrade,
+			setup:      func(t *testing.T, h *fakeHost) { h.writeState(t, "copy-races", "3") },
+			wantCode:   runner.ExitUpgradeFailedUntouched,
+			wantCalls:  []string{versionCall, upgradeCall, upgradeCall, upgradeCall},
+			wantReport: runner.Report{Step: runner.StepUpgrade, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV},
+			wantReason: []string{"edgecore was not touched", "failed to copy edgecore from"},
 		},
 		{
 			name: "upgrade fails and rolls back", step: runner.StepUpgrade,
@@ -660,12 +699,7 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	h := newFakeHost(t)
 	h.touch(t, "hang-upgrade")
 	o := h.options(time.Now().Add(time.Hour))
-	cmd := exec.Command(runnerBin, o.Args(runner.StepUpgrade)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	g.Expect(cmd.Start()).To(Succeed())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, out, done := startRunner(t, o.Args(runner.StepUpgrade)...)
 
 	// Signal once keadm has stopped edgecore and hangs: a half-done upgrade.
 	g.Eventually(filepath.Join(h.state, "sleep.pid")).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).
@@ -687,6 +721,45 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rep.RolledBack).To(BeTrue())
 	g.Expect(rep.Reason).To(ContainSubstring("killed because the runner was stopped"))
+}
+
+// A stop request after keadm upgraded edgecore does not roll the upgrade
+// back: the runner finishes its settle check of the new edgecore and reports
+// success. Seen on a real node: the new v1.22 edgecore's kubelet stopped the
+// upgrade container right after it started, and a runner that honoured the
+// SIGTERM rolled back a working upgrade.
+func TestRunnerSIGTERMAfterKeadmUpgradeSucceeds(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	o := h.options(time.Now().Add(time.Hour))
+	o.EdgecoreSettle = 3 * time.Second
+	cmd, out, done := startRunner(t, o.Args(runner.StepUpgrade)...)
+
+	// Signal once keadm has written its success verdict and released its
+	// lock: the runner is in its settle check.
+	keadmDone := func() bool {
+		data, err := os.ReadFile(filepath.Join(h.root, "etc", "kubeedge", "upgrade_report.json"))
+		if err != nil || !strings.Contains(string(data), `"event":"Upgrade","success":true`) {
+			return false
+		}
+		_, err = os.Stat(filepath.Join(h.root, runner.KeadmLockPath))
+		return errors.Is(err, os.ErrNotExist)
+	}
+	g.Eventually(keadmDone).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).Should(BeTrue())
+	g.Expect(done).NotTo(Receive(), "the settle check lasts %s", o.EdgecoreSettle)
+	g.Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
+
+	var err error
+	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(&err))
+	g.Expect(err).NotTo(HaveOccurred(), out.String())
+	g.Expect(out.String()).To(ContainSubstring("asked to stop"))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall}), "no rollback")
+	data, err := os.ReadFile(h.termPath)
+	g.Expect(err).NotTo(HaveOccurred())
+	rep, err := runner.ParseReport(string(data))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rep.Result).To(Equal(runner.ResultSucceeded), rep.Reason)
+	g.Expect(rep.RolledBack).To(BeFalse())
 }
 
 // A step runs once per job and node: a container the kubelet starts again
@@ -724,12 +797,7 @@ func TestRunnerStepsHandOver(t *testing.T) {
 		o := h.options(time.Now().Add(time.Hour))
 		backup := o
 		backup.After = runner.StepCheck
-		cmd := exec.Command(runnerBin, backup.Args(runner.StepBackup)...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		g.Expect(cmd.Start()).To(Succeed())
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		_, out, done := startRunner(t, backup.Args(runner.StepBackup)...)
 		g.Consistently(done).WithTimeout(time.Second).ShouldNot(Receive(), "backup must wait for check")
 		g.Expect(h.calls(t)).To(BeEmpty())
 

@@ -304,6 +304,18 @@ func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
 	// repository without a tag (seen on a real node: a tagged --image
 	// fails with "invalid reference format").
 	res, kr := r.keadmMutating(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force")
+	for attempt := 2; attempt <= keadmCopyAttempts && keadmLostCopyRace(res, kr) && r.host.edgecore(r.o.Edgecore) == before; attempt++ {
+		fmt.Fprintf(r.log, "keadm upgrade failed while copying edgecore out of the image, before it touched edgecore (%s); attempt %d of %d\n",
+			firstLine(reportOrErr(res, kr)), attempt, keadmCopyAttempts)
+		select {
+		case <-ctx.Done():
+		case <-time.After(keadmCopyRetryDelay):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		res, kr = r.keadmMutating(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force")
+	}
 	upErr := res.err
 	if upErr == nil && kr != nil && !kr.Success {
 		upErr = fmt.Errorf("keadm reported failure: %s", kr.ErrorMessage)
@@ -328,6 +340,40 @@ func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
 		return rep, ExitUpgradeFailedUntouched
 	}
 	return r.rollback(ctx, rep, upReason)
+}
+
+// keadmCopyAttempts bounds how often the upgrade step runs keadm upgrade
+// when keadm lost the race described at keadmLostCopyRace.
+const keadmCopyAttempts = 3
+
+// keadmCopyRetryDelay is the pause before such a retry: one kubelet
+// housekeeping period (2 s) so the next copy container starts in a fresh
+// window.
+const keadmCopyRetryDelay = 2 * time.Second
+
+// keadmLostCopyRace reports whether keadm upgrade failed while copying the
+// new edgecore out of the installation-package image. keadm does that copy
+// in a CRI pod sandbox of its own, which the running edgecore's kubelet
+// sees as an orphaned pod and stops in its housekeeping (every 2 s). Seen on
+// a real v1.21.0 node in 2 of 3 upgrades: StopPodSandbox 35 ms after
+// StartContainer, and keadm failing with "failed to copy edgecore from
+// /usr/local/bin/edgecore in the image ...: cannot start an already running
+// container". The failure happens before keadm stops edgecore, so running
+// keadm again is safe; the caller checks that edgecore is untouched.
+func keadmLostCopyRace(res cmdResult, kr *keadmReport) bool {
+	if res.err == nil && (kr == nil || kr.Success) {
+		return false
+	}
+	return strings.Contains(reportOrErr(res, kr), "failed to copy edgecore from")
+}
+
+// reportOrErr is keadm's own error message when its report has one, and
+// its output tail otherwise.
+func reportOrErr(res cmdResult, kr *keadmReport) string {
+	if kr != nil && kr.ErrorMessage != "" {
+		return kr.ErrorMessage
+	}
+	return res.tail
 }
 
 // resumeInterrupted handles an upgrade step that an earlier run of this
@@ -380,18 +426,33 @@ func (r *stepRunner) rollback(ctx context.Context, rep Report, upReason string) 
 // without interruption for EdgecoreSettle: keadm starts the new edgecore
 // and exits, so an edgecore that crashes at start (and is restarted by
 // systemd, getting a new PID each time) is only seen this way.
-func (r *stepRunner) waitEdgecoreStable(ctx context.Context) error {
+//
+// It runs only after keadm reported a finished upgrade, and a stop request
+// (SIGTERM, the step's deadline) does not cut it short: rolling back a
+// working upgrade, or exiting without a verdict, would both be worse than
+// finishing a check bounded by 2*EdgecoreSettle, well inside the pod's grace
+// period. Seen on a real node: the new v1.22 edgecore's kubelet, not yet
+// knowing the upgrade pod from its local store, stopped the upgrade
+// container 0.7 s after it started, and the runner (then honouring SIGTERM)
+// rolled a good upgrade back.
+func (r *stepRunner) waitEdgecoreStable(parent context.Context) error {
 	if r.o.EdgecoreSettle <= 0 {
 		return nil
 	}
 	// As long again for the new edgecore to appear.
-	ctx, cancel := context.WithTimeout(ctx, 2*r.o.EdgecoreSettle)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 2*r.o.EdgecoreSettle)
 	defer cancel()
 	var since time.Time
 	var last string
+	stopLogged := false
 	tick := time.NewTicker(settlePoll)
 	defer tick.Stop()
 	for {
+		if parent.Err() != nil && !stopLogged {
+			stopLogged = true
+			fmt.Fprintf(r.log, "asked to stop (%v) after keadm upgraded edgecore; finishing the %s check of the new edgecore first\n",
+				context.Cause(parent), r.o.EdgecoreSettle)
+		}
 		cur := r.host.edgecore(r.o.Edgecore).Processes
 		switch {
 		case cur == "" || strings.Contains(cur, ","):

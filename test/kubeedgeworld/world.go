@@ -483,6 +483,22 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 		}
 		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "containerd")
 		logf("node %s journal tail:\n%s", n.name, res.Stdout)
+		if dir := os.Getenv("KUBEEDGE_WORLD_ARTIFACTS"); dir != "" {
+			full := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise")
+			p := filepath.Join(dir, n.name+"-journal.log")
+			if err := os.MkdirAll(dir, 0o755); err == nil {
+				if err := os.WriteFile(p, []byte(full.Stdout), 0o644); err == nil {
+					logf("node %s full journal: %s", n.name, p)
+				}
+				pods := n.Exec(ctx, "find", "/var/log/pods", "-type", "f", "-name", "*.log", "-exec", "tail", "-n", "+1", "{}", "+")
+				_ = os.WriteFile(filepath.Join(dir, n.name+"-podlogs.log"), []byte(pods.Stdout), 0o644)
+			}
+		}
+	}
+	if dir := os.Getenv("KUBEEDGE_WORLD_ARTIFACTS"); dir != "" && w.cc != nil {
+		if b, err := os.ReadFile(w.cc.logPath); err == nil && os.WriteFile(filepath.Join(dir, "cloudcore.log"), b, 0o644) == nil {
+			logf("cloudcore log: %s", filepath.Join(dir, "cloudcore.log"))
+		}
 	}
 	logf("world folder: %s", w.dir)
 }
