@@ -72,8 +72,11 @@ const FinalizerKubeEdgeController = "kubeedge.io/nodeupgradejob-controller"
 // Defaults the seed API states; the CRD applies them on create, and the
 // controller applies them again for zero values (timeoutSeconds: 0 means 300).
 const (
-	DefaultImage           = "kubeedge/installation-package"
-	DefaultTimeoutSeconds  = int64(300)
+	DefaultImage          = "kubeedge/installation-package"
+	DefaultTimeoutSeconds = int64(300)
+	// MaxTimeoutSeconds is the CRD's bound on spec.timeoutSeconds (7 days);
+	// the controller clamps older stored objects to it.
+	MaxTimeoutSeconds      = int64(7 * 24 * 3600)
 	DefaultConcurrency     = int32(1)
 	DefaultFailureTolerate = "0.1"
 )

@@ -44,10 +44,14 @@ type NodeUpgradeJobSpec struct {
 	Image string `json:"image,omitempty"`
 
 	// TimeoutSeconds limits how long one node's upgrade may take, counted from
-	// its dispatch on the controller's clock. 0 means the default, 300.
+	// its dispatch on the controller's clock. 0 means the default, 300. At
+	// most 604800 (7 days): an upgrade pod's activeDeadlineSeconds is an
+	// int32 and the deadline is computed as a Go duration, and no keadm
+	// upgrade needs a week; a longer value would only hold a slot for good.
 	// +optional
 	// +kubebuilder:default=300
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=604800
 	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
 
 	// Concurrency specifies the max number of edge nodes that can be upgraded

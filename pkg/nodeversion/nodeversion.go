@@ -7,18 +7,27 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/version"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 )
 
 const kubeEdgeMarker = "-kubeedge-"
 
 // Edgecore returns the edgecore version in a kubeletVersion string such as
-// "v1.30.7-kubeedge-v1.21.0", and false when the string carries none.
+// "v1.30.7-kubeedge-v1.21.0", and false when the string carries none. Only
+// a version of the grammar the CRD and the runner accept
+// (imageref.ValidateVersion) is read: the value goes on to the runner's
+// --from-version and into status, so "v1.21.0 x;y" reads as no version at
+// all rather than as "v1.21.0 x;y".
 func Edgecore(kubeletVersion string) (string, bool) {
 	i := strings.LastIndex(kubeletVersion, kubeEdgeMarker)
 	if i < 0 {
 		return "", false
 	}
 	v := kubeletVersion[i+len(kubeEdgeMarker):]
+	if imageref.ValidateVersion(v) != nil {
+		return "", false
+	}
 	if _, err := parse(v); err != nil {
 		return "", false
 	}

@@ -19,6 +19,13 @@ func TestEdgecore(t *testing.T) {
 		{"v1.30.7-kubeedge-", "", false},
 		{"v1.30.7-kubeedge-garbage", "", false},
 		{"v1.30.7-kubeedge-v1.20.0-kubeedge-v1.21.0", "v1.21.0", true},
+		// Strict: only the CRD's and the runner's version grammar is read.
+		{"v1.30.7-kubeedge-v1.21.0 x;y", "", false},
+		{"v1.30.7-kubeedge-v1.21.0\n", "", false},
+		{"v1.30.7-kubeedge-v1.21", "", false},
+		{"v1.30.7-kubeedge-1.21.0", "", false},
+		{"v1.30.7-kubeedge-v1.21.0+build.1", "", false},
+		{"v1.30.7-kubeedge-v1.21.0-rc_1", "v1.21.0-rc_1", true},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {

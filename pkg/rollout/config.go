@@ -25,16 +25,21 @@ type Config struct {
 // parses failureTolerate. The CRD validates all of it; the checks here keep
 // the planner safe against objects stored before a validation rule existed.
 func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
+	// Clamped before the multiplication: from 9,223,372,037 seconds up the
+	// duration would overflow into a negative timeout, and from 2^31 the
+	// pod's activeDeadlineSeconds would not fit its int32. The CRD refuses
+	// such values; an object stored before that rule is clamped here.
+	seconds := min(spec.TimeoutSeconds, v1alpha1.MaxTimeoutSeconds)
+	if seconds <= 0 {
+		seconds = v1alpha1.DefaultTimeoutSeconds
+	}
 	cfg := Config{
 		TargetVersion: spec.Version,
 		Concurrency:   int(spec.Concurrency),
-		Timeout:       time.Duration(spec.TimeoutSeconds) * time.Second,
+		Timeout:       time.Duration(seconds) * time.Second,
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = int(v1alpha1.DefaultConcurrency)
-	}
-	if spec.TimeoutSeconds <= 0 {
-		cfg.Timeout = time.Duration(v1alpha1.DefaultTimeoutSeconds) * time.Second
 	}
 	tolerate := spec.FailureTolerate
 	if tolerate == "" {

@@ -72,6 +72,12 @@ func TestConfigFromSpec(t *testing.T) {
 		{name: "zero values take the defaults", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0"}, timeout: 300 * time.Second, conc: 1, tol: "1/10"},
 		{name: "explicit values", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 60, Concurrency: 5, FailureTolerate: "0.25"}, timeout: 60 * time.Second, conc: 5, tol: "1/4"},
 		{name: "timeout 0 means 300", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 0, FailureTolerate: "1.0"}, timeout: 300 * time.Second, conc: 1, tol: "1"},
+		{name: "timeout at the bound", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 604800}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
+		// Stored before the CRD's maximum: clamped, not overflowed into a
+		// negative duration (9,223,372,037 s and up) or a pod deadline past int32.
+		{name: "timeout past int32 is clamped", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 2147483528}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
+		{name: "timeout past Duration is clamped", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 9223372037}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
+		{name: "timeout max int64 is clamped", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 1<<63 - 1}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
 		{name: "garbage tolerance", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "10%"}, wantErr: true},
 		{name: "tolerance above 1", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "1.5"}, wantErr: true},
 		{name: "negative tolerance", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", FailureTolerate: "-0.1"}, wantErr: true},
