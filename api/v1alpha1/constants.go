@@ -50,6 +50,10 @@ const (
 	// ConditionNotHandled is True on a job this controller leaves alone:
 	// another controller handles it, or it asks for what this one lacks.
 	ConditionNotHandled = "NotHandled"
+	// ConditionStatusWriteFailed is True when the controller's last status
+	// write was refused for a reason other than a conflict; its message is
+	// the API server's. The next write that succeeds removes it.
+	ConditionStatusWriteFailed = "StatusWriteFailed"
 )
 
 // Reasons of the NotHandled condition.
@@ -76,7 +80,11 @@ const (
 	DefaultTimeoutSeconds = int64(300)
 	// MaxTimeoutSeconds is the CRD's bound on spec.timeoutSeconds (7 days);
 	// the controller clamps older stored objects to it.
-	MaxTimeoutSeconds      = int64(7 * 24 * 3600)
+	MaxTimeoutSeconds = int64(7 * 24 * 3600)
+	// MaxNodeStatusItems is the CRD's maxItems on status.nodeStatus (keep
+	// the marker in step): no more entries fit etcd's 1.5 MiB, so the
+	// controller refuses a larger job before its first write.
+	MaxNodeStatusItems     = 13500
 	DefaultConcurrency     = int32(1)
 	DefaultFailureTolerate = "0.1"
 )

@@ -209,9 +209,11 @@ type NodeUpgradeJobStatus struct {
 	// The list is atomic: the controller is its only writer, and a map-typed
 	// list would make server-side field tracking record every node again in
 	// metadata.managedFields, doubling the object at fleet scale.
+	// At most 13500 entries (v1alpha1.MaxNodeStatusItems): more never fit
+	// etcd's 1.5 MiB limit, and the controller refuses such a job up front.
 	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=20000
+	// +kubebuilder:validation:MaxItems=13500
 	NodeStatus []TaskStatus `json:"nodeStatus,omitempty"`
 
 	// Conditions are the job's Progressing, Complete and Failed conditions.

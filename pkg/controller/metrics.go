@@ -24,6 +24,7 @@ type Metrics struct {
 	toleranceWait   prometheus.Histogram
 	statusWrites    prometheus.Counter
 	statusBytes     *prometheus.GaugeVec
+	statusFailures  *prometheus.CounterVec
 	mu              sync.Mutex
 	toleranceHitsAt map[string]time.Time
 }
@@ -63,9 +64,12 @@ func NewMetrics() *Metrics {
 			statusBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "nodeupgrade_job_status_bytes", Help: "Size of the last written NodeUpgradeJob status, in JSON bytes.",
 			}, []string{"job"}),
+			statusFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "nodeupgrade_status_write_failures_total", Help: "NodeUpgradeJob status writes the API server refused, other than conflicts, by reason (RequestEntityTooLarge, Invalid, Forbidden, ...).",
+			}, []string{"reason"}),
 			toleranceHitsAt: map[string]time.Time{},
 		}
-		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes)
+		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes, m.statusFailures)
 		shared = m
 	})
 	return shared
@@ -83,6 +87,18 @@ func (m *Metrics) observeStatusWrite(job *v1alpha1.NodeUpgradeJob) {
 	}
 	m.statusWrites.Inc()
 	if b, err := json.Marshal(job.Status); err == nil {
+		m.statusBytes.WithLabelValues(job.Name).Set(float64(len(b)))
+	}
+}
+
+// statusWriteFailed counts a refused write and shows the size of the status
+// that was refused, so a job growing past the limit is seen in the gauge.
+func (m *Metrics) statusWriteFailed(job *v1alpha1.NodeUpgradeJob, reason string, refused v1alpha1.NodeUpgradeJobStatus) {
+	if m == nil {
+		return
+	}
+	m.statusFailures.WithLabelValues(reason).Inc()
+	if b, err := json.Marshal(refused); err == nil {
 		m.statusBytes.WithLabelValues(job.Name).Set(float64(len(b)))
 	}
 }

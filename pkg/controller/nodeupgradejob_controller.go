@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -93,7 +94,10 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		base := job.DeepCopy()
 		job.Status = plan.Status
 		if err := r.Client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-			return requeueOnConflict(err, "writing status")
+			if apierrors.IsConflict(err) {
+				return requeueOnConflict(err, "writing status")
+			}
+			return ctrl.Result{}, r.statusWriteFailed(ctx, base, pods, plan, err)
 		}
 		r.lastWrite.Store(job.Name, r.Clock.Now())
 		r.Metrics.observeStatusWrite(job)
@@ -128,12 +132,16 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 // reconcileDelete cancels every upgrade of a deleted job and removes its pods,
 // then lets the job go. It does not wait for pods on offline nodes to finish
 // terminating: their kubelet ends them when it reconnects.
+//
+// The pods are listed from the API server, not the cache: a pod created an
+// instant before the deletion may not be in the cache yet, and once the job
+// is gone nothing would ever take its tracking finalizer off.
 func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgradeJob) error {
 	r.lastWrite.Delete(job.Name)
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		return nil
 	}
-	pods, err := r.listPods(ctx, job)
+	pods, err := r.listPods(ctx, r.APIReader, job)
 	if err != nil {
 		return err
 	}
@@ -154,6 +162,49 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 	return nil
 }
 
+// statusWriteFailed makes a refused status write visible, for any reason
+// but a conflict (too large, invalid, denied by a policy): a condition with
+// the API server's message, a Warning event and a metric. The pods whose
+// outcome the stored status already records are still released and
+// deleted; nothing new starts, because nothing is committed. The error goes
+// back to the work queue, which retries with backoff.
+func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, writeErr error) error {
+	log := klog.FromContext(ctx)
+	message := rollout.Truncate(writeErr.Error(), maxConditionMessage)
+	reason := string(apierrors.ReasonForError(writeErr))
+	if reason == "" {
+		reason = "Unknown"
+	}
+	r.Metrics.statusWriteFailed(stored, reason, plan.Status)
+
+	job := stored.DeepCopy()
+	cond := meta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)
+	if cond == nil || cond.Message != message {
+		r.recordEvents(job, []rollout.Event{{Warning: true, Reason: v1alpha1.ConditionStatusWriteFailed,
+			Message: "Writing the job's status failed: " + message}})
+	}
+	// Only the conditions: a merge patch of the stored status plus one
+	// condition is as small as what is stored, so it goes where the plan's
+	// write did not.
+	base := job.DeepCopy()
+	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionStatusWriteFailed, Status: metav1.ConditionTrue, Reason: reason,
+		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
+	})
+	if err := r.Client.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil {
+		log.Error(err, "Recording a failed status write on the job")
+	}
+
+	cleanup := rollout.Cleanup(stored.Status, podViews(pods))
+	if _, err := r.applyPodActions(ctx, stored, pods, cleanup, ""); err != nil {
+		log.Error(err, "Cleaning up pods after a failed status write")
+	}
+	return fmt.Errorf("writing status: %w", writeErr)
+}
+
+// maxConditionMessage bounds a condition's message (the API allows 32768).
+const maxConditionMessage = 1024
+
 // untilNextWrite says how long a status write must wait to keep
 // StatusWriteInterval. The first write and a job's final write never wait.
 func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration {
@@ -172,6 +223,9 @@ func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration
 // the API server more than the upgrades do. Warnings are always recorded, and
 // Progress events tell the story of large jobs.
 const perNodeEventLimit = 100
+
+// maxEventNote is events.k8s.io's limit on an event's note.
+const maxEventNote = 1024
 
 func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Event) {
 	if r.Recorder == nil {
@@ -196,7 +250,8 @@ func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Ev
 		if e.Node != "" {
 			related = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.Node}}
 		}
-		r.Recorder.Eventf(job, related, typ, e.Reason, "Upgrade", "%s", e.Message)
+		// events.k8s.io refuses a note over 1 kB, and the event would be lost.
+		r.Recorder.Eventf(job, related, typ, e.Reason, "Upgrade", "%s", rollout.Truncate(e.Message, maxEventNote))
 	}
 }
 

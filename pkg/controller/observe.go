@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,18 +69,37 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 		}
 	}
 
-	pods, err := r.listPods(ctx, job)
+	pods, err := r.listPods(ctx, r.Client, job)
 	if err != nil {
 		return in, nil, "", err
 	}
 	if err := r.markBusyNodes(ctx, job, in.Nodes); err != nil {
 		return in, nil, "", err
 	}
-	in.Pods = make(map[string]rollout.PodView, len(pods))
-	for node, pod := range pods {
-		in.Pods[node] = podView(pod)
-	}
+	in.Pods = podViews(pods)
+	in.ObjectBytes = objectBytes(job)
 	return in, pods, installImage, nil
+}
+
+func podViews(pods jobPods) map[string]rollout.PodView {
+	views := make(map[string]rollout.PodView, len(pods))
+	for node, pod := range pods {
+		views[node] = podView(pod)
+	}
+	return views
+}
+
+// objectBytes bounds the JSON size of the job without its status. The
+// spec counts twice: metadata.managedFields lists its fields again (one per
+// node name), and the cache drops those field sets.
+func objectBytes(job *v1alpha1.NodeUpgradeJob) int {
+	rest := v1alpha1.NodeUpgradeJob{TypeMeta: job.TypeMeta, ObjectMeta: job.ObjectMeta, Spec: job.Spec}
+	whole, err1 := json.Marshal(&rest)
+	spec, err2 := json.Marshal(&job.Spec)
+	if err1 != nil || err2 != nil {
+		return rollout.MaxObjectBytes / 2
+	}
+	return len(whole) + len(spec)
 }
 
 // selectNodes applies spec.nodeNames or spec.labelSelector to the cluster.
@@ -142,11 +162,12 @@ func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
 	return image, ""
 }
 
-// listPods returns the job's upgrade pods from the cache, keyed by node. Pods
-// of an older job with the same name (another UID) are ignored.
-func (r *Reconciler) listPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
+// listPods returns the job's upgrade pods from reader (the cache, or the API
+// server itself), keyed by node. Pods of an older job with the same name
+// (another UID) are ignored.
+func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
 	list := &corev1.PodList{}
-	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.Namespace),
+	if err := reader.List(ctx, list, client.InNamespace(r.Options.Namespace),
 		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
 		return nil, fmt.Errorf("listing upgrade pods: %w", err)
 	}

@@ -53,9 +53,21 @@ func Decide(in Input) Plan {
 		p.startPending()
 		p.summarize()
 	}
+	// A plan's write that succeeds ends an earlier write failure.
+	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)
+	p.fitStatus()
 	p.cleanupPods()
 	p.plan.Status = p.status
 	p.plan.Finished = JobFinal(p.status.State)
+	return p.plan
+}
+
+// Cleanup is the part of a plan that needs no status write: releasing and
+// deleting the pods whose outcome status already records. The controller
+// runs it when it cannot write the status, so pods that are done still go.
+func Cleanup(status v1alpha1.NodeUpgradeJobStatus, pods map[string]PodView) Plan {
+	p := &planner{in: Input{Status: status, Pods: pods}, status: status}
+	p.cleanupPods()
 	return p.plan
 }
 
@@ -92,6 +104,16 @@ func (p *planner) initialize() {
 	names := slices.Clone(p.in.Selection)
 	sort.Strings(names)
 	names = slices.Compact(names)
+	if why := tooLarge(names, p.in.ObjectBytes); why != "" {
+		// Not one entry is written: they are what would not fit.
+		p.setJobState(v1alpha1.StateUpgrading, v1alpha1.EventInit)
+		p.finish(v1alpha1.StateFailed, "refused: "+why)
+		n := int32(len(names))
+		p.status.Counts = v1alpha1.NodeCounts{Selected: n, NotAttempted: n}
+		p.status.Progress = fmt.Sprintf("%d/%d", n, n)
+		p.event(true, ReasonJobRefused, "", "Job refused: %s", why)
+		return
+	}
 	p.status.NodeStatus = make([]v1alpha1.TaskStatus, 0, len(names))
 	p.status.HistoricVersion = p.versionsOf(names)
 	p.setJobState(v1alpha1.StateUpgrading, v1alpha1.EventInit)

@@ -67,6 +67,9 @@ type Input struct {
 	// Pods is keyed by node name: the job's upgrade pods as observed.
 	Pods map[string]PodView
 	Now  time.Time
+	// ObjectBytes bounds the JSON size of the job without its status
+	// (metadata and spec): the status may use what etcd leaves beside it.
+	ObjectBytes int
 }
 
 // Dispatch asks for one node's upgrade pod.

@@ -1,0 +1,174 @@
+package integration_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+// denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
+// write with node entries on jobs named deny-status-*: a stand-in, on the
+// real API server, for every non-conflict refusal (too large, invalid,
+// forbidden). It returns a function that removes the policy's binding.
+func denyNodeStatus() func() {
+	GinkgoHelper()
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-node-status"},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"nodeupgradejobs/status"}},
+				},
+			}}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "test-jobs", Expression: `object.metadata.name.startsWith("deny-status-")`}},
+			Validations: []admissionv1.Validation{{
+				Expression: `!has(object.status.nodeStatus) || size(object.status.nodeStatus) == 0`,
+				Message:    "test policy refuses node entries",
+			}},
+		},
+	}
+	Expect(k8s.Create(suiteCtx, policy)).To(Succeed())
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-node-status"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
+	}
+	Expect(k8s.Create(suiteCtx, binding)).To(Succeed())
+	// The policy takes a moment to load: probe it with a job of our own.
+	probe := newJob("deny-status-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
+	Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
+	Eventually(func() error {
+		p := probe.DeepCopy()
+		p.Status.NodeStatus = []v1alpha1.TaskStatus{{NodeName: "nowhere"}}
+		err := k8s.Status().Update(suiteCtx, p)
+		if err == nil {
+			p.Status.NodeStatus = nil
+			Expect(k8s.Status().Update(suiteCtx, p)).To(Succeed())
+			probe = p
+		}
+		return err
+	}, 20*time.Second, 200*time.Millisecond).Should(MatchError(ContainSubstring("test policy refuses node entries")))
+	Expect(k8s.Delete(suiteCtx, probe)).To(Succeed())
+	return func() {
+		Expect(k8s.Delete(suiteCtx, binding)).To(Succeed())
+		Expect(k8s.Delete(suiteCtx, policy)).To(Succeed())
+	}
+}
+
+func statusWriteFailures() float64 {
+	GinkgoHelper()
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == "nodeupgrade_status_write_failures_total" {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+var _ = Describe("Hardening", func() {
+	It("makes a refused status write visible and starts nothing until a write goes through", func() {
+		specs := fleet("refused", 1)
+		createFleet(specs)
+		allow := denyNodeStatus()
+		allowed := false
+		defer func() {
+			if !allowed {
+				allow()
+			}
+		}()
+		failuresBefore := statusWriteFailures()
+		ctl := startController()
+		defer ctl.stop()
+		Expect(k8s.Create(suiteCtx, newJob("deny-status-job", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+
+		Eventually(func() *metav1.Condition {
+			return apimeta.FindStatusCondition(getJob("deny-status-job").Status.Conditions, v1alpha1.ConditionStatusWriteFailed)
+		}, 20*time.Second, 200*time.Millisecond).Should(And(
+			Not(BeNil()),
+			HaveField("Status", metav1.ConditionTrue),
+			HaveField("Message", ContainSubstring("test policy refuses node entries")),
+		))
+		Eventually(func() []string { return jobEvents(getJob("deny-status-job")) }, 10*time.Second).
+			Should(ContainElement(v1alpha1.ConditionStatusWriteFailed))
+		Expect(statusWriteFailures()).To(BeNumerically(">", failuresBefore))
+		// Nothing was committed, so nothing was dispatched.
+		Consistently(func() []corev1.Pod { return remainingPods("deny-status-job") }, 2*time.Second).Should(BeEmpty())
+
+		allow()
+		allowed = true
+		job := waitFinished("deny-status-job", 60*time.Second)
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful))
+		Expect(apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)).To(BeNil(), "the first write that goes through removes it")
+	})
+
+	It("releases a tracked pod the cache has not seen when its job is deleted", func() {
+		// A job and its pod created in the same instant as the job's
+		// deletion: the reconciler's cache (here one that has seen no pod
+		// at all) does not know the pod yet.
+		job := newJob("orphan", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"orphan-node"} })
+		controllerutil.AddFinalizer(job, v1alpha1.FinalizerJobCleanup)
+		Expect(k8s.Create(suiteCtx, job)).To(Succeed())
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: upgradepod.PodName(string(job.UID), "orphan-node"), Namespace: podNamespace,
+				Labels:      map[string]string{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name), v1alpha1.LabelNode: "orphan-node"},
+				Annotations: map[string]string{v1alpha1.AnnotationNode: "orphan-node"},
+				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
+			},
+			// Unbound, so that with no kubelet its deletion is immediate.
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "upgrade", Image: "runner"}}},
+		}
+		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
+		Expect(k8s.Delete(suiteCtx, job)).To(Succeed())
+
+		r := &controller.Reconciler{
+			Client: podlessCache{k8s}, APIReader: k8s, Clock: clock.RealClock{},
+			Options: controller.Options{Namespace: podNamespace},
+		}
+		_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}})
+		Expect(err).NotTo(HaveOccurred())
+
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(suiteCtx, client.ObjectKeyFromObject(job), &v1alpha1.NodeUpgradeJob{}))
+		}, 10*time.Second).Should(BeTrue(), "the job goes")
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(suiteCtx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+		}, 10*time.Second).Should(BeTrue(), "its pod is released and deleted, not left with its tracking finalizer")
+	})
+})
+
+// podlessCache is a client whose reads of pods find none, as a cache that
+// has not yet seen a pod created an instant ago; everything else goes to
+// the real API server.
+type podlessCache struct{ client.Client }
+
+func (c podlessCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*corev1.PodList); ok {
+		return nil
+	}
+	return c.Client.List(ctx, list, opts...)
+}
