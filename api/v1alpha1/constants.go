@@ -13,6 +13,10 @@ const (
 	// StateNotAttempted marks a node that was never started because the job
 	// stopped on failure tolerance; it is final, and not a failure.
 	StateNotAttempted = "NotAttempted"
+	// StateSkipped marks a selected node that is not this controller's to
+	// upgrade: it is no edge node, or no Node has its name. It is final, and
+	// neither a failure nor a success.
+	StateSkipped = "Skipped"
 )
 
 // Events (status.event and status.nodeStatus[].event): the step a node reached.

@@ -141,8 +141,8 @@ type TaskStatus struct {
 	// +required
 	NodeName string `json:"nodeName"`
 	// State is the node's upgrade phase: "" (pending), Init (dispatched),
-	// Checking, BackingUp, Upgrading, RollingBack, Successful, Failed or
-	// NotAttempted.
+	// Checking, BackingUp, Upgrading, RollingBack, Successful, Failed,
+	// NotAttempted or Skipped.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event is the last step the node reached: Init, Check, BackUp, Upgrade,
@@ -255,6 +255,10 @@ type NodeCounts struct {
 	// NotAttempted nodes were never started because the job stopped.
 	// +optional
 	NotAttempted int32 `json:"notAttempted"`
+	// Skipped nodes are not edge nodes or do not exist; they count neither
+	// as failed nor in failureTolerate's ratio.
+	// +optional
+	Skipped int32 `json:"skipped"`
 }
 
 // NodeUpgradeJob is used to upgrade edge nodes from the cloud side.

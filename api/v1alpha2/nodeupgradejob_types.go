@@ -181,6 +181,8 @@ type NodeCounts struct {
 	Failed int32 `json:"failed"`
 	// +optional
 	NotAttempted int32 `json:"notAttempted"`
+	// +optional
+	Skipped int32 `json:"skipped"`
 }
 
 // NodeUpgradeJobNodeTaskStatus stores the status of Upgrade for each edge node.

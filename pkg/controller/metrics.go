@@ -119,8 +119,8 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 			continue
 		}
 		result := e.Action
-		if e.State == v1alpha1.StateNotAttempted {
-			result = v1alpha1.StateNotAttempted
+		if e.State == v1alpha1.StateNotAttempted || e.State == v1alpha1.StateSkipped {
+			result = e.State
 		}
 		m.nodeResults.WithLabelValues(result).Inc()
 		if seen && rollout.NodeInFlight(old.State) {
@@ -138,7 +138,7 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 	}
 	c := plan.Status.Counts
 	if !plan.Finished {
-		for state, n := range map[string]int32{"pending": c.Pending, "in_flight": c.InFlight, "succeeded": c.Succeeded, "failed": c.Failed, "not_attempted": c.NotAttempted} {
+		for state, n := range map[string]int32{"pending": c.Pending, "in_flight": c.InFlight, "succeeded": c.Succeeded, "failed": c.Failed, "not_attempted": c.NotAttempted, "skipped": c.Skipped} {
 			m.jobNodes.WithLabelValues(job.Name, state).Set(float64(n))
 		}
 		return

@@ -37,6 +37,7 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 	if cfg.Refusal == "" {
 		cfg.Refusal = refusal
 	}
+	cfg.EdgeNodeLabel = r.Options.EdgeNodeLabel
 	in.Config = cfg
 
 	nodes := &corev1.NodeList{}

@@ -19,6 +19,9 @@ type Config struct {
 	// Refusal, when set, fails the job before any node is touched (for example
 	// an image repository the controller does not allow).
 	Refusal string
+	// EdgeNodeLabel is the label key of edge nodes, named in the reason of
+	// a node skipped for lacking it.
+	EdgeNodeLabel string
 }
 
 // ConfigFromSpec applies the seed's defaults (0 or unset means the default) and

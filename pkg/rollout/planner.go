@@ -20,7 +20,7 @@ const maxVersionsShown = 4
 // NodeFinal reports whether a node's state is an end state.
 func NodeFinal(state string) bool {
 	switch state {
-	case v1alpha1.StateSuccessful, v1alpha1.StateFailed, v1alpha1.StateNotAttempted:
+	case v1alpha1.StateSuccessful, v1alpha1.StateFailed, v1alpha1.StateNotAttempted, v1alpha1.StateSkipped:
 		return true
 	}
 	return false
@@ -76,9 +76,10 @@ type planner struct {
 	now    time.Time
 	status v1alpha1.NodeUpgradeJobStatus
 	plan   Plan
-	// failed counts failed nodes as the plan goes, so the tolerance check
-	// before each dispatch costs nothing at fleet scale.
-	failed int
+	// failed and skipped count failed and skipped nodes as the plan goes,
+	// so the tolerance check before each dispatch costs nothing at fleet
+	// scale.
+	failed, skipped int
 }
 
 func (p *planner) stamp() string { return p.now.Format(time.RFC3339) }
@@ -137,15 +138,19 @@ func (p *planner) initialize() {
 }
 
 // settleIfNeedless gives a pending node its final entry when it cannot or
-// need not be upgraded: it does not exist, is no edge node, or already runs
-// the target version. It reports whether it did.
+// need not be upgraded: it does not exist or is no edge node (Skipped, as
+// KubeEdge's own controller skips them: a selector that also matches cloud
+// nodes, or a typo in nodeNames, must not fail the fleet's job), or it
+// already runs the target version (Successful). It reports whether it did.
 func (p *planner) settleIfNeedless(e *v1alpha1.TaskStatus) bool {
 	node, ok := p.in.Nodes[e.NodeName]
 	switch {
 	case !ok || !node.Exists:
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, "node not found")
+		p.skip(e, "skipped: node not found")
+		p.event(true, ReasonNodeSkipped, e.NodeName, "Node %s skipped: no Node has this name", e.NodeName)
 	case !node.Edge:
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, "not an edge node: only edge nodes are upgraded")
+		p.skip(e, fmt.Sprintf("skipped: not an edge node (no label %s)", p.in.Config.EdgeNodeLabel))
+		p.event(false, ReasonNodeSkipped, e.NodeName, "Node %s skipped: not an edge node (no label %s)", e.NodeName, p.in.Config.EdgeNodeLabel)
 	case nodeversion.AtLeast(node.Version, p.in.Config.TargetVersion):
 		e.State, e.Action, e.Time = v1alpha1.StateSuccessful, v1alpha1.ActionSuccess, p.stamp()
 		e.Reason = fmt.Sprintf("skipped: already at %s", node.Version)
@@ -154,6 +159,11 @@ func (p *planner) settleIfNeedless(e *v1alpha1.TaskStatus) bool {
 		return false
 	}
 	return true
+}
+
+func (p *planner) skip(e *v1alpha1.TaskStatus, reason string) {
+	p.skipped++
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateSkipped, "", v1alpha1.EventInit, reason, p.stamp()
 }
 
 func (p *planner) fail(e *v1alpha1.TaskStatus, action, event, reason string) {
@@ -274,7 +284,7 @@ func describeNode(n NodeView) string {
 // them a slot, and stops the job when tolerance is exceeded.
 func (p *planner) startPending() {
 	counts := tally(p.status.NodeStatus)
-	p.failed = int(counts.Failed)
+	p.failed, p.skipped = int(counts.Failed), int(counts.Skipped)
 	// Settle every failure this plan can see before the first dispatch, so
 	// that no node starts in a plan that also finds tolerance exceeded.
 	for i := range p.status.NodeStatus {
@@ -392,7 +402,13 @@ func (p *planner) deferredSince(e *v1alpha1.TaskStatus) time.Time {
 }
 
 func (p *planner) stopped() bool {
-	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus))
+	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus)-p.skipped)
+}
+
+// exceeded applies failureTolerate to counts: skipped nodes are outside
+// the ratio, which is of the nodes the job can upgrade.
+func (c Config) exceeded(n v1alpha1.NodeCounts) bool {
+	return c.ToleranceExceeded(int(n.Failed), int(n.Selected-n.Skipped))
 }
 
 func tally(entries []v1alpha1.TaskStatus) v1alpha1.NodeCounts {
@@ -406,6 +422,8 @@ func tally(entries []v1alpha1.TaskStatus) v1alpha1.NodeCounts {
 			c.Failed++
 		case e.State == v1alpha1.StateNotAttempted:
 			c.NotAttempted++
+		case e.State == v1alpha1.StateSkipped:
+			c.Skipped++
 		case NodeInFlight(e.State):
 			c.InFlight++
 		default:
@@ -420,24 +438,25 @@ func tally(entries []v1alpha1.TaskStatus) v1alpha1.NodeCounts {
 func (p *planner) summarize() {
 	c := tally(p.status.NodeStatus)
 	p.status.Counts = c
-	p.status.Progress = fmt.Sprintf("%d/%d", c.Succeeded+c.Failed+c.NotAttempted, c.Selected)
+	p.status.Progress = fmt.Sprintf("%d/%d", finished(c), c.Selected)
 	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
-	exceeded := p.in.Config.ToleranceExceeded(int(c.Failed), int(c.Selected))
+	exceeded := p.in.Config.exceeded(c)
+	eligible := c.Selected - c.Skipped
 	before := tally(p.in.Status.NodeStatus)
 	if decile(before) < decile(c) && decile(c) < 10 {
 		p.event(false, ReasonProgress, "", "Progress %d%%: %d of %d nodes finished (%d succeeded, %d failed)",
-			decile(c)*10, c.Succeeded+c.Failed+c.NotAttempted, c.Selected, c.Succeeded, c.Failed)
+			decile(c)*10, finished(c), c.Selected, c.Succeeded, c.Failed)
 	}
-	if exceeded && !p.in.Config.ToleranceExceeded(int(before.Failed), int(before.Selected)) {
+	if exceeded && !p.in.Config.exceeded(before) {
 		p.event(true, ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
-			c.Failed, c.Selected, p.in.Config.Tolerance.FloatString(3))
+			c.Failed, eligible, p.in.Config.Tolerance.FloatString(3))
 	}
 	if c.Pending > 0 || c.InFlight > 0 {
 		p.setJobState(v1alpha1.StateUpgrading, p.status.Event)
 		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
 		if exceeded {
 			reason = fmt.Sprintf("stopping: %d of %d nodes failed (more than failureTolerate %s); waiting for %d in flight",
-				c.Failed, c.Selected, p.toleranceText(), c.InFlight)
+				c.Failed, eligible, p.toleranceText(), c.InFlight)
 		}
 		p.status.Reason = reason
 		p.setCondition(v1alpha1.ConditionProgressing, metav1.ConditionTrue, "Upgrading", "Nodes are being upgraded")
@@ -448,17 +467,33 @@ func (p *planner) summarize() {
 		p.finish(v1alpha1.StateFailed, "refused: "+p.in.Config.Refusal)
 	case c.Selected == 0:
 		p.finish(v1alpha1.StateFailed, "no node selected by "+p.in.SelectionSource)
+	case eligible == 0:
+		p.finish(v1alpha1.StateFailed, fmt.Sprintf("no edge node to upgrade: all %d nodes selected by %s were skipped", c.Selected, p.in.SelectionSource))
 	case exceeded:
 		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: %d of %d nodes failed, more than failureTolerate %s; %d succeeded, %d not attempted",
-			c.Failed, c.Selected, p.toleranceText(), c.Succeeded, c.NotAttempted))
+			c.Failed, eligible, p.toleranceText(), c.Succeeded, c.NotAttempted)+skippedText(c))
 	case c.Succeeded == 0:
-		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: none of %d nodes was upgraded", c.Selected))
+		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: none of %d nodes was upgraded", eligible)+skippedText(c))
 	case c.Failed > 0:
 		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: %d of %d nodes upgraded, %d failed (within failureTolerate %s)",
-			c.Succeeded, c.Selected, c.Failed, p.toleranceText()))
+			c.Succeeded, eligible, c.Failed, p.toleranceText())+skippedText(c))
 	default:
-		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: all %d nodes run %s", c.Selected, p.in.Config.TargetVersion))
+		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: all %d nodes run %s", eligible, p.in.Config.TargetVersion)+skippedText(c))
 	}
+}
+
+// finished counts the nodes with a final entry.
+func finished(c v1alpha1.NodeCounts) int32 {
+	return c.Succeeded + c.Failed + c.NotAttempted + c.Skipped
+}
+
+// skippedText tells a final reason about skipped nodes, which the counts
+// before it leave out.
+func skippedText(c v1alpha1.NodeCounts) string {
+	if c.Skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d skipped (not edge nodes or not found)", c.Skipped)
 }
 
 // decile is how many tenths of the nodes are finished, for progress events
@@ -467,7 +502,7 @@ func decile(c v1alpha1.NodeCounts) int32 {
 	if c.Selected == 0 {
 		return 0
 	}
-	return (c.Succeeded + c.Failed + c.NotAttempted) * 10 / c.Selected
+	return finished(c) * 10 / c.Selected
 }
 
 func (p *planner) toleranceText() string {
@@ -477,7 +512,7 @@ func (p *planner) toleranceText() string {
 func (p *planner) finish(state, reason string) {
 	p.status.Counts = tally(p.status.NodeStatus)
 	c := p.status.Counts
-	p.status.Progress = fmt.Sprintf("%d/%d", c.Succeeded+c.Failed+c.NotAttempted, c.Selected)
+	p.status.Progress = fmt.Sprintf("%d/%d", finished(c), c.Selected)
 	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
 	p.setJobState(state, p.status.Event)
 	p.status.Reason = reason

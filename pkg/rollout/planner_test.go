@@ -15,7 +15,8 @@ var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func cfg(concurrency int, tolerate string) Config {
 	r, _ := new(big.Rat).SetString(tolerate)
-	return Config{TargetVersion: "v1.21.0", Concurrency: concurrency, Timeout: 300 * time.Second, Tolerance: r}
+	return Config{TargetVersion: "v1.21.0", Concurrency: concurrency, Timeout: 300 * time.Second, Tolerance: r,
+		EdgeNodeLabel: "node-role.kubernetes.io/edge"}
 }
 
 func edgeNode(version string) NodeView {
@@ -136,17 +137,73 @@ func TestInitializeRecordsEveryNode(t *testing.T) {
 	g.Expect(nodeNames(p.Status.NodeStatus)).To(Equal([]string{"a-current", "b-newer", "c-cloud", "d-missing", "e-edge", "f-edge"}))
 	g.Expect(entry(p, "a-current")).To(And(HaveField("State", v1alpha1.StateSuccessful), HaveField("Action", v1alpha1.ActionSuccess), HaveField("Reason", ContainSubstring("skipped: already at v1.21.0"))))
 	g.Expect(entry(p, "b-newer").State).To(Equal(v1alpha1.StateSuccessful))
-	g.Expect(entry(p, "c-cloud")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("not an edge node"))))
-	g.Expect(entry(p, "d-missing")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", "node not found")))
+	g.Expect(entry(p, "c-cloud")).To(And(HaveField("State", v1alpha1.StateSkipped), HaveField("Action", ""),
+		HaveField("Reason", "skipped: not an edge node (no label node-role.kubernetes.io/edge)")))
+	g.Expect(entry(p, "d-missing")).To(And(HaveField("State", v1alpha1.StateSkipped), HaveField("Reason", "skipped: node not found")))
 	g.Expect(dispatched(p)).To(Equal([]string{"e-edge"}), "one slot, first upgradable node by name")
 	g.Expect(entry(p, "e-edge").State).To(Equal(v1alpha1.StateInit))
 	g.Expect(entry(p, "f-edge").State).To(Equal(v1alpha1.StateNone))
 	g.Expect(p.Status.HistoricVersion).To(Equal("v1.19.0,v1.20.0,v1.21.0,v1.22.0"))
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateUpgrading))
-	g.Expect(p.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Succeeded: 2, Failed: 2, InFlight: 1, Pending: 1}))
+	g.Expect(p.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Succeeded: 2, Skipped: 2, InFlight: 1, Pending: 1}))
 	g.Expect(p.Status.Progress).To(Equal("4/6"))
 	g.Expect(p.Dispatch[0].Deadline).To(Equal(t0.Add(300 * time.Second)))
 	g.Expect(p.RequeueAfter).To(Equal(300 * time.Second))
+}
+
+// TestNonEdgeAndMissingNodesAreSkipped: the review's case, a selector over
+// 30 edge nodes and 4 cloud nodes (plus a typo in nodeNames), used to fail
+// the whole job at once on failureTolerate 0.1. Skipped nodes are final,
+// no failure, outside the ratio, and get no pod.
+func TestNonEdgeAndMissingNodesAreSkipped(t *testing.T) {
+	g := NewWithT(t)
+	nodes := fleet(30)
+	selection := names(30)
+	for i := range 4 {
+		name := fmt.Sprintf("cloud-%d", i)
+		nodes[name] = NodeView{Exists: true, Ready: true, Reported: "v1.30.7"}
+		selection = append(selection, name)
+	}
+	selection = append(selection, "typo-node")
+	c := cfg(5, "0.1")
+	p := start(c, selection, nodes)
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateUpgrading))
+	g.Expect(p.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 35, Skipped: 5, InFlight: 5, Pending: 25}))
+	g.Expect(dispatched(p)).To(HaveLen(5))
+	g.Expect(dispatched(p)).NotTo(ContainElement(HavePrefix("cloud-")))
+
+	// 3 of the 30 edge nodes failing is within 0.1 of 30 (skipped nodes do
+	// not count), and the job completes.
+	pods := map[string]PodView{}
+	for i := 1; !p.Finished && i < 200; i++ {
+		for _, d := range p.Dispatch {
+			if _, ok := pods[d.Node]; ok {
+				continue
+			}
+			pods[d.Node] = PodView{Phase: PodSucceeded}
+			if d.Node < "node-03" {
+				pods[d.Node] = PodView{Phase: PodFailed, FailedEvent: v1alpha1.EventUpgrade, Reason: "boom"}
+			} else {
+				nodes[d.Node] = edgeNode("v1.21.0")
+			}
+		}
+		p = step(p, c, nodes, pods, t0.Add(time.Duration(i)*time.Second))
+	}
+	g.Expect(p.Finished).To(BeTrue())
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateSuccessful))
+	g.Expect(p.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 35, Succeeded: 27, Failed: 3, Skipped: 5}))
+	g.Expect(p.Status.Reason).To(Equal("completed: 27 of 30 nodes upgraded, 3 failed (within failureTolerate 0.1); 5 skipped (not edge nodes or not found)"))
+	g.Expect(p.Status.Progress).To(Equal("35/35"))
+}
+
+func TestOnlySkippedNodesFails(t *testing.T) {
+	g := NewWithT(t)
+	nodes := map[string]NodeView{"cloud-a": {Exists: true, Ready: true}}
+	p := start(cfg(1, "0.1"), []string{"cloud-a", "missing"}, nodes)
+	g.Expect(p.Finished).To(BeTrue())
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.Status.Reason).To(ContainSubstring("no edge node to upgrade: all 2 nodes selected by"))
+	g.Expect(p.Dispatch).To(BeEmpty())
 }
 
 func TestEmptySelectionFails(t *testing.T) {

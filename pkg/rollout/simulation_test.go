@@ -241,8 +241,11 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 			t.Fatalf("seed %d: node %s upgraded %d times", seed, name, n)
 		}
 	}
-	exceeded := c.ToleranceExceeded(int(counts.Failed), int(counts.Selected))
+	exceeded := c.exceeded(counts)
 	for _, e := range p.Status.NodeStatus {
+		if e.State == v1alpha1.StateSkipped && w.creations[e.NodeName] > 0 {
+			t.Fatalf("seed %d: skipped node %s got an upgrade pod", seed, e.NodeName)
+		}
 		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) {
 			t.Fatalf("seed %d: final node %s changed from %+v to %+v", seed, e.NodeName, old, e)
 		}
@@ -284,10 +287,11 @@ func checkFinal(t *testing.T, seed uint64, c Config, w *world, s v1alpha1.NodeUp
 	if counts.Pending != 0 || counts.InFlight != 0 {
 		t.Fatalf("seed %d: finished with %+v", seed, counts)
 	}
-	if counts.Succeeded+counts.Failed+counts.NotAttempted != counts.Selected || s.Counts != counts {
+	if counts.Succeeded+counts.Failed+counts.NotAttempted+counts.Skipped != counts.Selected || s.Counts != counts {
 		t.Fatalf("seed %d: counts do not add up: %+v vs %+v", seed, s.Counts, counts)
 	}
-	exceeded := c.ToleranceExceeded(int(counts.Failed), int(counts.Selected))
+	// Skipped nodes are outside the ratio.
+	exceeded := c.exceeded(counts)
 	wantFailed := exceeded || counts.Succeeded == 0
 	if (s.State == v1alpha1.StateFailed) != wantFailed {
 		t.Fatalf("seed %d: job state %s, want failed=%v (%+v, tolerance %s)", seed, s.State, wantFailed, counts, c.Tolerance.RatString())

@@ -174,14 +174,17 @@ var _ = Describe("Rollout", func() {
 		job := waitFinished("by-label", 60*time.Second)
 		Expect(job.Status.NodeStatus).To(HaveLen(4), "the selector picked exactly the labelled nodes")
 		Expect(nodeEntry(job, "sel-current")).To(And(HaveField("State", v1alpha1.StateSuccessful), HaveField("Reason", ContainSubstring("skipped"))))
-		Expect(nodeEntry(job, "sel-cloud")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("not an edge node"))))
+		Expect(nodeEntry(job, "sel-cloud")).To(And(HaveField("State", v1alpha1.StateSkipped),
+			HaveField("Reason", "skipped: not an edge node (no label node-role.kubernetes.io/edge)")))
 		Expect(nodeEntry(job, "sel-edge-a").Action).To(Equal(v1alpha1.ActionSuccess))
 		Expect(nodeEntry(job, "sel-edge-b").Action).To(Equal(v1alpha1.ActionSuccess))
 		Expect(job.Status.HistoricVersion).To(Equal("v1.19.3,v1.20.0,v1.21.0"))
-		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), "1 of 4 failed is within 0.5")
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful))
+		Expect(job.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 4, Succeeded: 3, Skipped: 1}), "the cloud node is no failure")
 
 		byName := waitFinished("by-name", 60*time.Second)
-		Expect(nodeEntry(byName, "sel-missing")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", "node not found")))
+		Expect(nodeEntry(byName, "sel-missing")).To(And(HaveField("State", v1alpha1.StateSkipped), HaveField("Reason", "skipped: node not found")))
+		Expect(byName.Status.Counts.Failed).To(BeZero(), "a name with no Node is skipped, not failed")
 		Expect(nodeEntry(byName, "sel-other").Action).To(Equal(v1alpha1.ActionSuccess))
 	})
 
