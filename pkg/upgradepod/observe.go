@@ -136,9 +136,6 @@ func Observe(pod *corev1.Pod) Observation {
 			return obs
 		}
 		obs.Phase = stepPhase(pod, c.Name)
-		if c.Name == ContainerUpgrade && s.Ready {
-			obs.Phase = PhaseRollingBack
-		}
 		return obs
 	}
 	if len(pod.Spec.Containers) == 0 {

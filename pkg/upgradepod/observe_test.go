@@ -109,9 +109,11 @@ func TestObserve(t *testing.T) {
 		{"upgrade container not started yet", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, creating),
 		}), PhaseUpgrading, nil, nil, false},
-		{"rolling back (ready)", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+		// A Ready upgrade container is no sign of a rollback: real edgecore's
+		// kubelet reports Ready by default while it has no probe worker.
+		{"upgrade container Ready", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
 			cs(ContainerCheck, ok), cs(ContainerBackup, ok), {Name: ContainerUpgrade, State: running(), Ready: true},
-		}}), PhaseRollingBack, nil, nil, false},
+		}}), PhaseUpgrading, nil, nil, false},
 		{"succeeded", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(0, upgraded)),
 		}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},

@@ -62,7 +62,7 @@ const (
 	// reports the target version.
 	BehaviorSucceed Behavior = "succeed"
 	// BehaviorFail makes keadm upgrade fail and the rollback work: the
-	// upgrade container is Ready (rolling back) for a while, then exits 3 with
+	// upgrade container runs for a while (the rollback), then exits 3 with
 	// a runner report {"step":"rollback","result":"failed","rolledBack":true}.
 	// "fail-<container>" fails that step instead: fail-check (exit 1),
 	// fail-backup (exit 2), fail-copy-keadm.

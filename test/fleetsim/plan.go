@@ -163,7 +163,8 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	}
 
 	// Lay the phases out over the duration by weight. A failing upgrade
-	// spends its last 40% rolling back, Ready, as the real probe reports.
+	// rolls back inside its upgrade container with no sign in the pod
+	// status, as on real KubeEdge (see upgradepod.BuildAt).
 	total := 0
 	for _, n := range p.names {
 		total += stepWeight(n)
@@ -176,11 +177,6 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	for o, n := range p.names {
 		bounds = append(bounds, at(acc))
 		p.phases = append(p.phases, phase{ordinal: o, begin: at(acc)})
-		// The upgrade container (the first after the init containers) turns
-		// Ready part-way when it fails, as the runner does while rolling back.
-		if o == failAt && failAt == upgradeAt {
-			p.phases = append(p.phases, phase{ordinal: o, begin: at(acc + 0.6*float64(stepWeight(n))), ready: true})
-		}
 		acc += float64(stepWeight(n))
 	}
 	bounds = append(bounds, in.start.Add(in.duration))

@@ -87,7 +87,7 @@ func TestPlanSucceeds(t *testing.T) {
 
 	st := p.podStatus(pod, p.progressAt(t0.Add(6*time.Second)))
 	g.Expect(st.Phase).To(Equal(corev1.PodRunning))
-	g.Expect(st.ContainerStatuses[2].Ready).To(BeFalse(), "Ready means rolling back")
+	g.Expect(st.ContainerStatuses[2].Ready).To(BeFalse(), "no readiness probe: the upgrade container is never Ready")
 	g.Expect(report(g, st.ContainerStatuses[0].State.Terminated.Message)).To(isReport("check", runner.ResultSucceeded))
 	g.Expect(report(g, st.ContainerStatuses[1].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
 	g.Expect(st.ContainerStatuses[2].State.Running).NotTo(BeNil())
@@ -117,10 +117,11 @@ func TestPlanFailures(t *testing.T) {
 	pod := realPod(true, time.Hour)
 	in := planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0", behavior: BehaviorFail}
 
-	// The upgrade fails; the rollback runs (Ready) from 8s and works.
+	// The upgrade fails and the rollback works, inside the upgrade
+	// container: the pod shows Upgrading until the runner's report.
 	p := newPlan(pod, in)
 	g.Expect(observeAt(g, pod, p, 7*time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
-	g.Expect(observeAt(g, pod, p, 8*time.Second).Phase).To(Equal(upgradepod.PhaseRollingBack))
+	g.Expect(observeAt(g, pod, p, 9*time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
 	obs := observeAt(g, pod, p, 10*time.Second)
 	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
 	g.Expect(*obs.Report).To(Equal(runner.Report{

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,8 +38,12 @@ type jobWatch struct {
 	jobStates  []string
 	nodeStates map[string][]string
 	last       v1alpha1.NodeUpgradeJob
-	cancel     context.CancelFunc
-	done       chan struct{}
+	// podLines is every distinct container-status line the upgrade pods
+	// showed, in order: what edgecore's kubelet reported, for the log.
+	podLines []string
+	podKeys  []string
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
@@ -57,6 +62,18 @@ func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
 				}
 				jw.mu.Unlock()
 			}
+			pods := &corev1.PodList{}
+			if err := c.List(ctx, pods, client.InNamespace(podNamespace)); err == nil {
+				jw.mu.Lock()
+				for i := range pods.Items {
+					line := podLine(&pods.Items[i])
+					if !contains(jw.podKeys, line) {
+						jw.podKeys = append(jw.podKeys, line)
+						jw.podLines = append(jw.podLines, time.Now().Format("15:04:05.000")+" "+line)
+					}
+				}
+				jw.mu.Unlock()
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -65,6 +82,28 @@ func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
 		}
 	}()
 	return jw
+}
+
+// podLine is a pod's containers as "name:state[:ready][#restarts]".
+func podLine(p *corev1.Pod) string {
+	parts := []string{p.Name, string(p.Status.Phase)}
+	for _, st := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		state := "waiting"
+		switch {
+		case st.State.Running != nil:
+			state = "running"
+		case st.State.Terminated != nil:
+			state = fmt.Sprintf("exit%d", st.State.Terminated.ExitCode)
+		}
+		if st.Ready {
+			state += ":ready"
+		}
+		if st.RestartCount > 0 {
+			state += fmt.Sprintf("#%d", st.RestartCount)
+		}
+		parts = append(parts, st.Name+"="+state)
+	}
+	return strings.Join(parts, " ")
 }
 
 func appendNew(list []string, s string) []string {
@@ -94,6 +133,9 @@ func (jw *jobWatch) waitFinal(t *testing.T, ctx context.Context, timeout time.Du
 		job, states, nodes := jw.snapshot()
 		if job.Status.State == v1alpha1.StateSuccessful || job.Status.State == v1alpha1.StateFailed {
 			t.Logf("job %s final: %s (job states %v, node states %v)", job.Name, job.Status.State, states, nodes)
+			jw.mu.Lock()
+			t.Logf("upgrade pods as reported (first time seen):\n%s", strings.Join(jw.podLines, "\n"))
+			jw.mu.Unlock()
 			return job
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -194,6 +236,25 @@ func waitPodsGone(t *testing.T, ctx context.Context, w *kubeedgeworld.World, nod
 				}
 			}
 			t.Fatalf("upgrade pods of %s still there after %s: %v %v", node, timeout, names, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// waitPodsKept waits until the node's upgrade pod has ended and the
+// controller has recorded its outcome (tracking finalizer released): a
+// failed node's pod is kept, for its logs, until the job is deleted.
+func waitPodsKept(t *testing.T, ctx context.Context, w *kubeedgeworld.World, node string, timeout time.Duration) corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pods := upgradePods(ctx, w, node)
+		if len(pods) == 1 && !slices.Contains(pods[0].Finalizers, v1alpha1.FinalizerPodTracking) &&
+			(pods[0].Status.Phase == corev1.PodFailed || pods[0].Status.Phase == corev1.PodSucceeded) {
+			return pods[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upgrade pod of %s not ended and released after %s: %d pods", node, timeout, len(pods))
 		}
 		time.Sleep(time.Second)
 	}
