@@ -124,6 +124,12 @@ func Repository(image string) (string, error) {
 	} else if !hostRE.MatchString(host) {
 		return "", fmt.Errorf("image %q has an invalid registry host %q", image, host)
 	}
+	if strings.ContainsAny(host, ".:") || strings.EqualFold(host, "localhost") {
+		// Registry hosts are DNS names, so case does not matter, and
+		// Docker.io/kubeedge/x is docker.io/kubeedge/x. A dotless host is
+		// kept as written: lowercased it would read as a Docker Hub path.
+		host = strings.ToLower(host)
+	}
 	if host == "index.docker.io" {
 		// docker treats the legacy index host as docker.io; doing the same
 		// keeps allow-lists from having to list both.
@@ -182,6 +188,46 @@ func unsafeRune(r rune) bool {
 		return false
 	}
 	return true
+}
+
+// NormalizeAllowList normalises the entries of a repository allow-list the
+// way job images are normalised (Repository), so that an entry matches
+// whichever way it is written: "kubeedge/" is "docker.io/kubeedge/",
+// "index.docker.io/kubeedge/" and "Docker.io/kubeedge/" too. Entries ending
+// in "/" stay prefixes. Empty entries are dropped; an entry that is no
+// repository or prefix is an error, so a typo in the controller's flags
+// stops it at startup instead of refusing every job.
+func NormalizeAllowList(entries []string) ([]string, error) {
+	out := make([]string, 0, len(entries))
+	for _, entry := range entries {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(entry, "/"); ok {
+			// Normalised through a two-component placeholder, so that a
+			// registry alone ("docker.io/") gains no library/ and a Docker
+			// Hub namespace ("kubeedge/") gains docker.io.
+			const placeholder = "/p/p"
+			repo, err := Repository(prefix + placeholder)
+			if err != nil {
+				return nil, fmt.Errorf("allow-list entry %q is not a repository prefix", entry)
+			}
+			out = append(out, strings.TrimSuffix(repo, placeholder)+"/")
+			continue
+		}
+		if strings.Contains(entry, "@") || strings.LastIndexByte(entry, ':') > strings.LastIndexByte(entry, '/') {
+			// The job's version replaces any tag, so a tag here would not
+			// pin what the entry seems to pin.
+			return nil, fmt.Errorf("allow-list entry %q names a tag or digest: list the repository alone", entry)
+		}
+		repo, err := Repository(entry)
+		if err != nil {
+			return nil, fmt.Errorf("allow-list entry %q: %w", entry, err)
+		}
+		out = append(out, repo)
+	}
+	return out, nil
 }
 
 // RepositoryAllowed reports whether repo may be used given an allow-list.

@@ -73,7 +73,8 @@ func TestNormalize(t *testing.T) {
 		{"dotted registry", "registry.example.com/a/b/c:1", v, "registry.example.com/a/b/c:v1.21.0", ""},
 		{"separators", "quay.io/a_b/c__d/e--f/g.h", v, "quay.io/a_b/c__d/e--f/g.h:v1.21.0", ""},
 		{"suffix version", "kubeedge/installation-package", "v1.21.0-beta.1", "docker.io/kubeedge/installation-package:v1.21.0-beta.1", ""},
-		{"uppercase host", "MyReg.example.com/pkg", v, "MyReg.example.com/pkg:v1.21.0", ""},
+		{"uppercase host is lowercased", "MyReg.example.com/pkg", v, "myreg.example.com/pkg:v1.21.0", ""},
+		{"uppercase dotless host is kept", "MyReg/pkg", v, "MyReg/pkg:v1.21.0", ""},
 
 		{"bad version", "kubeedge/installation-package", "1.21", "", "invalid version"},
 		{"empty version", "", "", "", "invalid version"},
@@ -172,6 +173,34 @@ func TestRepositoryAllowed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			NewWithT(t).Expect(RepositoryAllowed(tt.repo, tt.allowed)).To(Equal(tt.want))
 		})
+	}
+}
+
+func TestNormalizeAllowList(t *testing.T) {
+	g := NewWithT(t)
+	got, err := NormalizeAllowList([]string{
+		"kubeedge/", "index.docker.io/kubeedge/", "Docker.io/kubeedge/", " docker.io/kubeedge/ ", "",
+		"kubeedge/installation-package", "Registry.Example.com:5000/mirror/", "docker.io/", "localhost:5000/a",
+		"busybox",
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got).To(Equal([]string{
+		"docker.io/kubeedge/", "docker.io/kubeedge/", "docker.io/kubeedge/", "docker.io/kubeedge/",
+		"docker.io/kubeedge/installation-package", "registry.example.com:5000/mirror/", "docker.io/", "localhost:5000/a",
+		"docker.io/library/busybox",
+	}))
+	// Each normalised entry now admits the job images it was meant for.
+	for _, image := range []string{"kubeedge/installation-package", "Docker.io/kubeedge/installation-package", "index.docker.io/kubeedge/installation-package:v1"} {
+		repo, err := Repository(image)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(RepositoryAllowed(repo, got[:1])).To(BeTrue(), "%s under %v", image, got[:1])
+	}
+	g.Expect(RepositoryAllowed("docker.io/evil/x", got[:1])).To(BeFalse())
+
+	for _, bad := range []string{"/", "kubeedge/Installer", "docker.io/kubeedge/x:v1.21.0", "docker.io/kubeedge/x@sha256:" + strings.Repeat("a", 64),
+		"evil.io/$(reboot)/", "a//", "docker.io/x y"} {
+		_, err := NormalizeAllowList([]string{bad})
+		g.Expect(err).To(HaveOccurred(), "entry %q", bad)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 )
 
 // Config is everything the flags set.
@@ -100,6 +101,14 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 	if c.Controller.Namespace == "" {
 		return nil, fmt.Errorf("--namespace must not be empty")
 	}
+	// The same normalisation as job images, so "kubeedge/" matches
+	// docker.io/kubeedge/...; an entry that does not parse stops the start
+	// rather than refusing every job for no visible reason.
+	allowed, err := imageref.NormalizeAllowList(c.Controller.AllowedImageRepositories)
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-image-repositories: %w", err)
+	}
+	c.Controller.AllowedImageRepositories = allowed
 	for _, t := range []int{c.Controller.Thresholds.CPU, c.Controller.Thresholds.Mem, c.Controller.Thresholds.Disk} {
 		if t < 1 || t > 100 {
 			return nil, fmt.Errorf("check thresholds must be within 1..100, got %d", t)

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"flag"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -20,6 +21,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
@@ -123,6 +125,22 @@ var _ = Describe("Hardening", func() {
 		job := waitFinished("deny-status-job", 60*time.Second)
 		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful))
 		Expect(apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)).To(BeNil(), "the first write that goes through removes it")
+	})
+
+	It("normalises the image allow-list at startup and refuses an entry that does not parse", func() {
+		fs := flag.NewFlagSet("nodeupgrade-controller", flag.ContinueOnError)
+		c := manager.BindFlags(fs)
+		Expect(fs.Parse(controllerArgs("--allowed-image-repositories=docker.io/kubeedge/installation-package:v1.21.0"))).To(Succeed())
+		_, err := manager.New(cfg, c)
+		Expect(err).To(MatchError(ContainSubstring("--allowed-image-repositories")))
+
+		// Written the way users write it: before normalisation this entry
+		// matched nothing and refused every job.
+		ctl := startController("--allowed-image-repositories=Docker.io/kubeedge/")
+		defer ctl.stop()
+		oneNodeJob("allow", "kubeedge/installation-package")
+		job := waitFinished("allow", 60*time.Second)
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
 	})
 
 	It("releases a tracked pod the cache has not seen when its job is deleted", func() {

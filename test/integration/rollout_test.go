@@ -287,12 +287,7 @@ var _ = Describe("Rollout", func() {
 	It("refuses a job whose image repository is not allowed, before any pod exists", func() {
 		ctl.stop()
 		ctl = startController("--allowed-image-repositories=docker.io/kubeedge/")
-		specs := fleet("deny", 1)
-		createFleet(specs)
-		Expect(k8s.Create(suiteCtx, newJob("deny", func(s *v1alpha1.NodeUpgradeJobSpec) {
-			s.NodeNames = nodeNames(specs)
-			s.Image = "evil.example.com/rootkit"
-		}))).To(Succeed())
+		specs := oneNodeJob("deny", "evil.example.com/rootkit")
 		job := waitFinished("deny", 20*time.Second)
 		Expect(job.Status.Reason).To(ContainSubstring(`image repository "evil.example.com/rootkit" is not allowed`))
 		Expect(remainingPods("deny")).To(BeEmpty())
@@ -353,6 +348,18 @@ var _ = Describe("Restarts and deletion", func() {
 		}
 	})
 })
+
+// oneNodeJob creates a node and a job of that node with the given image.
+func oneNodeJob(name, image string) []fleetsim.NodeSpec {
+	GinkgoHelper()
+	specs := fleet(name, 1)
+	createFleet(specs)
+	Expect(k8s.Create(suiteCtx, newJob(name, func(s *v1alpha1.NodeUpgradeJobSpec) {
+		s.NodeNames = nodeNames(specs)
+		s.Image = image
+	}))).To(Succeed())
+	return specs
+}
 
 func meta(job *v1alpha1.NodeUpgradeJob, typ string) metav1.ConditionStatus {
 	for _, c := range job.Status.Conditions {
