@@ -45,8 +45,11 @@ type Reconciler struct {
 	notHandled sync.Map
 }
 
-// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs/status,verbs=get;update;patch
+// Jobs and their status are only ever patched (finalizer, status), never
+// updated. Update on finalizers is what the API server asks of a pod
+// creator that sets blockOwnerDeletion on its owner reference to the job.
+// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs/status,verbs=patch
 // +kubebuilder:rbac:groups=operations.kubeedge.io,resources=nodeupgradejobs/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 

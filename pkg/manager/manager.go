@@ -40,7 +40,9 @@ type Config struct {
 	pprofAddr               string
 }
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodeupgrade-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election (client-go's LeaseLock) gets, creates and updates its
+// Lease; it never lists, watches, patches or deletes one.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodeupgrade-system,resources=leases,verbs=get;create;update
 
 // BindFlags registers the controller's flags on fs and returns the config
 // they fill.
