@@ -28,6 +28,9 @@ type Options struct {
 	// job. At fleet scale every write rewrites an object of a megabyte or
 	// more, so changes that arrive closer together are written as one.
 	StatusWriteInterval time.Duration
+	// OrphanSweepInterval is how often tracked pods of jobs that no longer
+	// exist are released, after the sweep at start.
+	OrphanSweepInterval time.Duration
 }
 
 func (o *Options) applyDefaults() {
@@ -36,5 +39,8 @@ func (o *Options) applyDefaults() {
 	}
 	if o.PodWorkers <= 0 {
 		o.PodWorkers = 16
+	}
+	if o.OrphanSweepInterval <= 0 {
+		o.OrphanSweepInterval = DefaultOrphanSweepInterval
 	}
 }

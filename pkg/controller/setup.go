@@ -26,6 +26,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles 
 	if err := reportKubeEdgeAtStartup(mgr); err != nil {
 		return err
 	}
+	if err := mgr.Add(orphanSweep{r: r, interval: r.Options.OrphanSweepInterval}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nodeupgradejob").
 		For(&v1alpha1.NodeUpgradeJob{}).

@@ -179,6 +179,48 @@ var _ = Describe("Hardening", func() {
 	})
 })
 
+var _ = Describe("Orphan sweep", func() {
+	It("releases and deletes, at start, a tracked pod whose job no longer exists", func() {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: upgradepod.PodName("0b1e7a7e-0000-4000-8000-000000000001", "gone-node"), Namespace: podNamespace,
+				Labels:      map[string]string{v1alpha1.LabelJob: upgradepod.JobLabelValue("gone"), v1alpha1.LabelNode: "gone-node"},
+				Annotations: map[string]string{v1alpha1.AnnotationNode: "gone-node"},
+				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob",
+					Name: "gone", UID: "0b1e7a7e-0000-4000-8000-000000000001"}},
+			},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "upgrade", Image: "runner"}}},
+		}
+		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
+		// A live job's tracked pod stays tracked. The job asks for a step
+		// this controller lacks, so no reconcile touches its pod either.
+		live := newJob("live", func(s *v1alpha1.NodeUpgradeJobSpec) {
+			s.NodeNames = []string{"live-node"}
+			s.RequireConfirmation = true
+		})
+		Expect(k8s.Create(suiteCtx, live)).To(Succeed())
+		kept := pod.DeepCopy()
+		kept.ResourceVersion, kept.UID = "", ""
+		kept.Name, kept.Labels[v1alpha1.LabelJob] = upgradepod.PodName(string(live.UID), "live-node"), upgradepod.JobLabelValue("live")
+		kept.OwnerReferences[0].Name, kept.OwnerReferences[0].UID = live.Name, live.UID
+		Expect(k8s.Create(suiteCtx, kept)).To(Succeed())
+
+		ctl := startController()
+		defer ctl.stop()
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(suiteCtx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+		}, 20*time.Second).Should(BeTrue(), "the orphan is released and deleted")
+		got := &corev1.Pod{}
+		Expect(k8s.Get(suiteCtx, client.ObjectKeyFromObject(kept), got)).To(Succeed())
+		Expect(got.Finalizers).To(ContainElement(v1alpha1.FinalizerPodTracking), "the live job's pod is not the sweep's")
+		Expect(k8s.Delete(suiteCtx, live)).To(Succeed())
+		got.Finalizers = nil
+		Expect(k8s.Update(suiteCtx, got)).To(Succeed())
+		Expect(k8s.Delete(suiteCtx, got)).To(Succeed())
+	})
+})
+
 // podlessCache is a client whose reads of pods find none, as a cache that
 // has not yet seen a pod created an instant ago; everything else goes to
 // the real API server.
