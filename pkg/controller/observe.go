@@ -184,10 +184,10 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 	return pods, nil
 }
 
-// markBusyNodes sets BusyWith on the job's pending nodes that run a live
-// upgrade pod of another job (an overlapping job, or a deleted or re-created
-// job whose pod still rolls back), so that the planner does not start a
-// second upgrade beside it.
+// markBusyNodes sets BusyWith on the job's pending nodes where an upgrade
+// pod of another job still runs or is being deleted (an overlapping job, or
+// a deleted or re-created job whose pod still rolls back), so that the
+// planner does not start a second upgrade beside it.
 func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgradeJob, nodes map[string]rollout.NodeView) error {
 	pending := false
 	for i := range job.Status.NodeStatus {
@@ -211,9 +211,12 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 		if !ok || pod.Name == upgradepod.PodName(string(job.UID), name) {
 			continue
 		}
-		switch upgradepod.Observe(pod).Phase {
-		case upgradepod.PhaseSucceeded, upgradepod.PhaseFailed:
-			continue // its containers are done
+		// A finished pod (kept for its logs) holds nothing. A pod being
+		// deleted does, whatever its status says, until it is gone: a real
+		// one rolls back in its grace period, and an offline node's status
+		// is stale.
+		if obs := upgradepod.Observe(pod); !obs.Deleting && (obs.Phase == upgradepod.PhaseSucceeded || obs.Phase == upgradepod.PhaseFailed) {
+			continue
 		}
 		view.BusyWith = pod.Labels[v1alpha1.LabelJob]
 		if view.BusyWith == "" {

@@ -350,14 +350,15 @@ func (p *planner) draining() int {
 	return n
 }
 
-// waitReason says why a pending node cannot start now ("" when it can):
-// it is NotReady, or another job's upgrade pod still runs on it.
+// waitReason says why a pending node cannot start now, as its reason in
+// status ("" when it can): it is NotReady, or another job's upgrade pod
+// still exists on it (running, rolling back, or being deleted).
 func waitReason(node NodeView) string {
 	switch {
 	case !node.Ready:
-		return "node is NotReady"
+		return "deferred: node is NotReady"
 	case node.BusyWith != "":
-		return fmt.Sprintf("node is busy: an upgrade pod of job %s still runs on it", node.BusyWith)
+		return fmt.Sprintf("waiting: another upgrade is running on this node (job %s)", node.BusyWith)
 	}
 	return ""
 }
@@ -371,9 +372,9 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 			return
 		}
 		e.Time = p.stamp()
-		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s deferred: %s", e.NodeName, why)
+		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
 	}
-	e.Reason = "deferred: " + why
+	e.Reason = why
 	p.wakeAt(p.deferredSince(e).Add(p.in.Config.Timeout))
 }
 

@@ -524,7 +524,7 @@ func TestNodeBusyWithAnotherJobWaitsWithoutASlot(t *testing.T) {
 	p := start(c, names(3), nodes)
 	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}), "the busy node does not hold the slot")
 	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateNone),
-		HaveField("Reason", "deferred: node is busy: an upgrade pod of job other-job still runs on it"), HaveField("Time", t0.Format(time.RFC3339))))
+		HaveField("Reason", "waiting: another upgrade is running on this node (job other-job)"), HaveField("Time", t0.Format(time.RFC3339))))
 
 	// The other pod is gone: it waits its turn like any pending node.
 	nodes["node-00"] = edgeNode("v1.20.0")

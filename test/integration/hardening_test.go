@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"flag"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,6 +14,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -176,6 +178,78 @@ var _ = Describe("Hardening", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(suiteCtx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
 		}, 10*time.Second).Should(BeTrue(), "its pod is released and deleted, not left with its tracking finalizer")
+	})
+})
+
+var _ = Describe("One upgrade per node across jobs", func() {
+	It("starts a re-created job's pod on a node only once the deleted job's pod is gone", func() {
+		specs := fleet("recreate", 1)
+		specs[0].Duration = 20 * time.Second
+		createFleet(specs)
+		node := specs[0].Name
+		ctl := startController()
+		defer ctl.stop()
+
+		// Every pod event on the node, in order, from a watch of our own.
+		type podEvent struct {
+			typ       watch.EventType
+			name      string
+			terminate bool
+		}
+		var mu sync.Mutex
+		var events []podEvent
+		w, err := clientset.CoreV1().Pods(podNamespace).Watch(suiteCtx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		defer w.Stop()
+		go func() {
+			for ev := range w.ResultChan() {
+				if pod, ok := ev.Object.(*corev1.Pod); ok && pod.Annotations[v1alpha1.AnnotationNode] == node {
+					mu.Lock()
+					events = append(events, podEvent{ev.Type, pod.Name, pod.DeletionTimestamp != nil})
+					mu.Unlock()
+				}
+			}
+		}()
+
+		first := newJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) })
+		Expect(k8s.Create(suiteCtx, first)).To(Succeed())
+		Eventually(func() []corev1.Pod { return remainingPods("recreate") }, 10*time.Second).Should(HaveLen(1))
+		old := remainingPods("recreate")[0]
+		oldPod := old.Name
+		// The old pod outlives its job's deletion, as a real one does while
+		// its runner rolls back within the grace period: a finalizer of the
+		// test's own holds it.
+		const hold = "test.nodeupgrade.io/hold"
+		Expect(k8s.Patch(suiteCtx, &old, client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"finalizers":["`+v1alpha1.FinalizerPodTracking+`","`+hold+`"]}}`)))).To(Succeed())
+		Expect(k8s.Delete(suiteCtx, first)).To(Succeed())
+		// The same name again, at once: its pods have another UID in their name.
+		Eventually(func() error {
+			return k8s.Create(suiteCtx, newJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))
+		}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
+		Eventually(func() []v1alpha1.TaskStatus { return getJob("recreate").Status.NodeStatus }, 10*time.Second).
+			Should(ContainElement(HaveField("Reason", "waiting: another upgrade is running on this node (job recreate)")))
+		Consistently(func() int { return len(remainingPods("recreate")) }, 3*time.Second).Should(Equal(1), "only the old, terminating pod")
+		Expect(k8s.Get(suiteCtx, client.ObjectKeyFromObject(&old), &old)).To(Succeed())
+		Expect(old.DeletionTimestamp).NotTo(BeNil())
+		Expect(k8s.Patch(suiteCtx, &old, client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/metadata/finalizers","value":[]}]`)))).To(Succeed())
+		job := waitFinished("recreate", 90*time.Second)
+		Expect(job.UID).NotTo(Equal(first.UID))
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
+
+		mu.Lock()
+		defer mu.Unlock()
+		oldGone, newAdded := -1, -1
+		for i, ev := range events {
+			switch {
+			case ev.name == oldPod && ev.typ == watch.Deleted && oldGone < 0:
+				oldGone = i
+			case ev.name != oldPod && ev.typ == watch.Added && newAdded < 0:
+				newAdded = i
+			}
+		}
+		Expect(oldGone).To(BeNumerically(">=", 0), "the deleted job's pod went: %v", events)
+		Expect(newAdded).To(BeNumerically(">", oldGone), "the new job's pod came after the old one was gone: %v", events)
 	})
 })
 

@@ -259,7 +259,7 @@ var _ = Describe("Rollout", func() {
 		Eventually(func() []corev1.Pod { return remainingPods("overlap-a") }, 10*time.Second).Should(HaveLen(1))
 		Expect(k8s.Create(suiteCtx, newJob("overlap-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
 		Eventually(func() []v1alpha1.TaskStatus { return getJob("overlap-b").Status.NodeStatus }, 10*time.Second).
-			Should(ContainElement(HaveField("Reason", "deferred: node is busy: an upgrade pod of job overlap-a still runs on it")))
+			Should(ContainElement(HaveField("Reason", "waiting: another upgrade is running on this node (job overlap-a)")))
 		Expect(waitFinished("overlap-a", 60*time.Second).Status.State).To(Equal(v1alpha1.StateSuccessful))
 		// Once the first pod is done the node is at the target: the second
 		// job has nothing left to do there, and never made a pod beside it.
