@@ -825,6 +825,13 @@ func TestRunnerStepsHandOver(t *testing.T) {
 		res := runRunner(t, h.termPath, backup.Args(runner.StepBackup)...)
 		g.Expect(res.code).To(Equal(runner.ExitNotRun), res.output)
 		g.Expect(res.report.Reason).To(ContainSubstring("not run: step check failed"))
+		// The step after the one that did not run ends too, at once, rather
+		// than holding the pod on the node until the deadline (seen on a
+		// real node: upgrade waited for a backup that never recorded).
+		res = runRunner(t, h.termPath, up.Args(runner.StepUpgrade)...)
+		g.Expect(res.code).To(Equal(runner.ExitNotRun), res.output)
+		g.Expect(res.report.Reason).To(ContainSubstring("not run: step backup failed"))
+		g.Expect(res.elapsed).To(BeNumerically("<", 10*time.Second))
 		g.Expect(h.calls(t)).To(BeEmpty(), "keadm must not run after a failed check")
 	})
 	t.Run("gives up at the deadline", func(t *testing.T) {

@@ -79,12 +79,12 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 		if err != nil {
 			base.Result = ResultFailed
 			base.Reason = fmt.Sprintf("nothing was run: %v", err)
-			return base, ExitDeadline
+			return r.recordSkip(step, base, ExitDeadline)
 		}
 		if prev.ExitCode != ExitOK {
 			base.Result = ResultFailed
 			base.Reason = fmt.Sprintf("not run: step %s failed (exit %d)", o.After, prev.ExitCode)
-			return base, ExitNotRun
+			return r.recordSkip(step, base, ExitNotRun)
 		}
 	}
 	// Refuse to start anything once the deadline has passed: the controller
@@ -123,6 +123,15 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 		if err := r.job.removeKeadm(); err != nil {
 			fmt.Fprintf(log, "remove this job's keadm: %v\n", err)
 		}
+	}
+	return rep, code
+}
+
+// recordSkip records a step that did not run, so the step waiting for it
+// ends too instead of holding the pod on the node until the deadline.
+func (r *stepRunner) recordSkip(step Step, rep Report, code int) (Report, int) {
+	if err := r.job.record(step, rep, code); err != nil {
+		fmt.Fprintf(r.log, "record that step %s did not run: %v\n", step, err)
 	}
 	return rep, code
 }

@@ -172,12 +172,12 @@ func TestInterruptedUpgrade(t *testing.T) {
 	if err := w.Cluster.Client.Create(ctx, newJob("interrupted", toVersion, []string{n.Name()}, 1, nil)); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for keadm itself on the machine (any keadm command: backup or
-	// upgrade), then delete the pod.
+	// Wait for keadm upgrade itself on the machine, then delete the pod:
+	// the runner must stop keadm and leave the node on one version.
 	deadline := time.Now().Add(10 * time.Minute)
 	caught := ""
 	for caught == "" && time.Now().Before(deadline) {
-		res := n.Exec(ctx, "pgrep", "-af", "keadm (upgrade|backup)")
+		res := n.Exec(ctx, "pgrep", "-af", "keadm upgrade edge")
 		if res.Err == nil && strings.TrimSpace(res.Stdout) != "" {
 			caught = strings.TrimSpace(res.Stdout)
 			break
