@@ -762,6 +762,32 @@ func TestRunnerSIGTERMAfterKeadmUpgradeSucceeds(t *testing.T) {
 	g.Expect(rep.RolledBack).To(BeFalse())
 }
 
+// One step of one job runs on a node at a time: on real KubeEdge a deleted
+// pod leaves the API at once while its runner still works, so the
+// controller can start the next job's pod beside it.
+func TestRunnerWaitsForAnotherJobOnTheNode(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	lockPath := filepath.Join(h.root, strings.TrimPrefix(filepath.Dir(runner.JobDir(jobUID)), "/"), "node.lock")
+	g.Expect(os.MkdirAll(filepath.Dir(lockPath), 0o755)).To(Succeed())
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer f.Close()
+	g.Expect(syscall.Flock(int(f.Fd()), syscall.LOCK_EX)).To(Succeed(), "the other job's runner")
+
+	o := h.options(time.Now().Add(time.Hour))
+	_, out, done := startRunner(t, o.Args(runner.StepBackup)...)
+	g.Consistently(done).WithTimeout(1500*time.Millisecond).ShouldNot(Receive(), "backup must wait while another job holds the node")
+	g.Expect(h.calls(t)).To(BeEmpty())
+
+	g.Expect(syscall.Flock(int(f.Fd()), syscall.LOCK_UN)).To(Succeed())
+	var runErr error
+	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(&runErr))
+	g.Expect(runErr).NotTo(HaveOccurred(), out.String())
+	g.Expect(out.String()).To(ContainSubstring("waiting for another job's upgrade step on this node"))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, "keadm backup edge"}))
+}
+
 // A step runs once per job and node: a container the kubelet starts again
 // (as real edgecore's kubelet does after keadm restarts edgecore) reports the
 // recorded outcome and runs nothing.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -89,10 +90,29 @@ const lockPoll = 500 * time.Millisecond
 // lock is a flock, so the kernel releases it when its holder dies, however
 // it dies.
 func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	return flockWait(ctx, filepath.Join(s.dir, "lock"), "another run of this job's upgrade on this node still holds", nil)
+}
+
+// lockNode takes the node's lock, shared by every job: one step of one job
+// runs on a node at a time. The controller keeps a node busy while it sees
+// another job's pod there, but on real KubeEdge a deleted pod leaves the API
+// at once (edgecore deletes it with grace period 0) while its runner still
+// stops keadm or rolls back for up to its grace period; this lock makes the
+// next job's runner wait for that one.
+func (s jobState) lockNode(ctx context.Context, log io.Writer) (unlock func(), err error) {
+	path := filepath.Join(filepath.Dir(s.dir), "node.lock")
+	return flockWait(ctx, path, "another job's upgrade step on this node still holds", func() {
+		fmt.Fprintf(log, "waiting for another job's upgrade step on this node to end (it holds %s)\n", path)
+	})
+}
+
+// flockWait takes an exclusive flock on path, polling until ctx ends;
+// onWait, if set, runs once when the lock is busy.
+func flockWait(ctx context.Context, path, heldBy string, onWait func()) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -108,10 +128,14 @@ func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
 			_ = f.Close()
 			return nil, fmt.Errorf("flock %s: %w", f.Name(), err)
 		}
+		if onWait != nil {
+			onWait()
+			onWait = nil
+		}
 		select {
 		case <-ctx.Done():
 			_ = f.Close()
-			return nil, fmt.Errorf("another run of this job's upgrade on this node still holds %s: %w", f.Name(), ctx.Err())
+			return nil, fmt.Errorf("%s %s: %w", heldBy, f.Name(), ctx.Err())
 		case <-time.After(lockPoll):
 		}
 	}

@@ -106,6 +106,13 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer, now func() ti
 		return base, ExitDeadline
 	}
 	defer unlock()
+	unlockNode, err := r.job.lockNode(ctx, r.log)
+	if err != nil {
+		base.Result = ResultFailed
+		base.Reason = "nothing was run: " + err.Error()
+		return base, ExitDeadline
+	}
+	defer unlockNode()
 	// The run that held the lock may have finished the step meanwhile.
 	if rec, ok := r.job.recorded(step); ok {
 		fmt.Fprintf(log, "step %s was finished by another run of this container; reporting its result\n", step)

@@ -197,6 +197,21 @@ func TestInterruptedUpgrade(t *testing.T) {
 	jw.stop()
 	t.Logf("interrupted job: %s, nodes %+v", job.Status.State, job.Status.NodeStatus)
 	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+	// The pod leaves the API at once (edgecore deletes it with grace period
+	// 0) while its runner still stops keadm and, if edgecore was touched,
+	// rolls back: judge the node once that runner is gone from the machine.
+	gone := time.Now()
+	for {
+		res := n.Exec(ctx, "pgrep", "-f", string(job.UID))
+		if strings.TrimSpace(res.Stdout) == "" {
+			break
+		}
+		if time.Since(gone) > 3*time.Minute {
+			t.Fatalf("the interrupted job's runner still runs on %s: %s", n.Name(), res.Stdout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the interrupted job's runner ended on the machine %s after its pod left the API", time.Since(gone).Round(100*time.Millisecond))
 	if err := w.WaitNodesReady(ctx, 3*time.Minute, "", n.Name()); err != nil {
 		t.Fatal(err)
 	}
