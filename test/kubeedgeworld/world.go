@@ -198,7 +198,7 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	}
 	w.logf("images ready: %d", len(w.images))
 
-	if w.Cluster, err = localcluster.Start(ctx, localcluster.Options{Dir: filepath.Join(w.dir, "cluster"), NoFleet: true}); err != nil {
+	if w.Cluster, err = localcluster.Start(ctx, localcluster.Options{Dir: filepath.Join(w.dir, "cluster"), NoFleet: true, NoCRD: true}); err != nil {
 		return nil, err
 	}
 	w.logf("control plane up")
@@ -267,11 +267,12 @@ func uniq(in []string) []string {
 	return out
 }
 
-// applyKubeEdgeCRDs installs KubeEdge's own CRDs, as a real cluster has
-// them, except its nodeupgradejobs.operations.kubeedge.io: that name is the
-// project's CRD (installed by envtest), and KubeEdge's v1alpha2-storage
-// version of it cannot be replaced by the project's v1alpha1-only one
-// (status.storedVersions). docs/kubeedge.md records this conflict.
+// applyKubeEdgeCRDs installs KubeEdge's own CRDs, as a cluster set up by
+// keadm init has them, its nodeupgradejobs.operations.kubeedge.io
+// (v1alpha1 + v1alpha2, storage v1alpha2) included, and then this project's
+// CRD over them as the README's install does (`kubectl apply -k
+// config/crd`, part of config/default). docs/kubeedge.md says why that
+// replacement keeps KubeEdge's stored objects readable.
 func (w *World) applyKubeEdgeCRDs(ctx context.Context) error {
 	dir := filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-src", CRDVersion, "build", "crds")
 	var files []string
@@ -279,13 +280,9 @@ func (w *World) applyKubeEdgeCRDs(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ".yaml") {
-			return nil
+		if !d.IsDir() && strings.HasSuffix(p, ".yaml") {
+			files = append(files, p)
 		}
-		if filepath.Base(p) == "operations_v1alpha2_nodeupgradejob.yaml" {
-			return nil
-		}
-		files = append(files, p)
 		return nil
 	})
 	if err != nil {
@@ -299,12 +296,26 @@ func (w *World) applyKubeEdgeCRDs(ctx context.Context) error {
 	if res := w.Cluster.Kubectl(ctx, args...); res.Err != nil {
 		return res.Err
 	}
-	res := w.Cluster.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-	if res.Err != nil {
-		return res.Err
+	if err := w.waitCRDs(ctx); err != nil {
+		return err
 	}
 	w.logf("KubeEdge %s CRDs applied: %d files", CRDVersion, len(files))
+	// The project's install takes the CRD over from KubeEdge's field
+	// manager, hence --force-conflicts.
+	if res := w.Cluster.Kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(testenv.RepoRoot(), "config", "crd")); res.Err != nil {
+		return fmt.Errorf("install this project's CRD over KubeEdge's: %w", res.Err)
+	}
+	if err := w.waitCRDs(ctx); err != nil {
+		return err
+	}
+	stored := w.Cluster.Kubectl(ctx, "get", "crd", "nodeupgradejobs.operations.kubeedge.io", "-o", "jsonpath={.status.storedVersions}")
+	w.logf("this project's CRD installed over KubeEdge's: storedVersions %s", strings.TrimSpace(stored.Stdout))
 	return nil
+}
+
+func (w *World) waitCRDs(ctx context.Context) error {
+	res := w.Cluster.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+	return res.Err
 }
 
 // makeBridge creates the world's bridge with a free 10.251.X.0/24.

@@ -69,6 +69,10 @@ type Options struct {
 	// NoFleet starts neither KWOK nor the fleet simulator: the caller brings
 	// real nodes (test/kubeedgeworld). Nodes must then be empty.
 	NoFleet bool
+	// NoCRD leaves the project's CRD out of the control plane: the caller
+	// installs it, as a user does (test/kubeedgeworld installs KubeEdge's
+	// CRDs first and this project's over them).
+	NoCRD bool
 }
 
 // Cluster is a running local world. Its exported fields are ready after
@@ -148,6 +152,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 	if c.env, err = testenv.New(); err != nil {
 		return nil, fmt.Errorf("localcluster: %w", err)
+	}
+	if opts.NoCRD {
+		c.env.CRDDirectoryPaths, c.env.ErrorIfCRDPathMissing = nil, false
 	}
 	cfg, err := c.env.Start()
 	// envtest may leave etcd running when the apiserver fails to start:
