@@ -100,10 +100,29 @@ func (h host) processes(comm string) []process {
 		if err != nil || strings.TrimSpace(string(name)) != comm {
 			continue
 		}
+		if exited(filepath.Join(dir, "stat")) {
+			// A zombie (a keadm just killed, not yet reaped) runs nothing
+			// and holds nothing.
+			continue
+		}
 		out = append(out, process{PID: pid, StartTime: startTime(filepath.Join(dir, "stat"))})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
+}
+
+// exited reports whether /proc/PID/stat shows a zombie or dead process.
+func exited(statPath string) bool {
+	data, err := os.ReadFile(statPath)
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return false
+	}
+	return s[i+2] == 'Z' || s[i+2] == 'X'
 }
 
 // startTime reads field 22 of /proc/PID/stat; 0 when unreadable.

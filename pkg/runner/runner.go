@@ -262,10 +262,20 @@ func (r *stepRunner) keadmMutating(ctx context.Context, args ...string) (cmdResu
 	}
 	res := r.keadm(ctx, args...)
 	if res.err != nil {
+		// A keadm killed by the deadline or a stop request may still be in
+		// the process table for a moment; wait for it, or its lock stays
+		// (seen on a real node after the pod was deleted mid-upgrade).
+		for start := time.Now(); len(r.host.keadmRunning()) > 0 && time.Since(start) < keadmExitWait; {
+			time.Sleep(100 * time.Millisecond)
+		}
 		r.clearStaleLock()
 	}
 	return res, r.host.keadmReport()
 }
+
+// keadmExitWait bounds the wait for a killed keadm to leave the process
+// table.
+const keadmExitWait = 5 * time.Second
 
 func (r *stepRunner) clearStaleLock() {
 	did, err := r.host.clearStaleKeadmLock()

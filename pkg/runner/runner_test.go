@@ -298,3 +298,26 @@ func TestExitCodes(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(data)).To(Equal(`{"step":"upgrade","result":"skipped"}`))
 }
+
+// A zombie keadm (killed, not yet reaped) does not count as running: its
+// lock is stale.
+func TestProcessesSkipsZombies(t *testing.T) {
+	root := t.TempDir()
+	for pid, state := range map[string]string{"10": "S", "11": "Z", "12": "X"} {
+		dir := filepath.Join(root, "proc", pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "comm"), []byte("keadm\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stat := pid + " (keadm) " + state + " 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0\n"
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := host{root: root}.keadmRunning()
+	if len(got) != 1 || got[0].PID != 10 {
+		t.Fatalf("keadmRunning() = %+v, want only pid 10", got)
+	}
+}
