@@ -10,6 +10,14 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/bin"
 src_dir=${KUBEEDGE_SRC_DIR:-"$root/../shared/third_party/kubeedge"}
+if [[ -z ${KUBEEDGE_SRC_DIR:-} && ! -d $src_dir ]]; then
+	# A clone elsewhere (CI's clean clone) finds the tarballs beside the
+	# checkout it was cloned from.
+	origin=$(git -C "$root" remote get-url origin 2>/dev/null || true)
+	if [[ -n $origin && -d "$origin/../shared/third_party/kubeedge" ]]; then
+		src_dir="$origin/../shared/third_party/kubeedge"
+	fi
+fi
 versions=("$@")
 [[ ${#versions[@]} -gt 0 ]] || versions=(v1.21.0 v1.22.0)
 
