@@ -100,50 +100,42 @@ func (h host) processes(comm string) []process {
 		if err != nil || strings.TrimSpace(string(name)) != comm {
 			continue
 		}
-		if exited(filepath.Join(dir, "stat")) {
+		state, start := readStat(filepath.Join(dir, "stat"))
+		if state == 'Z' || state == 'X' {
 			// A zombie (a keadm just killed, not yet reaped) runs nothing
 			// and holds nothing.
 			continue
 		}
-		out = append(out, process{PID: pid, StartTime: startTime(filepath.Join(dir, "stat"))})
+		out = append(out, process{PID: pid, StartTime: start})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
 }
 
-// exited reports whether /proc/PID/stat shows a zombie or dead process.
-func exited(statPath string) bool {
+// readStat reads the state (field 3) and the start time (field 22) of
+// /proc/PID/stat; 0 for what is unreadable.
+func readStat(statPath string) (state byte, start uint64) {
 	data, err := os.ReadFile(statPath)
 	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return false
-	}
-	return s[i+2] == 'Z' || s[i+2] == 'X'
-}
-
-// startTime reads field 22 of /proc/PID/stat; 0 when unreadable.
-func startTime(statPath string) uint64 {
-	data, err := os.ReadFile(statPath)
-	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// The command name (field 2) may hold spaces; it ends at the last ')'.
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	fields := strings.Fields(s[i+1:])
+	if len(fields) == 0 {
+		return 0, 0
+	}
+	state = fields[0][0]
 	// fields[0] is field 3 (state), so field 22 is fields[19].
 	if len(fields) < 20 {
-		return 0
+		return state, 0
 	}
-	v, _ := strconv.ParseUint(fields[19], 10, 64)
-	return v
+	start, _ = strconv.ParseUint(fields[19], 10, 64)
+	return state, start
 }
 
 // edgecoreState is what tells whether keadm touched edgecore: the binary on

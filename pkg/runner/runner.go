@@ -329,7 +329,8 @@ func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
 	// keadm pulls repo + ":" + toVersion itself: it must get the
 	// repository without a tag (seen on a real node: a tagged --image
 	// fails with "invalid reference format").
-	res, kr := r.keadmMutating(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force")
+	upgradeArgs := []string{"upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force"}
+	res, kr := r.keadmMutating(ctx, upgradeArgs...)
 	for attempt := 2; attempt <= keadmCopyAttempts && keadmLostCopyRace(res, kr) && r.host.edgecore(r.o.Edgecore) == before; attempt++ {
 		fmt.Fprintf(r.log, "keadm upgrade failed while copying edgecore out of the image, before it touched edgecore (%s); attempt %d of %d\n",
 			firstLine(reportOrErr(res, kr)), attempt, keadmCopyAttempts)
@@ -340,7 +341,7 @@ func (r *stepRunner) upgrade(ctx context.Context, rep Report) (Report, int) {
 		if ctx.Err() != nil {
 			break
 		}
-		res, kr = r.keadmMutating(ctx, "upgrade", "edge", "--toVersion", r.o.ToVersion, "--image", repo, "--force")
+		res, kr = r.keadmMutating(ctx, upgradeArgs...)
 	}
 	upErr := res.err
 	if upErr == nil && kr != nil && !kr.Success {
