@@ -56,7 +56,7 @@ const (
 // It is test scaffolding written by the test itself.
 const fakeKeadm = `#!/bin/sh
 dir='%[1]s'
-root='%[4]s'
+root='%[3]s'
 lock="$root/etc/kubeedge/idempotency_record"
 report="$root/etc/kubeedge/upgrade_report.json"
 echo "keadm $*" >> "$dir/calls.log"
@@ -65,7 +65,7 @@ if [ "$1" = version ]; then cat "$dir/keadm-version"; exit 0; fi
 event=Backup
 case "$1" in upgrade) event=Upgrade ;; rollback) event=Rollback ;; esac
 verdict() { # success errorMessage
-  printf '{"event":"%%s","success":%%s,"fromVersion":"%[3]s","toVersion":"%%s","errorMessage":"%%s"}' "$event" "$1" "$to" "$2" > "$report"
+  printf '{"event":"%%s","success":%%s,"fromVersion":"%[2]s","toVersion":"%%s","errorMessage":"%%s"}' "$event" "$1" "$to" "$2" > "$report"
 }
 to=""; prev=""
 for a in "$@"; do
@@ -109,10 +109,9 @@ upgrade)
   echo "edgecore $to" > "$root/usr/local/bin/edgecore"
   start_edgecore ;;
 rollback)
-  if [ -e '%[2]s' ]; then echo "marker present" >> "$dir/calls.log"; fi
   if [ -e "$dir/fail-rollback" ]; then verdict false "rollback exploded"; rm -f "$lock"; echo "rollback exploded" >&2; exit 1; fi
   stop_edgecore
-  echo "edgecore %[3]s" > "$root/usr/local/bin/edgecore"
+  echo "edgecore %[2]s" > "$root/usr/local/bin/edgecore"
   start_edgecore ;;
 esac
 verdict true ""
@@ -123,7 +122,7 @@ exit 0
 const jobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
 
 type fakeHost struct {
-	root, state, marker, termPath string
+	root, state, termPath string
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
@@ -132,7 +131,6 @@ func newFakeHost(t *testing.T) *fakeHost {
 	h := &fakeHost{
 		root:     filepath.Join(base, "host"),
 		state:    filepath.Join(base, "state"),
-		marker:   filepath.Join(base, "run", "rolling-back"),
 		termPath: filepath.Join(base, "termination-log"),
 	}
 	write := func(path, content string, mode os.FileMode) {
@@ -152,7 +150,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 	write(filepath.Join(h.root, "etc", "kubeedge", "config", "edgecore.yaml"), "fake\n", 0o644)
 	write(filepath.Join(h.root, "proc", "stat"), "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 100 0 100 700 100 0 0 0 0 0\n", 0o644)
 	write(filepath.Join(h.root, "proc", "meminfo"), "MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    700 kB\n", 0o644)
-	write(filepath.Join(h.root, strings.TrimPrefix(runner.KeadmPath(jobUID), "/")), fmt.Sprintf(fakeKeadm, h.state, h.marker, fromV, h.root), 0o755)
+	write(filepath.Join(h.root, strings.TrimPrefix(runner.KeadmPath(jobUID), "/")), fmt.Sprintf(fakeKeadm, h.state, fromV, h.root), 0o755)
 	write(filepath.Join(h.root, strings.TrimPrefix(runner.DefaultEdgecorePath, "/")), "edgecore "+fromV+"\n", 0o755)
 	return h
 }
@@ -199,7 +197,6 @@ func (h *fakeHost) options(deadline time.Time) runner.Options {
 	o.CPUSampleInterval = 0
 	o.DiskThreshold = 100
 	o.TerminationMessagePath = h.termPath
-	o.RollbackMarker = h.marker
 	o.RollbackTimeout = 20 * time.Second
 	return o
 }
@@ -417,7 +414,7 @@ func TestRunnerSteps(t *testing.T) {
 			name: "upgrade fails and rolls back", step: runner.StepUpgrade,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade") },
 			wantCode:   runner.ExitRolledBack,
-			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
 			wantReason: []string{"rollback succeeded, the node is back on v1.20.0", "upgrade to v1.21.0 failed: upgrade exploded"},
 		},
@@ -425,7 +422,7 @@ func TestRunnerSteps(t *testing.T) {
 			name: "upgrade and rollback fail", step: runner.StepUpgrade,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade"); h.touch(t, "fail-rollback") },
 			wantCode:   runner.ExitNeedsAttention,
-			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, NeedsAttention: true},
 			wantReason: []string{"rollback failed too, the node needs attention: rollback exploded", "upgrade exploded"},
 		},
@@ -433,7 +430,7 @@ func TestRunnerSteps(t *testing.T) {
 			name: "a new edgecore that does not stay up is rolled back", step: runner.StepUpgrade,
 			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "crash-edgecore") },
 			wantCode:   runner.ExitRolledBack,
-			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, upgradeCall, "keadm rollback edge"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
 			wantReason: []string{"edgecore is not running after the upgrade", "rollback succeeded"},
 		},
@@ -463,7 +460,7 @@ func TestRunnerSteps(t *testing.T) {
 				h.write(t, "etc/kubeedge/idempotency_record", "")
 			},
 			wantCode:   runner.ExitRolledBack,
-			wantCalls:  []string{versionCall, "keadm rollback edge", "marker present"},
+			wantCalls:  []string{versionCall, "keadm rollback edge"},
 			wantReport: runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, FromVersion: fromV, ToVersion: toV, RolledBack: true},
 			wantReason: []string{"an earlier run of the upgrade step was interrupted"},
 		},
@@ -530,9 +527,7 @@ func TestRunnerSteps(t *testing.T) {
 			for _, want := range tt.wantReason {
 				g.Expect(reason).To(ContainSubstring(want))
 			}
-			// The readiness marker never outlives a rollback, and keadm's
-			// lock never outlives keadm.
-			g.Expect(h.marker).NotTo(BeAnExistingFile())
+			// keadm's lock never outlives keadm.
 			g.Expect(filepath.Join(h.root, runner.KeadmLockPath)).NotTo(BeAnExistingFile())
 		})
 	}
@@ -557,7 +552,7 @@ func TestRunnerKillsHangingUpgradeAtDeadline(t *testing.T) {
 
 	g.Expect(res.code).To(Equal(runner.ExitRolledBack), res.output)
 	g.Expect(res.elapsed).To(BeNumerically("<", budget+10*time.Second), "the 60s sleep must not be waited for")
-	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge", "marker present"}))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge"}))
 	g.Expect(res.report.RolledBack).To(BeTrue())
 	g.Expect(res.report.Reason).To(ContainSubstring("killed when its time ran out"))
 
@@ -620,30 +615,6 @@ func TestRunnerCheckRealProc(t *testing.T) {
 			for _, want := range tt.wantReason {
 				g.Expect(res.report.Reason).To(ContainSubstring(want))
 			}
-		})
-	}
-}
-
-func TestRunnerRollingBackProbe(t *testing.T) {
-	marker := filepath.Join(t.TempDir(), "rolling-back")
-	tests := []struct {
-		name     string
-		create   bool
-		args     []string
-		wantCode int
-	}{
-		{"absent", false, []string{runner.CmdRollingBack, "--rollback-marker=" + marker}, 1},
-		{"present", true, []string{runner.CmdRollingBack, "--rollback-marker=" + marker}, 0},
-		{"bad args", false, []string{runner.CmdRollingBack, "extra", "args"}, runner.ExitBadArgs},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewWithT(t)
-			if tt.create {
-				g.Expect(os.WriteFile(marker, nil, 0o644)).To(Succeed())
-			}
-			res := runRunner(t, "", tt.args...)
-			g.Expect(res.code).To(Equal(tt.wantCode), res.output)
 		})
 	}
 }
@@ -713,7 +684,7 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	g.Expect(exitErr.ExitCode()).To(Equal(runner.ExitRolledBack), out.String())
 	// The killed keadm left its lock; the rollback could only run because
 	// the runner cleared it.
-	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge", "marker present"}))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge"}))
 	g.Expect(filepath.Join(h.root, runner.KeadmLockPath)).NotTo(BeAnExistingFile())
 	data, err := os.ReadFile(h.termPath)
 	g.Expect(err).NotTo(HaveOccurred())

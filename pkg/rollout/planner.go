@@ -26,7 +26,9 @@ func NodeFinal(state string) bool {
 	return false
 }
 
-// NodeInFlight reports whether a node holds a concurrency slot.
+// NodeInFlight reports whether a node holds a concurrency slot. This
+// controller no longer reports RollingBack (a rollback shows in the node's
+// final status), but a status written by an earlier version may hold it.
 func NodeInFlight(state string) bool {
 	switch state {
 	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateBackingUp,
@@ -236,8 +238,6 @@ func phaseState(phase PodPhase) (string, string) {
 		return v1alpha1.StateBackingUp, v1alpha1.EventBackUp
 	case PodUpgrading:
 		return v1alpha1.StateUpgrading, v1alpha1.EventUpgrade
-	case PodRollingBack:
-		return v1alpha1.StateRollingBack, v1alpha1.EventRollback
 	}
 	return v1alpha1.StateInit, v1alpha1.EventInit
 }

@@ -456,12 +456,12 @@ func TestStatusIsStableWithoutChange(t *testing.T) {
 	c := cfg(2, "0.5")
 	nodes := fleet(4)
 	p := start(c, names(4), nodes)
-	pods := map[string]PodView{"node-00": {Phase: PodBackingUp}, "node-01": {Phase: PodRollingBack}}
+	pods := map[string]PodView{"node-00": {Phase: PodBackingUp}, "node-01": {Phase: PodUpgrading}}
 	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
 	again := step(p, c, nodes, pods, t0.Add(20*time.Second))
 	g.Expect(again.Status).To(Equal(p.Status), "a plan with nothing new must not change status, or every reconcile writes")
 	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateBackingUp))
-	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateRollingBack))
+	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateUpgrading))
 }
 
 func TestProgressEventsAtDeciles(t *testing.T) {

@@ -29,13 +29,12 @@ type PodPhase string
 
 // Pod phases, in the order a pod goes through them.
 const (
-	PodPending     PodPhase = "Pending"
-	PodChecking    PodPhase = "Checking"
-	PodBackingUp   PodPhase = "BackingUp"
-	PodUpgrading   PodPhase = "Upgrading"
-	PodRollingBack PodPhase = "RollingBack"
-	PodSucceeded   PodPhase = "Succeeded"
-	PodFailed      PodPhase = "Failed"
+	PodPending   PodPhase = "Pending"
+	PodChecking  PodPhase = "Checking"
+	PodBackingUp PodPhase = "BackingUp"
+	PodUpgrading PodPhase = "Upgrading"
+	PodSucceeded PodPhase = "Succeeded"
+	PodFailed    PodPhase = "Failed"
 )
 
 // PodView is what the cluster shows of one node's upgrade pod.

@@ -25,10 +25,6 @@ const (
 	HostDir = "/var/lib/nodeupgrade"
 	// DefaultEdgecorePath is where keadm installs edgecore on the host.
 	DefaultEdgecorePath = "/usr/local/bin/edgecore"
-	// DefaultRollbackMarker is created in the container (not on the host)
-	// while a rollback runs; the rolling-back subcommand, used as the upgrade
-	// container's readiness probe, reports whether it exists.
-	DefaultRollbackMarker = "/run/nodeupgrade/rolling-back"
 	// DefaultTerminationMessagePath is the kubelet's default.
 	DefaultTerminationMessagePath = "/dev/termination-log"
 	// DefaultThreshold is the default usage limit of each check item, in percent.
@@ -47,9 +43,6 @@ const (
 	// window must be longer than that to see a crash loop.
 	DefaultEdgecoreSettle = 15 * time.Second
 )
-
-// CmdRollingBack is the probe subcommand: exit 0 while a rollback runs.
-const CmdRollingBack = "rolling-back"
 
 // Check items, as in v1alpha1.
 const (
@@ -92,7 +85,6 @@ type Options struct {
 	RollbackTimeout        time.Duration
 	EdgecoreSettle         time.Duration
 	TerminationMessagePath string
-	RollbackMarker         string
 }
 
 // DefaultOptions returns the defaults used in the upgrade pod.
@@ -109,7 +101,6 @@ func DefaultOptions() Options {
 		RollbackTimeout:        DefaultRollbackTimeout,
 		EdgecoreSettle:         DefaultEdgecoreSettle,
 		TerminationMessagePath: DefaultTerminationMessagePath,
-		RollbackMarker:         DefaultRollbackMarker,
 	}
 }
 
@@ -144,7 +135,6 @@ func (o Options) Args(step Step) []string {
 	case StepUpgrade:
 		args = append(args,
 			"--rollback-timeout="+o.RollbackTimeout.String(),
-			"--rollback-marker="+o.RollbackMarker,
 			"--edgecore-settle="+o.EdgecoreSettle.String(),
 		)
 	}
@@ -198,7 +188,6 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", o.RollbackTimeout, "time allowed for keadm rollback edge")
 	fs.DurationVar(&o.EdgecoreSettle, "edgecore-settle", o.EdgecoreSettle, "how long the new edgecore must run without restarting; 0 skips the wait")
 	fs.StringVar(&o.TerminationMessagePath, "termination-message-path", o.TerminationMessagePath, "where the JSON report is written")
-	fs.StringVar(&o.RollbackMarker, "rollback-marker", o.RollbackMarker, "file that exists while a rollback runs")
 	if err := fs.Parse(flags); err != nil {
 		return step, o, fmt.Errorf("parse flags: %w", err)
 	}

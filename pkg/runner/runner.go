@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,16 +20,13 @@ import (
 // returns the process exit code. Step subcommands always write a Report to
 // the termination message path, also when the arguments are bad.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == CmdRollingBack {
-		return probeRollingBack(args[1:], stderr)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
 	if len(args) == 0 {
 		// Not how the pod calls the runner; a person at a shell gets usage
 		// and no file written to /dev.
-		fmt.Fprintf(stderr, "usage: nodeupgrade-runner check|backup|upgrade|%s [flags]\n", CmdRollingBack)
+		fmt.Fprintln(stderr, "usage: nodeupgrade-runner check|backup|upgrade [flags]")
 		return ExitBadArgs
 	}
 	step, o, err := ParseArgs(args, stderr)
@@ -433,9 +429,7 @@ func (r *stepRunner) rollback(ctx context.Context, rep Report, upReason string) 
 	// room for it.
 	rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.RollbackTimeout)
 	defer cancel()
-	r.setRollingBack(true)
 	rb, kr := r.keadmMutating(rbCtx, "rollback", "edge")
-	r.setRollingBack(false)
 
 	rep.Step = StepRollback
 	rep.Result = ResultFailed
@@ -509,26 +503,6 @@ func firstLine(s string) string {
 	return line
 }
 
-// setRollingBack creates or removes the readiness marker. Failures are only
-// logged: the marker is cosmetic (a live RollingBack state), the report is
-// what counts.
-func (r *stepRunner) setRollingBack(on bool) {
-	if r.o.RollbackMarker == "" {
-		return
-	}
-	var err error
-	if on {
-		if err = os.MkdirAll(filepath.Dir(r.o.RollbackMarker), 0o755); err == nil {
-			err = os.WriteFile(r.o.RollbackMarker, []byte("rolling back\n"), 0o644)
-		}
-	} else if err = os.Remove(r.o.RollbackMarker); errors.Is(err, os.ErrNotExist) {
-		err = nil
-	}
-	if err != nil {
-		fmt.Fprintf(r.log, "rollback marker %s: %v\n", r.o.RollbackMarker, err)
-	}
-}
-
 func withTail(summary, what, tail string) string {
 	if tail == "" {
 		return summary
@@ -541,20 +515,4 @@ func orUnknown(v string) string {
 		return "its previous version"
 	}
 	return v
-}
-
-// probeRollingBack implements the rolling-back subcommand, the upgrade
-// container's readiness probe: exit 0 while the marker exists.
-func probeRollingBack(args []string, stderr io.Writer) int {
-	marker := DefaultRollbackMarker
-	if len(args) == 1 && strings.HasPrefix(args[0], "--rollback-marker=") {
-		marker = strings.TrimPrefix(args[0], "--rollback-marker=")
-	} else if len(args) != 0 {
-		fmt.Fprintf(stderr, "usage: nodeupgrade-runner %s [--rollback-marker=PATH]\n", CmdRollingBack)
-		return ExitBadArgs
-	}
-	if _, err := os.Stat(marker); err != nil {
-		return 1
-	}
-	return ExitOK
 }

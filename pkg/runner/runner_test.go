@@ -99,7 +99,6 @@ func TestArgsRoundTrip(t *testing.T) {
 			}
 			if step == StepUpgrade {
 				o.RollbackTimeout = 90 * time.Second
-				o.RollbackMarker = "/tmp/marker"
 				o.EdgecoreSettle = 3 * time.Second
 			}
 			gotStep, got, err := ParseArgs(o.Args(step), os.Stderr)

@@ -17,13 +17,12 @@ type Phase = rollout.PodPhase
 
 // Phases, named for readers of this package.
 const (
-	PhasePending     = rollout.PodPending
-	PhaseChecking    = rollout.PodChecking
-	PhaseBackingUp   = rollout.PodBackingUp
-	PhaseUpgrading   = rollout.PodUpgrading
-	PhaseRollingBack = rollout.PodRollingBack
-	PhaseSucceeded   = rollout.PodSucceeded
-	PhaseFailed      = rollout.PodFailed
+	PhasePending   = rollout.PodPending
+	PhaseChecking  = rollout.PodChecking
+	PhaseBackingUp = rollout.PodBackingUp
+	PhaseUpgrading = rollout.PodUpgrading
+	PhaseSucceeded = rollout.PodSucceeded
+	PhaseFailed    = rollout.PodFailed
 )
 
 // Observation is what a pod's status says about the upgrade.

@@ -96,8 +96,6 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	opts.MemThreshold = orDefault(p.Thresholds.Mem)
 	opts.DiskThreshold = orDefault(p.Thresholds.Disk)
 	opts.RollbackTimeout = RollbackTimeout
-	// No readiness marker: see the note on the upgrade container below.
-	opts.RollbackMarker = ""
 
 	hostRootMount := corev1.VolumeMount{
 		Name:      volumeHostRoot,

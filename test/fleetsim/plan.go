@@ -58,7 +58,6 @@ func ParseBehavior(v string) (Behavior, string, error) {
 type phase struct {
 	ordinal int // init containers first, then the main containers, in spec order
 	begin   time.Time
-	ready   bool // the upgrade container is Ready: a rollback runs
 }
 
 // ending is how and when a pod's run ends.
@@ -187,10 +186,6 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	cut, stopped := len(p.phases), false
 	for i, ph := range p.phases {
 		o, name := ph.ordinal, p.names[ph.ordinal]
-		first := i == 0 || p.phases[i-1].ordinal != o
-		if !first {
-			continue
-		}
 		// The runner refuses to start a step once the deadline has passed.
 		if hasDeadline && isRunnerStep(name) && !ph.begin.Before(deadline) {
 			rep := base
@@ -209,9 +204,6 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		if o == failAt {
 			p.end = p.failure(o, bounds[o+1], base, in.behavior == BehaviorFailRollback)
 			cut, stopped = i+1, true
-			for cut < len(p.phases) && p.phases[cut].ordinal == o {
-				cut++ // the rolling-back phase
-			}
 			break
 		}
 		p.reports = append(p.reports, p.successReport(name, base))
@@ -353,7 +345,7 @@ func (p plan) progressOf(pod *corev1.Pod) int {
 	}
 	// The running ordinal is the first container, in run order, that has
 	// not exited 0.
-	ordinal, ready := 0, false
+	ordinal := 0
 	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 	for _, name := range p.names {
 		var s *corev1.ContainerStatus
@@ -363,16 +355,13 @@ func (p plan) progressOf(pod *corev1.Pod) int {
 			}
 		}
 		if s == nil || s.State.Terminated == nil || s.State.Terminated.ExitCode != 0 {
-			if s != nil {
-				ready = s.Ready
-			}
 			break
 		}
 		ordinal++
 	}
 	progress := 1
 	for i, ph := range p.phases {
-		if ph.ordinal < ordinal || (ph.ordinal == ordinal && (!ph.ready || ready)) {
+		if ph.ordinal <= ordinal {
 			progress = i + 1
 		}
 	}
@@ -402,7 +391,7 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 		begins[p.end.ordinal] = p.end.at
 	}
 	stepsStarted := running >= p.nInit
-	state := func(o int) (corev1.ContainerState, bool) {
+	state := func(o int) corev1.ContainerState {
 		switch {
 		case o < running || (ended && o == running && p.end.exit == 0 && p.end.podReason == ""):
 			// Finished successfully.
@@ -412,15 +401,15 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 			} else {
 				t.Message, t.FinishedAt = p.end.message, ts(p.end.at)
 			}
-			return corev1.ContainerState{Terminated: t}, false
+			return corev1.ContainerState{Terminated: t}
 		case o == running && ended:
 			reason := "Error"
 			return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode: p.end.exit, Reason: reason, Message: p.end.message,
 				StartedAt: ts(begins[o]), FinishedAt: ts(p.end.at),
-			}}, false
+			}}
 		case o == running:
-			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[o])}}, cur.ready
+			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[o])}}
 		case stepsStarted && o >= p.nInit && ended:
 			// A step after the one that ended the pod: the runner exits
 			// without doing anything, or the kubelet killed it with the pod.
@@ -432,22 +421,27 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 					Reason: fmt.Sprintf("not run: step %s failed (exit %d)", p.names[running], p.end.exit)}
 				t.Message = string(rep.Marshal())
 			}
-			return corev1.ContainerState{Terminated: t}, false
+			return corev1.ContainerState{Terminated: t}
 		case stepsStarted && o >= p.nInit:
 			// Started with the others, waiting for the step before it.
-			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[p.nInit])}}, false
+			return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: ts(begins[p.nInit])}}
 		}
-		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}, false
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
 	}
 
 	st := corev1.PodStatus{StartTime: new(ts(p.start))}
 	for i, c := range pod.Spec.InitContainers {
-		s, _ := state(i)
+		s := state(i)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(c, s, s.Terminated != nil && s.Terminated.ExitCode == 0))
 	}
+	// The upgrade pod has no readiness probe, so a running container is
+	// Ready, as the kubelet (and edgecore) report it by default; the pod is
+	// Ready while all of them run.
+	podReady := !ended
 	for i, c := range pod.Spec.Containers {
-		s, ready := state(p.nInit + i)
-		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(c, s, ready))
+		s := state(p.nInit + i)
+		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(c, s, s.Running != nil))
+		podReady = podReady && s.Running != nil
 	}
 
 	initialized := stepsStarted
@@ -466,7 +460,7 @@ func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 	if ended {
 		changed = p.end.at
 	}
-	st.Conditions = podConditions(ts(p.start), ts(changed), initialized, !ended && cur.ready, ended)
+	st.Conditions = podConditions(ts(p.start), ts(changed), initialized, podReady, ended)
 	return st
 }
 
