@@ -65,6 +65,7 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Controller.Thresholds.Disk, "check-disk-threshold", 80, "Usage percent at or above which the disk check fails.")
 	fs.IntVar(&c.Controller.PodWorkers, "pod-workers", 16, "Upgrade pod creates and deletes issued in parallel.")
 	fs.DurationVar(&c.Controller.StatusWriteInterval, "status-write-interval", time.Second, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
+	fs.DurationVar(&c.Controller.OrphanSweepInterval, "orphan-sweep-interval", controller.DefaultOrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "Elect a leader through a Lease, so only one replica acts.")
