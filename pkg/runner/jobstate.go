@@ -17,8 +17,12 @@ import (
 // the step lock. It is keyed by the job's UID, so two jobs never share a
 // keadm binary and a job re-created under the same name starts afresh.
 func JobDir(jobUID string) string {
-	return filepath.Join(HostDir, "jobs", jobUID)
+	return filepath.Join(JobsDir, jobUID)
 }
+
+// JobsDir is the host directory that holds every job's directory and the
+// node lock.
+const JobsDir = HostDir + "/jobs"
 
 // KeadmPath is where the upgrade pod puts keadm for a job, as a host path.
 func KeadmPath(jobUID string) string {

@@ -45,6 +45,7 @@ const (
 const (
 	volumeHostRoot = "host-root"
 	volumeKeadmDir = "keadm-dir"
+	volumeJobsDir  = "jobs-dir"
 
 	// keadmMountPath is where copy-keadm sees the host's keadm directory.
 	keadmMountPath = "/nodeupgrade-bin"
@@ -102,13 +103,26 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		MountPath: runner.DefaultHostRoot,
 		// Writable: the runner records each step's result in the job's
 		// directory on the host and clears keadm's stale lock and report
-		// (see pkg/runner). The container is privileged and enters the
-		// host's namespaces anyway, so a read-only mount would protect
-		// nothing.
+		// (see pkg/runner). The backup and upgrade containers are
+		// privileged and enter the host's namespaces anyway, so a read-only
+		// mount would protect nothing there; the check's is read-only.
 	}
 	runnerContainer := func(name string, step runner.Step, after runner.Step) corev1.Container {
 		stepOpts := opts
 		stepOpts.After = after
+		mounts, security := []corev1.VolumeMount{hostRootMount}, privileged()
+		if step == runner.StepCheck {
+			// The check only reads the host's /proc/stat, /proc/meminfo and
+			// the usage of its root filesystem, and records its result in
+			// the jobs directory: it gets the host read-only, that directory
+			// writable, and no privilege. (hostPID is the pod's, for the
+			// steps that enter PID 1's namespaces.)
+			mounts = []corev1.VolumeMount{
+				{Name: volumeHostRoot, MountPath: runner.DefaultHostRoot, ReadOnly: true},
+				{Name: volumeJobsDir, MountPath: path.Join(runner.DefaultHostRoot, runner.JobsDir)},
+			}
+			security = unprivileged()
+		}
 		return corev1.Container{
 			Name:    name,
 			Image:   p.RunnerImage,
@@ -117,9 +131,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 			// The runner image is pinned by the controller's configuration;
 			// IfNotPresent keeps edge nodes on slow links from re-pulling.
 			ImagePullPolicy:          corev1.PullIfNotPresent,
-			VolumeMounts:             []corev1.VolumeMount{hostRootMount},
+			VolumeMounts:             mounts,
 			Resources:                resources(),
-			SecurityContext:          privileged(),
+			SecurityContext:          security,
 			TerminationMessagePath:   runner.DefaultTerminationMessagePath,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		}
@@ -137,7 +151,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		ImagePullPolicy:          corev1.PullIfNotPresent,
 		VolumeMounts:             []corev1.VolumeMount{{Name: volumeKeadmDir, MountPath: keadmMountPath}},
 		Resources:                resources(),
-		SecurityContext:          &corev1.SecurityContext{Privileged: new(false), AllowPrivilegeEscalation: new(false), RunAsUser: new(int64(0))},
+		SecurityContext:          unprivileged(),
 		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
@@ -199,6 +213,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 				{Name: volumeKeadmDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: path.Dir(runner.KeadmPath(p.JobUID)), Type: new(corev1.HostPathDirectoryOrCreate),
 				}}},
+				{Name: volumeJobsDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: runner.JobsDir, Type: new(corev1.HostPathDirectoryOrCreate),
+				}}},
 			},
 			AutomountServiceAccountToken:  new(false),
 			EnableServiceLinks:            new(false),
@@ -232,6 +249,17 @@ func resources() corev1.ResourceRequirements {
 			corev1.ResourceCPU:    resource.MustParse("500m"),
 			corev1.ResourceMemory: resource.MustParse("256Mi"),
 		},
+	}
+}
+
+// unprivileged is the security context of the containers that only copy a
+// file or read the host: root, to write the root-owned job directory, with
+// no capabilities and no way to gain any.
+func unprivileged() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged: new(false), AllowPrivilegeEscalation: new(false), RunAsUser: new(int64(0)),
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

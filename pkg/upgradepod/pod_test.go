@@ -166,11 +166,26 @@ func TestBuild(t *testing.T) {
 			g.Expect(s.PriorityClassName).To(BeEmpty())
 			g.Expect(s.Tolerations).To(Equal([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}))
 			for _, c := range s.Containers {
-				g.Expect(*c.SecurityContext.Privileged).To(BeTrue(), c.Name)
+				// Only the steps that enter the host's namespaces are
+				// privileged; the check reads the host and writes only the
+				// jobs directory.
+				g.Expect(*c.SecurityContext.Privileged).To(Equal(c.Name != ContainerCheck), c.Name)
 				g.Expect(c.VolumeMounts[0].MountPath).To(Equal("/host"))
 				g.Expect(volume(pod, c.VolumeMounts[0].Name).HostPath.Path).To(Equal("/"))
+				g.Expect(c.VolumeMounts[0].ReadOnly).To(Equal(c.Name == ContainerCheck), c.Name)
 				g.Expect(c.TerminationMessagePolicy).To(Equal(corev1.TerminationMessageFallbackToLogsOnError))
 			}
+			check := s.Containers[0]
+			g.Expect(check.Name).To(Equal(ContainerCheck))
+			g.Expect(*check.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
+			g.Expect(check.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+			g.Expect(check.VolumeMounts).To(HaveLen(2))
+			g.Expect(check.VolumeMounts[1].MountPath).To(Equal("/host" + runner.JobsDir))
+			g.Expect(check.VolumeMounts[1].ReadOnly).To(BeFalse())
+			g.Expect(volume(pod, check.VolumeMounts[1].Name).HostPath.Path).To(Equal(runner.JobsDir))
+			// The job's directory, where the check records its result, is
+			// inside the writable mount.
+			g.Expect(strings.HasPrefix(runner.JobDir(baseParams().JobUID), runner.JobsDir+"/")).To(BeTrue())
 		}},
 	}
 	for _, tt := range tests {
