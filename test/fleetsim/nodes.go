@@ -37,6 +37,13 @@ const (
 	AnnotationOffline = "nodeupgrade.test/offline"
 	// AnnotationDuration overrides Options.UpgradeDuration for the node.
 	AnnotationDuration = "nodeupgrade.test/duration"
+	// AnnotationRunnerBusyUntil (RFC 3339, nanoseconds) is when the runner
+	// of a pod deleted in its upgrade step leaves the node: on real KubeEdge
+	// edgecore confirms the deletion at once while the runner still kills
+	// keadm and rolls back, holding the node lock; the next pod's steps
+	// wait for it. The simulator sets it; it is kept on the node so that a
+	// restarted simulator sees it too.
+	AnnotationRunnerBusyUntil = "nodeupgrade.test/runner-busy-until"
 
 	// LabelEdgeRole is the role label keadm puts on KubeEdge edge nodes.
 	LabelEdgeRole = "node-role.kubernetes.io/edge"

@@ -94,6 +94,10 @@ type planInput struct {
 	behavior    Behavior
 	at          string // container the behaviour applies to; "" = upgrade
 	nodeVersion string // edgecore version the node reports
+	// nodeBusyUntil is when the runner of a deleted pod leaves the node
+	// (AnnotationRunnerBusyUntil): this pod's first step waits for the node
+	// lock until then.
+	nodeBusyUntil time.Time
 }
 
 // stepWeight shares the pod's duration among its containers: copying keadm
@@ -179,6 +183,18 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		acc += float64(stepWeight(n))
 	}
 	bounds = append(bounds, in.start.Add(in.duration))
+	// The first step holds on the node lock while another pod's runner is
+	// still on the node: it shows running, and it and every step after it
+	// finish that much later.
+	if p.nInit < len(p.names) && in.nodeBusyUntil.After(bounds[p.nInit]) {
+		wait := in.nodeBusyUntil.Sub(bounds[p.nInit])
+		for o := p.nInit + 1; o < len(bounds); o++ {
+			bounds[o] = bounds[o].Add(wait)
+			if o < len(p.phases) {
+				p.phases[o].begin = bounds[o]
+			}
+		}
+	}
 
 	base := runner.Report{FromVersion: from, ToVersion: target}
 	deadline, hasDeadline := podDeadline(pod)
@@ -186,6 +202,15 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	cut, stopped := len(p.phases), false
 	for i, ph := range p.phases {
 		o, name := ph.ordinal, p.names[ph.ordinal]
+		// A step still waiting for the node lock at the deadline gives up.
+		if hasDeadline && o == p.nInit && isRunnerStep(name) && in.nodeBusyUntil.After(ph.begin) && !in.nodeBusyUntil.Before(deadline) && ph.begin.Before(deadline) {
+			rep := base
+			rep.Step, rep.Result = runner.Step(name), runner.ResultFailed
+			rep.Reason = "nothing was run: another job's upgrade step on this node still holds the node lock (simulated)"
+			p.end = ending{at: deadline, ordinal: o, exit: runner.ExitDeadline, message: string(rep.Marshal())}
+			cut, stopped = i+1, true
+			break
+		}
 		// The runner refuses to start a step once the deadline has passed.
 		if hasDeadline && isRunnerStep(name) && !ph.begin.Before(deadline) {
 			rep := base

@@ -252,3 +252,41 @@ func TestNodeSpec(t *testing.T) {
 	g.Expect(cloud.Spec.Taints).To(BeEmpty())
 	g.Expect(NodeVersion(cloud)).To(Equal("v1.19.0"))
 }
+
+// A pod whose node still holds a deleted pod's runner (rolling back after
+// its pod left the API, as on real KubeEdge) waits in its first step for the
+// node lock, and every step after it finishes that much later; a runner that
+// stays past the deadline makes the step give up without running.
+func TestPlanWaitsForLingeringRunner(t *testing.T) {
+	g := NewWithT(t)
+	pod := realPod(true, time.Hour)
+	// Weights 1, 2, 2 and 5 over 10s: check begins at 1s and waits until 7s.
+	in := planInput{start: t0, duration: 10 * time.Second, nodeBusyUntil: t0.Add(7 * time.Second)}
+	p := newPlan(pod, in)
+	g.Expect(p.succeeds()).To(BeTrue())
+	for d, want := range map[time.Duration]upgradepod.Phase{
+		2 * time.Second:  upgradepod.PhaseChecking,
+		8 * time.Second:  upgradepod.PhaseChecking,
+		9 * time.Second:  upgradepod.PhaseBackingUp,
+		12 * time.Second: upgradepod.PhaseUpgrading,
+		16 * time.Second: upgradepod.PhaseSucceeded,
+	} {
+		g.Expect(observeAt(g, pod, p, d).Phase).To(Equal(want), "at %s", d)
+	}
+	// Gone before this pod's steps began: no wait.
+	in.nodeBusyUntil = t0.Add(500 * time.Millisecond)
+	g.Expect(observeAt(g, pod, newPlan(pod, in), 10*time.Second).Phase).To(Equal(upgradepod.PhaseSucceeded))
+
+	// Still there at the deadline: the check gives up, nothing was run.
+	pod = realPod(true, 5*time.Second)
+	in.nodeBusyUntil = t0.Add(time.Minute)
+	p = newPlan(pod, in)
+	g.Expect(observeAt(g, pod, p, 4*time.Second).Phase).To(Equal(upgradepod.PhaseChecking))
+	obs := observeAt(g, pod, p, 5*time.Second)
+	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(obs.Report.Step).To(Equal(runner.StepCheck))
+	g.Expect(obs.Report.Reason).To(ContainSubstring("node lock"))
+	st := p.podStatus(pod, p.done())
+	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
+	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
+}

@@ -39,6 +39,11 @@ type Options struct {
 	// UpgradeDuration is how long an upgrade pod runs. Zero: DefaultUpgradeDuration.
 	// A node's nodeupgrade.test/duration annotation overrides it.
 	UpgradeDuration time.Duration
+	// RollbackDuration is how long the runner of a pod deleted in its upgrade
+	// step stays on the node after the pod has gone, rolling back; the next
+	// pod on the node waits for it (AnnotationRunnerBusyUntil). Zero: the
+	// node's upgrade duration.
+	RollbackDuration time.Duration
 	// Namespace limits the pods run to one namespace. Empty: all.
 	Namespace string
 	// Workers is how many pods are advanced at once. Zero: 16.
@@ -326,7 +331,24 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	now := s.now()
+	d := s.opts.UpgradeDuration
+	if v := node.Annotations[AnnotationDuration]; v != "" {
+		if nd, err := time.ParseDuration(v); err == nil && nd > 0 {
+			d = nd
+		} else {
+			s.log.Error(err, "bad duration annotation, using default", "node", node.Name, "value", v)
+		}
+	}
 	if pod.DeletionTimestamp != nil {
+		if inUpgradeStep(pod) {
+			linger := s.opts.RollbackDuration
+			if linger <= 0 {
+				linger = d
+			}
+			if err := s.holdNode(ctx, node, now.Add(linger)); err != nil {
+				return err
+			}
+		}
 		return s.kill(ctx, pod, now)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -337,17 +359,15 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	if err != nil {
 		s.log.Error(err, "treating node as succeeding", "node", node.Name)
 	}
-	d := s.opts.UpgradeDuration
-	if v := node.Annotations[AnnotationDuration]; v != "" {
-		if nd, err := time.ParseDuration(v); err == nil && nd > 0 {
-			d = nd
-		} else {
-			s.log.Error(err, "bad duration annotation, using default", "node", node.Name, "value", v)
+	var busyUntil time.Time
+	if v := node.Annotations[AnnotationRunnerBusyUntil]; v != "" {
+		if busyUntil, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			s.log.Error(err, "bad runner-busy-until annotation, ignored", "node", node.Name, "value", v)
 		}
 	}
 	st := s.state(pod, now)
 	p := newPlan(pod, planInput{
-		start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node),
+		start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node), nodeBusyUntil: busyUntil,
 	})
 	want := p.progressAt(now)
 	s.mu.Lock()
@@ -383,6 +403,44 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	if next, ok := p.nextChange(now); ok {
 		s.queue.AddAfter(key, max(next.Sub(now), time.Millisecond))
 	}
+	return nil
+}
+
+// inUpgradeStep reports whether a pod's runner was in keadm upgrade (its
+// upgrade container running after a successful backup), as its last status
+// shows: killed there, it rolls the node back after the pod is gone.
+func inUpgradeStep(pod *corev1.Pod) bool {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	backedUp, upgrading := false, false
+	for _, c := range pod.Status.ContainerStatuses {
+		switch c.Name {
+		case ContainerBackup:
+			backedUp = c.State.Terminated != nil && c.State.Terminated.ExitCode == 0
+		case UpgradeContainer:
+			upgrading = c.State.Running != nil
+		}
+	}
+	return backedUp && upgrading
+}
+
+// holdNode records on the node that a runner stays there until until,
+// unless one already stays longer.
+func (s *Simulator) holdNode(ctx context.Context, node *corev1.Node, until time.Time) error {
+	if v, err := time.Parse(time.RFC3339Nano, node.Annotations[AnnotationRunnerBusyUntil]); err == nil && !v.Before(until) {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		AnnotationRunnerBusyUntil: until.UTC().Format(time.RFC3339Nano),
+	}}})
+	if err != nil {
+		return fmt.Errorf("fleetsim: node annotation patch: %w", err)
+	}
+	if _, err := s.client.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("fleetsim: hold node %s for a lingering runner: %w", node.Name, err)
+	}
+	s.stats.nodeWrites.Add(1)
 	return nil
 }
 

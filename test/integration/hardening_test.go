@@ -25,6 +25,7 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 )
 
 // denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
@@ -251,6 +252,47 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		Expect(oldGone).To(BeNumerically(">=", 0), "the deleted job's pod went: %v", events)
 		Expect(newAdded).To(BeNumerically(">", oldGone), "the new job's pod came after the old one was gone: %v", events)
 	})
+
+	// On real KubeEdge a deleted pod leaves the API at once while its runner
+	// still rolls the node back; the next job's steps wait for the node lock
+	// (pkg/runner). fleetsim plays that runner: the new pod starts, and its
+	// first step holds until the old runner has left the node.
+	It("waits in its first step while a deleted job's runner still rolls back on the node", func() {
+		specs := fleet("linger", 1)
+		specs[0].Duration = 8 * time.Second // so the old runner rolls back for 8s
+		createFleet(specs)
+		node := specs[0].Name
+		ctl := startController()
+		defer ctl.stop()
+
+		first := newJob("linger-a", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) })
+		Expect(k8s.Create(suiteCtx, first)).To(Succeed())
+		Eventually(func() string { return nodeState(getJob("linger-a"), node) }, 15*time.Second, 50*time.Millisecond).
+			Should(Equal(v1alpha1.StateUpgrading))
+		Expect(k8s.Delete(suiteCtx, first)).To(Succeed())
+		var busyUntil time.Time
+		Eventually(func(g Gomega) {
+			n, err := clientset.CoreV1().Nodes().Get(suiteCtx, node, metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			busyUntil, err = time.Parse(time.RFC3339Nano, n.Annotations[fleetsim.AnnotationRunnerBusyUntil])
+			g.Expect(err).NotTo(HaveOccurred())
+		}, 10*time.Second).Should(Succeed())
+		Eventually(func() []corev1.Pod { return remainingPods("linger-a") }, 10*time.Second).Should(BeEmpty())
+
+		Expect(k8s.Create(suiteCtx, newJob("linger-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+		// Its pod runs at once, and shows its first step until the old
+		// runner is gone.
+		Eventually(func() string { return nodeState(getJob("linger-b"), node) }, 10*time.Second, 50*time.Millisecond).
+			Should(Equal(v1alpha1.StateBackingUp))
+		Expect(time.Now()).To(BeTemporally("<", busyUntil), "the test must see the new pod while the old runner is still there")
+		Consistently(func() string { return nodeState(getJob("linger-b"), node) }, time.Until(busyUntil)-500*time.Millisecond, 100*time.Millisecond).
+			Should(Equal(v1alpha1.StateBackingUp), "no step past the first while the old runner holds the node")
+		job := waitFinished("linger-b", 60*time.Second)
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
+		finished, err := time.Parse(time.RFC3339, nodeEntry(job, node).Time)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(finished).To(BeTemporally(">=", busyUntil.Truncate(time.Second)))
+	})
 })
 
 var _ = Describe("Orphan sweep", func() {
@@ -305,4 +347,14 @@ func (c podlessCache) List(ctx context.Context, list client.ObjectList, opts ...
 		return nil
 	}
 	return c.Client.List(ctx, list, opts...)
+}
+
+// nodeState is a node's state in job's status, "" before it has an entry.
+func nodeState(job *v1alpha1.NodeUpgradeJob, node string) string {
+	for _, e := range job.Status.NodeStatus {
+		if e.NodeName == node {
+			return e.State
+		}
+	}
+	return ""
 }
