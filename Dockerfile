@@ -27,20 +27,27 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-controller ./cmd/nodeupgrade-controller && \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-runner ./cmd/nodeupgrade-runner
 
-# The runner needs nsenter (util-linux) to enter the host's namespaces and run
-# keadm there, so a distroless/static base won't do. Debian slim ships
-# util-linux (it is Essential; the install below only makes the dependency
-# explicit) and the multi-arch glibc nsenter needs. Pin by digest in release
-# builds.
-FROM debian:bookworm-slim
+# The runner needs nsenter to enter the host's namespaces and run keadm
+# there. busybox-static gives it (an applet) and a shell for debugging in
+# one static binary, on an empty base: the same files `make image` writes
+# without docker (test/projectimage, whose test compares it with this file).
+# Pin the base by digest in release builds.
+FROM debian:bookworm-slim AS busybox
 RUN apt-get update && \
-    apt-get install -y --no-install-recommends util-linux && \
-    rm -rf /var/lib/apt/lists/* && \
-    nsenter --version
+    apt-get install -y --no-install-recommends busybox-static && \
+    rm -rf /var/lib/apt/lists/*
+
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN ["/bin/busybox", "mkdir", "-p", "/usr/bin", "/tmp"]
+RUN ["/bin/busybox", "chmod", "1777", "/tmp"]
+RUN ["/bin/busybox", "ln", "-s", "/bin/busybox", "/usr/bin/nsenter"]
 COPY --from=builder /out/nodeupgrade-controller /nodeupgrade-controller
 COPY --from=builder /out/nodeupgrade-runner /usr/local/bin/nodeupgrade-runner
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Non-root by default, for the controller. The upgrade pods override this:
-# their runner container sets runAsUser 0 and privileged in its own
-# securityContext (pkg/upgradepod), as nsenter into PID 1 requires.
+# their runner containers set runAsUser 0 in their own securityContext
+# (pkg/upgradepod), as nsenter into PID 1 requires.
 USER 65532:65532
 ENTRYPOINT ["/nodeupgrade-controller"]

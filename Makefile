@@ -31,6 +31,10 @@ build: ## Build the controller and runner binaries into bin/
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-runner ./cmd/nodeupgrade-runner
 
+.PHONY: image
+image: ## Build the controller+runner image without docker into bin/image/ (docker archive, as the Dockerfile describes it)
+	go run ./test/projectimage/cmd/image
+
 ##@ Generate
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from markers
@@ -90,7 +94,16 @@ kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -timeout 50m ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+
+.PHONY: kube-bins
+kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-manager into bin/ (cached), for the in-cluster world
+	KUBE_VERSION=$(KUBE_VERSION) hack/build-tools.sh kubelet kube-proxy kube-scheduler kube-controller-manager
+
+.PHONY: test-incluster
+test-incluster: kubeedge-bins kube-bins tools ## In-cluster test (root): README install on real kubelet + scheduler + controller-manager, upgrading a real edge node (~10 min)
+	hack/kubeedge-deps.sh
+	go test -tags kubeedge -count=1 -p 1 -timeout 40m -run '^TestInCluster$$' -v ./test/kubeedge/
 
 .PHONY: demo-kubeedge
 demo-kubeedge: kubeedge-bins tools ## Demo on real KubeEdge (root): one real edgecore node upgraded live from v1.21.0 to v1.22.0 (DEMO_ARGS=--keep)

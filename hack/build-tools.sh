@@ -79,6 +79,13 @@ for tool in $want; do
 		mapfile -t repl < <(kube_replaces)
 		build_tool kube-apiserver "$KUBE_VERSION" k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${repl[@]}"
 		;;
+	kubelet | kube-scheduler | kube-controller-manager | kube-proxy)
+		# The real cluster's other components (test/kubeedgeworld's kubelet
+		# nodes), from the same module as kube-apiserver: the Go build
+		# cache shares most of their packages.
+		mapfile -t repl < <(kube_replaces)
+		build_tool "$tool" "$KUBE_VERSION" k8s.io/kubernetes "k8s.io/kubernetes/cmd/$tool" "$tool" "${repl[@]}"
+		;;
 	controller-gen) go_install controller-gen "$CONTROLLER_TOOLS_VERSION" sigs.k8s.io/controller-tools/cmd/controller-gen ;;
 	golangci-lint) go_install golangci-lint "$GOLANGCI_LINT_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
 	kwok) build_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok kwok ;;

@@ -13,14 +13,20 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
-// cloudcore is the real cloudcore process on the host.
-type cloudcore struct {
+// hostProcess is a real component the world runs on the host (cloudcore,
+// kube-scheduler, kube-controller-manager), in a process group of its own,
+// logging to a file.
+type hostProcess struct {
+	name    string
 	cmd     *exec.Cmd
 	logPath string
 	logFile *os.File
 	exited  chan struct{}
 	waitErr error
 }
+
+// cloudcore is the real cloudcore process on the host.
+type cloudcore = hostProcess
 
 // cloudcoreConfig edits `cloudcore --defaultconfig`: the world's apiserver,
 // the bridge address, all state under dir, and KubeEdge's own NodeUpgradeJob
@@ -52,49 +58,55 @@ func cloudcoreConfig(binary, dir, kubeconfig, addr, monitorAddr string) ([]byte,
 }
 
 func startCloudcore(binary, dir, configPath string) (*cloudcore, error) {
-	cc := &cloudcore{logPath: filepath.Join(dir, "cloudcore.log"), exited: make(chan struct{})}
-	var err error
-	if cc.logFile, err = os.OpenFile(cc.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return nil, err
-	}
-	cc.cmd = exec.Command(binary, "--config="+configPath, "-v=2")
-	cc.cmd.Dir = dir
-	cc.cmd.Stdout, cc.cmd.Stderr = cc.logFile, cc.logFile
-	cc.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cc.cmd.Start(); err != nil {
-		_ = cc.logFile.Close()
-		return nil, fmt.Errorf("start cloudcore: %w", err)
-	}
-	go func() {
-		cc.waitErr = cc.cmd.Wait()
-		_ = cc.logFile.Close()
-		close(cc.exited)
-	}()
-	return cc, nil
+	return startHostProcess("cloudcore", binary, dir, filepath.Join(dir, "cloudcore.log"), "--config="+configPath, "-v=2")
 }
 
-func (cc *cloudcore) running() error {
+// startHostProcess starts binary with args in dir, output to logPath.
+func startHostProcess(name, binary, dir, logPath string, args ...string) (*hostProcess, error) {
+	p := &hostProcess{name: name, logPath: logPath, exited: make(chan struct{})}
+	var err error
+	if p.logFile, err = os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		_ = p.logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		_ = p.logFile.Close()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *hostProcess) running() error {
 	select {
-	case <-cc.exited:
-		return fmt.Errorf("cloudcore exited (%w); log:\n%s", cc.waitErr, testenv.TailFile(cc.logPath, 4096))
+	case <-p.exited:
+		return fmt.Errorf("%s exited (%w); log:\n%s", p.name, p.waitErr, testenv.TailFile(p.logPath, 4096))
 	default:
 		return nil
 	}
 }
 
-func (cc *cloudcore) stop() error {
-	if cc == nil || cc.cmd == nil || cc.cmd.Process == nil {
+// stop sends the group SIGTERM, then SIGKILL after 10 s. Safe on nil.
+func (p *hostProcess) stop() error {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
 		return nil
 	}
-	pgid := cc.cmd.Process.Pid
+	pgid := p.cmd.Process.Pid
 	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
 	select {
-	case <-cc.exited:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-cc.exited
+		<-p.exited
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	return nil

@@ -48,7 +48,7 @@ const prepUnit = `[Unit]
 Description=kubeedgeworld node preparation (kmsg, cgroups, network)
 DefaultDependencies=no
 After=local-fs.target
-Before=containerd.service edgecore.service network.target
+Before=containerd.service edgecore.service kubelet.service network.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
@@ -69,7 +69,7 @@ const importUnit = `[Unit]
 Description=kubeedgeworld image import
 After=containerd.service
 Requires=containerd.service
-Before=edgecore.service
+Before=edgecore.service kubelet.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
@@ -112,35 +112,68 @@ const containerdConfig = `version = 2
     conf_dir = "/etc/cni/net.d"
 `
 
+// cniConflist is the pod network of one machine, on subnet %[1]s. No
+// masquerading: the host routes each kubelet node's subnet to it, so the
+// apiserver reaches its pods (Service proxy) and they answer from their own
+// addresses.
 const cniConflist = `{
   "cniVersion": "0.4.0",
   "name": "kubeedgeworld",
   "plugins": [
     {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "%[1]s"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 `
 
+// edgePodSubnet is the edge nodes' pod network. Their upgrade pods use the
+// host network, so nothing routes to it.
+const edgePodSubnet = "10.88.0.0/16"
+
+// rootfsFile is one file written into a machine's rootfs.
+type rootfsFile struct {
+	path string
+	data string
+	mode os.FileMode
+}
+
+// rootfsRole is what makes a machine an edge node or a kubelet node: its
+// own files, binaries and services, and its pod subnet.
+type rootfsRole struct {
+	files     []rootfsFile
+	binaries  map[string]string // path in the machine => host file
+	units     []string          // in /etc/systemd/system, enabled for multi-user.target
+	podSubnet string
+}
+
+// edgeRole is a KubeEdge edge node: edgecore as keadm join installs it.
+func edgeRole(keadm, edgecore string, edgecoreYAML []byte) rootfsRole {
+	return rootfsRole{
+		files: []rootfsFile{
+			{"/etc/systemd/system/edgecore.service", edgecoreUnit, 0o644},
+			{"/etc/kubeedge/config/edgecore.yaml", string(edgecoreYAML), 0o644},
+		},
+		binaries:  map[string]string{"/usr/local/bin/keadm": keadm, "/usr/local/bin/edgecore": edgecore},
+		units:     []string{"edgecore.service"},
+		podSubnet: edgePodSubnet,
+	}
+}
+
 // ContainerdSocket is the CRI socket inside every node.
 const ContainerdSocket = "unix:///run/containerd/containerd.sock"
 
 // prepareRootfs unpacks the cached rootfs tarball and writes the node's
-// files into it. edgecoreYAML is its edgecore.yaml; images are hard-linked
-// (or copied) into it for the import unit.
-func prepareRootfs(tarball string, n *Node, gateway, keadm, edgecore string, edgecoreYAML []byte, images []string) error {
+// files into it: the ones every machine has, then its role's; images are
+// hard-linked (or copied) into it for the import unit.
+func prepareRootfs(tarball string, n *Node, gateway string, role rootfsRole, images []string) error {
 	if err := os.MkdirAll(n.rootfs, 0o755); err != nil {
 		return err
 	}
 	if out, err := exec.Command("tar", "-C", n.rootfs, "--numeric-owner", "-xf", tarball).CombinedOutput(); err != nil {
 		return fmt.Errorf("unpack %s: %w: %s", tarball, err, out)
 	}
-	files := []struct {
-		path string
-		data string
-		mode os.FileMode
-	}{
+	files := []rootfsFile{
 		{"/etc/hostname", n.name + "\n", 0o644},
 		{"/etc/hosts", "127.0.0.1 localhost\n" + n.ip + " " + n.name + "\n", 0o644},
 		{"/etc/resolv.conf", "", 0o644},
@@ -148,12 +181,10 @@ func prepareRootfs(tarball string, n *Node, gateway, keadm, edgecore string, edg
 		{"/etc/systemd/system/kubeedgeworld-prep.service", prepUnit, 0o644},
 		{"/usr/local/sbin/kubeedgeworld-import-images", importScript, 0o755},
 		{"/etc/systemd/system/kubeedgeworld-import-images.service", importUnit, 0o644},
-		{"/etc/systemd/system/edgecore.service", edgecoreUnit, 0o644},
 		{"/etc/containerd/config.toml", containerdConfig, 0o644},
-		{"/etc/cni/net.d/10-kubeedgeworld.conflist", cniConflist, 0o644},
-		{"/etc/kubeedge/config/edgecore.yaml", string(edgecoreYAML), 0o644},
+		{"/etc/cni/net.d/10-kubeedgeworld.conflist", fmt.Sprintf(cniConflist, role.podSubnet), 0o644},
 	}
-	for _, f := range files {
+	for _, f := range append(files, role.files...) {
 		p := n.HostPath(f.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -163,7 +194,7 @@ func prepareRootfs(tarball string, n *Node, gateway, keadm, edgecore string, edg
 			return err
 		}
 	}
-	for _, u := range []string{"kubeedgeworld-prep.service", "kubeedgeworld-import-images.service", "edgecore.service", "containerd.service"} {
+	for _, u := range append([]string{"kubeedgeworld-prep.service", "kubeedgeworld-import-images.service", "containerd.service"}, role.units...) {
 		link := n.HostPath("/etc/systemd/system/multi-user.target.wants/" + u)
 		_ = os.Remove(link)
 		target := "/etc/systemd/system/" + u
@@ -180,7 +211,7 @@ func prepareRootfs(tarball string, n *Node, gateway, keadm, edgecore string, edg
 		"multi-user.target.wants/e2scrub_reap.service", "getty.target.wants/getty@tty1.service"} {
 		_ = os.Remove(n.HostPath("/etc/systemd/system/" + u))
 	}
-	for dst, src := range map[string]string{"/usr/local/bin/keadm": keadm, "/usr/local/bin/edgecore": edgecore} {
+	for dst, src := range role.binaries {
 		if err := copyFile(src, n.HostPath(dst), 0o755); err != nil {
 			return err
 		}

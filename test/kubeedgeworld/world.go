@@ -62,6 +62,15 @@ type Options struct {
 	Versions []string
 	// CloudcoreVersion is the cloudcore binary run; empty: CRDVersion.
 	CloudcoreVersion string
+	// KubeletNodes is how many kubelet nodes (node-1, ...) to add: machines
+	// running a real kubelet and kube-proxy, with kube-scheduler and
+	// kube-controller-manager on the host, so the controller can run in the
+	// cluster as users deploy it. Zero: none, and the control plane stays
+	// on loopback.
+	KubeletNodes int
+	// ExtraImages are image tarballs imported into every node besides the
+	// world's own (e.g. the project's image from `make image`).
+	ExtraImages []string
 	// KeepDir keeps the temporary folder after Stop (for reading logs).
 	KeepDir bool
 	// Logf receives progress lines; nil: discarded.
@@ -74,17 +83,21 @@ type World struct {
 	// StartController, Kubectl.
 	Cluster *localcluster.Cluster
 
-	opts     Options
-	dir      string
-	bridge   string
-	gateway  string
-	cc       *cloudcore
-	nodes    []*Node
-	images   []string
-	start    time.Time
-	stopOnce sync.Once
-	stopErr  error
-	sigStop  func()
+	opts    Options
+	dir     string
+	bridge  string
+	gateway string
+	cc      *cloudcore
+	nodes   []*Node
+	// kubeletNodes and the components on the host they need.
+	kubeletNodes      []*Node
+	scheduler         *hostProcess
+	controllerManager *hostProcess
+	images            []string
+	start             time.Time
+	stopOnce          sync.Once
+	stopErr           error
+	sigStop           func()
 }
 
 // Dir is the world's temporary folder: logs, node rootfs, cloudcore state.
@@ -93,9 +106,15 @@ func (w *World) Dir() string { return w.dir }
 // Nodes are the edge nodes, in order.
 func (w *World) Nodes() []*Node { return append([]*Node(nil), w.nodes...) }
 
-// Node returns the node with that Kubernetes name, or nil.
+// KubeletNodes are the kubelet nodes, in order.
+func (w *World) KubeletNodes() []*Node { return append([]*Node(nil), w.kubeletNodes...) }
+
+// machines are all of the world's machines, edge nodes first.
+func (w *World) machines() []*Node { return append(w.Nodes(), w.kubeletNodes...) }
+
+// Node returns the node (edge or kubelet) with that Kubernetes name, or nil.
 func (w *World) Node(name string) *Node {
-	for _, n := range w.nodes {
+	for _, n := range w.machines() {
 		if n.name == name {
 			return n
 		}
@@ -184,7 +203,11 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	root := testenv.RepoRoot()
 
 	// Cached builds: each is a no-op when its output exists.
-	for _, script := range [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, uniq(append(opts.Versions, opts.NodeVersion, opts.CloudcoreVersion))...)} {
+	scripts := [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, uniq(append(opts.Versions, opts.NodeVersion, opts.CloudcoreVersion))...)}
+	if opts.KubeletNodes > 0 {
+		scripts = append(scripts, []string{"hack/build-tools.sh", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"})
+	}
+	for _, script := range scripts {
 		w.logf("%s", strings.Join(script, " "))
 		cmd := exec.CommandContext(ctx, script[0], script[1:]...)
 		cmd.Dir = root
@@ -196,9 +219,21 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if w.images, err = buildImages(ctx, opts.Versions); err != nil {
 		return nil, fmt.Errorf("build images: %w", err)
 	}
+	w.images = append(w.images, opts.ExtraImages...)
 	w.logf("images ready: %d", len(w.images))
 
-	if w.Cluster, err = localcluster.Start(ctx, localcluster.Options{Dir: filepath.Join(w.dir, "cluster"), NoFleet: true, NoCRD: true}); err != nil {
+	if err := w.makeBridge(); err != nil {
+		return nil, err
+	}
+	w.logf("bridge %s at %s", w.bridge, w.gateway)
+
+	clusterOpts := localcluster.Options{Dir: filepath.Join(w.dir, "cluster"), NoFleet: true, NoCRD: true}
+	if opts.KubeletNodes > 0 {
+		// Kubelets and in-cluster clients reach the apiserver from the
+		// machines' network namespaces, through the bridge.
+		clusterOpts.ServeOn = w.gateway
+	}
+	if w.Cluster, err = localcluster.Start(ctx, clusterOpts); err != nil {
 		return nil, err
 	}
 	w.logf("control plane up")
@@ -208,11 +243,6 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if _, err := w.Cluster.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeedge"}}, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create namespace kubeedge: %w", err)
 	}
-
-	if err := w.makeBridge(); err != nil {
-		return nil, err
-	}
-	w.logf("bridge %s at %s", w.bridge, w.gateway)
 
 	ccDir := filepath.Join(w.dir, "cloudcore")
 	if err := os.MkdirAll(ccDir, 0o755); err != nil {
@@ -252,6 +282,25 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		return nil, err
 	}
 	w.logf("nodes Ready: %v", names)
+	if opts.KubeletNodes > 0 {
+		if err := w.startKubeComponents(ctx); err != nil {
+			return nil, err
+		}
+		if err := w.startKubeletNodes(ctx); err != nil {
+			return nil, err
+		}
+		var kubelets []string
+		for _, n := range w.kubeletNodes {
+			if err := n.waitSystemd(ctx, 3*time.Minute); err != nil {
+				return nil, err
+			}
+			kubelets = append(kubelets, n.name)
+		}
+		if err := w.WaitNodesReady(ctx, 3*time.Minute, "", kubelets...); err != nil {
+			return nil, err
+		}
+		w.logf("kubelet nodes Ready: %v", kubelets)
+	}
 	return w, nil
 }
 
@@ -390,22 +439,14 @@ func (w *World) startNodes(ctx context.Context, token string) error {
 			return err
 		}
 		start := time.Now()
-		if err := prepareRootfs(tarball, n, w.gateway, keadm, edgecore, cfg, w.images); err != nil {
+		if err := prepareRootfs(tarball, n, w.gateway, edgeRole(keadm, edgecore, cfg), w.images); err != nil {
 			return fmt.Errorf("node %s rootfs: %w", n.name, err)
 		}
 		w.logf("node %s: rootfs ready in %.1fs", n.name, time.Since(start).Seconds())
-		if err := n.boot(w.bridge); err != nil {
-			return err
-		}
 		w.nodes = append(w.nodes, n)
-		w.Cluster.AdoptProcessGroup(n.cmd.Process.Pid)
-		pid, err := n.findLeader(ctx, 30*time.Second)
-		if err != nil {
+		if err := w.bootMachine(ctx, n); err != nil {
 			return err
 		}
-		// The machine's PID 1 leads its own session and group (nspawn
-		// calls setsid), so the sentinel can kill the whole machine.
-		w.Cluster.AdoptProcessGroup(pid)
 	}
 	for _, n := range w.nodes {
 		if err := n.waitSystemd(ctx, 3*time.Minute); err != nil {
@@ -413,6 +454,23 @@ func (w *World) startNodes(ctx context.Context, token string) error {
 		}
 		w.logf("node %s: systemd up (PID 1 is host pid %d)", n.name, n.LeaderPID())
 	}
+	return nil
+}
+
+// bootMachine boots a prepared node and hands its processes to the
+// sentinel.
+func (w *World) bootMachine(ctx context.Context, n *Node) error {
+	if err := n.boot(w.bridge); err != nil {
+		return err
+	}
+	w.Cluster.AdoptProcessGroup(n.cmd.Process.Pid)
+	pid, err := n.findLeader(ctx, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	// The machine's PID 1 leads its own session and group (nspawn calls
+	// setsid), so the sentinel can kill the whole machine.
+	w.Cluster.AdoptProcessGroup(pid)
 	return nil
 }
 
@@ -437,7 +495,7 @@ func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versi
 		if len(missing) == 0 {
 			return nil
 		}
-		for _, n := range w.nodes {
+		for _, n := range w.machines() {
 			select {
 			case <-n.exited:
 				return fmt.Errorf("node %s: machine exited: %w", n.name, n.waitErr)
@@ -488,11 +546,16 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 	if w.cc != nil {
 		logf("cloudcore log tail:\n%s", testenv.TailFile(w.cc.logPath, 3000))
 	}
-	for _, n := range w.nodes {
+	for _, p := range []*hostProcess{w.scheduler, w.controllerManager} {
+		if p != nil {
+			logf("%s log tail:\n%s", p.name, testenv.TailFile(p.logPath, 3000))
+		}
+	}
+	for _, n := range w.machines() {
 		if n.LeaderPID() == 0 {
 			continue
 		}
-		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "containerd")
+		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "kubelet", "-u", "kube-proxy", "-u", "containerd")
 		logf("node %s journal tail:\n%s", n.name, res.Stdout)
 		if dir := os.Getenv("KUBEEDGE_WORLD_ARTIFACTS"); dir != "" {
 			full := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise")
@@ -526,7 +589,7 @@ func (w *World) Stop() error {
 			}
 		}
 		var wg sync.WaitGroup
-		for _, n := range w.nodes {
+		for _, n := range w.machines() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -534,8 +597,10 @@ func (w *World) Stop() error {
 			}()
 		}
 		wg.Wait()
-		if err := w.cc.stop(); err != nil {
-			errs = append(errs, err)
+		for _, p := range []*hostProcess{w.controllerManager, w.scheduler, w.cc} {
+			if err := p.stop(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if w.bridge != "" {
 			if out, err := exec.Command("ip", "link", "del", w.bridge).CombinedOutput(); err != nil {

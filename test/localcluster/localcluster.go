@@ -18,8 +18,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +71,13 @@ type Options struct {
 	// NoFleet starts neither KWOK nor the fleet simulator: the caller brings
 	// real nodes (test/kubeedgeworld). Nodes must then be empty.
 	NoFleet bool
+	// ServeOn is a host IP the apiserver serves and advertises on instead of
+	// 127.0.0.1, so machines on a bridge (test/kubeedgeworld's kubelet
+	// nodes) reach it and the `kubernetes` Service points at it; its serving
+	// certificate also names that IP and the Service. It also turns on the
+	// ServiceAccount admission plugin (envtest turns it off), so pods get
+	// their ServiceAccount's token as on a real cluster. Empty: loopback.
+	ServeOn string
 	// NoCRD leaves the project's CRD out of the control plane: the caller
 	// installs it, as a user does (test/kubeedgeworld installs KubeEdge's
 	// CRDs first and this project's over them).
@@ -97,6 +106,7 @@ type Cluster struct {
 	simErr     error
 	reaper     *reaper
 	binary     string
+	caPEM      []byte // the serving CA when ServeOn is set
 
 	mu          sync.Mutex
 	controllers []*Controller
@@ -156,6 +166,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.NoCRD {
 		c.env.CRDDirectoryPaths, c.env.ErrorIfCRDPathMissing = nil, false
 	}
+	if opts.ServeOn != "" {
+		if err := c.serveOn(opts.ServeOn); err != nil {
+			return nil, err
+		}
+	}
 	cfg, err := c.env.Start()
 	// envtest may leave etcd running when the apiserver fails to start:
 	// register whatever it started either way, so the sentinel finds it.
@@ -209,6 +224,58 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}
 	return c, nil
+}
+
+// serveOn configures the apiserver to serve on ip with certificates of
+// its own (see Options.ServeOn).
+func (c *Cluster) serveOn(ip string) error {
+	certDir := filepath.Join(c.dir, "apiserver")
+	caPEM, err := writeServingCerts(certDir, ip)
+	if err != nil {
+		return fmt.Errorf("localcluster: serving certificates: %w", err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return fmt.Errorf("localcluster: no free port on %s: %w", ip, err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	_ = l.Close()
+	api := &envtest.APIServer{CertDir: certDir}
+	api.SecureServing.Address, api.SecureServing.Port, api.SecureServing.CA = ip, port, caPEM
+	api.Configure().Disable("disable-admission-plugins")
+	c.env.ControlPlane.APIServer = api
+	c.caPEM = caPEM
+	return nil
+}
+
+// CAPEM is the apiserver's serving CA when Options.ServeOn is set, for the
+// components the caller runs (kubelet, kube-controller-manager's
+// --root-ca-file); nil otherwise.
+func (c *Cluster) CAPEM() []byte { return c.caPEM }
+
+// ServiceAccountKeyFile is the private key that signs ServiceAccount
+// tokens (kube-controller-manager's --service-account-private-key-file).
+func (c *Cluster) ServiceAccountKeyFile() string {
+	return filepath.Join(c.env.ControlPlane.APIServer.CertDir, "sa-signer.key")
+}
+
+// UserKubeconfig writes a kubeconfig for a user of its own, authenticated
+// by a client certificate, and returns its path: what kubelet, kube-proxy,
+// the scheduler and the controller manager run with.
+func (c *Cluster) UserKubeconfig(name string, groups ...string) (string, error) {
+	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("localcluster: add user %s: %w", name, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("localcluster: kubeconfig of %s: %w", name, err)
+	}
+	path := filepath.Join(c.dir, "kubeconfig-"+strings.NewReplacer(":", "-", "/", "-").Replace(name))
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // adoptControlPlane hands etcd and kube-apiserver to the sentinel, found by

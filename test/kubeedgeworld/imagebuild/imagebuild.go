@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,8 @@ type Image struct {
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
+	// User is the config's user, e.g. 65532:65532; empty: root.
+	User string
 }
 
 // BusyboxPath is Debian busybox-static's binary.
@@ -113,16 +116,20 @@ func Write(out string, img Image) (err error) {
 	if len(env) == 0 {
 		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	}
+	config := map[string]any{
+		"Entrypoint": img.Entrypoint,
+		"Cmd":        img.Cmd,
+		"Env":        env,
+	}
+	if img.User != "" {
+		config["User"] = img.User
+	}
 	cfg := map[string]any{
-		"architecture": "amd64",
+		"architecture": runtime.GOARCH,
 		"os":           "linux",
 		"created":      time.Unix(0, 0).UTC().Format(time.RFC3339),
-		"config": map[string]any{
-			"Entrypoint": img.Entrypoint,
-			"Cmd":        img.Cmd,
-			"Env":        env,
-		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+		"config":       config,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
 		"history": []map[string]any{{
 			"created":    time.Unix(0, 0).UTC().Format(time.RFC3339),
 			"created_by": "nodeupgrade test/kubeedgeworld/imagebuild",

@@ -1,0 +1,353 @@
+//go:build kubeedge
+
+package kubeedge
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
+	"github.com/nodeupgrade/nodeupgrade/test/projectimage"
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+)
+
+const (
+	controllerName = "nodeupgrade-controller"
+	controllerNS   = "nodeupgrade-system"
+)
+
+// TestInCluster deploys the project as users do, from the README's install
+// section, on a real cluster: kube-scheduler, kube-controller-manager
+// (garbage collection, ServiceAccount tokens) and a real kubelet node run
+// the controller's own image under its own ServiceAccount, and it upgrades
+// a real KubeEdge edge node. No controller runs outside the cluster here:
+// everything the job does, the in-cluster replicas did with their token.
+func TestInCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	img, ref, err := projectimage.Build(ctx, filepath.Join(testenv.RepoRoot(), "bin", "image"))
+	if err != nil {
+		t.Fatalf("make image: %v", err)
+	}
+	if info, err := os.Stat(img); err == nil {
+		t.Logf("image %s: %.1f MB", ref, float64(info.Size())/1e6)
+	}
+	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: 1, KubeletNodes: 1, ExtraImages: []string{img}})
+	edge := w.Nodes()[0]
+	c := w.Cluster.Client
+
+	// Install: the README's commands, word for word.
+	start := time.Now()
+	for _, argv := range readmeInstall(t) {
+		if res := w.Cluster.Kubectl(ctx, argv[1:]...); res.Err != nil {
+			t.Fatalf("%s: %v", strings.Join(argv, " "), res)
+		}
+	}
+	t.Logf("installed and rolled out in %s", time.Since(start).Round(time.Second))
+
+	pods := controllerPods(t, ctx, c)
+	if len(pods) != 2 {
+		t.Fatalf("want 2 controller replicas, got %d", len(pods))
+	}
+	for _, p := range pods {
+		if p.Spec.NodeName != w.KubeletNodes()[0].Name() {
+			t.Errorf("controller pod %s on %q, want the kubelet node (never an edge node)", p.Name, p.Spec.NodeName)
+		}
+		if p.Spec.ServiceAccountName != controllerName {
+			t.Errorf("controller pod %s runs as ServiceAccount %q", p.Name, p.Spec.ServiceAccountName)
+		}
+		if !podReady(&p) {
+			t.Errorf("controller pod %s not Ready", p.Name)
+		}
+	}
+	leader := waitLeader(t, ctx, c, "", 2*time.Minute)
+	t.Logf("leader: %s", leader)
+
+	// A real upgrade, and the leader deleted in the middle of it.
+	before := snapshot(t, ctx, w, edge)
+	creations := watchUpgradePods(t, ctx, w)
+	jw := watchJob(ctx, c, "incluster")
+	defer jw.stop()
+	if err := c.Create(ctx, newJob("incluster", toVersion, []string{edge.Name()}, 1, []string{v1alpha1.CheckItemDisk})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, time.Minute, "the upgrade pod", func() bool { return len(upgradePods(ctx, w, edge.Name())) > 0 })
+	if err := c.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: controllerNS, Name: leader}}); err != nil {
+		t.Fatalf("delete the leader: %v", err)
+	}
+	next := waitLeader(t, ctx, c, leader, 2*time.Minute)
+	t.Logf("leader %s deleted mid-upgrade; %s took over", leader, next)
+	job := jw.waitFinal(t, ctx, jobTimeout)
+	if job.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("job %s: %+v", job.Status.State, job.Status)
+	}
+	after := snapshot(t, ctx, w, edge)
+	if !strings.HasSuffix(after.kubelet, "kubeedge-"+toVersion) || !after.ready {
+		t.Errorf("node at %q ready=%v after the job", after.kubelet, after.ready)
+	}
+	if got := len(after.starts) - len(before.starts); got != 1 {
+		t.Errorf("edgecore started %d times during the job, want 1 (upgraded exactly once)", got)
+	}
+	if n := creations(); n != 1 {
+		t.Errorf("%d upgrade pods created for %s, want 1", n, edge.Name())
+	}
+
+	// Metrics through the Service, as Prometheus reaches them.
+	res := w.Cluster.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/"+controllerNS+"/services/"+controllerName+"-metrics:http-metrics/proxy/metrics")
+	if res.Err != nil {
+		t.Fatalf("scrape metrics through the Service: %v", res)
+	}
+	for _, m := range []string{"nodeupgrade_status_writes_total", "controller_runtime_reconcile_total"} {
+		if !strings.Contains(res.Stdout, m) {
+			t.Errorf("metrics through the Service lack %s", m)
+		}
+	}
+
+	// One verb taken from the controller's Role: the operator sees the
+	// refusal on the job, naming what was refused.
+	t.Run("RBAC verb removed", func(t *testing.T) { rbacVerbRemoved(t, ctx, w, edge) })
+
+	// Uninstall as the README says: jobs first (their cleanup finalizer
+	// needs the controller), then everything else; nothing may remain.
+	for _, argv := range readmeUninstall(t) {
+		if res := w.Cluster.Kubectl(ctx, argv[1:]...); res.Err != nil {
+			t.Fatalf("%s: %v", strings.Join(argv, " "), res)
+		}
+	}
+	waitFor(t, ctx, 3*time.Minute, "the namespace and the CRD to go", func() bool {
+		ns := &corev1.Namespace{}
+		nsErr := c.Get(ctx, client.ObjectKey{Name: controllerNS}, ns)
+		crd := w.Cluster.Kubectl(ctx, "get", "crd", "nodeupgradejobs.operations.kubeedge.io")
+		return apierrors.IsNotFound(nsErr) && crd.Err != nil
+	})
+	for _, kind := range []string{"clusterrole", "clusterrolebinding"} {
+		res := w.Cluster.Kubectl(ctx, "get", kind, "-o", "name")
+		if strings.Contains(res.Stdout, "nodeupgrade") {
+			t.Errorf("left behind after uninstall: %s", res.Stdout)
+		}
+	}
+	res = w.Cluster.Kubectl(ctx, "get", "role,rolebinding", "-n", "default", "-o", "name")
+	if strings.Contains(res.Stdout, "nodeupgrade") {
+		t.Errorf("left behind in default after uninstall: %s", res.Stdout)
+	}
+}
+
+// readmeCommands returns the kubectl commands of the README's code block
+// under heading, in order, as argv; skip drops lines containing it.
+func readmeCommands(t *testing.T, heading string, skip ...string) [][]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(testenv.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]string
+	in, block := false, false
+	sc := bufio.NewScanner(f)
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "#"):
+			in = strings.TrimLeft(line, "# ") == heading
+			continue
+		case in && strings.HasPrefix(line, "```"):
+			if block {
+				break lines
+			}
+			block = true
+			continue
+		}
+		if !in || !block {
+			continue
+		}
+		cmd, _, _ := strings.Cut(line, "#")
+		argv := strings.Fields(cmd)
+		if len(argv) == 0 || argv[0] != "kubectl" {
+			continue
+		}
+		for _, s := range skip {
+			if strings.Contains(cmd, s) {
+				continue lines
+			}
+		}
+		out = append(out, argv)
+	}
+	if len(out) == 0 {
+		t.Fatalf("README.md: no kubectl commands under %q", heading)
+	}
+	return out
+}
+
+// readmeInstall is the install section without its example job and watch.
+func readmeInstall(t *testing.T) [][]string {
+	return readmeCommands(t, "Install on a cluster", "config/samples", " -w")
+}
+
+func readmeUninstall(t *testing.T) [][]string { return readmeCommands(t, "Uninstall") }
+
+func controllerPods(t *testing.T, ctx context.Context, c client.Client) []corev1.Pod {
+	t.Helper()
+	list := &corev1.PodList{}
+	if err := c.List(ctx, list, client.InNamespace(controllerNS), client.MatchingLabels{"app.kubernetes.io/component": "controller"}); err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// waitLeader waits until the Lease names a running controller pod other
+// than not, and returns that pod's name.
+func waitLeader(t *testing.T, ctx context.Context, c client.Client, not string, timeout time.Duration) string {
+	t.Helper()
+	var holder string
+	waitFor(t, ctx, timeout, "a leader", func() bool {
+		lease := &coordinationv1.Lease{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: controllerNS, Name: controllerName}, lease); err != nil || lease.Spec.HolderIdentity == nil {
+			return false
+		}
+		// controller-runtime's identity is <hostname>_<uuid>; the hostname
+		// is the pod's name.
+		name, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+		for _, p := range controllerPods(t, ctx, c) {
+			if p.Name == name && name != not {
+				holder = name
+				return true
+			}
+		}
+		return false
+	})
+	return holder
+}
+
+// watchUpgradePods counts the upgrade pods created, from a watch.
+func watchUpgradePods(t *testing.T, ctx context.Context, w *kubeedgeworld.World) func() int {
+	t.Helper()
+	wi, err := w.Cluster.Clientset.CoreV1().Pods(podNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelJob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wi.Stop)
+	seen := map[string]bool{}
+	added := make(chan string, 100)
+	go func() {
+		for ev := range wi.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				added <- p.Name
+			}
+		}
+	}()
+	return func() int {
+		for {
+			select {
+			case name := <-added:
+				seen[name] = true
+			default:
+				return len(seen)
+			}
+		}
+	}
+}
+
+// rbacVerbRemoved takes `create` on pods from the controller's Role and
+// starts a job: no pod may appear, and the job's events must say what the
+// API server refused. Then the Role is restored and the job deleted.
+func rbacVerbRemoved(t *testing.T, ctx context.Context, w *kubeedgeworld.World, edge *kubeedgeworld.Node) {
+	c := w.Cluster.Client
+	role := &rbacv1.Role{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: controllerNS, Name: controllerName}, role); err != nil {
+		t.Fatal(err)
+	}
+	original := role.DeepCopy()
+	for i, r := range role.Rules {
+		if contains(r.Resources, "pods") {
+			var verbs []string
+			for _, v := range r.Verbs {
+				if v != "create" {
+					verbs = append(verbs, v)
+				}
+			}
+			role.Rules[i].Verbs = verbs
+		}
+	}
+	if err := c.Update(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		restored := &rbacv1.Role{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: controllerNS, Name: controllerName}, restored); err == nil {
+			restored.Rules = original.Rules
+			if err := c.Update(ctx, restored); err != nil {
+				t.Errorf("restore the Role: %v", err)
+			}
+		}
+	}()
+	job := newJob("rbac-refused", fromVersion, []string{edge.Name()}, 1, nil)
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	var message string
+	waitFor(t, ctx, 2*time.Minute, "a PodCreateFailed event naming the refusal", func() bool {
+		res := w.Cluster.Kubectl(ctx, "get", "events", "-n", "default", "--field-selector", "regarding.name=rbac-refused,reason=PodCreateFailed", "-o", "jsonpath={.items[*].note}")
+		message = res.Stdout
+		return strings.Contains(message, "forbidden") && strings.Contains(message, `cannot create resource "pods"`)
+	})
+	t.Logf("the operator sees (kubectl get events): %s", firstLineOf(message))
+	if pods := upgradePods(ctx, w, edge.Name()); len(pods) != 0 {
+		t.Errorf("an upgrade pod exists although its create was refused: %s", pods[0].Name)
+	}
+	desc := w.Cluster.Kubectl(ctx, "describe", "nodeupgradejob", "rbac-refused")
+	if !strings.Contains(desc.Stdout, "PodCreateFailed") {
+		t.Errorf("kubectl describe does not show the refusal:\n%s", desc.Stdout)
+	}
+	if err := c.Delete(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, time.Minute, "the refused job to go", func() bool {
+		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(job), &v1alpha1.NodeUpgradeJob{}))
+	})
+}
+
+func firstLineOf(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}
+
+func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("waited %s for %s", timeout, what)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

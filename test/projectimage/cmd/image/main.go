@@ -1,0 +1,28 @@
+// Command image is `make image`: it builds the project's image without
+// docker into bin/image/ and prints the tarball's path, its reference and
+// its size.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/nodeupgrade/nodeupgrade/test/projectimage"
+	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+)
+
+func main() {
+	out, ref, err := projectimage.Build(context.Background(), filepath.Join(testenv.RepoRoot(), "bin", "image"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(1)
+	}
+	info, err := os.Stat(out)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("%s\n  %s, %.1f MB (docker archive; load with: ctr -n k8s.io images import %s)\n", ref, out, float64(info.Size())/1e6, out)
+}
