@@ -53,9 +53,7 @@ func TestInCluster(t *testing.T) {
 	// Install: the README's commands, word for word.
 	start := time.Now()
 	for _, argv := range readmeInstall(t) {
-		if res := w.Cluster.Kubectl(ctx, argv[1:]...); res.Err != nil {
-			t.Fatalf("%s: %v", strings.Join(argv, " "), res)
-		}
+		runFromRepo(t, ctx, w, argv)
 	}
 	t.Logf("installed and rolled out in %s", time.Since(start).Round(time.Second))
 
@@ -124,9 +122,7 @@ func TestInCluster(t *testing.T) {
 	// Uninstall as the README says: jobs first (their cleanup finalizer
 	// needs the controller), then everything else; nothing may remain.
 	for _, argv := range readmeUninstall(t) {
-		if res := w.Cluster.Kubectl(ctx, argv[1:]...); res.Err != nil {
-			t.Fatalf("%s: %v", strings.Join(argv, " "), res)
-		}
+		runFromRepo(t, ctx, w, argv)
 	}
 	waitFor(t, ctx, 3*time.Minute, "the namespace and the CRD to go", func() bool {
 		ns := &corev1.Namespace{}
@@ -144,6 +140,20 @@ func TestInCluster(t *testing.T) {
 	if strings.Contains(res.Stdout, "nodeupgrade") {
 		t.Errorf("left behind in default after uninstall: %s", res.Stdout)
 	}
+}
+
+// runFromRepo runs a README kubectl command from the repository's root, as
+// a user who cloned it does.
+func runFromRepo(t *testing.T, ctx context.Context, w *kubeedgeworld.World, argv []string) {
+	t.Helper()
+	cmd := w.Cluster.KubectlCommand(ctx, argv[1:]...)
+	cmd.Dir = testenv.RepoRoot()
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	t.Logf("$ %s  (%s)\n%s", strings.Join(argv, " "), time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(out)))
 }
 
 // readmeCommands returns the kubectl commands of the README's code block
@@ -316,7 +326,7 @@ func rbacVerbRemoved(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	}
 	var message string
 	waitFor(t, ctx, 2*time.Minute, "a PodCreateFailed event naming the refusal", func() bool {
-		res := w.Cluster.Kubectl(ctx, "get", "events", "-n", "default", "--field-selector", "regarding.name=rbac-refused,reason=PodCreateFailed", "-o", "jsonpath={.items[*].note}")
+		res := w.Cluster.Kubectl(ctx, "get", "events", "-n", "default", "--field-selector", "involvedObject.name=rbac-refused,reason=PodCreateFailed", "-o", "jsonpath={.items[*].message}")
 		message = res.Stdout
 		return strings.Contains(message, "forbidden") && strings.Contains(message, `cannot create resource "pods"`)
 	})
