@@ -88,6 +88,11 @@ type NodeUpgradeJobSpec struct {
 	// The default RequireConfirmation value is false.
 	// +optional
 	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
+	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // ImageDigestGetter define registry v2 interface access configuration.
