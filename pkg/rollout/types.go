@@ -121,4 +121,6 @@ const (
 	ReasonJobFailed         = "JobFailed"
 	ReasonJobRefused        = "JobRefused"
 	ReasonProgress          = "Progress"
+	ReasonSuspended         = "Suspended"
+	ReasonResumed           = "Resumed"
 )
