@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -233,5 +234,21 @@ func TestEverySpecFieldButSuspendIsImmutable(t *testing.T) {
 		if r := rules[0]; r.FieldPath != "."+name || !strings.HasPrefix(r.Message, "spec."+name+" is immutable") {
 			t.Errorf("spec.%s: the rule must name the field: fieldPath %q, message %q", name, r.FieldPath, r.Message)
 		}
+	}
+}
+
+// TestPrinterColumnsAreTheSame: kubectl reads the preferred version,
+// v1alpha2, so a column added to v1alpha1 alone never shows in `kubectl get`.
+func TestPrinterColumnsAreTheSame(t *testing.T) {
+	crd := readCRD(t, ourCRD)
+	columns := map[string][]apiextensionsv1.CustomResourceColumnDefinition{}
+	for _, v := range crd.Spec.Versions {
+		columns[v.Name] = v.AdditionalPrinterColumns
+	}
+	if !reflect.DeepEqual(columns["v1alpha1"], columns["v1alpha2"]) {
+		t.Errorf("printer columns differ:\nv1alpha1 %+v\nv1alpha2 %+v", columns["v1alpha1"], columns["v1alpha2"])
+	}
+	if !slices.ContainsFunc(columns["v1alpha2"], func(c apiextensionsv1.CustomResourceColumnDefinition) bool { return c.JSONPath == ".spec.suspend" }) {
+		t.Error("no column shows spec.suspend")
 	}
 }
