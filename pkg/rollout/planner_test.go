@@ -65,15 +65,17 @@ func dispatched(p Plan) []string {
 
 func TestConfigFromSpec(t *testing.T) {
 	cases := []struct {
-		name    string
-		spec    v1alpha1.NodeUpgradeJobSpec
-		timeout time.Duration
-		conc    int
-		tol     string
-		wantErr bool
+		name      string
+		spec      v1alpha1.NodeUpgradeJobSpec
+		timeout   time.Duration
+		conc      int
+		tol       string
+		suspended bool
+		wantErr   bool
 	}{
 		{name: "zero values take the defaults", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0"}, timeout: 300 * time.Second, conc: 1, tol: "1/10"},
 		{name: "explicit values", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 60, Concurrency: 5, FailureTolerate: "0.25"}, timeout: 60 * time.Second, conc: 5, tol: "1/4"},
+		{name: "suspend", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", Suspend: true}, timeout: 300 * time.Second, conc: 1, tol: "1/10", suspended: true},
 		{name: "timeout 0 means 300", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 0, FailureTolerate: "1.0"}, timeout: 300 * time.Second, conc: 1, tol: "1"},
 		{name: "timeout at the bound", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 604800}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
 		// Stored before the CRD's maximum: clamped, not overflowed into a
@@ -97,6 +99,7 @@ func TestConfigFromSpec(t *testing.T) {
 			g.Expect(got.Timeout).To(Equal(c.timeout))
 			g.Expect(got.Concurrency).To(Equal(c.conc))
 			g.Expect(got.Tolerance.RatString()).To(Equal(c.tol))
+			g.Expect(got.Suspended).To(Equal(c.suspended))
 		})
 	}
 }

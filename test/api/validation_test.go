@@ -156,18 +156,20 @@ var _ = Describe("Validation", func() {
 		job := newJob(nil)
 		Expect(k8s.Create(ctx, job)).To(Succeed())
 		Expect(job.Spec.Suspend).To(BeFalse())
-		suspend := func(v bool) {
+		// kubectl and the plugin write through the preferred version,
+		// v1alpha2; the controller reads v1alpha1.
+		suspend := func(version string, v bool) {
 			GinkgoHelper()
 			body := fmt.Sprintf(`{"spec":{"suspend":%t}}`, v)
-			Expect(restCli.Patch(types.MergePatchType).AbsPath("/apis/operations.kubeedge.io/v1alpha1/nodeupgradejobs", job.Name).
+			Expect(restCli.Patch(types.MergePatchType).AbsPath("/apis/operations.kubeedge.io", version, "nodeupgradejobs", job.Name).
 				Body([]byte(body)).Do(ctx).Error()).To(Succeed())
 			got := &v1alpha1.NodeUpgradeJob{}
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
 			Expect(got.Spec.Suspend).To(Equal(v))
 		}
-		suspend(true)
-		suspend(false)
-		suspend(true)
+		suspend("v1alpha1", true)
+		suspend("v1alpha1", false)
+		suspend("v1alpha2", true)
 
 		got := &v1alpha1.NodeUpgradeJob{}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
