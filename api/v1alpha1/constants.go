@@ -2,11 +2,14 @@ package v1alpha1
 
 // Job and node states (status.state and status.nodeStatus[].state).
 const (
-	StateNone        = ""
-	StateInit        = "Init"
-	StateChecking    = "Checking"
-	StateBackingUp   = "BackingUp"
-	StateUpgrading   = "Upgrading"
+	StateNone      = ""
+	StateInit      = "Init"
+	StateChecking  = "Checking"
+	StateBackingUp = "BackingUp"
+	StateUpgrading = "Upgrading"
+	// StateSuspended is a job whose spec.suspend holds its rollout: no node
+	// starts, nodes in flight finish. It is never a node's state.
+	StateSuspended   = "Suspended"
 	StateRollingBack = "RollingBack"
 	StateSuccessful  = "Successful"
 	StateFailed      = "Failed"
@@ -54,6 +57,10 @@ const (
 	// ConditionNotHandled is True on a job this controller leaves alone:
 	// another controller handles it, or it asks for what this one lacks.
 	ConditionNotHandled = "NotHandled"
+	// ConditionSuspended is True while spec.suspend holds an unfinished
+	// job's rollout, and False (reason Resumed or Finished) once it no longer
+	// does. A job never suspended has no such condition.
+	ConditionSuspended = "Suspended"
 	// ConditionStatusWriteFailed is True when the controller's last status
 	// write was refused for a reason other than a conflict; its message is
 	// the API server's. The next write that succeeds removes it.

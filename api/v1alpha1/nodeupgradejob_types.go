@@ -5,10 +5,26 @@ import (
 )
 
 // NodeUpgradeJobSpec is the specification of the desired behavior of the NodeUpgradeJob.
-// The whole spec is immutable: a job is a one-shot request, and changing its
-// target while nodes are mid-upgrade would leave the fleet in a mixed state.
+// The spec is immutable but for suspend: a job is a one-shot request, and
+// changing its target while nodes are mid-upgrade would leave the fleet in a
+// mixed state. Pausing and resuming it changes no target.
+//
+// Immutability is one transition rule per field rather than one on the whole
+// spec, so the refusal names the field; a field present on one side only is
+// a change too. TestEverySpecFieldButSuspendIsImmutable fails when a new
+// field lacks its rule. A boolean that is absent equals false.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.nodeNames) != has(self.labelSelector)",message="exactly one of spec.nodeNames and spec.labelSelector must be set"
+// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
+// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".version"
+// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".image"
+// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
+// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
+// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
+// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
+// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
+// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -89,6 +105,15 @@ type NodeUpgradeJobSpec struct {
 	// and leaves a job that sets it untouched (condition NotHandled).
 	// +optional
 	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// Suspend pauses the rollout while true: no node is started, nodes in
+	// flight finish under their own deadlines, and the job shows state and
+	// condition Suspended. Setting it back to false resumes the rollout. It
+	// is the only field that may change after creation, and it has no effect
+	// on a job that has finished.
+	// +optional
+	// +kubebuilder:default=false
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // ImageDigestGatter is KubeEdge's registry v2 access configuration for
@@ -182,7 +207,8 @@ type TaskStatus struct {
 // NodeUpgradeJobStatus stores the status of NodeUpgradeJob. It contains
 // multiple edge nodes' upgrade status.
 type NodeUpgradeJobStatus struct {
-	// State is the phase of the job: "", Init, Upgrading, Successful or Failed.
+	// State is the phase of the job: "", Init, Upgrading, Suspended,
+	// Successful or Failed.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event is the job's latest event.
@@ -216,7 +242,8 @@ type NodeUpgradeJobStatus struct {
 	// +kubebuilder:validation:MaxItems=13500
 	NodeStatus []TaskStatus `json:"nodeStatus,omitempty"`
 
-	// Conditions are the job's Progressing, Complete and Failed conditions.
+	// Conditions are the job's Progressing, Complete, Failed and Suspended
+	// conditions.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -274,6 +301,7 @@ type NodeCounts struct {
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NodeUpgradeJob struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -281,7 +309,6 @@ type NodeUpgradeJob struct {
 
 	// Spec is the specification of the desired behavior of NodeUpgradeJob.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new NodeUpgradeJob instead"
 	Spec NodeUpgradeJobSpec `json:"spec"`
 	// Status is the most recently observed status of the NodeUpgradeJob.
 	// +optional

@@ -88,6 +88,11 @@ type NodeUpgradeJobSpec struct {
 	// The default RequireConfirmation value is false.
 	// +optional
 	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
+	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // ImageDigestGetter define registry v2 interface access configuration.
@@ -256,6 +261,7 @@ type NodeUpgradeJobActionStatus struct {
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NodeUpgradeJob struct {
 	metav1.TypeMeta   `json:",inline"`

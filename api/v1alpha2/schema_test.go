@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
@@ -200,5 +202,53 @@ func paths(path string, s *apiextensionsv1.JSONSchemaProps, out map[string]strin
 	}
 	if s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
 		paths(path+"{}", s.AdditionalProperties.Schema, out)
+	}
+}
+
+// TestEverySpecFieldButSuspendIsImmutable guards the per-field transition
+// rules that replaced one rule on the whole spec: a field added to the spec
+// later is mutable unless it gets its own rule, and this test says so. The
+// rules themselves are tested against the API server in test/api.
+func TestEverySpecFieldButSuspendIsImmutable(t *testing.T) {
+	spec := versionSchema(t, readCRD(t, ourCRD), "v1alpha1").Properties["spec"]
+	if _, ok := spec.Properties["suspend"]; !ok {
+		t.Fatal("spec.suspend is missing")
+	}
+	for name := range spec.Properties {
+		var rules []apiextensionsv1.ValidationRule
+		for _, r := range spec.XValidations {
+			if strings.Contains(r.Rule, "oldSelf."+name+")") || strings.Contains(r.Rule, "oldSelf."+name+" ") || strings.HasSuffix(r.Rule, "oldSelf."+name) {
+				rules = append(rules, r)
+			}
+		}
+		if name == "suspend" {
+			if len(rules) != 0 {
+				t.Errorf("spec.suspend must stay mutable, has %v", rules)
+			}
+			continue
+		}
+		if len(rules) != 1 {
+			t.Errorf("spec.%s: want one transition rule, have %d", name, len(rules))
+			continue
+		}
+		if r := rules[0]; r.FieldPath != "."+name || !strings.HasPrefix(r.Message, "spec."+name+" is immutable") {
+			t.Errorf("spec.%s: the rule must name the field: fieldPath %q, message %q", name, r.FieldPath, r.Message)
+		}
+	}
+}
+
+// TestPrinterColumnsAreTheSame: kubectl reads the preferred version,
+// v1alpha2, so a column added to v1alpha1 alone never shows in `kubectl get`.
+func TestPrinterColumnsAreTheSame(t *testing.T) {
+	crd := readCRD(t, ourCRD)
+	columns := map[string][]apiextensionsv1.CustomResourceColumnDefinition{}
+	for _, v := range crd.Spec.Versions {
+		columns[v.Name] = v.AdditionalPrinterColumns
+	}
+	if !reflect.DeepEqual(columns["v1alpha1"], columns["v1alpha2"]) {
+		t.Errorf("printer columns differ:\nv1alpha1 %+v\nv1alpha2 %+v", columns["v1alpha1"], columns["v1alpha2"])
+	}
+	if !slices.ContainsFunc(columns["v1alpha2"], func(c apiextensionsv1.CustomResourceColumnDefinition) bool { return c.JSONPath == ".spec.suspend" }) {
+		t.Error("no column shows spec.suspend")
 	}
 }

@@ -22,6 +22,8 @@ type Config struct {
 	// EdgeNodeLabel is the label key of edge nodes, named in the reason of
 	// a node skipped for lacking it.
 	EdgeNodeLabel string
+	// Suspended is spec.suspend: start no node, let the ones in flight finish.
+	Suspended bool
 }
 
 // ConfigFromSpec applies the seed's defaults (0 or unset means the default) and
@@ -40,6 +42,7 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		TargetVersion: spec.Version,
 		Concurrency:   int(spec.Concurrency),
 		Timeout:       time.Duration(seconds) * time.Second,
+		Suspended:     spec.Suspend,
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = int(v1alpha1.DefaultConcurrency)

@@ -287,8 +287,9 @@ func (p *planner) startPending() {
 	p.failed, p.skipped = int(counts.Failed), int(counts.Skipped)
 	// Settle every failure this plan can see before the first dispatch, so
 	// that no node starts in a plan that also finds tolerance exceeded.
+	// A suspended job's deferrals do not expire: see holdPending.
 	for i := range p.status.NodeStatus {
-		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) {
+		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) && !p.in.Config.Suspended {
 			p.expireDeferral(e)
 		}
 	}
@@ -311,6 +312,10 @@ func (p *planner) startPending() {
 			e.Reason = "not attempted: the job stopped on failureTolerate"
 			continue
 		}
+		if p.in.Config.Suspended {
+			holdPending(e)
+			continue
+		}
 		node := p.in.Nodes[e.NodeName]
 		if why := waitReason(node); why != "" {
 			p.deferNode(e, free > 0, why)
@@ -330,6 +335,17 @@ func (p *planner) startPending() {
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
 	}
+}
+
+// holdPending keeps a pending node of a suspended job waiting without a
+// clock. A deferral is a wait that starts when the node's turn comes (see
+// deferNode); a suspension takes every node's turn away, so the wait is
+// cleared and starts afresh, with the whole timeout, when its turn comes
+// after the job is resumed. Otherwise a node NotReady or busy when the job
+// was suspended would fail on resume for time that passed while the job
+// itself held it back.
+func holdPending(e *v1alpha1.TaskStatus) {
+	e.Time, e.Reason = "", ""
 }
 
 // draining counts nodes that are final in status but whose pod still runs
@@ -453,12 +469,24 @@ func (p *planner) summarize() {
 			c.Failed, eligible, p.in.Config.Tolerance.FloatString(3))
 	}
 	if c.Pending > 0 || c.InFlight > 0 {
-		p.setJobState(v1alpha1.StateUpgrading, p.status.Event)
 		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
 		if exceeded {
 			reason = fmt.Sprintf("stopping: %d of %d nodes failed (more than failureTolerate %s); waiting for %d in flight",
 				c.Failed, eligible, p.toleranceText(), c.InFlight)
 		}
+		p.setSuspended(c)
+		if p.in.Config.Suspended {
+			if !exceeded {
+				reason = fmt.Sprintf("suspended: %d succeeded, %d failed, %d in flight, %d pending; no node starts until spec.suspend is false",
+					c.Succeeded, c.Failed, c.InFlight, c.Pending)
+			}
+			p.setJobState(v1alpha1.StateSuspended, p.status.Event)
+			p.status.Reason = reason
+			// As a paused Deployment's: whether it progresses is up to the user.
+			p.setCondition(v1alpha1.ConditionProgressing, metav1.ConditionUnknown, v1alpha1.ConditionSuspended, "spec.suspend is true")
+			return
+		}
+		p.setJobState(v1alpha1.StateUpgrading, p.status.Event)
 		p.status.Reason = reason
 		p.setCondition(v1alpha1.ConditionProgressing, metav1.ConditionTrue, "Upgrading", "Nodes are being upgraded")
 		return
@@ -510,7 +538,29 @@ func (p *planner) toleranceText() string {
 	return strings.TrimRight(strings.TrimRight(p.in.Config.Tolerance.FloatString(6), "0"), ".")
 }
 
+// setSuspended keeps the Suspended condition in step with spec.suspend on an
+// unfinished job, with an event at each change. A job never suspended gets
+// no condition, so its status stays what it was before the field existed.
+func (p *planner) setSuspended(c v1alpha1.NodeCounts) {
+	was := meta.IsStatusConditionTrue(p.status.Conditions, v1alpha1.ConditionSuspended)
+	switch {
+	case p.in.Config.Suspended && !was:
+		p.setCondition(v1alpha1.ConditionSuspended, metav1.ConditionTrue, v1alpha1.ConditionSuspended,
+			"spec.suspend is true: no node is started; nodes in flight finish")
+		p.event(false, ReasonSuspended, "", "Job suspended: no node starts until spec.suspend is false; %d in flight finish, %d pending wait",
+			c.InFlight, c.Pending)
+	case !p.in.Config.Suspended && was:
+		p.setCondition(v1alpha1.ConditionSuspended, metav1.ConditionFalse, ReasonResumed, "spec.suspend is false")
+		p.event(false, ReasonResumed, "", "Job resumed: %d pending, %d in flight", c.Pending, c.InFlight)
+	}
+}
+
 func (p *planner) finish(state, reason string) {
+	if meta.IsStatusConditionTrue(p.status.Conditions, v1alpha1.ConditionSuspended) {
+		// Finished while suspended (nothing was left to start): nothing is
+		// held any more, whatever spec.suspend says.
+		p.setCondition(v1alpha1.ConditionSuspended, metav1.ConditionFalse, "Finished", "the job finished: no node was left to start")
+	}
 	p.status.Counts = tally(p.status.NodeStatus)
 	c := p.status.Counts
 	p.status.Progress = fmt.Sprintf("%d/%d", finished(c), c.Selected)

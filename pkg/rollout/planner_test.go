@@ -7,6 +7,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
@@ -63,15 +65,17 @@ func dispatched(p Plan) []string {
 
 func TestConfigFromSpec(t *testing.T) {
 	cases := []struct {
-		name    string
-		spec    v1alpha1.NodeUpgradeJobSpec
-		timeout time.Duration
-		conc    int
-		tol     string
-		wantErr bool
+		name      string
+		spec      v1alpha1.NodeUpgradeJobSpec
+		timeout   time.Duration
+		conc      int
+		tol       string
+		suspended bool
+		wantErr   bool
 	}{
 		{name: "zero values take the defaults", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0"}, timeout: 300 * time.Second, conc: 1, tol: "1/10"},
 		{name: "explicit values", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 60, Concurrency: 5, FailureTolerate: "0.25"}, timeout: 60 * time.Second, conc: 5, tol: "1/4"},
+		{name: "suspend", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", Suspend: true}, timeout: 300 * time.Second, conc: 1, tol: "1/10", suspended: true},
 		{name: "timeout 0 means 300", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 0, FailureTolerate: "1.0"}, timeout: 300 * time.Second, conc: 1, tol: "1"},
 		{name: "timeout at the bound", spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", TimeoutSeconds: 604800}, timeout: 7 * 24 * time.Hour, conc: 1, tol: "1/10"},
 		// Stored before the CRD's maximum: clamped, not overflowed into a
@@ -95,6 +99,7 @@ func TestConfigFromSpec(t *testing.T) {
 			g.Expect(got.Timeout).To(Equal(c.timeout))
 			g.Expect(got.Concurrency).To(Equal(c.conc))
 			g.Expect(got.Tolerance.RatString()).To(Equal(c.tol))
+			g.Expect(got.Suspended).To(Equal(c.suspended))
 		})
 	}
 }
@@ -535,4 +540,218 @@ func TestNodeBusyWithAnotherJobWaitsWithoutASlot(t *testing.T) {
 	nodes["node-00"] = busy
 	p3 := step(p, c, nodes, map[string]PodView{"node-01": {Phase: PodUpgrading}}, t0.Add(300*time.Second))
 	g.Expect(entry(p3, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", "node stayed busy with job other-job's upgrade pod for 5m0s")))
+}
+
+// suspendAt replans the same observations with spec.suspend set to suspended.
+func suspendAt(prev Plan, c Config, suspended bool, nodes map[string]NodeView, pods map[string]PodView, now time.Time) Plan {
+	c.Suspended = suspended
+	return step(prev, c, nodes, pods, now)
+}
+
+func eventReasons(p Plan) []string {
+	out := []string{}
+	for _, e := range p.Events {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+func condition(p Plan, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(p.Status.Conditions, typ)
+}
+
+// TestSuspend walks spec.suspend through a rollout: each case starts from
+// a 6-node job of concurrency 2 with node-00 and node-01 in flight (pods
+// Upgrading) at t0+10s, and checks what one or more plans decide.
+func TestSuspend(t *testing.T) {
+	c := cfg(2, "0.5")
+	running := func() (Plan, map[string]NodeView, map[string]PodView) {
+		nodes := fleet(6)
+		pods := map[string]PodView{"node-00": {Phase: PodUpgrading, Tracked: true}, "node-01": {Phase: PodUpgrading, Tracked: true}}
+		p := start(c, names(6), nodes)
+		return step(p, c, nodes, pods, t0.Add(10*time.Second)), nodes, pods
+	}
+	succeed := func(nodes map[string]NodeView, pods map[string]PodView, node string) {
+		nodes[node] = edgeNode("v1.21.0")
+		pods[node] = PodView{Phase: PodSucceeded, Tracked: true}
+	}
+	cases := []struct {
+		name string
+		run  func(g Gomega)
+	}{{
+		name: "suspending starts nothing, shows Suspended once, and in-flight nodes keep going",
+		run: func(g Gomega) {
+			p, nodes, pods := running()
+			pods["node-01"] = PodView{Phase: PodBackingUp, Tracked: true}
+			s := suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
+			g.Expect(s.Dispatch).To(BeEmpty())
+			g.Expect(s.Finished).To(BeFalse())
+			g.Expect(s.Status.State).To(Equal(v1alpha1.StateSuspended))
+			g.Expect(s.Status.Time).To(Equal(t0.Add(20 * time.Second).Format(time.RFC3339)))
+			g.Expect(s.Status.Reason).To(Equal("suspended: 0 succeeded, 0 failed, 2 in flight, 4 pending; no node starts until spec.suspend is false"))
+			g.Expect(entry(s, "node-01").State).To(Equal(v1alpha1.StateBackingUp), "in-flight progress is followed")
+			g.Expect(condition(s, v1alpha1.ConditionSuspended)).To(HaveValue(And(HaveField("Status", metav1.ConditionTrue), HaveField("Reason", v1alpha1.ConditionSuspended))))
+			g.Expect(condition(s, v1alpha1.ConditionProgressing)).To(HaveValue(And(HaveField("Status", metav1.ConditionUnknown), HaveField("Reason", v1alpha1.ConditionSuspended))))
+			g.Expect(s.Events).To(ConsistOf(And(HaveField("Reason", ReasonSuspended), HaveField("Warning", false),
+				HaveField("Message", "Job suspended: no node starts until spec.suspend is false; 2 in flight finish, 4 pending wait"))))
+			g.Expect(s.RequeueAfter).To(Equal(280*time.Second), "the in-flight deadlines still wake the job")
+
+			again := suspendAt(s, c, true, nodes, pods, t0.Add(30*time.Second))
+			g.Expect(again.Status).To(Equal(s.Status), "nothing new: nothing to write")
+			g.Expect(again.Events).To(BeEmpty(), "told once")
+		},
+	}, {
+		name: "in-flight nodes that finish free no slot while suspended: the job stays Suspended",
+		run: func(g Gomega) {
+			p, nodes, pods := running()
+			p = suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
+			succeed(nodes, pods, "node-00")
+			pods["node-01"] = PodView{Phase: PodFailed, FailedEvent: v1alpha1.EventRollback, Reason: "keadm upgrade failed", Tracked: true}
+			s := suspendAt(p, c, true, nodes, pods, t0.Add(40*time.Second))
+			g.Expect(s.Dispatch).To(BeEmpty())
+			g.Expect(entry(s, "node-00").State).To(Equal(v1alpha1.StateSuccessful))
+			g.Expect(entry(s, "node-01").State).To(Equal(v1alpha1.StateFailed))
+			g.Expect(s.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Succeeded: 1, Failed: 1, Pending: 4}))
+			g.Expect(s.Status.State).To(Equal(v1alpha1.StateSuspended))
+			g.Expect(s.Finished).To(BeFalse(), "nodes remain to be started")
+			g.Expect(s.Release).To(ConsistOf("node-00", "node-01"), "outcomes recorded: pods are let go as usual")
+			g.Expect(s.RequeueAfter).To(BeZero(), "nothing runs: only a resume moves the job")
+		},
+	}, {
+		name: "resuming dispatches into the free slots and shows Upgrading and Resumed",
+		run: func(g Gomega) {
+			p, nodes, pods := running()
+			p = suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
+			succeed(nodes, pods, "node-00")
+			p = suspendAt(p, c, true, nodes, pods, t0.Add(40*time.Second))
+			r := suspendAt(p, c, false, nodes, pods, t0.Add(100*time.Second))
+			g.Expect(dispatched(r)).To(Equal([]string{"node-02"}), "one slot free: node-01 still runs")
+			g.Expect(r.Dispatch[0].Deadline).To(Equal(t0.Add(400 * time.Second)))
+			g.Expect(r.Status.State).To(Equal(v1alpha1.StateUpgrading))
+			g.Expect(r.Status.Time).To(Equal(t0.Add(100 * time.Second).Format(time.RFC3339)))
+			g.Expect(condition(r, v1alpha1.ConditionSuspended)).To(HaveValue(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", ReasonResumed))))
+			g.Expect(condition(r, v1alpha1.ConditionProgressing).Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(eventReasons(r)).To(ConsistOf(ReasonResumed, ReasonDispatched))
+			g.Expect(r.Events).To(ContainElement(HaveField("Message", "Job resumed: 3 pending, 2 in flight")))
+		},
+	}, {
+		name: "a job never suspended has no Suspended condition",
+		run: func(g Gomega) {
+			p, _, _ := running()
+			g.Expect(condition(p, v1alpha1.ConditionSuspended)).To(BeNil())
+		},
+	}, {
+		name: "a finished job stays final: suspend changes nothing",
+		run: func(g Gomega) {
+			one := cfg(1, "1")
+			nodes := fleet(1)
+			p := start(one, names(1), nodes)
+			nodes["node-00"] = edgeNode("v1.21.0")
+			pods := map[string]PodView{"node-00": {Phase: PodSucceeded}}
+			p = step(p, one, nodes, pods, t0.Add(time.Minute))
+			g.Expect(p.Finished).To(BeTrue())
+			s := suspendAt(p, one, true, nodes, pods, t0.Add(time.Hour))
+			g.Expect(s.Status).To(Equal(p.Status))
+			g.Expect(s.Events).To(BeEmpty())
+			g.Expect(s.Finished).To(BeTrue())
+		},
+	}, {
+		name: "nothing left to start: the last in-flight nodes finish and the job completes while suspended",
+		run: func(g Gomega) {
+			two := cfg(2, "0")
+			nodes := fleet(2)
+			p := start(two, names(2), nodes)
+			pods := map[string]PodView{"node-00": {Phase: PodUpgrading}, "node-01": {Phase: PodUpgrading}}
+			p = suspendAt(p, two, true, nodes, pods, t0.Add(10*time.Second))
+			g.Expect(p.Status.State).To(Equal(v1alpha1.StateSuspended), "suspended while its last nodes run")
+			succeed(nodes, pods, "node-00")
+			succeed(nodes, pods, "node-01")
+			s := suspendAt(p, two, true, nodes, pods, t0.Add(time.Minute))
+			g.Expect(s.Finished).To(BeTrue())
+			g.Expect(s.Status.State).To(Equal(v1alpha1.StateSuccessful))
+			g.Expect(condition(s, v1alpha1.ConditionSuspended)).To(HaveValue(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", "Finished"))))
+			g.Expect(eventReasons(s)).To(ContainElement(ReasonJobCompleted))
+		},
+	}, {
+		name: "failure tolerance applies to in-flight results: the job stops and fails while suspended",
+		run: func(g Gomega) {
+			strict := cfg(2, "0.2")
+			nodes := fleet(6)
+			p := start(strict, names(6), nodes)
+			failed := PodView{Phase: PodFailed, FailedEvent: v1alpha1.EventRollback, Reason: "boom"}
+			pods := map[string]PodView{"node-00": failed, "node-01": failed}
+			s := suspendAt(p, strict, true, nodes, pods, t0.Add(time.Minute))
+			g.Expect(s.Dispatch).To(BeEmpty())
+			g.Expect(s.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Failed: 2, NotAttempted: 4}))
+			g.Expect(s.Status.State).To(Equal(v1alpha1.StateFailed))
+			g.Expect(s.Finished).To(BeTrue())
+			g.Expect(eventReasons(s)).To(ContainElements(ReasonToleranceExceeded, ReasonJobFailed))
+		},
+	}, {
+		name: "an in-flight node still times out at its own deadline while suspended",
+		run: func(g Gomega) {
+			p, nodes, pods := running()
+			p = suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
+			s := suspendAt(p, c, true, nodes, pods, t0.Add(300*time.Second))
+			g.Expect(entry(s, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionTimeOut)))
+			g.Expect(s.Delete).To(ConsistOf("node-00", "node-01"), "cancelled as usual")
+			g.Expect(s.Dispatch).To(BeEmpty())
+		},
+	}, {
+		name: "a dispatch recorded before the suspension still gets its pod",
+		run: func(g Gomega) {
+			p, nodes, pods := running()
+			delete(pods, "node-01") // recorded in status, pod not created yet
+			s := suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
+			g.Expect(s.Dispatch).To(Equal([]Dispatch{{Node: "node-01", FromVersion: "v1.20.0", Deadline: t0.Add(300 * time.Second)}}),
+				"not a new start: the node is in flight since t0, under its own deadline")
+		},
+	}, {
+		name: "a job created suspended records its selection and starts nothing",
+		run: func(g Gomega) {
+			held := c
+			held.Suspended = true
+			nodes := fleet(3)
+			nodes["node-02"] = edgeNode("v1.21.0")
+			p := start(held, names(3), nodes)
+			g.Expect(p.Dispatch).To(BeEmpty())
+			g.Expect(p.Status.NodeStatus).To(HaveLen(3))
+			g.Expect(entry(p, "node-02").State).To(Equal(v1alpha1.StateSuccessful), "a node already at the target is settled, not started")
+			g.Expect(p.Status.State).To(Equal(v1alpha1.StateSuspended))
+			g.Expect(eventReasons(p)).To(ContainElements(ReasonStarted, ReasonNodeSkipped, ReasonSuspended))
+			g.Expect(eventReasons(p)).NotTo(ContainElement(ReasonDispatched))
+		},
+	}, {
+		name: "a deferral's clock does not run while suspended: it starts afresh on resume",
+		run: func(g Gomega) {
+			nodes := fleet(4)
+			offline := nodes["node-00"]
+			offline.Ready = false
+			nodes["node-00"] = offline
+			p := start(c, names(4), nodes) // node-00 deferred at t0; node-01, node-02 dispatched
+			g.Expect(entry(p, "node-00").Time).To(Equal(t0.Format(time.RFC3339)))
+			pods := map[string]PodView{"node-01": {Phase: PodUpgrading}, "node-02": {Phase: PodUpgrading}}
+			s := suspendAt(p, c, true, nodes, pods, t0.Add(200*time.Second))
+			g.Expect(entry(s, "node-00")).To(And(HaveField("State", v1alpha1.StateNone), HaveField("Time", ""), HaveField("Reason", "")))
+			succeed(nodes, pods, "node-01")
+			succeed(nodes, pods, "node-02")
+			s = suspendAt(s, c, true, nodes, pods, t0.Add(250*time.Second))
+			s = suspendAt(s, c, true, nodes, pods, t0.Add(time.Hour))
+			g.Expect(entry(s, "node-00").State).To(Equal(v1alpha1.StateNone), "an hour NotReady while suspended does not fail it")
+			g.Expect(s.RequeueAfter).To(BeZero(), "no deferral deadline to wake for")
+
+			// Resumed, still NotReady: its turn, the wait starts now with the whole timeout.
+			resumedAt := t0.Add(time.Hour + time.Second)
+			r := suspendAt(s, c, false, nodes, pods, resumedAt)
+			g.Expect(dispatched(r)).To(Equal([]string{"node-03"}), "the deferred node holds no slot")
+			g.Expect(entry(r, "node-00")).To(And(HaveField("Time", resumedAt.Format(time.RFC3339)), HaveField("Reason", "deferred: node is NotReady")))
+			g.Expect(eventReasons(r)).To(ContainElements(ReasonResumed, ReasonNodeDeferred))
+			g.Expect(entry(step(r, c, nodes, pods, resumedAt.Add(299*time.Second)), "node-00").State).To(Equal(v1alpha1.StateNone))
+			g.Expect(entry(step(r, c, nodes, pods, resumedAt.Add(300*time.Second)), "node-00")).
+				To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", "node stayed NotReady for 5m0s")))
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.run(NewWithT(t)) })
+	}
 }

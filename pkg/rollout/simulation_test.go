@@ -206,6 +206,10 @@ func TestSimulatedRollouts(t *testing.T) {
 			if step > 5000 {
 				t.Fatalf("seed %d: job did not finish in 5000 steps: %+v", seed, status.Counts)
 			}
+			if seed%4 == 1 && w.rng.IntN(8) == 0 {
+				// An operator pauses and resumes the rollout at random.
+				c.Suspended = !c.Suspended
+			}
 			p := Decide(w.input(c, status, selection))
 			checkInvariants(t, seed, c, w, status, p, finalSeen)
 			status = p.Status
@@ -269,6 +273,12 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 		if exceeded && !wasInFlight(before, d.Node) {
 			t.Fatalf("seed %d: dispatched %s after tolerance was exceeded", seed, d.Node)
 		}
+		if c.Suspended && !wasInFlight(before, d.Node) {
+			t.Fatalf("seed %d: dispatched %s while suspended", seed, d.Node)
+		}
+	}
+	if !p.Finished && (p.Status.State == v1alpha1.StateSuspended) != c.Suspended {
+		t.Fatalf("seed %d: unfinished job in state %s with suspend %v", seed, p.Status.State, c.Suspended)
 	}
 }
 

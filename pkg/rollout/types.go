@@ -120,4 +120,6 @@ const (
 	ReasonJobFailed         = "JobFailed"
 	ReasonJobRefused        = "JobRefused"
 	ReasonProgress          = "Progress"
+	ReasonSuspended         = "Suspended"
+	ReasonResumed           = "Resumed"
 )

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -110,18 +111,73 @@ var _ = Describe("Validation", func() {
 		Expect(createRaw(rawJob("  version: v1.21.0\n  nodeNames: [" + manyNames(5000) + "]\n"))).To(Succeed())
 	})
 
-	It("refuses any change to the spec after creation, naming spec", func() {
+	// Every spec field but suspend is immutable, and the refusal names the
+	// field. Adding or removing an optional field is a change too.
+	DescribeTable("refuses a change to any spec field but suspend, naming it",
+		func(field string, create, change func(*v1alpha1.NodeUpgradeJob)) {
+			job := newJob(create)
+			Expect(k8s.Create(ctx, job)).To(Succeed())
+			changed := job.DeepCopy()
+			change(changed)
+			changed.Spec.Suspend = true // a legal change beside it does not let it through
+			err := k8s.Update(ctx, changed)
+			expectRefused(err, "spec."+field+": Invalid value")
+			Expect(err.Error()).To(ContainSubstring("spec." + field + " is immutable: only spec.suspend may change"))
+
+			patched := job.DeepCopy()
+			change(patched)
+			expectRefused(k8s.Patch(ctx, patched, client.MergeFrom(job)), "spec."+field+" is immutable")
+		},
+		Entry("version", "version", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.Version = "v1.22.0" }),
+		Entry("image", "image", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.Image = "registry.local/installer" }),
+		Entry("nodeNames", "nodeNames", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.NodeNames = []string{"edge-1", "edge-2"} }),
+		Entry("nodeNames replaced by labelSelector", "nodeNames", nil, func(j *v1alpha1.NodeUpgradeJob) {
+			j.Spec.NodeNames, j.Spec.LabelSelector = nil, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}
+		}),
+		Entry("labelSelector", "labelSelector",
+			func(j *v1alpha1.NodeUpgradeJob) {
+				j.Spec.NodeNames, j.Spec.LabelSelector = nil, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}
+			},
+			func(j *v1alpha1.NodeUpgradeJob) { j.Spec.LabelSelector.MatchLabels["a"] = "c" }),
+		Entry("timeoutSeconds", "timeoutSeconds", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.TimeoutSeconds = 60 }),
+		Entry("concurrency", "concurrency", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.Concurrency = 5 }),
+		Entry("failureTolerate", "failureTolerate", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.FailureTolerate = "0.5" }),
+		Entry("checkItems added", "checkItems", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.CheckItems = []string{"cpu"} }),
+		Entry("checkItems removed", "checkItems",
+			func(j *v1alpha1.NodeUpgradeJob) { j.Spec.CheckItems = []string{"cpu"} },
+			func(j *v1alpha1.NodeUpgradeJob) { j.Spec.CheckItems = nil }),
+		Entry("imageDigestGatter", "imageDigestGatter", nil, func(j *v1alpha1.NodeUpgradeJob) {
+			j.Spec.ImageDigestGatter = &v1alpha1.ImageDigestGatter{Value: "sha256:abc"}
+		}),
+		Entry("requireConfirmation", "requireConfirmation", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.RequireConfirmation = true }),
+	)
+
+	It("lets spec.suspend change both ways, by update and by the plugin's merge patch", func() {
 		job := newJob(nil)
 		Expect(k8s.Create(ctx, job)).To(Succeed())
-		changed := job.DeepCopy()
-		changed.Spec.Version = "v1.22.0"
-		err := k8s.Update(ctx, changed)
-		expectRefused(err, "spec")
-		Expect(err.Error()).To(ContainSubstring("immutable"))
+		Expect(job.Spec.Suspend).To(BeFalse())
+		// kubectl and the plugin write through the preferred version,
+		// v1alpha2; the controller reads v1alpha1.
+		suspend := func(version string, v bool) {
+			GinkgoHelper()
+			body := fmt.Sprintf(`{"spec":{"suspend":%t}}`, v)
+			Expect(restCli.Patch(types.MergePatchType).AbsPath("/apis/operations.kubeedge.io", version, "nodeupgradejobs", job.Name).
+				Body([]byte(body)).Do(ctx).Error()).To(Succeed())
+			got := &v1alpha1.NodeUpgradeJob{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
+			Expect(got.Spec.Suspend).To(Equal(v))
+		}
+		suspend("v1alpha1", true)
+		suspend("v1alpha1", false)
+		suspend("v1alpha2", true)
 
-		patch := client.MergeFrom(job.DeepCopy())
-		job.Spec.Concurrency = 5
-		expectRefused(k8s.Patch(ctx, job, patch), "spec")
+		got := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
+		got.Spec.Suspend = false
+		Expect(k8s.Update(ctx, got)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(job), got)).To(Succeed())
+		Expect(got.Spec.Suspend).To(BeFalse())
+		Expect(got.Generation).To(Equal(int64(5)), "each change is a new generation the controller sees")
 	})
 
 	It("allows metadata changes after creation", func() {
@@ -143,6 +199,9 @@ var _ = Describe("Defaults", func() {
 		Expect(got.Spec.TimeoutSeconds).To(Equal(int64(300)))
 		Expect(got.Spec.Image).To(Equal("kubeedge/installation-package"))
 		Expect(got.Spec.CheckItems).To(BeNil())
+		stored, err := restCli.Get().AbsPath("/apis/operations.kubeedge.io/v1alpha1/nodeupgradejobs", job.Name).DoRaw(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(stored)).To(ContainSubstring(`"suspend":false`), "suspend is stored explicitly, so kubectl get -o yaml shows it")
 	})
 
 	It("keeps values the user set", func() {

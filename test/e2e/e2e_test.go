@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -140,6 +141,55 @@ var _ = Describe("Upgrading with kubectl", func() {
 		for _, n := range namesOf(specs) {
 			Expect(kubectl("get", "node", n, "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")).To(Equal("v1.30.7-kubeedge-v1.20.0"), "node %s", n)
 		}
+	})
+
+	It("suspends a rollout mid-way with kubectl patch and resumes it: no pod while suspended, none twice", func() {
+		specs := fleet("sus", 6)
+		for i := range specs {
+			specs[i].Duration = 3 * time.Second
+		}
+		createFleet(specs)
+		w := watchPods("e2e-sus")
+		res := applyYAML(jobSpec{name: "e2e-sus", nodeNames: namesOf(specs), concurrency: 2, timeoutSeconds: 60}.manifest())
+		Expect(res.Err).NotTo(HaveOccurred(), res.String())
+		Eventually(func() int { return len(w.creations()) }, 20*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 2))
+
+		// The plugin's patch, as `kubectl nodeupgrade pause` sends it.
+		Expect(kubectl("patch", "nodeupgradejob", "e2e-sus", "--type=merge", "-p", `{"spec":{"suspend":true}}`)).
+			To(ContainSubstring("nodeupgradejob.operations.kubeedge.io/e2e-sus patched"))
+		waitState("e2e-sus", "Suspended", 20*time.Second)
+		// Dispatches recorded before the suspension may still be on their
+		// way; once the pods in flight are done, nothing may start.
+		kubectl("wait", "--for=jsonpath={.status.counts.inFlight}=0", "nodeupgradejob/e2e-sus", "--timeout=30s")
+		held := w.creations()
+		Expect(len(held)).To(BeNumerically("<", 6), "suspended before the last node started")
+		Consistently(func() map[string]int { return w.creations() }, 8*time.Second, 250*time.Millisecond).Should(Equal(held),
+			"no pod starts while suspended, though slots are free for 8s (an upgrade takes 3s)")
+		Expect(jsonpath("e2e-sus", "{.status.state} {.status.counts.pending} {.status.conditions[?(@.type==\"Suspended\")].status}")).
+			To(Equal(fmt.Sprintf("Suspended %d True", 6-len(held))), "it stays Suspended, not finished, with nodes left to start")
+		Expect(jsonpath("e2e-sus", "{.status.reason}")).To(ContainSubstring("no node starts until spec.suspend is false"))
+		Expect(rowFields(kubectl("get", "nodeupgradejobs"), "e2e-sus")).To(HavePrefix(fmt.Sprintf("e2e-sus v1.21.0 Suspended %d/6 0 ", len(held))))
+		wide := kubectl("get", "nodeupgradejob", "e2e-sus", "-o", "wide")
+		Expect(rowFields(wide, "NAME")).To(ContainSubstring("REASON SUSPEND AGE"))
+		Expect(rowFields(wide, "e2e-sus")).To(MatchRegexp(` true \S+$`))
+		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-sus") }, 20*time.Second, time.Second).
+			Should(MatchRegexp(`Normal\s+Suspended\s+.*Job suspended: no node starts until spec.suspend is false`))
+
+		Expect(kubectl("patch", "nodeupgradejob", "e2e-sus", "--type=merge", "-p", `{"spec":{"suspend":false}}`)).To(ContainSubstring("patched"))
+		waitState("e2e-sus", "Successful", 90*time.Second)
+		Expect(jsonpath("e2e-sus", "{.status.progress} {.status.counts.succeeded} {.status.conditions[?(@.type==\"Suspended\")].reason}")).
+			To(Equal("6/6 6 Resumed"))
+		for _, n := range namesOf(specs) {
+			Expect(w.creations()[n]).To(Equal(1), "node %s got exactly one pod", n)
+		}
+		Expect(w.creations()).To(HaveLen(6))
+		Expect(w.peak()).To(BeNumerically("<=", 2))
+		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-sus") }, 20*time.Second, time.Second).
+			Should(And(MatchRegexp(`Normal\s+Resumed\s+.*Job resumed`), MatchRegexp(`Normal\s+JobCompleted`)))
+
+		// A finished job stays final: suspending it changes nothing.
+		kubectl("patch", "nodeupgradejob", "e2e-sus", "--type=merge", "-p", `{"spec":{"suspend":true}}`)
+		Consistently(func() string { return jsonpath("e2e-sus", "{.status.state}") }, 3*time.Second, 500*time.Millisecond).Should(Equal("Successful"))
 	})
 
 	DescribeTable("refuses invalid jobs and names the field",
