@@ -7,8 +7,9 @@ import (
 // The types below follow KubeEdge's github.com/kubeedge/api/apis/operations/v1alpha2
 // (types_nodeupgrade.go, types_common.go) as vendored in KubeEdge v1.22.0, and
 // its CRD build/crds/operations/operations_v1alpha2_nodeupgradejob.yaml.
-// Descriptions are KubeEdge's. No validation is added: objects KubeEdge's
-// tooling wrote must stay valid.
+// Descriptions are KubeEdge's. No validation is added that an object
+// KubeEdge's tooling wrote could fail: only transition rules that keep a
+// spec from changing (see NodeUpgradeJobSpec).
 //
 // On top of KubeEdge's fields, v1alpha2 carries every field v1alpha1 has and
 // KubeEdge's v1alpha2 lacks (marked "nodeupgrade:" below), and v1alpha1
@@ -39,6 +40,23 @@ const (
 const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 
 // NodeUpgradeJobSpec is the specification of the desired behavior of the NodeUpgradeJob.
+//
+// nodeupgrade: the same per-field immutability rules as v1alpha1. kubectl
+// writes through v1alpha2, the preferred version, so without them `kubectl
+// edit` could change a running job's version or nodes. They are transition
+// rules, checked only when a spec changes, so every object KubeEdge's
+// tooling wrote stays valid.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
+// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".version"
+// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".image"
+// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
+// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
+// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
+// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
+// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
+// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`

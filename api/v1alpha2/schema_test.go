@@ -210,7 +210,14 @@ func paths(path string, s *apiextensionsv1.JSONSchemaProps, out map[string]strin
 // later is mutable unless it gets its own rule, and this test says so. The
 // rules themselves are tested against the API server in test/api.
 func TestEverySpecFieldButSuspendIsImmutable(t *testing.T) {
-	spec := versionSchema(t, readCRD(t, ourCRD), "v1alpha1").Properties["spec"]
+	// Both versions: kubectl writes through v1alpha2, the controller reads
+	// v1alpha1.
+	for _, version := range []string{"v1alpha1", "v1alpha2"} {
+		t.Run(version, func(t *testing.T) { specFieldsImmutable(t, versionSchema(t, readCRD(t, ourCRD), version).Properties["spec"]) })
+	}
+}
+
+func specFieldsImmutable(t *testing.T, spec apiextensionsv1.JSONSchemaProps) {
 	if _, ok := spec.Properties["suspend"]; !ok {
 		t.Fatal("spec.suspend is missing")
 	}

@@ -127,6 +127,13 @@ var _ = Describe("Validation", func() {
 			patched := job.DeepCopy()
 			change(patched)
 			expectRefused(k8s.Patch(ctx, patched, client.MergeFrom(job)), "spec."+field+" is immutable")
+
+			// The same change through v1alpha2, the version kubectl edit
+			// and kubectl patch write through.
+			patch, err := client.MergeFrom(job).Data(patched)
+			Expect(err).NotTo(HaveOccurred())
+			expectRefused(restCli.Patch(types.MergePatchType).AbsPath("/apis/operations.kubeedge.io/v1alpha2/nodeupgradejobs", job.Name).
+				Body(patch).Do(ctx).Error(), "spec."+field+" is immutable")
 		},
 		Entry("version", "version", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.Version = "v1.22.0" }),
 		Entry("image", "image", nil, func(j *v1alpha1.NodeUpgradeJob) { j.Spec.Image = "registry.local/installer" }),
