@@ -213,7 +213,9 @@ func TestEverySpecFieldButSuspendIsImmutable(t *testing.T) {
 	// Both versions: kubectl writes through v1alpha2, the controller reads
 	// v1alpha1.
 	for _, version := range []string{"v1alpha1", "v1alpha2"} {
-		t.Run(version, func(t *testing.T) { specFieldsImmutable(t, versionSchema(t, readCRD(t, ourCRD), version).Properties["spec"]) })
+		t.Run(version, func(t *testing.T) {
+			specFieldsImmutable(t, versionSchema(t, readCRD(t, ourCRD), version).Properties["spec"])
+		})
 	}
 }
 
