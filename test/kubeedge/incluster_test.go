@@ -75,6 +75,11 @@ func TestInCluster(t *testing.T) {
 	leader := waitLeader(t, ctx, c, "", 2*time.Minute)
 	t.Logf("leader: %s", leader)
 
+	// One verb taken from the controller's Role: the operator sees the
+	// refusal on the job, naming what was refused. (First: a node the job
+	// would upgrade is needed, and the real job below upgrades it.)
+	t.Run("RBAC verb removed", func(t *testing.T) { rbacVerbRemoved(t, ctx, w, edge) })
+
 	// A real upgrade, and the leader deleted in the middle of it.
 	before := snapshot(t, ctx, w, edge)
 	creations := watchUpgradePods(t, ctx, w)
@@ -104,20 +109,24 @@ func TestInCluster(t *testing.T) {
 		t.Errorf("%d upgrade pods created for %s, want 1", n, edge.Name())
 	}
 
-	// Metrics through the Service, as Prometheus reaches them.
-	res := w.Cluster.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/"+controllerNS+"/services/"+controllerName+"-metrics:http-metrics/proxy/metrics")
-	if res.Err != nil {
-		t.Fatalf("scrape metrics through the Service: %v", res)
-	}
-	for _, m := range []string{"nodeupgrade_status_writes_total", "controller_runtime_reconcile_total"} {
-		if !strings.Contains(res.Stdout, m) {
-			t.Errorf("metrics through the Service lack %s", m)
+	// Metrics through the Service, as Prometheus reaches them. The Service
+	// spreads scrapes over both replicas; only the leader has written
+	// status, so scrape until its non-zero count shows.
+	leaderSeen := false
+	for i := 0; i < 30 && !leaderSeen; i++ {
+		res := w.Cluster.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/"+controllerNS+"/services/"+controllerName+"-metrics:http-metrics/proxy/metrics")
+		if res.Err != nil {
+			t.Fatalf("scrape metrics through the Service: %v", res)
 		}
+		writes := metricValue(res.Stdout, "nodeupgrade_status_writes_total")
+		if writes == "" {
+			t.Fatalf("metrics through the Service lack nodeupgrade_status_writes_total:\n%s", res.Stdout)
+		}
+		leaderSeen = writes != "0"
 	}
-
-	// One verb taken from the controller's Role: the operator sees the
-	// refusal on the job, naming what was refused.
-	t.Run("RBAC verb removed", func(t *testing.T) { rbacVerbRemoved(t, ctx, w, edge) })
+	if !leaderSeen {
+		t.Error("30 scrapes through the Service never reached the leader (status writes > 0)")
+	}
 
 	// Uninstall as the README says: jobs first (their cleanup finalizer
 	// needs the controller), then everything else; nothing may remain.
@@ -136,7 +145,7 @@ func TestInCluster(t *testing.T) {
 			t.Errorf("left behind after uninstall: %s", res.Stdout)
 		}
 	}
-	res = w.Cluster.Kubectl(ctx, "get", "role,rolebinding", "-n", "default", "-o", "name")
+	res := w.Cluster.Kubectl(ctx, "get", "role,rolebinding", "-n", "default", "-o", "name")
 	if strings.Contains(res.Stdout, "nodeupgrade") {
 		t.Errorf("left behind in default after uninstall: %s", res.Stdout)
 	}
@@ -320,7 +329,7 @@ func rbacVerbRemoved(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 			}
 		}
 	}()
-	job := newJob("rbac-refused", fromVersion, []string{edge.Name()}, 1, nil)
+	job := newJob("rbac-refused", toVersion, []string{edge.Name()}, 1, nil)
 	if err := c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
@@ -344,6 +353,17 @@ func rbacVerbRemoved(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	waitFor(t, ctx, time.Minute, "the refused job to go", func() bool {
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(job), &v1alpha1.NodeUpgradeJob{}))
 	})
+}
+
+// metricValue is the value of an unlabelled metric in a Prometheus text
+// exposition, "" when absent.
+func metricValue(exposition, name string) string {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func firstLineOf(s string) string {

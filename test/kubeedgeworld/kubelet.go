@@ -83,12 +83,16 @@ authorization:
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 protectKernelDefaults: false
-# No registry here: nothing may be garbage-collected or evicted for space.
+# No registry here, and the disk is the host's: nothing may be
+# garbage-collected or evicted for space (as for the edge nodes).
 imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: 1Mi
   nodefs.available: 1%
   imagefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.inodesFree: 1%
 `
 
 // kubeProxyConfig: iptables mode in the machine's own network namespace;

@@ -415,9 +415,20 @@ func (w *World) edgecoreConfig(binary string, n *Node, token string) ([]byte, er
 		"modules.edged.tailoredKubeletConfig.containerRuntimeEndpoint": ContainerdSocket,
 		"modules.edged.tailoredKubeletConfig.imageServiceEndpoint":     ContainerdSocket,
 		"modules.edged.tailoredKubeletConfig.cgroupDriver":             "cgroupfs",
-		"modules.edgeStream.enable":                                    false,
-		"modules.eventBus.enable":                                      false,
-		"modules.deviceTwin.enable":                                    false,
+		// The machines share the host's disk, which the world does not own:
+		// edgecore's default thresholds (nodefs 10%, imagefs 15% free) put
+		// the node under DiskPressure on a full-ish host and it rejected the
+		// upgrade pod (measured: "Pod was rejected: The node had condition:
+		// [DiskPressure]" at 17% free). Nothing can be pulled here either, so
+		// no image may be collected.
+		"modules.edged.tailoredKubeletConfig.evictionHard": map[string]any{
+			"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%", "imagefs.inodesFree": "1%",
+		},
+		"modules.edged.tailoredKubeletConfig.imageGCHighThresholdPercent": int64(100),
+		"modules.edged.tailoredKubeletConfig.imageGCLowThresholdPercent":  int64(99),
+		"modules.edgeStream.enable":                                       false,
+		"modules.eventBus.enable":                                         false,
+		"modules.deviceTwin.enable":                                       false,
 	})
 }
 
@@ -578,8 +589,8 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 }
 
 // Stop stops everything the world started, by pid, in reverse order:
-// controllers, nodes, cloudcore, control plane; then the bridge and the
-// folder. Safe to call twice and from a signal handler.
+// controllers, nodes, cloudcore and the other host components, control
+// plane; then the bridge and the folder. Safe to call twice and from a signal handler.
 func (w *World) Stop() error {
 	w.stopOnce.Do(func() {
 		var errs []error
@@ -602,14 +613,17 @@ func (w *World) Stop() error {
 				errs = append(errs, err)
 			}
 		}
-		if w.bridge != "" {
-			if out, err := exec.Command("ip", "link", "del", w.bridge).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", w.bridge, err, out))
-			}
-		}
+		// The control plane before the bridge: an apiserver serving on the
+		// bridge's address (kubelet nodes) talks to itself through it and
+		// would not finish its shutdown without it.
 		if w.Cluster != nil {
 			if err := w.Cluster.Stop(); err != nil {
 				errs = append(errs, err)
+			}
+		}
+		if w.bridge != "" {
+			if out, err := exec.Command("ip", "link", "del", w.bridge).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", w.bridge, err, out))
 			}
 		}
 		if w.dir != "" {

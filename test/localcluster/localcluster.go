@@ -240,10 +240,7 @@ func (c *Cluster) serveOn(ip string) error {
 	}
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	_ = l.Close()
-	// Reachable from other machines, it drains its connections on SIGTERM
-	// for longer than envtest's default 20 s allows (measured: more than
-	// 20 s with kubelet nodes just stopped).
-	api := &envtest.APIServer{CertDir: certDir, StopTimeout: 90 * time.Second}
+	api := &envtest.APIServer{CertDir: certDir}
 	api.SecureServing.Address, api.SecureServing.Port, api.SecureServing.CA = ip, port, caPEM
 	api.Configure().Disable("disable-admission-plugins")
 	c.env.ControlPlane.APIServer = api
