@@ -86,7 +86,9 @@ fuzz: ## Fuzz the version and image validation briefly (FUZZ_TIME=300000x execut
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test
 	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/...
 
-KUBEEDGE_VERSIONS ?= v1.21.0 v1.22.0
+# v1.22.0 entirely (the target: keadm, edgecore, cloudcore); of v1.21.0, the
+# nodes' starting version, only edgecore.
+KUBEEDGE_VERSIONS ?= v1.21.0:edgecore v1.22.0
 .PHONY: kubeedge-bins
 kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_party/kubeedge into bin/kubeedge-<version>/ (cached)
 	hack/build-kubeedge.sh $(KUBEEDGE_VERSIONS)

@@ -4,7 +4,9 @@
 # one folder per version, so a second run costs nothing. Sources are unpacked
 # once into bin/kubeedge-src/<version>/. Builds run one at a time (2 cores).
 #
-# Usage: hack/build-kubeedge.sh [VERSION...]   (default: v1.21.0 v1.22.0)
+# Usage: hack/build-kubeedge.sh [VERSION[:BINARY,...]...]   (default: v1.21.0 v1.22.0)
+#   v1.22.0                keadm, edgecore and cloudcore
+#   v1.21.0:edgecore       only edgecore (each binary costs minutes cold)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +25,10 @@ versions=("$@")
 
 log() { printf '[build-kubeedge] %s\n' "$*" >&2; }
 
-for v in "${versions[@]}"; do
+for spec_arg in "${versions[@]}"; do
+	v=${spec_arg%%:*}
+	wanted="keadm,edgecore,cloudcore"
+	[[ $spec_arg == *:* ]] && wanted=${spec_arg#*:}
 	if ! [[ $v =~ ^v([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
 		log "bad version $v (want vMAJOR.MINOR.PATCH)"
 		exit 2
@@ -56,6 +61,7 @@ for v in "${versions[@]}"; do
 	# name package cgo
 	for spec in "keadm ./keadm/cmd/keadm 0" "edgecore ./edge/cmd/edgecore 1" "cloudcore ./cloud/cmd/cloudcore 0"; do
 		read -r name pkg cgo <<<"$spec"
+		[[ ",$wanted," == *",$name,"* ]] || continue
 		if [[ -x "$out/$name" ]]; then
 			log "$v $name: cached at ${out#"$root"/}/$name"
 			continue

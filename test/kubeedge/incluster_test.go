@@ -128,6 +128,12 @@ func TestInCluster(t *testing.T) {
 		t.Error("30 scrapes through the Service never reached the leader (status writes > 0)")
 	}
 
+	// Garbage collection is real here: a job deleted with foreground
+	// cascading mid-upgrade waits for its pods, which carry the controller's
+	// tracking finalizer and blockOwnerDeletion. Nothing may be left, and
+	// the node must come back on its version.
+	t.Run("foreground deletion mid-upgrade", func(t *testing.T) { foregroundDeletion(t, ctx, w, edge) })
+
 	// Uninstall as the README says: jobs first (their cleanup finalizer
 	// needs the controller), then everything else; nothing may remain.
 	for _, argv := range readmeUninstall(t) {
@@ -364,6 +370,40 @@ func metricValue(exposition, name string) string {
 		}
 	}
 	return ""
+}
+
+// foregroundDeletion starts an upgrade to the broken package and deletes
+// the job with --cascade=foreground once its pod runs.
+func foregroundDeletion(t *testing.T, ctx context.Context, w *kubeedgeworld.World, edge *kubeedgeworld.Node) {
+	c := w.Cluster.Client
+	if err := c.Create(ctx, newJob("foreground", kubeedgeworld.BrokenVersion, []string{edge.Name()}, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 2*time.Minute, "the upgrade pod to run", func() bool {
+		for _, p := range upgradePods(ctx, w, edge.Name()) {
+			if p.Status.Phase == corev1.PodRunning {
+				for _, ref := range p.OwnerReferences {
+					if ref.Name == "foreground" && ref.BlockOwnerDeletion != nil && *ref.BlockOwnerDeletion {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	start := time.Now()
+	if res := w.Cluster.Kubectl(ctx, "delete", "nodeupgradejob", "foreground", "--cascade=foreground", "--wait", "--timeout=3m"); res.Err != nil {
+		t.Fatalf("foreground delete: %v", res)
+	}
+	t.Logf("job deleted with --cascade=foreground in %s", time.Since(start).Round(100*time.Millisecond))
+	waitFor(t, ctx, 3*time.Minute, "no upgrade pod left", func() bool { return len(upgradePods(ctx, w, edge.Name())) == 0 })
+	// The runner rolls the node back after its pod is gone (real edgecore
+	// confirms the deletion at once): wait for the node to be itself again.
+	waitFor(t, ctx, 3*time.Minute, "edge-1 Ready on "+toVersion+" with edgecore active and no keadm lock", func() bool {
+		s := snapshot(t, ctx, w, edge)
+		return s.ready && strings.HasSuffix(s.kubelet, "kubeedge-"+toVersion) && s.state.ActiveState == "active" && !s.lockFile
+	})
+	t.Logf("node back on %s, Ready, %s after the delete", toVersion, time.Since(start).Round(time.Second))
 }
 
 func firstLineOf(s string) string {

@@ -46,7 +46,7 @@ func TestNodeBoot(t *testing.T) {
 	n.rootfs = filepath.Join(n.dir, "rootfs")
 	n.logPath = filepath.Join(n.dir, "console.log")
 	start := time.Now()
-	if err := prepareRootfs(tarball, n, w.gateway, edgeRole("/bin/true", "/bin/false", []byte("{}")), []string{pause}); err != nil {
+	if err := prepareRootfs(tarball, n, w.gateway, edgeRole("/bin/false", []byte("{}")), []string{pause}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("rootfs in %s", time.Since(start))

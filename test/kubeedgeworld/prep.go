@@ -148,13 +148,17 @@ type rootfsRole struct {
 }
 
 // edgeRole is a KubeEdge edge node: edgecore as keadm join installs it.
-func edgeRole(keadm, edgecore string, edgecoreYAML []byte) rootfsRole {
+// keadm join also leaves its own keadm in /usr/local/bin; the world leaves
+// it out, because nothing runs it (the runner runs the job's keadm, from the
+// installation package) and building the node version's keadm costs
+// minutes.
+func edgeRole(edgecore string, edgecoreYAML []byte) rootfsRole {
 	return rootfsRole{
 		files: []rootfsFile{
 			{"/etc/systemd/system/edgecore.service", edgecoreUnit, 0o644},
 			{"/etc/kubeedge/config/edgecore.yaml", string(edgecoreYAML), 0o644},
 		},
-		binaries:  map[string]string{"/usr/local/bin/keadm": keadm, "/usr/local/bin/edgecore": edgecore},
+		binaries:  map[string]string{"/usr/local/bin/edgecore": edgecore},
 		units:     []string{"edgecore.service"},
 		podSubnet: edgePodSubnet,
 	}

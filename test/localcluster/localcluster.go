@@ -241,7 +241,8 @@ func (c *Cluster) serveOn(ip string) error {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	_ = l.Close()
 	api := &envtest.APIServer{CertDir: certDir}
-	api.SecureServing.Address, api.SecureServing.Port, api.SecureServing.CA = ip, port, caPEM
+	// SecureServing is embedded in envtest.APIServer: these are its fields.
+	api.Address, api.Port, api.CA = ip, port, caPEM
 	api.Configure().Disable("disable-admission-plugins")
 	c.env.ControlPlane.APIServer = api
 	c.caPEM = caPEM
