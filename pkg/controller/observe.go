@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,7 +54,7 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 		return in, nil, "", err
 	}
 	in.Pods = podViews(pods)
-	in.ObjectBytes = objectBytes(job)
+	in.ObjectBytes = rollout.ObjectBytes(job)
 	return in, pods, installImage, nil
 }
 
@@ -65,19 +64,6 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 		views[node] = podView(pod)
 	}
 	return views
-}
-
-// objectBytes bounds the JSON size of the job without its status. The
-// spec counts twice: metadata.managedFields lists its fields again (one per
-// node name), and the cache drops those field sets.
-func objectBytes(job *v1alpha1.NodeUpgradeJob) int {
-	rest := v1alpha1.NodeUpgradeJob{TypeMeta: job.TypeMeta, ObjectMeta: job.ObjectMeta, Spec: job.Spec}
-	whole, err1 := json.Marshal(&rest)
-	spec, err2 := json.Marshal(&job.Spec)
-	if err1 != nil || err2 != nil {
-		return rollout.MaxObjectBytes / 2
-	}
-	return len(whole) + len(spec)
 }
 
 // checkImage normalises the job's install image and applies the controller's

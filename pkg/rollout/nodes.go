@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,4 +82,17 @@ func NodeReady(node *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// ObjectBytes bounds the JSON size of the job without its status, for
+// Input.ObjectBytes. The spec counts twice: metadata.managedFields lists its
+// fields again (one per node name), and the cache drops those field sets.
+func ObjectBytes(job *v1alpha1.NodeUpgradeJob) int {
+	rest := v1alpha1.NodeUpgradeJob{TypeMeta: job.TypeMeta, ObjectMeta: job.ObjectMeta, Spec: job.Spec}
+	whole, err1 := json.Marshal(&rest)
+	spec, err2 := json.Marshal(&job.Spec)
+	if err1 != nil || err2 != nil {
+		return MaxObjectBytes / 2
+	}
+	return len(whole) + len(spec)
 }
