@@ -40,7 +40,7 @@ func (a *app) setSuspend(ctx context.Context, name string, suspend bool) error {
 		return err
 	}
 	if rollout.JobFinal(job.Status.State) {
-		return fmt.Errorf("cannot %s %s: it has finished (%s)", verb, jobRef(name), job.Status.State)
+		return finishedRefusal(verb, name, job.Status.State)
 	}
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("NodeUpgradeJob"))
@@ -53,12 +53,23 @@ func (a *app) setSuspend(ctx context.Context, name string, suspend bool) error {
 	// A CRD's objects are stored as sent, so a server that knows the field
 	// returns it, false included; one that does not prunes it silently.
 	if err != nil || !found || got != suspend {
-		return fmt.Errorf("cannot %s %s: the API server dropped spec.suspend, so its NodeUpgradeJob CRD predates pausing; install a nodeupgrade release with spec.suspend", verb, jobRef(name))
+		return suspendDropped(verb, name)
 	}
-	if suspend {
-		fmt.Fprintf(a.out, "%s paused: no new node is dispatched; nodes in flight finish\n", jobRef(name))
-	} else {
-		fmt.Fprintf(a.out, "%s resumed\n", jobRef(name))
-	}
+	fmt.Fprint(a.out, suspendMessage(name, suspend))
 	return nil
+}
+
+func finishedRefusal(verb, name, state string) error {
+	return fmt.Errorf("cannot %s %s: it has finished (%s)", verb, jobRef(name), state)
+}
+
+func suspendDropped(verb, name string) error {
+	return fmt.Errorf("cannot %s %s: the API server dropped spec.suspend, so its NodeUpgradeJob CRD predates pausing; install a nodeupgrade release with spec.suspend", verb, jobRef(name))
+}
+
+func suspendMessage(name string, suspend bool) string {
+	if suspend {
+		return jobRef(name) + " paused: no new node is dispatched; nodes in flight finish\n"
+	}
+	return jobRef(name) + " resumed\n"
 }

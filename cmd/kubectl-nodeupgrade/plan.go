@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -282,13 +283,11 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", r.Refusal)
 	}
 	if len(r.Nodes) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tVERSION\tACTION\tWAVE\tREASON")
+		rows := make([][]string, 0, len(r.Nodes))
 		for _, n := range r.Nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, orDash(n.Version), n.Action, waveText(n.Wave), n.Reason)
+			rows = append(rows, []string{n.Name, orDash(n.Version), n.Action, waveText(n.Wave), n.Reason})
 		}
-		_ = tw.Flush()
+		writeTable(w, []string{"NODE", "VERSION", "ACTION", "WAVE", "REASON"}, rows)
 	}
 	fmt.Fprintf(w, "\n%d to upgrade in %d waves, %d skipped", counts[actionUpgrade], len(r.Waves), counts[actionSkip])
 	if counts[actionDefer] > 0 {
@@ -306,6 +305,21 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 		fmt.Fprintf(w, "Warning: %s\n", warning)
 	}
 	return nil
+}
+
+// writeTable prints a blank line, then the rows in aligned columns under
+// the header, without trailing blanks.
+func writeTable(w io.Writer, header []string, rows [][]string) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	for _, row := range append([][]string{header}, rows...) {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for line := range strings.Lines(buf.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
 }
 
 func waveText(wave int) string {

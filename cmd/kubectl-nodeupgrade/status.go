@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -145,36 +144,30 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 		}
 	}
 	if len(failed) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FAILED\tEVENT\tREASON")
+		rows := make([][]string, 0, len(failed))
 		for _, e := range failed {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", e.NodeName, orDash(e.Event), e.Reason)
+			rows = append(rows, []string{e.NodeName, orDash(e.Event), e.Reason})
 		}
-		_ = tw.Flush()
+		writeTable(w, []string{"FAILED", "EVENT", "REASON"}, rows)
 	}
 	if len(inFlight) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "IN FLIGHT\tSTATE\tAGE\tDEADLINE")
+		rows := make([][]string, 0, len(inFlight))
 		for _, e := range inFlight {
 			age, deadline := "-", "-"
 			if t, err := time.Parse(time.RFC3339, e.Time); err == nil {
 				age = now.Sub(t).Round(time.Second).String()
 				deadline = deadlineText(t.Add(cfg.Timeout), now)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.NodeName, e.State, age, deadline)
+			rows = append(rows, []string{e.NodeName, e.State, age, deadline})
 		}
-		_ = tw.Flush()
+		writeTable(w, []string{"IN FLIGHT", "STATE", "AGE", "DEADLINE"}, rows)
 	}
 	if len(waiting) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "WAITING\tREASON")
+		rows := make([][]string, 0, len(waiting))
 		for _, e := range waiting {
-			fmt.Fprintf(tw, "%s\t%s\n", e.NodeName, e.Reason)
+			rows = append(rows, []string{e.NodeName, e.Reason})
 		}
-		_ = tw.Flush()
+		writeTable(w, []string{"WAITING", "REASON"}, rows)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, eta(job, now, upgraded+len(failed)))
