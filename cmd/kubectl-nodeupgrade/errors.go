@@ -33,4 +33,3 @@ func apiError(err error, verb, what string) error {
 
 // jobRef is how messages name a job.
 func jobRef(name string) string { return "nodeupgradejob " + name }
-

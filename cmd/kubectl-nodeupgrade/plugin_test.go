@@ -178,7 +178,7 @@ func TestMeasurePerNode(t *testing.T) {
 	}
 	t0 := now.Add(-time.Hour)
 	jobs := []v1alpha1.NodeUpgradeJob{
-		finished("a", t0, 60*time.Second, 2, 4, 3), // 2 waves: 30s (skipped nodes take no wave)
+		finished("a", t0, 60*time.Second, 2, 4, 3),                    // 2 waves: 30s (skipped nodes take no wave)
 		finished("b", t0.Add(time.Minute), 40*time.Second, 1, 2, 0),   // 20s
 		finished("c", t0.Add(2*time.Minute), 90*time.Second, 5, 5, 0), // 90s
 	}

@@ -43,7 +43,9 @@ type buildError struct {
 	out string
 }
 
-func (e *buildError) Error() string { return "go build ./cmd/kubectl-nodeupgrade: " + e.err.Error() + "\n" + e.out }
+func (e *buildError) Error() string {
+	return "go build ./cmd/kubectl-nodeupgrade: " + e.err.Error() + "\n" + e.out
+}
 
 // plugin runs `kubectl nodeupgrade args...` and returns what happened.
 func plugin(stdin string, args ...string) localcluster.KubectlResult {
