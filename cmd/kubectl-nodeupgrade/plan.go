@@ -289,7 +289,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 		}
 		writeTable(w, []string{"NODE", "VERSION", "ACTION", "WAVE", "REASON"}, rows)
 	}
-	fmt.Fprintf(w, "\n%d to upgrade in %d waves, %d skipped", counts[actionUpgrade], len(r.Waves), counts[actionSkip])
+	fmt.Fprintf(w, "\n%d to upgrade in %s, %d skipped", counts[actionUpgrade], plural(len(r.Waves), "wave"), counts[actionSkip])
 	if counts[actionDefer] > 0 {
 		fmt.Fprintf(w, ", %d deferred (started when they can be; each fails after %s of waiting)", counts[actionDefer], r.Timeout)
 	}
@@ -300,7 +300,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	for i, wave := range r.Waves {
 		fmt.Fprintf(w, "  wave %d: %s\n", i+1, strings.Join(wave, " "))
 	}
-	fmt.Fprintf(w, "Estimate: %s (%d waves x %s per node; %s)\n", r.Estimate.Total, len(r.Waves), r.Estimate.PerNode, r.Estimate.Source)
+	fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
 	for _, warning := range slices.Sorted(slices.Values(r.Warnings)) {
 		fmt.Fprintf(w, "Warning: %s\n", warning)
 	}
@@ -320,6 +320,13 @@ func writeTable(w io.Writer, header []string, rows [][]string) {
 	for line := range strings.Lines(buf.String()) {
 		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
 	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func waveText(wave int) string {

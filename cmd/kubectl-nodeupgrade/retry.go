@@ -70,7 +70,7 @@ func (a *app) retry(ctx context.Context, name string, yes bool, per time.Duratio
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "Retrying %d nodes of %s (failed or not attempted) as a new job:\n\n", len(next.Spec.NodeNames), jobRef(name))
+	fmt.Fprintf(a.out, "Retrying %s of %s (failed or not attempted) as a new job:\n\n", plural(len(next.Spec.NodeNames), "node"), jobRef(name))
 	if err := writePlan(a.out, report, ""); err != nil {
 		return err
 	}

@@ -210,8 +210,10 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 
 		declined := plugin("n\n", "retry", "e2e-op")
 		Expect(declined.Err).To(HaveOccurred(), declined.String())
-		Expect(declined.Stdout).To(And(ContainSubstring("Retrying 1 nodes of nodeupgradejob e2e-op"),
-			ContainSubstring("wave 1: op-00001"), ContainSubstring("Create nodeupgradejob e2e-op-retry-1? [y/N]")))
+		Expect(declined.Stdout).To(And(ContainSubstring("Retrying 1 node of nodeupgradejob e2e-op"),
+			ContainSubstring("wave 1: op-00001"), ContainSubstring("Create nodeupgradejob e2e-op-retry-1? [y/N]"),
+			// e2e-op is a finished job to measure the per-node time from.
+			MatchRegexp(`Estimate: \d+s \(1 wave x \d+s per node; measured: median of the last \d+ finished jobs\)`)))
 		Expect(declined.Stderr).To(ContainSubstring("aborted: nothing was created"))
 		Expect(kubectlResult("get", "nodeupgradejob", "e2e-op-retry-1").Err).To(HaveOccurred(), "declined: no job")
 
