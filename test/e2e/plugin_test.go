@@ -56,6 +56,14 @@ func plugin(stdin string, args ...string) localcluster.KubectlResult {
 	return cluster.KubectlWithInput(ctx, []byte(stdin), append([]string{"nodeupgrade"}, args...)...)
 }
 
+// keepOutput writes what a plugin command printed to the suite's log
+// folder (tmp/e2e), to read after a run.
+func keepOutput(name string, r localcluster.KubectlResult) {
+	GinkgoHelper()
+	text := "$ kubectl " + strings.Join(r.Args, " ") + "\n" + r.Stdout + r.Stderr
+	Expect(os.WriteFile(filepath.Join(logDir, "plugin-"+name), []byte(text), 0o600)).To(Succeed())
+}
+
 // planOutput is the part of `plan -o json` the tests compare.
 type planOutput struct {
 	Concurrency int `json:"concurrency"`
@@ -133,7 +141,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(plan.Estimate.Source).To(Equal("--per-node"))
 		table := plugin("", "plan", "-f", file)
 		Expect(table.Err).NotTo(HaveOccurred(), table.String())
-		GinkgoWriter.Printf("$ kubectl nodeupgrade plan -f job.yaml\n%s", table.Stdout)
+		keepOutput("plan.txt", table)
 		Expect(table.Stdout).To(And(ContainSubstring("5 to upgrade in 3 waves, 3 skipped, 1 deferred"),
 			ContainSubstring("wave 1: plan-00000 plan-00001")))
 
@@ -157,6 +165,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 
 		Eventually(func() string { return finalState("e2e-plan") }, 90*time.Second, time.Second).ShouldNot(BeEmpty())
 		Expect(follow.Wait()).To(Succeed(), "status -w ends when the job is final")
+		keepOutput("status-w.txt", localcluster.KubectlResult{Args: follow.Args[1:], Stdout: followed.String()})
 		Expect(followed.String()).To(ContainSubstring("Finished Successful"))
 		Expect(strings.Count(followed.String(), "NodeUpgradeJob e2e-plan:")).To(BeNumerically(">", 2), "status -w printed each change:\n%s", followed.String())
 
@@ -189,7 +198,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 
 		status := plugin("", "status", "e2e-op")
 		Expect(status.Err).NotTo(HaveOccurred(), status.String())
-		GinkgoWriter.Printf("$ kubectl nodeupgrade status e2e-op\n%s", status.Stdout)
+		keepOutput("status.txt", status)
 		Expect(status.Stdout).To(And(
 			ContainSubstring("[##############################] 100% 4/4 finished"),
 			ContainSubstring("succeeded 3, failed 1, in flight 0"),
@@ -209,6 +218,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(gone.Stderr).To(ContainSubstring("deleted once their outcome is recorded"))
 
 		declined := plugin("n\n", "retry", "e2e-op")
+		keepOutput("retry.txt", declined)
 		Expect(declined.Err).To(HaveOccurred(), declined.String())
 		Expect(declined.Stdout).To(And(ContainSubstring("Retrying 1 node of nodeupgradejob e2e-op"),
 			ContainSubstring("wave 1: op-00001"), ContainSubstring("Create nodeupgradejob e2e-op-retry-1? [y/N]"),
