@@ -277,7 +277,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	for _, n := range r.Nodes {
 		counts[n.Action]++
 	}
-	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %d nodes selected by %s\n", r.Job, r.TargetVersion, len(r.Nodes), r.SelectedBy)
+	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %s selected by %s\n", r.Job, r.TargetVersion, plural(len(r.Nodes), "node"), r.SelectedBy)
 	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
 	if r.Refusal != "" {
 		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", r.Refusal)

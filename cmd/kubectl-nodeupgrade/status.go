@@ -191,10 +191,10 @@ func eta(job *v1alpha1.NodeUpgradeJob, now time.Time, done int) string {
 	left := int(st.Counts.Pending + st.Counts.InFlight)
 	elapsed := now.Sub(created)
 	if done == 0 || elapsed <= 0 {
-		return fmt.Sprintf("ETA: unknown until a node finishes (%d nodes left)", left)
+		return fmt.Sprintf("ETA: unknown until a node finishes (%s left)", plural(left, "node"))
 	}
 	remaining := time.Duration(float64(elapsed) * float64(left) / float64(done)).Round(time.Second)
-	return fmt.Sprintf("ETA: %s (%d nodes left, at the pace so far: %d nodes in %s)", remaining, left, done, elapsed.Round(time.Second))
+	return fmt.Sprintf("ETA: %s (%s left, at the pace so far: %s in %s)", remaining, plural(left, "node"), plural(done, "node"), elapsed.Round(time.Second))
 }
 
 func deadlineText(deadline, now time.Time) string {
