@@ -228,6 +228,12 @@ func (a *app) plan(ctx context.Context, job *v1alpha1.NodeUpgradeJob, perNodeFla
 		// The plan is still right for every node no other job is upgrading.
 		warnings = append(warnings, "nodes busy with another job's upgrade are not shown: "+apiError(err, "list", "pods in "+a.namespace).Error())
 	}
+	existing := &v1alpha1.NodeUpgradeJob{}
+	if err := a.client.Get(ctx, client.ObjectKey{Name: job.Name}, existing); err == nil {
+		// The plan is for a new job; applying the manifest would not start
+		// the existing one again.
+		warnings = append(warnings, fmt.Sprintf("%s exists already (%s): this plan is for a new job of that spec, which kubectl apply would not start", jobRef(job.Name), orDash(existing.Status.State)))
+	}
 	cfg, err := rollout.ConfigFromSpec(&job.Spec)
 	if err != nil {
 		return nil, err

@@ -169,6 +169,10 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(followed.String()).To(ContainSubstring("Finished Successful"))
 		Expect(strings.Count(followed.String(), "NodeUpgradeJob e2e-plan:")).To(BeNumerically(">", 2), "status -w printed each change:\n%s", followed.String())
 
+		again := plugin("", "plan", "-f", file)
+		Expect(again.Stdout).To(And(ContainSubstring("Warning: nodeupgradejob e2e-plan exists already (Successful)"),
+			MatchRegexp(`measured: median of the last \d+ finished jobs`)), again.String())
+
 		entries := nodeEntries("e2e-plan")
 		Expect(entries).To(HaveLen(len(plan.Nodes)))
 		for _, n := range plan.Nodes {
