@@ -238,6 +238,24 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 			To(Equal(`["op-00001"] v1.21.0 2 0.5 30 e2e-op`))
 		Eventually(func() string { return finalState("e2e-op-retry-1") }, 60*time.Second, time.Second).Should(Equal("Failed"), "the node fails again")
 
+		// A user who may read everything but create nothing is refused at
+		// the create, and told which.
+		viewer := applyYAML(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-plugin-viewer}
+rules:
+- {apiGroups: [operations.kubeedge.io], resources: [nodeupgradejobs], verbs: [get, list, watch]}
+- {apiGroups: [""], resources: [nodes, pods], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-plugin-viewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-plugin-viewer}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: e2e-viewer}
+`)
+		Expect(viewer.Err).NotTo(HaveOccurred(), viewer.String())
+
 		for _, c := range []struct {
 			args []string
 			want string
@@ -247,6 +265,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 			{[]string{"status", "e2e-op", "--as=system:serviceaccount:default:nobody"}, `error: forbidden: cannot get nodeupgradejob e2e-op (`},
 			{[]string{"plan", "-f", "-", "--as=system:serviceaccount:default:nobody"}, `error: forbidden: cannot list nodes (`},
 			{[]string{"retry", "e2e-op-retry-1", "--as=system:serviceaccount:default:nobody"}, `error: forbidden: cannot get nodeupgradejob e2e-op-retry-1`},
+			{[]string{"retry", "e2e-op", "--yes", "--as=e2e-viewer"}, `error: forbidden: cannot create nodeupgradejob e2e-op-retry-2 (`},
 		} {
 			stdin := ""
 			if c.args[0] == "plan" {
