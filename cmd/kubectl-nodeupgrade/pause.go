@@ -31,8 +31,9 @@ func (a *app) pauseCommand(suspend bool) *cobra.Command {
 }
 
 // setSuspend patches spec.suspend with a JSON merge patch. The object is
-// read back untyped: an API server whose CRD has no spec.suspend prunes the
-// field without an error, and only the returned object shows that.
+// read back untyped: an API server whose CRD predates spec.suspend prunes
+// the field without an error, and only the returned object shows that (the
+// typed object would read the pruned field as false, a resume).
 func (a *app) setSuspend(ctx context.Context, name string, suspend bool) error {
 	verb := map[bool]string{true: "pause", false: "resume"}[suspend]
 	job, err := a.getJob(ctx, name)
@@ -41,6 +42,10 @@ func (a *app) setSuspend(ctx context.Context, name string, suspend bool) error {
 	}
 	if rollout.JobFinal(job.Status.State) {
 		return finishedRefusal(verb, name, job.Status.State)
+	}
+	if job.Spec.Suspend == suspend {
+		fmt.Fprint(a.out, suspendUnchanged(name, suspend))
+		return nil
 	}
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("NodeUpgradeJob"))
@@ -65,6 +70,13 @@ func finishedRefusal(verb, name, state string) error {
 
 func suspendDropped(verb, name string) error {
 	return fmt.Errorf("cannot %s %s: the API server dropped spec.suspend, so its NodeUpgradeJob CRD predates pausing; install a nodeupgrade release with spec.suspend", verb, jobRef(name))
+}
+
+func suspendUnchanged(name string, suspend bool) string {
+	if suspend {
+		return jobRef(name) + " is paused already\n"
+	}
+	return jobRef(name) + " is not paused\n"
 }
 
 func suspendMessage(name string, suspend bool) string {

@@ -42,6 +42,9 @@ type PlanReport struct {
 	FailureTolerate string `json:"failureTolerate"`
 	// Refusal is why the controller would fail the job before touching a node.
 	Refusal string `json:"refusal,omitempty"`
+	// Suspended is spec.suspend: the job would start paused, and the waves
+	// begin when it is resumed.
+	Suspended bool `json:"suspended,omitempty"`
 	// Nodes are every selected node, in dispatch order.
 	Nodes []PlanNode `json:"nodes"`
 	// Waves are the nodes dispatched together when every node takes as long.
@@ -89,6 +92,10 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 		return nil, err
 	}
 	cfg.EdgeNodeLabel = edgeNodeLabel
+	// A job created paused dispatches nothing until it is resumed; the
+	// waves shown are those that follow the resume.
+	suspended := cfg.Suspended
+	cfg.Suspended = false
 	fresh := job.DeepCopy()
 	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
 	in := rollout.Input{Config: cfg, Generation: job.Generation, Now: now, Pods: map[string]rollout.PodView{}, ObjectBytes: rollout.ObjectBytes(fresh)}
@@ -109,7 +116,7 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 	report := &PlanReport{
 		Job: job.Name, TargetVersion: cfg.TargetVersion, SelectedBy: in.SelectionSource,
 		Concurrency: cfg.Concurrency, Timeout: cfg.Timeout.String(), FailureTolerate: v1alpha1.DefaultFailureTolerate,
-		Refusal: in.Config.Refusal, Waves: [][]string{},
+		Refusal: in.Config.Refusal, Suspended: suspended, Waves: [][]string{},
 	}
 	if job.Spec.FailureTolerate != "" {
 		report.FailureTolerate = job.Spec.FailureTolerate
@@ -287,6 +294,9 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
 	if r.Refusal != "" {
 		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", r.Refusal)
+	}
+	if r.Suspended {
+		fmt.Fprintf(w, "\nspec.suspend is true: nothing is dispatched until `kubectl nodeupgrade resume %s`; the waves below follow the resume\n", r.Job)
 	}
 	if len(r.Nodes) > 0 {
 		rows := make([][]string, 0, len(r.Nodes))

@@ -127,6 +127,24 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+// A job created paused gets the same plan, said to follow the resume.
+func TestPlanSuspended(t *testing.T) {
+	job, nodes, pods := planFixture()
+	job.Spec.Suspend = true
+	report, err := planJob(job, nodes, pods, controller.DefaultEdgeNodeLabel, now, perNode{d: 90 * time.Second, source: "--per-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.Suspended || fmt.Sprint(report.Waves) != "[[edge-a edge-b] [edge-c edge-d] [edge-e]]" {
+		t.Errorf("suspended %v, waves %v: want the unpaused waves, marked suspended", report.Suspended, report.Waves)
+	}
+	var out bytes.Buffer
+	if err := writePlan(&out, report, ""); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan-suspended.golden", out.String())
+}
+
 func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	job, nodes, _ := planFixture()
 	job.Spec.NodeNames = []string{"cloud-1", "typo-node"}
@@ -231,6 +249,15 @@ func TestStatus(t *testing.T) {
 	golden(t, "status-running.golden", got)
 
 	job := statusFixture()
+	job.Spec.Suspend, job.Status.State = true, v1alpha1.StateSuspended
+	out.Reset()
+	writeStatus(&out, job, now)
+	if !strings.Contains(out.String(), "Paused (spec.suspend)") || !strings.Contains(out.String(), "ETA: none while paused (4 nodes left)") {
+		t.Errorf("a paused job says so:\n%s", out.String())
+	}
+	golden(t, "status-paused.golden", out.String())
+
+	job = statusFixture()
 	job.Status.State, job.Status.Time, job.Status.Reason = v1alpha1.StateFailed, now.Format(time.RFC3339), "failed: 3 of 9 nodes failed, more than failureTolerate 0.1"
 	job.Status.NodeStatus = job.Status.NodeStatus[:4]
 	job.Status.Counts = v1alpha1.NodeCounts{Selected: 4, Succeeded: 2, Failed: 2}
@@ -257,7 +284,7 @@ func TestRetry(t *testing.T) {
 	src := statusFixture()
 	src.Spec.CheckItems, src.Spec.Image = []string{"cpu", "disk"}, "registry.example/kubeedge/installation-package"
 	src.Spec.FailureTolerate = "0.3"
-	src.Spec.NodeNames = nil
+	src.Spec.NodeNames, src.Spec.Suspend = nil, true
 	src.Spec.LabelSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "a"}}
 	src.Status.NodeStatus[7].State = v1alpha1.StateNotAttempted
 	name := retryName(src.Name, map[string]bool{"fleet-upgrade-retry-1": true, "fleet-upgrade-retry-3": true})
@@ -268,7 +295,7 @@ func TestRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(job.Spec.NodeNames, " "); got != "edge-c edge-d edge-h" || job.Spec.LabelSelector != nil {
+	if got := strings.Join(job.Spec.NodeNames, " "); got != "edge-c edge-d edge-h" || job.Spec.LabelSelector != nil || job.Spec.Suspend {
 		t.Errorf("nodeNames %q, selector %v: want the failed and not-attempted nodes, by name", got, job.Spec.LabelSelector)
 	}
 	data, err := yaml.Marshal(job)
@@ -330,7 +357,7 @@ func TestMessages(t *testing.T) {
 	} {
 		fmt.Fprintln(&out, "error: "+err.Error())
 	}
-	fmt.Fprint(&out, suspendMessage("j", true), suspendMessage("j", false))
+	fmt.Fprint(&out, suspendMessage("j", true), suspendMessage("j", false), suspendUnchanged("j", true), suspendUnchanged("j", false))
 	golden(t, "messages.golden", out.String())
 	if !strings.Contains(out.String(), `forbidden: cannot patch nodeupgradejob j (`) {
 		t.Error("a Forbidden error names what was refused")

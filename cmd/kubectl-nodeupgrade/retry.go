@@ -121,7 +121,8 @@ func retryJob(src *v1alpha1.NodeUpgradeJob, name string) (*v1alpha1.NodeUpgradeJ
 		return nil, fmt.Errorf("nothing to retry: %s has no failed or not-attempted node", jobRef(src.Name))
 	}
 	spec := *src.Spec.DeepCopy()
-	spec.NodeNames, spec.LabelSelector = nodes, nil
+	// A retry is meant to run: it does not inherit a pause.
+	spec.NodeNames, spec.LabelSelector, spec.Suspend = nodes, nil, false
 	return &v1alpha1.NodeUpgradeJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{annotationRetryOf: src.Name}},

@@ -124,6 +124,10 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	if st.Reason != "" {
 		fmt.Fprintf(w, "%s\n", st.Reason)
 	}
+	paused := job.Spec.Suspend && !rollout.JobFinal(st.State)
+	if paused {
+		fmt.Fprintf(w, "Paused (spec.suspend): no node starts, nodes in flight finish; `kubectl nodeupgrade resume %s` continues\n", job.Name)
+	}
 	finished := int(c.Succeeded + c.Failed + c.NotAttempted + c.Skipped)
 	fmt.Fprintf(w, "%s %d/%d finished\n", bar(finished, int(c.Selected)), finished, c.Selected)
 	fmt.Fprintf(w, "succeeded %d, failed %d, in flight %d, pending %d, not attempted %d, skipped %d\n",
@@ -189,6 +193,9 @@ func eta(job *v1alpha1.NodeUpgradeJob, now time.Time, done int) string {
 		return "ETA: unknown: the controller has not started the job"
 	}
 	left := int(st.Counts.Pending + st.Counts.InFlight)
+	if job.Spec.Suspend {
+		return fmt.Sprintf("ETA: none while paused (%s left)", plural(left, "node"))
+	}
 	elapsed := now.Sub(created)
 	if done == 0 || elapsed <= 0 {
 		return fmt.Sprintf("ETA: unknown until a node finishes (%s left)", plural(left, "node"))

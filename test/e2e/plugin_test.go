@@ -157,12 +157,6 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Eventually(first, 30*time.Second, 100*time.Millisecond).Should(HaveLen(2))
 		Expect(first()).To(ConsistOf(plan.Waves[0]), "the controller's first dispatch is the plan's first wave")
 
-		// Until spec.suspend is in the CRD, the API server prunes it and
-		// pause must say so rather than report a pause that did not happen.
-		paused := plugin("", "pause", "e2e-plan")
-		Expect(paused.Err).To(HaveOccurred(), paused.String())
-		Expect(paused.Stderr).To(ContainSubstring("the API server dropped spec.suspend"))
-
 		Eventually(func() string { return finalState("e2e-plan") }, 90*time.Second, time.Second).ShouldNot(BeEmpty())
 		Expect(follow.Wait()).To(Succeed(), "status -w ends when the job is final")
 		keepOutput("status-w.txt", localcluster.KubectlResult{Args: follow.Args[1:], Stdout: followed.String()})
@@ -190,6 +184,40 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 			}
 		}
 		Expect(plan.Nodes).To(HaveLen(9), "8 nodes and the missing name")
+	})
+
+	It("pauses a rollout, lets the nodes in flight finish, and resumes it", func() {
+		specs := fleet("pause", 6)
+		for i := range specs {
+			// Long enough that the pause lands before the first wave ends.
+			specs[i].Duration = 5 * time.Second
+		}
+		createFleet(specs)
+		created := firstPods("e2e-pause", len(specs)+1)
+		res := applyYAML(jobSpec{name: "e2e-pause", nodeNames: namesOf(specs), concurrency: 2, timeoutSeconds: 60}.manifest())
+		Expect(res.Err).NotTo(HaveOccurred(), res.String())
+		Eventually(created, 30*time.Second, 100*time.Millisecond).Should(HaveLen(2))
+
+		paused := plugin("", "pause", "e2e-pause")
+		Expect(paused.Err).NotTo(HaveOccurred(), paused.String())
+		Expect(paused.Stdout).To(Equal("nodeupgradejob e2e-pause paused: no new node is dispatched; nodes in flight finish\n"))
+		Expect(jsonpath("e2e-pause", "{.spec.suspend}")).To(Equal("true"))
+		Expect(plugin("", "pause", "e2e-pause").Stdout).To(Equal("nodeupgradejob e2e-pause is paused already\n"))
+		waitState("e2e-pause", "Suspended", 30*time.Second)
+		Eventually(func() string { return jsonpath("e2e-pause", "{.status.counts.inFlight} {.status.counts.succeeded}") }, 30*time.Second, 250*time.Millisecond).
+			Should(Equal("0 2"), "the first wave finishes while paused")
+		Consistently(created, 3*time.Second, 250*time.Millisecond).Should(HaveLen(2), "no node starts while paused")
+		status := plugin("", "status", "e2e-pause")
+		Expect(status.Stdout).To(And(ContainSubstring("NodeUpgradeJob e2e-pause: Suspended"), ContainSubstring("Paused (spec.suspend)"),
+			ContainSubstring("ETA: none while paused (4 nodes left)")), status.String())
+		keepOutput("status-paused.txt", status)
+
+		resumed := plugin("", "resume", "e2e-pause")
+		Expect(resumed.Err).NotTo(HaveOccurred(), resumed.String())
+		Expect(resumed.Stdout).To(Equal("nodeupgradejob e2e-pause resumed\n"))
+		waitState("e2e-pause", "Successful", 90*time.Second)
+		Expect(created()).To(ConsistOf(namesOf(specs)), "every node got one pod")
+		Expect(plugin("", "resume", "e2e-pause").Stderr).To(HavePrefix("error: cannot resume nodeupgradejob e2e-pause: it has finished (Successful)"))
 	})
 
 	It("shows status and logs, retries failures, and refuses clearly", func() {
