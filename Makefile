@@ -27,9 +27,10 @@ help: ## Show the targets
 
 ##@ Build
 .PHONY: build
-build: ## Build the controller and runner binaries into bin/
+build: ## Build the controller, the runner and the kubectl plugin (bin/kubectl-nodeupgrade: put it on PATH) into bin/
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-runner ./cmd/nodeupgrade-runner
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-nodeupgrade ./cmd/kubectl-nodeupgrade
 
 .PHONY: image
 image: ## Build the controller+runner image without docker into bin/image/ (docker archive, as the Dockerfile describes it)

@@ -2,18 +2,14 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
-	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
@@ -46,28 +42,8 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return in, nil, "", fmt.Errorf("listing nodes: %w", err)
 	}
-	byName := make(map[string]*corev1.Node, len(nodes.Items))
-	for i := range nodes.Items {
-		byName[nodes.Items[i].Name] = &nodes.Items[i]
-	}
-
-	names := make([]string, 0, len(job.Status.NodeStatus))
-	if job.Status.State == v1alpha1.StateNone && len(job.Status.NodeStatus) == 0 {
-		in.Selection, in.SelectionSource, err = r.selectNodes(job, nodes.Items)
-		if err != nil {
-			in.Config.Refusal = err.Error()
-		}
-		names = in.Selection
-	} else {
-		for i := range job.Status.NodeStatus {
-			names = append(names, job.Status.NodeStatus[i].NodeName)
-		}
-	}
-	in.Nodes = make(map[string]rollout.NodeView, len(names))
-	for _, name := range names {
-		if node, ok := byName[name]; ok {
-			in.Nodes[name] = r.nodeView(node)
-		}
+	if err := rollout.ObserveNodes(&in, job, nodes.Items, r.Options.EdgeNodeLabel); err != nil {
+		in.Config.Refusal = err.Error()
 	}
 
 	pods, err := r.listPods(ctx, r.Client, job)
@@ -78,7 +54,7 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 		return in, nil, "", err
 	}
 	in.Pods = podViews(pods)
-	in.ObjectBytes = objectBytes(job)
+	in.ObjectBytes = rollout.ObjectBytes(job)
 	return in, pods, installImage, nil
 }
 
@@ -88,57 +64,6 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 		views[node] = podView(pod)
 	}
 	return views
-}
-
-// objectBytes bounds the JSON size of the job without its status. The
-// spec counts twice: metadata.managedFields lists its fields again (one per
-// node name), and the cache drops those field sets.
-func objectBytes(job *v1alpha1.NodeUpgradeJob) int {
-	rest := v1alpha1.NodeUpgradeJob{TypeMeta: job.TypeMeta, ObjectMeta: job.ObjectMeta, Spec: job.Spec}
-	whole, err1 := json.Marshal(&rest)
-	spec, err2 := json.Marshal(&job.Spec)
-	if err1 != nil || err2 != nil {
-		return rollout.MaxObjectBytes / 2
-	}
-	return len(whole) + len(spec)
-}
-
-// selectNodes applies spec.nodeNames or spec.labelSelector to the cluster.
-func (r *Reconciler) selectNodes(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node) ([]string, string, error) {
-	if len(job.Spec.NodeNames) > 0 {
-		return job.Spec.NodeNames, "spec.nodeNames", nil
-	}
-	source := "spec.labelSelector"
-	if job.Spec.LabelSelector == nil {
-		return nil, source, fmt.Errorf("neither spec.nodeNames nor spec.labelSelector is set")
-	}
-	selector, err := metav1.LabelSelectorAsSelector(job.Spec.LabelSelector)
-	if err != nil {
-		return nil, source, fmt.Errorf("spec.labelSelector: %w", err)
-	}
-	var names []string
-	for i := range nodes {
-		if selector.Matches(labels.Set(nodes[i].Labels)) {
-			names = append(names, nodes[i].Name)
-		}
-	}
-	return names, source, nil
-}
-
-func (r *Reconciler) nodeView(node *corev1.Node) rollout.NodeView {
-	reported := node.Status.NodeInfo.KubeletVersion
-	version, _ := nodeversion.Edgecore(reported)
-	_, edge := node.Labels[r.Options.EdgeNodeLabel]
-	return rollout.NodeView{Exists: true, Edge: edge, Ready: nodeReady(node), Version: version, Reported: reported}
-}
-
-func nodeReady(node *corev1.Node) bool {
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // checkImage normalises the job's install image and applies the controller's
@@ -204,26 +129,7 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 		client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing upgrade pods of other jobs: %w", err)
 	}
-	for i := range list.Items {
-		pod := &list.Items[i]
-		name := pod.Annotations[v1alpha1.AnnotationNode]
-		view, ok := nodes[name]
-		if !ok || pod.Name == upgradepod.PodName(string(job.UID), name) {
-			continue
-		}
-		// A finished pod (kept for its logs) holds nothing. A pod being
-		// deleted does, whatever its status says, until it is gone: a real
-		// one rolls back in its grace period, and an offline node's status
-		// is stale.
-		if obs := upgradepod.Observe(pod); !obs.Deleting && (obs.Phase == upgradepod.PhaseSucceeded || obs.Phase == upgradepod.PhaseFailed) {
-			continue
-		}
-		view.BusyWith = pod.Labels[v1alpha1.LabelJob]
-		if view.BusyWith == "" {
-			view.BusyWith = "(unknown)"
-		}
-		nodes[name] = view
-	}
+	upgradepod.MarkBusy(list.Items, string(job.UID), nodes)
 	return nil
 }
 

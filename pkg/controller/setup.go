@@ -65,7 +65,7 @@ func nodeChanged() predicate.Predicate {
 			if !ok1 || !ok2 {
 				return true
 			}
-			return nodeReady(oldNode) != nodeReady(newNode) ||
+			return rollout.NodeReady(oldNode) != rollout.NodeReady(newNode) ||
 				oldNode.Status.NodeInfo.KubeletVersion != newNode.Status.NodeInfo.KubeletVersion ||
 				!labelsEqual(oldNode.Labels, newNode.Labels)
 		},

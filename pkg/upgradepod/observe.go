@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
@@ -288,4 +289,31 @@ func truncate(s string, n int) string {
 		i--
 	}
 	return s[:i] + "..."
+}
+
+// MarkBusy sets BusyWith on the nodes where an upgrade pod of another job
+// than jobUID's still runs or is being deleted, so that the planner does not
+// start a second upgrade beside it. The controller and the plugin's plan
+// both mark nodes here, so they agree on which nodes wait.
+func MarkBusy(pods []corev1.Pod, jobUID string, nodes map[string]rollout.NodeView) {
+	for i := range pods {
+		pod := &pods[i]
+		name := pod.Annotations[v1alpha1.AnnotationNode]
+		view, ok := nodes[name]
+		if !ok || pod.Name == PodName(jobUID, name) {
+			continue
+		}
+		// A finished pod (kept for its logs) holds nothing. A pod being
+		// deleted does, whatever its status says, until it is gone: a real
+		// one rolls back in its grace period, and an offline node's status
+		// is stale.
+		if obs := Observe(pod); !obs.Deleting && (obs.Phase == PhaseSucceeded || obs.Phase == PhaseFailed) {
+			continue
+		}
+		view.BusyWith = pod.Labels[v1alpha1.LabelJob]
+		if view.BusyWith == "" {
+			view.BusyWith = "(unknown)"
+		}
+		nodes[name] = view
+	}
 }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+func (a *app) logsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logs JOB NODE",
+		Short: "Print the logs of a node's upgrade pod, every container in the order they run",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := commandContext(cmd)
+			defer cancel()
+			return a.logs(ctx, args[0], args[1])
+		},
+	}
+}
+
+// logSource opens one container's log.
+type logSource func(ctx context.Context, container string) (io.ReadCloser, error)
+
+func (a *app) logs(ctx context.Context, jobName, node string) error {
+	job, err := a.getJob(ctx, jobName)
+	if err != nil {
+		return err
+	}
+	var entry *v1alpha1.TaskStatus
+	for i := range job.Status.NodeStatus {
+		if job.Status.NodeStatus[i].NodeName == node {
+			entry = &job.Status.NodeStatus[i]
+		}
+	}
+	if entry == nil {
+		return fmt.Errorf("node %s is not in %s", node, jobRef(jobName))
+	}
+	name := upgradepod.PodName(string(job.UID), node)
+	pod := &corev1.Pod{}
+	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: name}, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("node %s of %s has no upgrade pod (pod %s/%s): %s", node, jobRef(jobName), a.namespace, name, noPodWhy(entry))
+		}
+		return apiError(err, "get", "pod "+a.namespace+"/"+name)
+	}
+	open := func(ctx context.Context, container string) (io.ReadCloser, error) {
+		return a.kube.CoreV1().Pods(a.namespace).GetLogs(name, &corev1.PodLogOptions{Container: container}).Stream(ctx)
+	}
+	return writeLogs(ctx, a.out, pod, open)
+}
+
+// noPodWhy explains a missing pod from the node's entry.
+func noPodWhy(e *v1alpha1.TaskStatus) string {
+	switch {
+	case e.State == v1alpha1.StateNone || e.State == v1alpha1.StateNotAttempted || e.State == v1alpha1.StateSkipped:
+		return "the node was never dispatched"
+	case e.Action == v1alpha1.ActionSuccess:
+		return "the pods of upgraded nodes are deleted once their outcome is recorded"
+	}
+	return "it was deleted (failed pods are kept until the job is deleted, unless someone deleted it)"
+}
+
+// writeLogs prints every container's log, init containers first, each
+// under a header. A container whose log cannot be read (not started yet, or
+// its node unreachable) gets the reason in place of its log, and the others
+// are still printed; the error then says how many could not be read.
+func writeLogs(ctx context.Context, w io.Writer, pod *corev1.Pod, open logSource) error {
+	type container struct{ name, kind string }
+	var containers []container
+	for _, c := range pod.Spec.InitContainers {
+		containers = append(containers, container{c.Name, "init container"})
+	}
+	for _, c := range pod.Spec.Containers {
+		containers = append(containers, container{c.Name, "container"})
+	}
+	var failed []string
+	for i, c := range containers {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "==> %s/%s %s %s <==\n", pod.Namespace, pod.Name, c.kind, c.name)
+		if err := copyLog(ctx, w, c.name, open); err != nil {
+			fmt.Fprintf(w, "(no log: %s)\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			failed = append(failed, c.name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("could not read the logs of %d of %d containers of pod %s/%s (%s)",
+			len(failed), len(containers), pod.Namespace, pod.Name, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func copyLog(ctx context.Context, w io.Writer, container string, open logSource) error {
+	r, err := open(ctx, container)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }()
+	_, err = io.Copy(w, r)
+	return err
+}

@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+)
+
+// What the plan does with a node.
+const (
+	actionUpgrade = "upgrade"
+	actionSkip    = "skip"
+	actionDefer   = "defer"
+	actionRefuse  = "refuse"
+)
+
+// PlanReport is what `plan` prints: the controller's first plan for the job,
+// and the waves that follow from it.
+type PlanReport struct {
+	Job             string `json:"job"`
+	TargetVersion   string `json:"targetVersion"`
+	SelectedBy      string `json:"selectedBy"`
+	Concurrency     int    `json:"concurrency"`
+	Timeout         string `json:"timeout"`
+	FailureTolerate string `json:"failureTolerate"`
+	// Refusal is why the controller would fail the job before touching a node.
+	Refusal string `json:"refusal,omitempty"`
+	// Suspended is spec.suspend: the job would start paused, and the waves
+	// begin when it is resumed.
+	Suspended bool `json:"suspended,omitempty"`
+	// Nodes are every selected node, in dispatch order.
+	Nodes []PlanNode `json:"nodes"`
+	// Waves are the nodes dispatched together when every node takes as long.
+	Waves    [][]string `json:"waves"`
+	Estimate Estimate   `json:"estimate"`
+	// Warnings say what the plan could not check.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// PlanNode is one selected node in the plan.
+type PlanNode struct {
+	Name string `json:"name"`
+	// Version is the edgecore version the node reports now.
+	Version string `json:"version,omitempty"`
+	Action  string `json:"action"`
+	Wave    int    `json:"wave,omitempty"`
+	// Reason is the controller's own reason for a skipped or deferred node.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Estimate is how long the upgrade should take.
+type Estimate struct {
+	PerNode string `json:"perNode"`
+	// Source says where PerNode comes from.
+	Source string `json:"source"`
+	Total  string `json:"total"`
+}
+
+// perNode is a per-node upgrade time and where it comes from.
+type perNode struct {
+	d      time.Duration
+	source string
+}
+
+// planJob runs the controller's planner on job as the controller would see
+// it on its first reconcile, against the given nodes and upgrade pods. Nodes
+// dispatched are then taken as upgraded and the planner asked again, with
+// the clock held still, until it dispatches nothing more: the waves come
+// from the planner itself, so the plan cannot disagree with the controller
+// on the order or the concurrency. Held still, no deadline passes, so a
+// deferred (NotReady or busy) node stays deferred rather than failing.
+func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, edgeNodeLabel string, now time.Time, per perNode) (*PlanReport, error) {
+	cfg, err := rollout.ConfigFromSpec(&job.Spec)
+	if err != nil {
+		return nil, err
+	}
+	cfg.EdgeNodeLabel = edgeNodeLabel
+	// A job created paused dispatches nothing until it is resumed; the
+	// waves shown are those that follow the resume.
+	suspended := cfg.Suspended
+	cfg.Suspended = false
+	fresh := job.DeepCopy()
+	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
+	in := rollout.Input{Config: cfg, Generation: job.Generation, Now: now, Pods: map[string]rollout.PodView{}, ObjectBytes: rollout.ObjectBytes(fresh)}
+	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
+		in.Config.Refusal = fmt.Sprintf("spec.version: %v", err)
+	} else if _, err := imageref.Normalize(job.Spec.Image, job.Spec.Version); err != nil {
+		in.Config.Refusal = fmt.Sprintf("spec.image: %v", err)
+	}
+	if err := rollout.ObserveNodes(&in, fresh, nodes, edgeNodeLabel); err != nil && in.Config.Refusal == "" {
+		in.Config.Refusal = err.Error()
+	}
+	upgradepod.MarkBusy(pods, "", in.Nodes)
+	before := make(map[string]rollout.NodeView, len(in.Nodes))
+	for name, view := range in.Nodes {
+		before[name] = view
+	}
+
+	report := &PlanReport{
+		Job: job.Name, TargetVersion: cfg.TargetVersion, SelectedBy: in.SelectionSource,
+		Concurrency: cfg.Concurrency, Timeout: cfg.Timeout.String(), FailureTolerate: v1alpha1.DefaultFailureTolerate,
+		Refusal: in.Config.Refusal, Suspended: suspended, Waves: [][]string{},
+	}
+	if job.Spec.FailureTolerate != "" {
+		report.FailureTolerate = job.Spec.FailureTolerate
+	}
+	wave := map[string]int{}
+	plan := rollout.Decide(in)
+	for len(plan.Dispatch) > 0 && len(report.Waves) <= len(plan.Status.NodeStatus) {
+		var names []string
+		for _, d := range plan.Dispatch {
+			names = append(names, d.Node)
+			wave[d.Node] = len(report.Waves) + 1
+			in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
+			view := in.Nodes[d.Node]
+			view.Version, view.Ready = cfg.TargetVersion, true
+			in.Nodes[d.Node] = view
+		}
+		report.Waves = append(report.Waves, names)
+		in.Status = plan.Status
+		plan = rollout.Decide(in)
+	}
+	for _, e := range plan.Status.NodeStatus {
+		n := PlanNode{Name: e.NodeName, Version: before[e.NodeName].Version, Reason: e.Reason}
+		switch {
+		case wave[e.NodeName] > 0:
+			n.Action, n.Wave, n.Reason = actionUpgrade, wave[e.NodeName], ""
+		case e.State == v1alpha1.StateNotAttempted:
+			n.Action = actionRefuse
+		case e.State == v1alpha1.StateNone:
+			n.Action = actionDefer
+		default:
+			n.Action = actionSkip
+		}
+		report.Nodes = append(report.Nodes, n)
+	}
+	if plan.Status.State == v1alpha1.StateFailed && report.Refusal == "" && len(report.Waves) == 0 {
+		// Every node skipped: the controller fails the job with this reason.
+		report.Refusal = plan.Status.Reason
+	}
+	report.Estimate = Estimate{
+		PerNode: per.d.String(), Source: per.source,
+		Total: (time.Duration(len(report.Waves)) * per.d).String(),
+	}
+	return report, nil
+}
+
+// readJob reads a NodeUpgradeJob manifest from a file, "-" for stdin.
+func readJob(path string, stdin io.Reader) (*v1alpha1.NodeUpgradeJob, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the job: %w", err)
+	}
+	job := &v1alpha1.NodeUpgradeJob{}
+	// Not strict: a manifest may carry fields newer than this plugin
+	// (spec.suspend, say), which the plan does not need.
+	if err := yaml.Unmarshal(data, job); err != nil {
+		return nil, fmt.Errorf("%s: not a NodeUpgradeJob manifest: %w", path, err)
+	}
+	if job.Kind != "NodeUpgradeJob" || job.APIVersion != v1alpha1.GroupVersion.String() {
+		return nil, fmt.Errorf("%s: want kind NodeUpgradeJob, apiVersion %s; got kind %q, apiVersion %q",
+			path, v1alpha1.GroupVersion, job.Kind, job.APIVersion)
+	}
+	if job.Name == "" {
+		return nil, fmt.Errorf("%s: the job has no metadata.name", path)
+	}
+	return job, nil
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var file, output string
+	var per time.Duration
+	cmd := &cobra.Command{
+		Use:   "plan -f JOB.yaml",
+		Short: "Show what the controller would do with a job: selection, skips, deferrals, waves and duration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("plan needs -f JOB.yaml (or -f - for stdin)")
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			job, err := readJob(file, a.in)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := commandContext(cmd)
+			defer cancel()
+			report, err := a.plan(ctx, job, per)
+			if err != nil {
+				return err
+			}
+			return writePlan(a.out, report, output)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "The NodeUpgradeJob manifest to plan (- for stdin)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: table (default), json or yaml")
+	cmd.Flags().DurationVar(&per, "per-node", 0, "Time one node takes; default: measured from finished jobs, else the job's timeout")
+	return cmd
+}
+
+// plan reads the live nodes and pods and plans job against them.
+func (a *app) plan(ctx context.Context, job *v1alpha1.NodeUpgradeJob, perNodeFlag time.Duration) (*PlanReport, error) {
+	nodes := &corev1.NodeList{}
+	if err := a.client.List(ctx, nodes); err != nil {
+		return nil, apiError(err, "list", "nodes")
+	}
+	var warnings []string
+	pods := &corev1.PodList{}
+	if err := a.client.List(ctx, pods, client.InNamespace(a.namespace), client.HasLabels{v1alpha1.LabelNode}); err != nil {
+		// The plan is still right for every node no other job is upgrading.
+		warnings = append(warnings, "nodes busy with another job's upgrade are not shown: "+apiError(err, "list", "pods in "+a.namespace).Error())
+	}
+	existing := &v1alpha1.NodeUpgradeJob{}
+	if err := a.client.Get(ctx, client.ObjectKey{Name: job.Name}, existing); err == nil {
+		// The plan is for a new job; applying the manifest would not start
+		// the existing one again.
+		warnings = append(warnings, fmt.Sprintf("%s exists already (%s): this plan is for a new job of that spec, which kubectl apply would not start", jobRef(job.Name), orDash(existing.Status.State)))
+	}
+	cfg, err := rollout.ConfigFromSpec(&job.Spec)
+	if err != nil {
+		return nil, err
+	}
+	per, warning := a.perNode(ctx, perNodeFlag, cfg.Timeout)
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
+	report, err := planJob(job, nodes.Items, pods.Items, a.edgeNodeLabel, a.clock.Now(), per)
+	if err != nil {
+		return nil, err
+	}
+	report.Warnings = warnings
+	return report, nil
+}
+
+func checkOutput(output string) error {
+	switch output {
+	case "", "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: want table, json or yaml", output)
+}
+
+// writeStructured prints v as JSON or YAML.
+func writeStructured(w io.Writer, v any, output string) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if output == "yaml" {
+		if data, err = yaml.JSONToYAML(data); err != nil {
+			return err
+		}
+	} else {
+		data = append(data, '\n')
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func writePlan(w io.Writer, r *PlanReport, output string) error {
+	if output == "json" || output == "yaml" {
+		return writeStructured(w, r, output)
+	}
+	counts := map[string]int{}
+	for _, n := range r.Nodes {
+		counts[n.Action]++
+	}
+	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %s selected by %s\n", r.Job, r.TargetVersion, plural(len(r.Nodes), "node"), r.SelectedBy)
+	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
+	if r.Refusal != "" {
+		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", r.Refusal)
+	}
+	if r.Suspended {
+		fmt.Fprintf(w, "\nspec.suspend is true: nothing is dispatched until `kubectl nodeupgrade resume %s`; the waves below follow the resume\n", r.Job)
+	}
+	if len(r.Nodes) > 0 {
+		rows := make([][]string, 0, len(r.Nodes))
+		for _, n := range r.Nodes {
+			rows = append(rows, []string{n.Name, orDash(n.Version), n.Action, waveText(n.Wave), n.Reason})
+		}
+		writeTable(w, []string{"NODE", "VERSION", "ACTION", "WAVE", "REASON"}, rows)
+	}
+	fmt.Fprintf(w, "\n%d to upgrade in %s, %d skipped", counts[actionUpgrade], plural(len(r.Waves), "wave"), counts[actionSkip])
+	if counts[actionDefer] > 0 {
+		fmt.Fprintf(w, ", %d deferred (started when they can be; each fails after %s of waiting)", counts[actionDefer], r.Timeout)
+	}
+	if counts[actionRefuse] > 0 {
+		fmt.Fprintf(w, ", %d not attempted", counts[actionRefuse])
+	}
+	fmt.Fprintln(w)
+	for i, wave := range r.Waves {
+		fmt.Fprintf(w, "  wave %d: %s\n", i+1, strings.Join(wave, " "))
+	}
+	fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	for _, warning := range slices.Sorted(slices.Values(r.Warnings)) {
+		fmt.Fprintf(w, "Warning: %s\n", warning)
+	}
+	return nil
+}
+
+// writeTable prints a blank line, then the rows in aligned columns under
+// the header, without trailing blanks.
+func writeTable(w io.Writer, header []string, rows [][]string) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	for _, row := range append([][]string{header}, rows...) {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for line := range strings.Lines(buf.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func waveText(wave int) string {
+	if wave == 0 {
+		return "-"
+	}
+	return fmt.Sprint(wave)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
