@@ -392,7 +392,19 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 	}
 	e.Reason = why
 	p.wakeAt(p.deferredSince(e).Add(p.in.Config.Timeout))
+	if p.in.Nodes[e.NodeName].BusyWith != "" {
+		// A node turning Ready wakes the job through its Node's event; the
+		// other job's pod going away does not (it is not this job's pod), so
+		// look again soon. Measured on a real cluster: a job created just
+		// after another ended waited on the other's deleting pod until its
+		// own timeout.
+		p.wakeAt(p.now.Add(BusyRecheck))
+	}
 }
+
+// BusyRecheck is how often a job looks again at a node another job's
+// upgrade pod holds.
+const BusyRecheck = 5 * time.Second
 
 // expireDeferral fails a deferred node that still cannot start at the end
 // of its wait.

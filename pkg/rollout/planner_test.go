@@ -530,6 +530,10 @@ func TestNodeBusyWithAnotherJobWaitsWithoutASlot(t *testing.T) {
 	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}), "the busy node does not hold the slot")
 	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateNone),
 		HaveField("Reason", "waiting: another upgrade is running on this node (job other-job)"), HaveField("Time", t0.Format(time.RFC3339))))
+	// Nothing of this job's own changes when the other pod goes: the plan
+	// asks to look again soon, not at the wait's end.
+	g.Expect(p.RequeueAfter).To(BeNumerically(">", 0))
+	g.Expect(p.RequeueAfter).To(BeNumerically("<=", BusyRecheck))
 
 	// The other pod is gone: it waits its turn like any pending node.
 	nodes["node-00"] = edgeNode("v1.20.0")

@@ -379,6 +379,17 @@ func foregroundDeletion(t *testing.T, ctx context.Context, w *kubeedgeworld.Worl
 	if err := c.Create(ctx, newJob("foreground", kubeedgeworld.BrokenVersion, []string{edge.Name()}, 1, nil)); err != nil {
 		t.Fatal(err)
 	}
+	jw := watchJob(ctx, c, "foreground")
+	defer jw.stop()
+	defer func() {
+		if t.Failed() {
+			job, states, nodes := jw.snapshot()
+			t.Logf("job foreground: states %v, nodes %v, status %+v", states, nodes, job.Status)
+			jw.mu.Lock()
+			t.Logf("pods seen:\n%s", strings.Join(jw.podLines, "\n"))
+			jw.mu.Unlock()
+		}
+	}()
 	waitFor(t, ctx, 2*time.Minute, "the upgrade pod to run", func() bool {
 		for _, p := range upgradePods(ctx, w, edge.Name()) {
 			if p.Status.Phase == corev1.PodRunning {
