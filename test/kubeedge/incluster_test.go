@@ -132,7 +132,7 @@ func TestInCluster(t *testing.T) {
 	// cascading mid-upgrade waits for its pods, which carry the controller's
 	// tracking finalizer and blockOwnerDeletion. Nothing may be left, and
 	// the node must come back on its version.
-	t.Run("foreground deletion mid-upgrade", func(t *testing.T) { foregroundDeletion(t, ctx, w, edge) })
+	t.Run("foreground deletion of a running job", func(t *testing.T) { foregroundDeletion(t, ctx, w, edge) })
 
 	// Uninstall as the README says: jobs first (their cleanup finalizer
 	// needs the controller), then everything else; nothing may remain.
