@@ -25,6 +25,7 @@ type view struct {
 	prevNodes map[string]v1alpha1.TaskStatus // "job/node" -> last seen entry
 	prevJobs  map[string]string              // job -> last printed row
 	recent    []string                       // node changes, newest last
+	notes     []string                       // operator output, newest last (terminal only)
 }
 
 const recentOnScreen = 10
@@ -89,6 +90,36 @@ func (v *view) update(jobs []v1alpha1.NodeUpgradeJob) {
 	_, _ = io.WriteString(v.out, b.String())
 }
 
+// note shows an operator step: a title line (a command) and what it
+// printed, indented. A log gets it at once; a terminal keeps its last lines
+// below the live view.
+func (v *view) note(title, body string) {
+	var lines []string
+	if title != "" {
+		lines = append(lines, fmt.Sprintf("[%s] %s", clock(time.Since(v.start)), title))
+	}
+	if b := indent(body); b != "" {
+		lines = append(lines, strings.Split(strings.TrimSuffix(b, "\n"), "\n")...)
+	}
+	if !v.tty {
+		for _, l := range lines {
+			_, _ = io.WriteString(v.out, l+"\n")
+		}
+		return
+	}
+	v.notes = append(v.notes, lines...)
+	if len(v.notes) > notesOnScreen {
+		v.notes = v.notes[len(v.notes)-notesOnScreen:]
+	}
+}
+
+// say is a note without output.
+func (v *view) say(format string, args ...any) { v.note(fmt.Sprintf(format, args...), "") }
+
+// endLive turns a terminal view into a log: what follows is printed below
+// the last screen.
+func (v *view) endLive() { v.tty = false }
+
 // drawScreen redraws the terminal from the top, clearing each line's rest
 // rather than the whole screen, which avoids flicker.
 func (v *view) drawScreen(jobs []v1alpha1.NodeUpgradeJob, elapsed string) {
@@ -106,6 +137,12 @@ func (v *view) drawScreen(jobs []v1alpha1.NodeUpgradeJob, elapsed string) {
 	b.WriteString("\nrecent node changes:\n")
 	for _, c := range v.recent {
 		b.WriteString("  " + c + "\n")
+	}
+	if len(v.notes) > 0 {
+		b.WriteString("\noperator (kubectl nodeupgrade):\n")
+		for _, n := range v.notes {
+			b.WriteString(n + "\n")
+		}
 	}
 	var screen strings.Builder
 	screen.WriteString("\x1b[H")
