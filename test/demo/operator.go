@@ -68,7 +68,7 @@ type operator struct {
 	cl   *localcluster.Cluster
 	root string
 	dir  string
-	v   *view
+	v    *view
 
 	phase int // 0 running, 1 pause sent, 2 Suspended seen, 3 resumed
 
