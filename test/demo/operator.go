@@ -70,7 +70,7 @@ type operator struct {
 	dir  string
 	v    *view
 
-	phase int // 0 running, 1 pause sent, 2 Suspended seen, 3 resumed
+	phase int // 0 running, 1 pause sent, 2 Suspended seen, 3 resumed, 4 told of deferrals
 
 	baseline    map[string]bool // nodes of pausedJob started when it was seen Suspended
 	suspendedAt time.Time
@@ -165,6 +165,16 @@ func (o *operator) step(ctx context.Context, jobs []v1alpha1.NodeUpgradeJob) {
 		o.stopWatch()
 		o.v.note(fmt.Sprintf("%s %s %s", pausedJob, markResumed, time.Since(o.suspendedAt).Round(time.Second)), "")
 		o.phase = 3
+	case 3:
+		// Tell why the job then idles for a while.
+		for _, e := range job.Status.NodeStatus {
+			if e.State == v1alpha1.StateNone && strings.HasPrefix(e.Reason, "deferred") {
+				o.v.note(fmt.Sprintf("%s is %s: a paused job's deferrals do not expire, so its %ds wait restarted at the resume; the job ends when it runs out",
+					e.NodeName, strings.TrimPrefix(e.Reason, "deferred: "), job.Spec.TimeoutSeconds), "")
+				o.phase = 4
+				return
+			}
+		}
 	}
 }
 
