@@ -36,8 +36,10 @@ const (
 	pauseHold = 4 * time.Second
 	// perNode is the plan's per-node time: the demo nodes take 3-6s.
 	perNode = "5s"
-	// Lines of operator output a terminal view keeps at its bottom.
-	notesOnScreen = 16
+	// Lines of operator output a terminal view shows at its bottom at
+	// least (more if the terminal is taller), and keeps.
+	minNotesOnScreen = 8
+	maxNotes         = 200
 )
 
 // fixedNode is a failing node whose fault the demo clears before the retry
@@ -169,8 +171,8 @@ func (o *operator) step(ctx context.Context, jobs []v1alpha1.NodeUpgradeJob) {
 		// Tell why the job then idles for a while.
 		for _, e := range job.Status.NodeStatus {
 			if e.State == v1alpha1.StateNone && strings.HasPrefix(e.Reason, "deferred") {
-				o.v.note(fmt.Sprintf("%s is %s: a paused job's deferrals do not expire, so its %ds wait restarted at the resume; the job ends when it runs out",
-					e.NodeName, strings.TrimPrefix(e.Reason, "deferred: "), job.Spec.TimeoutSeconds), "")
+				o.v.note(fmt.Sprintf("%s waits (%s): a paused job's deferrals do not expire, so its %ds wait restarted at the resume; the job ends when it runs out",
+					e.NodeName, e.Reason, job.Spec.TimeoutSeconds), "")
 				o.phase = 4
 				return
 			}

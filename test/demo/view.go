@@ -108,8 +108,8 @@ func (v *view) note(title, body string) {
 		return
 	}
 	v.notes = append(v.notes, lines...)
-	if len(v.notes) > notesOnScreen {
-		v.notes = v.notes[len(v.notes)-notesOnScreen:]
+	if len(v.notes) > maxNotes {
+		v.notes = v.notes[len(v.notes)-maxNotes:]
 	}
 }
 
@@ -140,7 +140,16 @@ func (v *view) drawScreen(jobs []v1alpha1.NodeUpgradeJob, elapsed string) {
 	}
 	if len(v.notes) > 0 {
 		b.WriteString("\noperator (kubectl nodeupgrade):\n")
-		for _, n := range v.notes {
+		// As many of the newest as the terminal has rows left for.
+		keep := minNotesOnScreen
+		if rows := terminalHeight(v.out); rows > 0 {
+			keep = max(keep, rows-strings.Count(b.String(), "\n")-1)
+		}
+		notes := v.notes
+		if len(notes) > keep {
+			notes = notes[len(notes)-keep:]
+		}
+		for _, n := range notes {
 			b.WriteString(n + "\n")
 		}
 	}
@@ -309,6 +318,18 @@ func clock(d time.Duration) string {
 func isTerminal(f *os.File) bool {
 	_, ok := winsize(f)
 	return ok
+}
+
+func terminalHeight(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, ok := winsize(f)
+	if !ok {
+		return 0
+	}
+	return int(ws.Row)
 }
 
 func terminalWidth(w io.Writer) int {
