@@ -306,13 +306,14 @@ func checkPause(t *testing.T, out string) {
 	// The view's log, independently: while Suspended no node of the job
 	// left pending (or deferred) except to fail waiting, and in-flight
 	// ones finished.
+	waiting := map[string]bool{"pending": true, "deferred": true}
 	ended := 0
 	for line := range strings.SplitSeq(window, "\n") {
 		m := changeLine.FindStringSubmatch(line)
 		if m == nil || m[1] != pausedJob {
 			continue
 		}
-		if (m[3] == "pending" || m[3] == "deferred") && m[4] != "FAILED" {
+		if waiting[m[3]] && !waiting[m[4]] && m[4] != "FAILED" {
 			t.Errorf("a node started while the job was Suspended: %s", line)
 		}
 		if m[4] == "upgraded" || m[4] == "FAILED" {

@@ -1,9 +1,12 @@
 // Command demo shows nodeupgrade at work on a laptop, with nothing but Go
 // and the binaries `make tools` builds: it starts a local control plane with
 // a simulated KubeEdge fleet (test/localcluster), runs the real controller
-// binary, applies the sample jobs in config/samples/demo/ with kubectl,
-// draws their progress live, prints a summary, and then keeps the cluster
-// up for kubectl until Ctrl-C (or exits, with --exit-when-done).
+// binary, plans the sample jobs in config/samples/demo/ with the kubectl
+// plugin (`kubectl nodeupgrade plan -f`), applies them with kubectl, draws
+// their progress live while it pauses and resumes one of them with the
+// plugin, retries that job's failed nodes (`kubectl nodeupgrade retry`),
+// prints a summary, and then keeps the cluster up for kubectl until Ctrl-C
+// (or exits, with --exit-when-done). See operator.go.
 //
 //	make demo                          # or: go run ./test/demo
 //	go run ./test/demo --exit-when-done
