@@ -63,7 +63,7 @@ func (v *view) update(jobs []v1alpha1.NodeUpgradeJob) {
 	}
 	jobsChanged := false
 	for _, job := range jobs {
-		row := jobRow(job)
+		row := jobRow(job, 0)
 		if v.prevJobs[job.Name] != row {
 			v.prevJobs[job.Name] = row
 			jobsChanged = true
@@ -173,14 +173,18 @@ func (v *view) clearScreen() {
 }
 
 func writeJobTable(b *strings.Builder, jobs []v1alpha1.NodeUpgradeJob) {
+	nameW := 16
 	for _, job := range jobs {
-		b.WriteString("  " + jobRow(job) + "\n")
+		nameW = max(nameW, len(job.Name))
+	}
+	for _, job := range jobs {
+		b.WriteString("  " + jobRow(job, nameW) + "\n")
 	}
 }
 
-// jobRow is one job in a line: name, version, state, progress, then the
-// counts that are not zero, so it fits a narrow terminal.
-func jobRow(job v1alpha1.NodeUpgradeJob) string {
+// jobRow is one job in a line: name (padded to nameW), version, state,
+// progress, then the counts that are not zero, so it fits a narrow terminal.
+func jobRow(job v1alpha1.NodeUpgradeJob, nameW int) string {
 	c := job.Status.Counts
 	skipped := int32(countSkipped(job.Status.NodeStatus))
 	state := job.Status.State
@@ -203,7 +207,7 @@ func jobRow(job v1alpha1.NodeUpgradeJob) string {
 			counts = append(counts, fmt.Sprintf("%d %s", n.v, n.word))
 		}
 	}
-	return fmt.Sprintf("%-16s %-8s %-10s %-6s %s", job.Name, job.Spec.Version, state, progress, strings.Join(counts, ", "))
+	return fmt.Sprintf("%-*s %-8s %-10s %-6s %s", nameW, job.Name, job.Spec.Version, state, progress, strings.Join(counts, ", "))
 }
 
 func countSkipped(entries []v1alpha1.TaskStatus) int {
