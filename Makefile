@@ -116,7 +116,7 @@ demo-kubeedge: kubeedge-bins tools ## Demo on real KubeEdge (root): one real edg
 
 ##@ Run
 .PHONY: demo
-demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the real controller (DEMO_ARGS=--exit-when-done)
+demo: tools ## Run the demo: ~30 simulated KubeEdge edge nodes upgraded by the real controller, steered with kubectl nodeupgrade (DEMO_ARGS=--exit-when-done)
 	go build -o $(BIN)/demo ./test/demo
 	$(BIN)/demo $(DEMO_ARGS)
 

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,7 +184,7 @@ func (r *demoRun) assertNothingLeft(t *testing.T) {
 
 func TestDemoRunsToSummary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a whole local cluster for about 90s")
+		t.Skip("runs a whole local cluster for about 100s")
 	}
 	began := time.Now()
 	r := startDemo(t, "--exit-when-done")
@@ -225,8 +228,165 @@ func TestDemoRunsToSummary(t *testing.T) {
 		!containsFields(summary, "upgrade-gateways", "v1.21.0", "Successful", "Success", "3/3") {
 		t.Errorf("kubectl get nodeupgradejobs table missing or wrong:\n%s", summary)
 	}
+	checkPlan(t, out)
+	checkPause(t, out)
+	checkRetry(t, out, summary)
 	if t.Failed() {
 		t.Logf("output:\n%s", out)
+	}
+}
+
+// checkPlan: `kubectl nodeupgrade plan -f` ran for every sample job before
+// they were applied, and printed waves.
+func checkPlan(t *testing.T, out string) {
+	t.Helper()
+	apply := strings.Index(out, "$ kubectl apply -f")
+	if apply < 0 {
+		t.Fatalf("no kubectl apply")
+	}
+	files, err := sampleFiles(filepath.Join("..", "..", "config", "samples", "demo"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("sample files: %v %v", files, err)
+	}
+	for _, f := range files {
+		cmd := "$ kubectl nodeupgrade plan -f config/samples/demo/" + filepath.Base(f) + " --per-node=" + perNode
+		at := strings.Index(out, cmd)
+		if at < 0 || at > apply {
+			t.Errorf("no %q before the apply", cmd)
+			continue
+		}
+		block := out[at:apply]
+		if next := strings.Index(block[len(cmd):], "$ kubectl"); next >= 0 {
+			block = block[:len(cmd)+next]
+		}
+		if !regexp.MustCompile(`Plan for NodeUpgradeJob \S+: upgrade to `+regexp.QuoteMeta(targetVersion)).MatchString(block) ||
+			!regexp.MustCompile(`\d+ to upgrade in \d+ waves?`).MatchString(block) ||
+			!strings.Contains(block, "  wave 1: ") {
+			t.Errorf("plan output without its waves:\n%s", block)
+		}
+	}
+	// upgrade-plant-a: 28 nodes to upgrade (one at the target, one
+	// offline and deferred), five at a time.
+	if !strings.Contains(out, "28 to upgrade in 6 waves") || !strings.Contains(out, "  wave 6: ") {
+		t.Errorf("upgrade-plant-a's plan lacks its 6 waves")
+	}
+}
+
+// changeLine is one node change of the view's log:
+// "    0:25  upgrade-plant-a  edge-node-13 Upgrading -> upgraded [...]".
+var changeLine = regexp.MustCompile(`^    \d+:\d\d  (\S+)\s+(\S+)\s+(\S+) -> (\S+)`)
+
+// checkPause: the job was paused mid-rollout, went Suspended, no node
+// started while in-flight ones finished, and it was resumed.
+func checkPause(t *testing.T, out string) {
+	t.Helper()
+	for _, w := range []string{
+		"$ kubectl nodeupgrade pause " + pausedJob,
+		"nodeupgradejob " + pausedJob + " paused: no new node is dispatched; nodes in flight finish",
+		"$ kubectl nodeupgrade status -w " + pausedJob,
+		"$ kubectl nodeupgrade resume " + pausedJob,
+		"nodeupgradejob " + pausedJob + " resumed",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+	from := strings.Index(out, pausedJob+" "+markSuspended)
+	to := strings.Index(out, "$ kubectl nodeupgrade resume "+pausedJob)
+	if from < 0 || to < from {
+		t.Fatalf("no Suspended marker before the resume")
+	}
+	window := out[from:to]
+	if !strings.Contains(window, "NodeUpgradeJob "+pausedJob+": Suspended,") || !strings.Contains(window, "Paused (spec.suspend)") {
+		t.Errorf("status while paused does not show Suspended and Paused:\n%s", window)
+	}
+	if !strings.Contains(window, "no node started") {
+		t.Errorf("the demo's own check saw a node start while paused:\n%s", window)
+	}
+	// The view's log, independently: while Suspended no node of the job
+	// left pending (or deferred) except to fail waiting, and in-flight
+	// ones finished.
+	waiting := map[string]bool{"pending": true, "deferred": true}
+	ended := 0
+	for line := range strings.SplitSeq(window, "\n") {
+		m := changeLine.FindStringSubmatch(line)
+		if m == nil || m[1] != pausedJob {
+			continue
+		}
+		if waiting[m[3]] && !waiting[m[4]] && m[4] != "FAILED" {
+			t.Errorf("a node started while the job was Suspended: %s", line)
+		}
+		if m[4] == "upgraded" || m[4] == "FAILED" {
+			ended++
+		}
+	}
+	if ended == 0 {
+		t.Errorf("no in-flight node finished while paused:\n%s", window)
+	}
+	// And after the resume, nodes start again.
+	restarted := false
+	for line := range strings.SplitSeq(out[to:], "\n") {
+		if m := changeLine.FindStringSubmatch(line); m != nil && m[1] == pausedJob && m[3] == "pending" {
+			restarted = true
+			break
+		}
+	}
+	if !restarted {
+		t.Errorf("no node of %s started after the resume", pausedJob)
+	}
+}
+
+// checkRetry: `retry --yes` made <job>-retry-1 for exactly the job's failed
+// and not-attempted nodes (as its summary lists them), and it ran to an end.
+func checkRetry(t *testing.T, out, summary string) {
+	t.Helper()
+	retried := pausedJob + "-retry-1"
+	for _, w := range []string{
+		"$ kubectl nodeupgrade retry " + pausedJob + " --yes",
+		"nodeupgradejob " + retried + " created",
+		"$ kubectl nodeupgrade status " + retried,
+		retried + ": Failed (Failure)",
+		"selected 4: 2 upgraded, 0 skipped, 2 failed, 0 not attempted",
+		retried + " ended Failed: upgraded " + offlineNode + " " + fixedNode + "; failed again: " + strings.Join(failingNodes[1:], " "),
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+	// The original job's failed and not-attempted nodes, from its summary.
+	at := strings.Index(summary, "\n"+pausedJob+": ")
+	if at < 0 {
+		t.Fatalf("no summary of %s", pausedJob)
+	}
+	section := summary[at+1:]
+	if end := strings.Index(section, "\n\n"); end >= 0 {
+		section = section[:end]
+	}
+	var want []string
+	inFailed := false
+	for line := range strings.SplitSeq(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  failed nodes:"):
+			inFailed = true
+		case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "    "):
+			inFailed = false
+		case strings.HasPrefix(line, "    "):
+			f := strings.Fields(line)
+			if inFailed || (len(f) > 1 && f[1] == "unattempted") {
+				want = append(want, f[0])
+			}
+		}
+	}
+	sort.Strings(want)
+	if len(want) != len(failingNodes)+1 {
+		t.Errorf("summary of %s lists failed/not-attempted %v, want the %d failing nodes and %s", pausedJob, want, len(failingNodes), offlineNode)
+	}
+	wantJSON, _ := json.Marshal(want)
+	if !strings.Contains(out, "jsonpath={.spec.nodeNames}\n    "+string(wantJSON)+"\n") {
+		t.Errorf("%s's spec.nodeNames is not %s:\n%s", retried, wantJSON, out)
+	}
+	if !containsFields(summary, retried, targetVersion, "Failed", "Failure", "4/4", "2") {
+		t.Errorf("kubectl get nodeupgradejobs lacks %s", retried)
 	}
 }
 

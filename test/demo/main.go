@@ -1,9 +1,12 @@
 // Command demo shows nodeupgrade at work on a laptop, with nothing but Go
 // and the binaries `make tools` builds: it starts a local control plane with
 // a simulated KubeEdge fleet (test/localcluster), runs the real controller
-// binary, applies the sample jobs in config/samples/demo/ with kubectl,
-// draws their progress live, prints a summary, and then keeps the cluster
-// up for kubectl until Ctrl-C (or exits, with --exit-when-done).
+// binary, plans the sample jobs in config/samples/demo/ with the kubectl
+// plugin (`kubectl nodeupgrade plan -f`), applies them with kubectl, draws
+// their progress live while it pauses and resumes one of them with the
+// plugin, retries that job's failed nodes (`kubectl nodeupgrade retry`),
+// prints a summary, and then keeps the cluster up for kubectl until Ctrl-C
+// (or exits, with --exit-when-done). See operator.go.
 //
 //	make demo                          # or: go run ./test/demo
 //	go run ./test/demo --exit-when-done
@@ -91,7 +94,9 @@ func run() int {
 		fmt.Printf("[%s] %s\n", clock(time.Since(start)), fmt.Sprintf(format, args...))
 	}
 
-	say("building the controller, starting etcd, kube-apiserver, KWOK and the fleet simulator...")
+	say("building the controller and the kubectl plugin, starting etcd, kube-apiserver, KWOK and the fleet simulator...")
+	pluginBuilt := make(chan error, 1)
+	go func() { pluginBuilt <- buildPlugin(ctx, root, *dir) }()
 	fleet := demoFleet()
 	cl, err := localcluster.Start(ctx, localcluster.Options{
 		Dir:             *dir,
@@ -119,6 +124,37 @@ func run() int {
 	}
 	say("controller running: pid %d, metrics %s", ctl.Pid(), ctl.MetricsURL())
 
+	if err := <-pluginBuilt; err != nil {
+		return failOrInterrupted(ctx, err)
+	}
+	v := newView(os.Stdout, start, []string{
+		"nodeupgrade demo   (Ctrl-C stops everything)",
+		"  " + exportLine,
+	})
+	op := &operator{cl: cl, root: root, dir: *dir, v: v}
+	defer op.stopWatch()
+
+	// The plan first, as an operator would check it before applying.
+	files, err := sampleFiles(*samples)
+	if err != nil {
+		return fail(err)
+	}
+	for _, f := range files {
+		op.plugin(ctx, "plan", "-f", relToRoot(root, f), "--per-node="+perNode)
+		if ctx.Err() != nil {
+			return failOrInterrupted(ctx, ctx.Err())
+		}
+	}
+	if v.tty {
+		// The live view takes the screen next: leave time to read the plan.
+		say("applying in 8s...")
+		select {
+		case <-ctx.Done():
+			return failOrInterrupted(ctx, ctx.Err())
+		case <-time.After(8 * time.Second):
+		}
+	}
+
 	shown := samplesForDisplay(root, *samples)
 	say("$ kubectl apply -f %s", shown)
 	res := cl.Kubectl(ctx, "apply", "-f", *samples)
@@ -127,17 +163,27 @@ func run() int {
 		return failOrInterrupted(ctx, res.Err)
 	}
 
-	header := []string{
-		"nodeupgrade demo   (Ctrl-C stops everything)",
-		"  " + exportLine,
-	}
-	v := newView(os.Stdout, start, header)
 	v.clearScreen()
-	jobs, err := watchJobs(ctx, cl, ctl, v, *timeout)
+	jobs, err := watchJobs(ctx, cl, ctl, v, op.step, *timeout)
 	if err != nil {
 		return failOrInterrupted(ctx, err)
 	}
+	op.stopWatch()
 
+	// The failed nodes again, as a new job.
+	if name, ok := op.retry(ctx, v.say); ok {
+		jobs, err = watchJobs(ctx, cl, ctl, v, nil, *timeout)
+		if err != nil {
+			return failOrInterrupted(ctx, err)
+		}
+		v.endLive()
+		op.plugin(ctx, "status", name)
+		if retried := findJob(jobs, name); retried != nil {
+			op.retryOutcome(retried)
+		}
+	}
+
+	v.endLive()
 	printSummary(ctx, cl, jobs, time.Since(start))
 	if *exitWhenDone {
 		return exitOK
@@ -158,7 +204,9 @@ func run() int {
 
 // watchJobs redraws the view every second until every job has ended, and
 // returns them then.
-func watchJobs(ctx context.Context, cl *localcluster.Cluster, ctl *localcluster.Controller, v *view, timeout time.Duration) ([]v1alpha1.NodeUpgradeJob, error) {
+func watchJobs(ctx context.Context, cl *localcluster.Cluster, ctl *localcluster.Controller, v *view,
+	step func(context.Context, []v1alpha1.NodeUpgradeJob), timeout time.Duration,
+) ([]v1alpha1.NodeUpgradeJob, error) {
 	deadline := time.After(timeout)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -171,6 +219,9 @@ func watchJobs(ctx context.Context, cl *localcluster.Cluster, ctl *localcluster.
 			return nil, fmt.Errorf("list NodeUpgradeJobs: %w", err)
 		}
 		v.update(list.Items)
+		if step != nil {
+			step(ctx, list.Items)
+		}
 		if allFinal(list.Items) {
 			return list.Items, nil
 		}
@@ -249,6 +300,15 @@ func jobDuration(job v1alpha1.NodeUpgradeJob) string {
 		return "?"
 	}
 	return end.Sub(job.CreationTimestamp.Time).String()
+}
+
+// relToRoot is path relative to the repository root when it is inside it
+// (the demo runs from there), else path.
+func relToRoot(root, path string) string {
+	if rel, err := filepath.Rel(root, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
 }
 
 func samplesForDisplay(root, dir string) string {

@@ -25,6 +25,7 @@ type view struct {
 	prevNodes map[string]v1alpha1.TaskStatus // "job/node" -> last seen entry
 	prevJobs  map[string]string              // job -> last printed row
 	recent    []string                       // node changes, newest last
+	notes     []string                       // operator output, newest last (terminal only)
 }
 
 const recentOnScreen = 10
@@ -62,7 +63,7 @@ func (v *view) update(jobs []v1alpha1.NodeUpgradeJob) {
 	}
 	jobsChanged := false
 	for _, job := range jobs {
-		row := jobRow(job)
+		row := jobRow(job, 0)
 		if v.prevJobs[job.Name] != row {
 			v.prevJobs[job.Name] = row
 			jobsChanged = true
@@ -89,6 +90,36 @@ func (v *view) update(jobs []v1alpha1.NodeUpgradeJob) {
 	_, _ = io.WriteString(v.out, b.String())
 }
 
+// note shows an operator step: a title line (a command) and what it
+// printed, indented. A log gets it at once; a terminal keeps its last lines
+// below the live view.
+func (v *view) note(title, body string) {
+	var lines []string
+	if title != "" {
+		lines = append(lines, fmt.Sprintf("[%s] %s", clock(time.Since(v.start)), title))
+	}
+	if b := indent(body); b != "" {
+		lines = append(lines, strings.Split(strings.TrimSuffix(b, "\n"), "\n")...)
+	}
+	if !v.tty {
+		for _, l := range lines {
+			_, _ = io.WriteString(v.out, l+"\n")
+		}
+		return
+	}
+	v.notes = append(v.notes, lines...)
+	if len(v.notes) > maxNotes {
+		v.notes = v.notes[len(v.notes)-maxNotes:]
+	}
+}
+
+// say is a note without output.
+func (v *view) say(format string, args ...any) { v.note(fmt.Sprintf(format, args...), "") }
+
+// endLive turns a terminal view into a log: what follows is printed below
+// the last screen.
+func (v *view) endLive() { v.tty = false }
+
 // drawScreen redraws the terminal from the top, clearing each line's rest
 // rather than the whole screen, which avoids flicker.
 func (v *view) drawScreen(jobs []v1alpha1.NodeUpgradeJob, elapsed string) {
@@ -106,6 +137,21 @@ func (v *view) drawScreen(jobs []v1alpha1.NodeUpgradeJob, elapsed string) {
 	b.WriteString("\nrecent node changes:\n")
 	for _, c := range v.recent {
 		b.WriteString("  " + c + "\n")
+	}
+	if len(v.notes) > 0 {
+		b.WriteString("\noperator (kubectl nodeupgrade):\n")
+		// As many of the newest as the terminal has rows left for.
+		keep := minNotesOnScreen
+		if rows := terminalHeight(v.out); rows > 0 {
+			keep = max(keep, rows-strings.Count(b.String(), "\n")-1)
+		}
+		notes := v.notes
+		if len(notes) > keep {
+			notes = notes[len(notes)-keep:]
+		}
+		for _, n := range notes {
+			b.WriteString(n + "\n")
+		}
 	}
 	var screen strings.Builder
 	screen.WriteString("\x1b[H")
@@ -127,14 +173,18 @@ func (v *view) clearScreen() {
 }
 
 func writeJobTable(b *strings.Builder, jobs []v1alpha1.NodeUpgradeJob) {
+	nameW := 16
 	for _, job := range jobs {
-		b.WriteString("  " + jobRow(job) + "\n")
+		nameW = max(nameW, len(job.Name))
+	}
+	for _, job := range jobs {
+		b.WriteString("  " + jobRow(job, nameW) + "\n")
 	}
 }
 
-// jobRow is one job in a line: name, version, state, progress, then the
-// counts that are not zero, so it fits a narrow terminal.
-func jobRow(job v1alpha1.NodeUpgradeJob) string {
+// jobRow is one job in a line: name (padded to nameW), version, state,
+// progress, then the counts that are not zero, so it fits a narrow terminal.
+func jobRow(job v1alpha1.NodeUpgradeJob, nameW int) string {
 	c := job.Status.Counts
 	skipped := int32(countSkipped(job.Status.NodeStatus))
 	state := job.Status.State
@@ -157,7 +207,7 @@ func jobRow(job v1alpha1.NodeUpgradeJob) string {
 			counts = append(counts, fmt.Sprintf("%d %s", n.v, n.word))
 		}
 	}
-	return fmt.Sprintf("%-16s %-8s %-10s %-6s %s", job.Name, job.Spec.Version, state, progress, strings.Join(counts, ", "))
+	return fmt.Sprintf("%-*s %-8s %-10s %-6s %s", nameW, job.Name, job.Spec.Version, state, progress, strings.Join(counts, ", "))
 }
 
 func countSkipped(entries []v1alpha1.TaskStatus) int {
@@ -272,6 +322,18 @@ func clock(d time.Duration) string {
 func isTerminal(f *os.File) bool {
 	_, ok := winsize(f)
 	return ok
+}
+
+func terminalHeight(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, ok := winsize(f)
+	if !ok {
+		return 0
+	}
+	return int(ws.Row)
 }
 
 func terminalWidth(w io.Writer) int {
