@@ -80,6 +80,12 @@ const (
 	ReasonUnsupportedField = "UnsupportedField"
 )
 
+// DefaultNamespace is where the controller runs, creates the upgrade pods
+// and holds its leader-election Lease, unless --namespace says otherwise.
+// config/ and the RBAC markers (strings) in pkg/controller and pkg/manager
+// repeat it.
+const DefaultNamespace = "nodeupgrade-system"
+
 // FinalizerKubeEdgeController is the finalizer kubeedge-controller-manager
 // (KubeEdge v1.21+) puts on the NodeUpgradeJobs it handles.
 const FinalizerKubeEdgeController = "kubeedge.io/nodeupgradejob-controller"

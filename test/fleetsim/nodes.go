@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
 )
 
 const (
@@ -113,19 +115,11 @@ func ReportedVersion(kubelet, kubeedge string) string {
 	return kubelet + kubeEdgeInfix + kubeedge
 }
 
-// KubeEdgeVersion is the edgecore version inside a kubeletVersion
-// ("v1.30.7-kubeedge-v1.20.0" gives "v1.20.0"); "" when there is none.
-func KubeEdgeVersion(kubeletVersion string) string {
-	_, v, ok := strings.Cut(kubeletVersion, kubeEdgeInfix)
-	if !ok {
-		return ""
-	}
-	return v
-}
-
-// NodeVersion is the edgecore version a node reports.
+// NodeVersion is the edgecore version a node reports, read as the
+// controller reads it (nodeversion.Edgecore); "" when there is none.
 func NodeVersion(node *corev1.Node) string {
-	return KubeEdgeVersion(node.Status.NodeInfo.KubeletVersion)
+	v, _ := nodeversion.Edgecore(node.Status.NodeInfo.KubeletVersion)
+	return v
 }
 
 // withKubeEdgeVersion replaces the edgecore part of a kubeletVersion.
