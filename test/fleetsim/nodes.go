@@ -26,17 +26,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
+	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
 )
 
 const (
-	// AnnotationFakeNode marks a node KWOK manages (value FakeNodeValue).
-	AnnotationFakeNode = "kwok.x-k8s.io/node"
+	// AnnotationFakeNode marks a node KWOK manages (value FakeNodeValue);
+	// kwokworld, which configures KWOK, owns it.
+	AnnotationFakeNode = kwokworld.AnnotationFakeNode
 	// FakeNodeValue is AnnotationFakeNode's value on simulated nodes.
-	FakeNodeValue = "fake"
+	FakeNodeValue = kwokworld.FakeNodeValue
 	// AnnotationBehavior tells how upgrades on the node end; see Behavior.
 	AnnotationBehavior = "nodeupgrade.test/behavior"
-	// AnnotationOffline set to "true" makes the node unreachable.
-	AnnotationOffline = "nodeupgrade.test/offline"
+	// AnnotationOffline set to "true" makes the node unreachable (and
+	// kwokworld's stages keep it NotReady).
+	AnnotationOffline = kwokworld.AnnotationOffline
 	// AnnotationDuration overrides Options.UpgradeDuration for the node.
 	AnnotationDuration = "nodeupgrade.test/duration"
 	// AnnotationRunnerBusyUntil (RFC 3339, nanoseconds) is when the runner
