@@ -5,8 +5,8 @@ package framework
 import (
 	"context"
 
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 	"k8s.io/client-go/rest"
 
 	"github.com/nodeupgrade/nodeupgrade/test/observer"
@@ -21,18 +21,18 @@ type PodWatcher struct{ o *observer.Observer }
 // is seen. The watcher stops, and fails the spec if its watches failed, at
 // the spec's cleanup; Stop may be called earlier too.
 func WatchPods(ctx context.Context, cfg *rest.Config, namespace, job string) *PodWatcher {
-	GinkgoHelper()
+	ginkgo.GinkgoHelper()
 	o, err := observer.Start(ctx, cfg, namespace, job)
-	Expect(err).NotTo(HaveOccurred())
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	w := &PodWatcher{o: o}
-	DeferCleanup(w.Stop)
+	ginkgo.DeferCleanup(w.Stop)
 	return w
 }
 
 // Stop ends the watches and fails the spec if any of them failed.
 func (w *PodWatcher) Stop() {
-	GinkgoHelper()
-	Expect(w.o.Stop()).To(Succeed(), "the observer's watches must not have failed")
+	ginkgo.GinkgoHelper()
+	gomega.Expect(w.o.Stop()).To(gomega.Succeed(), "the observer's watches must not have failed")
 }
 
 // Creations returns how many pods each node got.
