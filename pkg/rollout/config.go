@@ -76,14 +76,13 @@ var failureTolerateRE = regexp.MustCompile(FailureToleratePattern)
 // ParseFailureTolerate reads a failureTolerate value under the CRD's
 // grammar, as an exact rational.
 func ParseFailureTolerate(s string) (*big.Rat, error) {
-	if len(s) > MaxFailureTolerateLength || !failureTolerateRE.MatchString(s) {
-		return nil, fmt.Errorf("failureTolerate %q is not a decimal in [0, 1] of at most %d characters", s, MaxFailureTolerateLength)
+	if len(s) <= MaxFailureTolerateLength && failureTolerateRE.MatchString(s) {
+		// Every string of the pattern is a decimal big.Rat reads.
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return r, nil
+		}
 	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return nil, fmt.Errorf("failureTolerate %q is not a decimal", s)
-	}
-	return r, nil
+	return nil, fmt.Errorf("failureTolerate %q is not a decimal in [0, 1] of at most %d characters", s, MaxFailureTolerateLength)
 }
 
 // ToleranceExceeded reports whether failed/selected > tolerance, exactly.
