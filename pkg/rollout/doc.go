@@ -13,7 +13,10 @@
 //
 // Input and configuration:
 //   - Defaults and parsing of the spec (timeout clamp, concurrency,
-//     failureTolerate as an exact ratio): [ConfigFromSpec] (config.go).
+//     failureTolerate as an exact ratio): [ConfigFromSpec] (config.go);
+//     failureTolerate's grammar, the CRD's: [ParseFailureTolerate],
+//     [FailureToleratePattern] (api/v1alpha1/grammar_test.go ties them to
+//     the CRD).
 //   - What a Node looks like to the planner (edge label, Ready, edgecore
 //     version): [ViewNode], [NodeReady] (nodes.go).
 //
