@@ -80,14 +80,21 @@ const (
 	ReasonUnsupportedField = "UnsupportedField"
 )
 
+// DefaultNamespace is where the controller runs, creates the upgrade pods
+// and holds its leader-election Lease, unless --namespace says otherwise.
+// config/ and the RBAC markers (strings) in pkg/controller and pkg/manager
+// repeat it.
+const DefaultNamespace = "nodeupgrade-system"
+
 // FinalizerKubeEdgeController is the finalizer kubeedge-controller-manager
 // (KubeEdge v1.21+) puts on the NodeUpgradeJobs it handles.
 const FinalizerKubeEdgeController = "kubeedge.io/nodeupgradejob-controller"
 
 // Defaults the seed API states; the CRD applies them on create, and the
 // controller applies them again for zero values (timeoutSeconds: 0 means 300).
+// The default image is imageref.DefaultImage: the runner, which must not
+// import this package, needs it too.
 const (
-	DefaultImage          = "kubeedge/installation-package"
 	DefaultTimeoutSeconds = int64(300)
 	// MaxTimeoutSeconds is the CRD's bound on spec.timeoutSeconds (7 days);
 	// the controller clamps older stored objects to it.

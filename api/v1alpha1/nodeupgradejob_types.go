@@ -44,6 +44,12 @@ type NodeUpgradeJobSpec struct {
 	// +optional
 	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
 
+	// The Go side of the markers below: imageref.VersionPattern and
+	// imageref.MaxVersionLength for version; imageref.DefaultImage and
+	// imageref.Repository for image; rollout.FailureToleratePattern and
+	// rollout.MaxFailureTolerateLength for failureTolerate. Markers cannot
+	// name Go constants, so grammar_test.go feeds both the same inputs.
+
 	// Version is the target edgecore version, such as v1.21.0.
 	// +required
 	// +kubebuilder:validation:MaxLength=128

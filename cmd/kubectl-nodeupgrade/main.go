@@ -26,7 +26,7 @@ import (
 
 // defaultNamespace is the controller's default --namespace, where the
 // upgrade pods are.
-const defaultNamespace = "nodeupgrade-system"
+const defaultNamespace = v1alpha1.DefaultNamespace
 
 // app is what every command works with. Tests build it around a real API
 // server; main builds it from the kubeconfig flags.

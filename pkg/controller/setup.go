@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -67,21 +68,9 @@ func nodeChanged() predicate.Predicate {
 			}
 			return rollout.NodeReady(oldNode) != rollout.NodeReady(newNode) ||
 				oldNode.Status.NodeInfo.KubeletVersion != newNode.Status.NodeInfo.KubeletVersion ||
-				!labelsEqual(oldNode.Labels, newNode.Labels)
+				!maps.Equal(oldNode.Labels, newNode.Labels)
 		},
 	}
-}
-
-func labelsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }
 
 func ctrlOptions(maxConcurrentReconciles int) controller.Options {

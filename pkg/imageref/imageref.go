@@ -8,8 +8,9 @@ import (
 )
 
 const (
-	// DefaultImage is used when a job names no image; it mirrors
-	// v1alpha1.DefaultImage, which the CRD applies on create.
+	// DefaultImage is used when a job names no image. The CRD applies the
+	// same default on create (its +kubebuilder:default marker on
+	// spec.image); api/v1alpha1's grammar test keeps the two equal.
 	DefaultImage = "kubeedge/installation-package"
 	// DefaultRegistry is the registry host of an image that names none.
 	DefaultRegistry = "docker.io"
@@ -21,12 +22,17 @@ const (
 	MaxImageLength = 255
 	// MaxRepositoryLength is the distribution spec's limit on a full name.
 	MaxRepositoryLength = 255
+
+	// VersionPattern is the grammar of spec.version, the CRD's Pattern
+	// marker on it (markers cannot name a Go constant: api/v1alpha1's
+	// grammar test checks the generated CRD holds this very pattern and
+	// that both accept the same inputs). Go's \d is ASCII-only, so no
+	// exotic digits get through.
+	VersionPattern = `^v\d+\.\d+\.\d+(-[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*)?$`
 )
 
 var (
-	// versionRE is the CRD's spec.version pattern. Go's \d is ASCII-only, so
-	// no exotic digits get through.
-	versionRE = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*)?$`)
+	versionRE = regexp.MustCompile(VersionPattern)
 
 	// hostRE is one registry host: DNS labels separated by dots, optional
 	// port. IPv6 literals are refused: nobody should need one here and the

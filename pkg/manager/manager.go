@@ -48,7 +48,7 @@ type Config struct {
 // they fill.
 func BindFlags(fs *flag.FlagSet) *Config {
 	c := &Config{}
-	fs.StringVar(&c.Controller.Namespace, "namespace", "nodeupgrade-system", "Namespace of the upgrade pods and the leader-election Lease.")
+	fs.StringVar(&c.Controller.Namespace, "namespace", v1alpha1.DefaultNamespace, "Namespace of the upgrade pods and the leader-election Lease.")
 	fs.StringVar(&c.Controller.EdgeNodeLabel, "edge-node-label", controller.DefaultEdgeNodeLabel, "Label key that marks edge nodes; only nodes with it are upgraded.")
 	fs.StringVar(&c.Controller.RunnerImage, "runner-image", "ghcr.io/nodeupgrade/nodeupgrade:latest", "Image holding nodeupgrade-runner, run in every upgrade pod.")
 	fs.Func("allowed-image-repositories", "Comma-separated install-image repositories (or prefixes ending in /) jobs may use, e.g. docker.io/kubeedge/installation-package. Empty allows any: see the README's security notes.", func(v string) error {

@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"math/big"
+	"regexp"
 	"time"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
@@ -51,12 +52,37 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 	if tolerate == "" {
 		tolerate = v1alpha1.DefaultFailureTolerate
 	}
-	r, ok := new(big.Rat).SetString(tolerate)
-	if !ok || r.Sign() < 0 || r.Cmp(big.NewRat(1, 1)) > 0 {
+	r, err := ParseFailureTolerate(tolerate)
+	if err != nil {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
 	return cfg, nil
+}
+
+const (
+	// FailureToleratePattern is the grammar of spec.failureTolerate, the
+	// CRD's Pattern marker on it: a decimal in [0, 1]. big.Rat alone would
+	// also take "1/2", "1e-1" or ".5", which the CRD refuses; api/v1alpha1's
+	// grammar test checks the CRD holds this pattern and that both accept
+	// the same inputs.
+	FailureToleratePattern = `^(0(\.[0-9]+)?|1(\.0+)?)$`
+	// MaxFailureTolerateLength is the CRD's MaxLength on spec.failureTolerate.
+	MaxFailureTolerateLength = 20
+)
+
+var failureTolerateRE = regexp.MustCompile(FailureToleratePattern)
+
+// ParseFailureTolerate reads a failureTolerate value under the CRD's
+// grammar, as an exact rational.
+func ParseFailureTolerate(s string) (*big.Rat, error) {
+	if len(s) <= MaxFailureTolerateLength && failureTolerateRE.MatchString(s) {
+		// Every string of the pattern is a decimal big.Rat reads.
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("failureTolerate %q is not a decimal in [0, 1] of at most %d characters", s, MaxFailureTolerateLength)
 }
 
 // ToleranceExceeded reports whether failed/selected > tolerance, exactly.

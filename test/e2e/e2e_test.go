@@ -28,11 +28,11 @@ var _ = Describe("Upgrading with kubectl", func() {
 		for _, n := range namesOf(specs) {
 			Expect(kubectl("get", "node", n, "-o", "jsonpath={.status.nodeInfo.kubeletVersion}")).To(Equal("v1.30.7-kubeedge-v1.21.0"))
 		}
-		for node, n := range w.creations() {
+		for node, n := range w.Creations() {
 			Expect(n).To(Equal(1), "node %s got %d pods", node, n)
 		}
-		Expect(w.creations()).To(HaveLen(6))
-		Expect(w.peak()).To(BeNumerically("<=", 2), "concurrency 2 is never exceeded")
+		Expect(w.Creations()).To(HaveLen(6))
+		Expect(w.Peak()).To(BeNumerically("<=", 2), "concurrency 2 is never exceeded")
 
 		// The printer columns, as kubectl shows them.
 		table := kubectl("get", "nodeupgradejobs")
@@ -152,7 +152,7 @@ var _ = Describe("Upgrading with kubectl", func() {
 		w := watchPods("e2e-sus")
 		res := applyYAML(jobSpec{name: "e2e-sus", nodeNames: namesOf(specs), concurrency: 2, timeoutSeconds: 60}.manifest())
 		Expect(res.Err).NotTo(HaveOccurred(), res.String())
-		Eventually(func() int { return len(w.creations()) }, 20*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 2))
+		Eventually(func() int { return len(w.Creations()) }, 20*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 2))
 
 		// The plugin's patch, as `kubectl nodeupgrade pause` sends it.
 		Expect(kubectl("patch", "nodeupgradejob", "e2e-sus", "--type=merge", "-p", `{"spec":{"suspend":true}}`)).
@@ -161,9 +161,9 @@ var _ = Describe("Upgrading with kubectl", func() {
 		// Dispatches recorded before the suspension may still be on their
 		// way; once the pods in flight are done, nothing may start.
 		kubectl("wait", "--for=jsonpath={.status.counts.inFlight}=0", "nodeupgradejob/e2e-sus", "--timeout=30s")
-		held := w.creations()
+		held := w.Creations()
 		Expect(len(held)).To(BeNumerically("<", 6), "suspended before the last node started")
-		Consistently(func() map[string]int { return w.creations() }, 8*time.Second, 250*time.Millisecond).Should(Equal(held),
+		Consistently(func() map[string]int { return w.Creations() }, 8*time.Second, 250*time.Millisecond).Should(Equal(held),
 			"no pod starts while suspended, though slots are free for 8s (an upgrade takes 3s)")
 		Expect(jsonpath("e2e-sus", "{.status.state} {.status.counts.pending} {.status.conditions[?(@.type==\"Suspended\")].status}")).
 			To(Equal(fmt.Sprintf("Suspended %d True", 6-len(held))), "it stays Suspended, not finished, with nodes left to start")
@@ -180,10 +180,10 @@ var _ = Describe("Upgrading with kubectl", func() {
 		Expect(jsonpath("e2e-sus", "{.status.progress} {.status.counts.succeeded} {.status.conditions[?(@.type==\"Suspended\")].reason}")).
 			To(Equal("6/6 6 Resumed"))
 		for _, n := range namesOf(specs) {
-			Expect(w.creations()[n]).To(Equal(1), "node %s got exactly one pod", n)
+			Expect(w.Creations()[n]).To(Equal(1), "node %s got exactly one pod", n)
 		}
-		Expect(w.creations()).To(HaveLen(6))
-		Expect(w.peak()).To(BeNumerically("<=", 2))
+		Expect(w.Creations()).To(HaveLen(6))
+		Expect(w.Peak()).To(BeNumerically("<=", 2))
 		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-sus") }, 20*time.Second, time.Second).
 			Should(And(MatchRegexp(`Normal\s+Resumed\s+.*Job resumed`), MatchRegexp(`Normal\s+JobCompleted`)))
 
@@ -288,10 +288,10 @@ var _ = Describe("Leader election", func() {
 		waitState("e2e-le", "Successful", 90*time.Second)
 		Expect(jsonpath("e2e-le", "{.status.progress} {.status.counts.succeeded}")).To(Equal("8/8 8"))
 		for _, n := range namesOf(specs) {
-			Expect(w.creations()[n]).To(Equal(1), "node %s got exactly one pod", n)
+			Expect(w.Creations()[n]).To(Equal(1), "node %s got exactly one pod", n)
 		}
-		Expect(w.creations()).To(HaveLen(8))
-		Expect(w.peak()).To(BeNumerically("<=", 2), "no window overrun across the handover")
+		Expect(w.Creations()).To(HaveLen(8))
+		Expect(w.Peak()).To(BeNumerically("<=", 2), "no window overrun across the handover")
 		// The new leader finished the job, and created no pod its
 		// predecessor had logged. (A pod the old leader created in its last
 		// instant may be in neither log; the watch above counts it.)

@@ -1,34 +1,8 @@
 package e2e_test
 
-import (
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
+import "github.com/nodeupgrade/nodeupgrade/test/framework"
 
-	"github.com/nodeupgrade/nodeupgrade/test/observer"
-)
-
-// podWatcher is the independent observer (test/observer: watches of its own,
-// sharing no code with the controller or with kubectl) of one job's upgrade
-// pods. It proves how often each node got a pod, which no status field can.
-type podWatcher struct{ o *observer.Observer }
-
-// watchPods starts observing a job that does not exist yet, so its first pod is seen.
-func watchPods(jobName string) *podWatcher {
-	GinkgoHelper()
-	o, err := observer.Start(suiteCtx, cluster.RESTConfig(), cluster.Namespace(), jobName)
-	Expect(err).NotTo(HaveOccurred())
-	w := &podWatcher{o: o}
-	DeferCleanup(w.stop)
-	return w
+// watchPods observes one job's upgrade pods in the suite's cluster.
+func watchPods(jobName string) *framework.PodWatcher {
+	return framework.WatchPods(suiteCtx, cluster.RESTConfig(), cluster.Namespace(), jobName)
 }
-
-func (w *podWatcher) stop() {
-	GinkgoHelper()
-	Expect(w.o.Stop()).To(Succeed(), "the observer's watches must not have failed")
-}
-
-// creations returns how many pods each node got.
-func (w *podWatcher) creations() map[string]int { return w.o.PodsByNode() }
-
-// peak is the most pods that were running an upgrade at one instant.
-func (w *podWatcher) peak() int { return w.o.Report().MaxActive }

@@ -24,17 +24,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodeversion"
+	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
 )
 
 const (
-	// AnnotationFakeNode marks a node KWOK manages (value FakeNodeValue).
-	AnnotationFakeNode = "kwok.x-k8s.io/node"
+	// AnnotationFakeNode marks a node KWOK manages (value FakeNodeValue);
+	// kwokworld, which configures KWOK, owns it.
+	AnnotationFakeNode = kwokworld.AnnotationFakeNode
 	// FakeNodeValue is AnnotationFakeNode's value on simulated nodes.
-	FakeNodeValue = "fake"
+	FakeNodeValue = kwokworld.FakeNodeValue
 	// AnnotationBehavior tells how upgrades on the node end; see Behavior.
 	AnnotationBehavior = "nodeupgrade.test/behavior"
-	// AnnotationOffline set to "true" makes the node unreachable.
-	AnnotationOffline = "nodeupgrade.test/offline"
+	// AnnotationOffline set to "true" makes the node unreachable (and
+	// kwokworld's stages keep it NotReady).
+	AnnotationOffline = kwokworld.AnnotationOffline
 	// AnnotationDuration overrides Options.UpgradeDuration for the node.
 	AnnotationDuration = "nodeupgrade.test/duration"
 	// AnnotationRunnerBusyUntil (RFC 3339, nanoseconds) is when the runner
@@ -113,19 +118,11 @@ func ReportedVersion(kubelet, kubeedge string) string {
 	return kubelet + kubeEdgeInfix + kubeedge
 }
 
-// KubeEdgeVersion is the edgecore version inside a kubeletVersion
-// ("v1.30.7-kubeedge-v1.20.0" gives "v1.20.0"); "" when there is none.
-func KubeEdgeVersion(kubeletVersion string) string {
-	_, v, ok := strings.Cut(kubeletVersion, kubeEdgeInfix)
-	if !ok {
-		return ""
-	}
-	return v
-}
-
-// NodeVersion is the edgecore version a node reports.
+// NodeVersion is the edgecore version a node reports, read as the
+// controller reads it (nodeversion.Edgecore); "" when there is none.
 func NodeVersion(node *corev1.Node) string {
-	return KubeEdgeVersion(node.Status.NodeInfo.KubeletVersion)
+	v, _ := nodeversion.Edgecore(node.Status.NodeInfo.KubeletVersion)
+	return v
 }
 
 // withKubeEdgeVersion replaces the edgecore part of a kubeletVersion.

@@ -219,8 +219,8 @@ func TestKilledStatus(t *testing.T) {
 func TestVersions(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(ReportedVersion("", "v1.20.0")).To(Equal("v1.30.7-kubeedge-v1.20.0"))
-	g.Expect(KubeEdgeVersion("v1.30.7-kubeedge-v1.20.0")).To(Equal("v1.20.0"))
-	g.Expect(KubeEdgeVersion("v1.30.7")).To(BeEmpty())
+	g.Expect(NodeVersion(&corev1.Node{Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.30.7-kubeedge-v1.20.0"}}})).To(Equal("v1.20.0"))
+	g.Expect(NodeVersion(&corev1.Node{Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.30.7"}}})).To(BeEmpty())
 	g.Expect(withKubeEdgeVersion("v1.29.1-kubeedge-v1.19.0", "v1.20.1")).To(Equal("v1.29.1-kubeedge-v1.20.1"))
 
 	pod := realPod(false, time.Hour)

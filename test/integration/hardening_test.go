@@ -161,7 +161,7 @@ var _ = Describe("Hardening", func() {
 				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
 			},
 			// Unbound, so that with no kubelet its deletion is immediate.
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "upgrade", Image: "runner"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: upgradepod.ContainerUpgrade, Image: "runner"}}},
 		}
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, job)).To(Succeed())
@@ -306,7 +306,7 @@ var _ = Describe("Orphan sweep", func() {
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob",
 					Name: "gone", UID: "0b1e7a7e-0000-4000-8000-000000000001"}},
 			},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "upgrade", Image: "runner"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: upgradepod.ContainerUpgrade, Image: "runner"}}},
 		}
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		// A live job's tracked pod stays tracked. The job asks for a step

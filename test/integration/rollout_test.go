@@ -123,7 +123,7 @@ var _ = Describe("Rollout", func() {
 		specs[1].Duration = 6 * time.Second // a slow node: others must overtake it
 		createFleet(specs)
 		w := watchPods("happy")
-		defer w.stop()
+		defer w.Stop()
 		Expect(k8s.Create(suiteCtx, newJob("happy", func(s *v1alpha1.NodeUpgradeJobSpec) {
 			s.NodeNames = nodeNames(specs)
 			s.Concurrency = 2
@@ -142,11 +142,11 @@ var _ = Describe("Rollout", func() {
 			Expect(nodeEntry(job, s.Name)).To(And(HaveField("State", v1alpha1.StateSuccessful), HaveField("Action", v1alpha1.ActionSuccess)))
 			Expect(reportedVersion(s.Name)).To(Equal(target))
 		}
-		Expect(w.creations()).To(HaveLen(6))
-		for node, n := range w.creations() {
+		Expect(w.Creations()).To(HaveLen(6))
+		for node, n := range w.Creations() {
 			Expect(n).To(Equal(1), "node %s got %d pods", node, n)
 		}
-		Expect(w.peak()).To(Equal(2), "the window is full but never over")
+		Expect(w.Peak()).To(Equal(2), "the window is full but never over")
 		Eventually(func() []corev1.Pod { return remainingPods("happy") }, 20*time.Second).Should(BeEmpty(), "succeeded pods are cleaned up")
 		Eventually(func() []string { return jobEvents(job) }, 10*time.Second).Should(ContainElements("Started", "Dispatched", "NodeUpgraded", "JobCompleted"))
 		Expect(meta(job, v1alpha1.ConditionComplete)).To(Equal(metav1.ConditionTrue))
@@ -252,9 +252,9 @@ var _ = Describe("Rollout", func() {
 		specs[0].Duration = 6 * time.Second
 		createFleet(specs)
 		first := watchPods("overlap-a")
-		defer first.stop()
+		defer first.Stop()
 		second := watchPods("overlap-b")
-		defer second.stop()
+		defer second.Stop()
 		Expect(k8s.Create(suiteCtx, newJob("overlap-a", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
 		Eventually(func() []corev1.Pod { return remainingPods("overlap-a") }, 10*time.Second).Should(HaveLen(1))
 		Expect(k8s.Create(suiteCtx, newJob("overlap-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
@@ -264,8 +264,8 @@ var _ = Describe("Rollout", func() {
 		// Once the first pod is done the node is at the target: the second
 		// job has nothing left to do there, and never made a pod beside it.
 		Expect(waitFinished("overlap-b", 60*time.Second).Status.State).To(Equal(v1alpha1.StateSuccessful))
-		Expect(first.creations()).To(Equal(map[string]int{specs[0].Name: 1}))
-		Expect(second.creations()).To(BeEmpty())
+		Expect(first.Creations()).To(Equal(map[string]int{specs[0].Name: 1}))
+		Expect(second.Creations()).To(BeEmpty())
 	})
 
 	It("fails a node whose pod is deleted behind its back, and never recreates it", func() {
@@ -273,7 +273,7 @@ var _ = Describe("Rollout", func() {
 		specs[0].Duration = 30 * time.Second
 		createFleet(specs)
 		w := watchPods("yank")
-		defer w.stop()
+		defer w.Stop()
 		Expect(k8s.Create(suiteCtx, newJob("yank", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
 		Eventually(func() []corev1.Pod { return remainingPods("yank") }, 10*time.Second).Should(HaveLen(1))
 		pod := remainingPods("yank")[0]
@@ -281,7 +281,7 @@ var _ = Describe("Rollout", func() {
 		Expect(k8s.Delete(suiteCtx, &pod)).To(Succeed())
 		job := waitFinished("yank", 30*time.Second)
 		Expect(nodeEntry(job, specs[0].Name).Reason).To(ContainSubstring("deleted before it finished"))
-		Expect(w.creations()).To(Equal(map[string]int{specs[0].Name: 1}))
+		Expect(w.Creations()).To(Equal(map[string]int{specs[0].Name: 1}))
 	})
 
 	It("refuses a job whose image repository is not allowed, before any pod exists", func() {
@@ -300,7 +300,7 @@ var _ = Describe("Restarts and deletion", func() {
 		specs := fleet("restart", 8)
 		createFleet(specs)
 		w := watchPods("restart")
-		defer w.stop()
+		defer w.Stop()
 		ctl := startController()
 		Expect(k8s.Create(suiteCtx, newJob("restart", func(s *v1alpha1.NodeUpgradeJobSpec) {
 			s.NodeNames = nodeNames(specs)
@@ -318,9 +318,9 @@ var _ = Describe("Restarts and deletion", func() {
 		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful))
 		Expect(job.Status.Counts.Succeeded).To(Equal(int32(8)))
 		for _, s := range specs {
-			Expect(w.creations()[s.Name]).To(Equal(1), "node %s", s.Name)
+			Expect(w.Creations()[s.Name]).To(Equal(1), "node %s", s.Name)
 		}
-		Expect(w.peak()).To(BeNumerically("<=", 3))
+		Expect(w.Peak()).To(BeNumerically("<=", 3))
 	})
 
 	It("cancels in-flight upgrades of a deleted job and leaves nothing behind", func() {

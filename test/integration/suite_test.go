@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
@@ -32,7 +33,7 @@ func TestIntegration(t *testing.T) {
 	RunSpecs(t, "NodeUpgradeJob controller integration")
 }
 
-const podNamespace = "nodeupgrade-system"
+const podNamespace = v1alpha1.DefaultNamespace
 
 var (
 	env       *envtest.Environment

@@ -27,7 +27,7 @@ import (
 
 const (
 	controllerName = "nodeupgrade-controller"
-	controllerNS   = "nodeupgrade-system"
+	controllerNS   = v1alpha1.DefaultNamespace
 )
 
 // TestInCluster deploys the project as users do, from the README's install

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
@@ -36,7 +37,7 @@ var (
 )
 
 const (
-	namespace = "nodeupgrade-system"
+	namespace = v1alpha1.DefaultNamespace
 	// Pods run 2s each: long enough to watch every step, short for the suite.
 	podDuration = 2 * time.Second
 )

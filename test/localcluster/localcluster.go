@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
@@ -40,7 +41,7 @@ import (
 
 // DefaultNamespace holds the upgrade pods and the leader-election Lease; it
 // is the controller's own default.
-const DefaultNamespace = "nodeupgrade-system"
+const DefaultNamespace = v1alpha1.DefaultNamespace
 
 // Options configures Start. The zero value is a usable empty world.
 type Options struct {

@@ -19,12 +19,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
 // The names the manifests and the controller agree on.
 const (
-	systemNamespace = "nodeupgrade-system"
+	systemNamespace = v1alpha1.DefaultNamespace
 	controllerName  = "nodeupgrade-controller"
 	metricsService  = "nodeupgrade-controller-metrics"
 	crdName         = "nodeupgradejobs.operations.kubeedge.io"

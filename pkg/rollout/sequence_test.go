@@ -1,0 +1,396 @@
+package rollout
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// Sequence tests, after Cluster API's machinedeployment rollout sequence
+// tests: each scenario drives Decide tick by tick with a fake clock over a
+// small scripted cluster, and writes what the planner saw and decided to
+// testdata/<scenario>.golden. A reviewer reads the trace as the rollout's
+// story; a change to the planner's behaviour shows as a diff there.
+//
+// Regenerate with: go test ./pkg/rollout -run TestRolloutSequences -update
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// seqNode is how one node's upgrade goes in a sequence scenario.
+type seqNode struct {
+	view NodeView
+	// ticks is how many ticks the pod runs before it ends (default 4:
+	// Checking, BackingUp, Upgrading, then the end).
+	ticks int
+	// fails makes the pod fail (rolled back) when it ends.
+	fails bool
+	// hangs keeps the pod Upgrading for ever once it gets there.
+	hangs bool
+}
+
+// seqPod is an upgrade pod in the scripted cluster.
+type seqPod struct {
+	view PodView
+	age  int // ticks since it was created
+}
+
+// seqWorld is the scripted cluster a sequence scenario runs in.
+type seqWorld struct {
+	nodes map[string]*seqNode
+	pods  map[string]*seqPod
+	// suspended is spec.suspend.
+	suspended bool
+}
+
+// notes are what a scenario does to the world at a tick, written in the trace.
+type seqStep struct {
+	note string
+	do   func(w *seqWorld)
+}
+
+type seqScenario struct {
+	name string
+	// about is the scenario's story in one line, the trace's first.
+	about       string
+	concurrency int
+	tolerate    string
+	timeout     time.Duration
+	tick        time.Duration
+	selection   []string
+	nodes       map[string]*seqNode
+	// at lists what happens to the world before the plan of a tick.
+	at map[int]seqStep
+}
+
+func seqFleet(n int) map[string]*seqNode {
+	nodes := map[string]*seqNode{}
+	for _, name := range names(n) {
+		nodes[name] = &seqNode{view: edgeNode("v1.20.0")}
+	}
+	return nodes
+}
+
+func with(nodes map[string]*seqNode, name string, change func(n *seqNode)) map[string]*seqNode {
+	if nodes[name] == nil {
+		nodes[name] = &seqNode{view: edgeNode("v1.20.0")}
+	}
+	change(nodes[name])
+	return nodes
+}
+
+func setReady(name string, ready bool) func(w *seqWorld) {
+	return func(w *seqWorld) { w.nodes[name].view.Ready = ready }
+}
+
+func setSuspended(suspended bool) func(w *seqWorld) {
+	return func(w *seqWorld) { w.suspended = suspended }
+}
+
+func sequenceScenarios() []seqScenario {
+	return []seqScenario{{
+		name:        "sliding-window",
+		about:       "concurrency 2 over 5 nodes: each finished node frees its slot for the next in name order",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(5),
+		nodes: with(with(seqFleet(5), "node-00", func(n *seqNode) { n.ticks = 2 }),
+			"node-03", func(n *seqNode) { n.ticks = 1 }),
+	}, {
+		name:        "tolerance-exceeded",
+		about:       "failureTolerate 0.2 over 5 nodes: the second failure (2/5 > 0.2) stops dispatch; in-flight nodes finish, the rest are NotAttempted",
+		concurrency: 2, tolerate: "0.2", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(5),
+		nodes: with(with(seqFleet(5), "node-00", func(n *seqNode) { n.fails = true }),
+			"node-02", func(n *seqNode) { n.fails, n.ticks = true, 1 }),
+	}, {
+		name:        "hanging-node-times-out",
+		about:       "timeout 150s: node-01's pod hangs in Upgrading, the node times out and its pod is deleted; its slot frees only once the pod is no longer running (the next plan), and the job completes within failureTolerate 0.5",
+		concurrency: 1, tolerate: "0.5", timeout: 150 * time.Second, tick: 30 * time.Second,
+		selection: names(3),
+		nodes:     with(seqFleet(3), "node-01", func(n *seqNode) { n.hangs = true }),
+	}, {
+		name:        "notready-deferred-then-fails",
+		about:       "node-00 stays NotReady: deferred without a slot when its turn comes, failed after the timeout; node-02 is NotReady for a while, then Ready, and upgrades",
+		concurrency: 1, tolerate: "0.5", timeout: 120 * time.Second, tick: 30 * time.Second,
+		selection: names(3),
+		nodes: with(with(seqFleet(3), "node-00", func(n *seqNode) { n.view.Ready = false }),
+			"node-02", func(n *seqNode) { n.view.Ready = false; n.ticks = 1 }),
+		at: map[int]seqStep{3: {"node-02 becomes Ready", setReady("node-02", true)}},
+	}, {
+		name:        "suspend-resume",
+		about:       "spec.suspend set mid-rollout: no node starts, in-flight nodes finish; resumed, the rollout goes on",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(4),
+		nodes:     seqFleet(4),
+		at: map[int]seqStep{
+			1: {"spec.suspend: true", setSuspended(true)},
+			6: {"spec.suspend: false", setSuspended(false)},
+		},
+	}, {
+		name:        "skipped-nodes",
+		about:       "a missing node and a cloud node are Skipped, a node at the target version is Successful at once; only the rest are upgraded",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: []string{"cloud-0", "edge-0", "edge-1", "edge-done", "ghost"},
+		nodes: map[string]*seqNode{
+			"cloud-0":   {view: NodeView{Exists: true, Ready: true, Version: "", Reported: "v1.30.7"}},
+			"edge-0":    {view: edgeNode("v1.20.0")},
+			"edge-1":    {view: edgeNode("v1.20.0"), ticks: 2},
+			"edge-done": {view: edgeNode("v1.21.0")},
+		},
+	}}
+}
+
+// TestRolloutSequences runs each scenario until the job is finished and its
+// pods are let go, and compares the trace with testdata/<scenario>.golden.
+func TestRolloutSequences(t *testing.T) {
+	for _, sc := range sequenceScenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			got := runSequence(t, sc)
+			path := filepath.Join("testdata", sc.name+".golden")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v: run go test ./pkg/rollout -run TestRolloutSequences -update to create it", err)
+			}
+			if got != string(want) {
+				t.Errorf("trace differs from %s; rerun with -update if the change is intended, and review the diff.\n%s", path, lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// lineDiff shows the first lines where two traces differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
+		}
+	}
+	return ""
+}
+
+const maxSequenceTicks = 40
+
+func runSequence(t *testing.T, sc seqScenario) string {
+	t.Helper()
+	c := cfg(sc.concurrency, sc.tolerate)
+	c.Timeout = sc.timeout
+	w := &seqWorld{nodes: sc.nodes, pods: map[string]*seqPod{}}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n", sc.about)
+	fmt.Fprintf(&b, "# concurrency %d, failureTolerate %s, timeout %s, a tick every %s; selection %s\n",
+		sc.concurrency, sc.tolerate, sc.timeout, sc.tick, strings.Join(sc.selection, ","))
+	var prev Plan
+	var lastJob string
+	for tick := 0; ; tick++ {
+		if tick == maxSequenceTicks {
+			t.Fatalf("not finished after %d ticks:\n%s", tick, b.String())
+		}
+		now := t0.Add(time.Duration(tick) * sc.tick)
+		fmt.Fprintf(&b, "\n== tick %d %s\n", tick, rel(now))
+		if tick > 0 {
+			w.advance(&b)
+		}
+		if s, ok := sc.at[tick]; ok {
+			fmt.Fprintf(&b, "world: %s\n", s.note)
+			s.do(w)
+		}
+		cc := c
+		cc.Suspended = w.suspended
+		in := Input{Config: cc, Status: prev.Status, Selection: sc.selection, SelectionSource: "spec.nodeNames",
+			Nodes: w.nodeViews(), Pods: w.podViews(), Now: now}
+		if tick > 0 {
+			in.Selection = nil // read on the first plan only
+		}
+		p := Decide(in)
+		writePlan(&b, prev, p, &lastJob)
+		w.apply(p)
+		prev = p
+		if p.Finished && len(p.Dispatch)+len(p.Release)+len(p.Delete) == 0 {
+			break
+		}
+	}
+	return b.String()
+}
+
+// advance ages every pod by a tick: Pending, Checking, BackingUp, then
+// Upgrading until it ends as its node's script says. A pod on a NotReady
+// node runs nothing.
+func (w *seqWorld) advance(b *strings.Builder) {
+	for _, name := range sortedKeys(w.pods) {
+		pod := w.pods[name]
+		node := w.nodes[name]
+		if pod.view.Deleting || pod.view.Phase == PodSucceeded || pod.view.Phase == PodFailed || !node.view.Ready {
+			continue
+		}
+		pod.age++
+		ticks := node.ticks
+		if ticks == 0 {
+			ticks = 4
+		}
+		before := pod.view.Phase
+		switch {
+		case pod.age >= ticks && !node.hangs && node.fails:
+			pod.view.Phase, pod.view.FailedEvent, pod.view.Reason = PodFailed, v1alpha1.EventRollback, "keadm upgrade failed; rolled back to v1.20.0"
+		case pod.age >= ticks && !node.hangs:
+			pod.view.Phase = PodSucceeded
+			node.view = edgeNode(c21)
+		case pod.age == 1:
+			pod.view.Phase = PodChecking
+		case pod.age == 2:
+			pod.view.Phase = PodBackingUp
+		default:
+			pod.view.Phase = PodUpgrading
+		}
+		if pod.view.Phase != before {
+			fmt.Fprintf(b, "pod %s: %s -> %s\n", name, before, pod.view.Phase)
+		}
+	}
+}
+
+const c21 = "v1.21.0"
+
+// apply does what the controller does with a committed plan: create the
+// pods asked for (a create of an existing pod is a no-op, as its name is
+// fixed), drop the tracking finalizer, and delete (a tracked pod stays,
+// Deleting, until its finalizer is dropped; an untracked one goes at once,
+// as if its grace period were shorter than a tick).
+func (w *seqWorld) apply(p Plan) {
+	for _, d := range p.Dispatch {
+		if _, ok := w.pods[d.Node]; !ok {
+			w.pods[d.Node] = &seqPod{view: PodView{Phase: PodPending, Tracked: true}}
+		}
+	}
+	for _, name := range p.Release {
+		if pod, ok := w.pods[name]; ok {
+			pod.view.Tracked = false
+			if pod.view.Deleting {
+				delete(w.pods, name)
+			}
+		}
+	}
+	for _, name := range p.Delete {
+		if pod, ok := w.pods[name]; ok {
+			if pod.view.Tracked {
+				pod.view.Deleting = true
+				continue
+			}
+			delete(w.pods, name)
+		}
+	}
+}
+
+func (w *seqWorld) nodeViews() map[string]NodeView {
+	out := map[string]NodeView{}
+	for name, n := range w.nodes {
+		out[name] = n.view
+	}
+	return out
+}
+
+func (w *seqWorld) podViews() map[string]PodView {
+	out := map[string]PodView{}
+	for name, p := range w.pods {
+		out[name] = p.view
+	}
+	return out
+}
+
+// rel writes a time as the offset from t0, the scenario's start.
+func rel(t time.Time) string {
+	return "t+" + t.Sub(t0).String()
+}
+
+// relStamp writes a status time (RFC 3339) as the offset from t0.
+func relStamp(s string) string {
+	if s == "" {
+		return "-"
+	}
+	ts, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	return rel(ts)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// writePlan writes one plan: the node entries that changed, the actions,
+// the events and the job's state when it changed (*lastJob is the last
+// written), or "no change" when the plan changed nothing.
+func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
+	start := b.Len()
+	old := map[string]v1alpha1.TaskStatus{}
+	for _, e := range prev.Status.NodeStatus {
+		old[e.NodeName] = e
+	}
+	for _, e := range p.Status.NodeStatus {
+		if o, ok := old[e.NodeName]; ok && reflect.DeepEqual(o, e) {
+			continue
+		}
+		fmt.Fprintf(b, "node %-9s state=%-12s event=%-8s action=%-7s time=%-7s reason=%q\n",
+			e.NodeName, orDash(e.State), orDash(e.Event), orDash(e.Action), relStamp(e.Time), e.Reason)
+	}
+	for _, d := range p.Dispatch {
+		fmt.Fprintf(b, "dispatch %s from %s, deadline %s\n", d.Node, orDash(d.FromVersion), rel(d.Deadline))
+	}
+	if len(p.Release) > 0 {
+		fmt.Fprintf(b, "release %s\n", strings.Join(p.Release, ","))
+	}
+	if len(p.Delete) > 0 {
+		fmt.Fprintf(b, "delete %s\n", strings.Join(p.Delete, ","))
+	}
+	for _, e := range p.Events {
+		kind := "Normal"
+		if e.Warning {
+			kind = "Warning"
+		}
+		fmt.Fprintf(b, "event %s %s: %s\n", kind, e.Reason, e.Message)
+	}
+	s := p.Status
+	var conds []string
+	for _, c := range s.Conditions {
+		conds = append(conds, fmt.Sprintf("%s=%s(%s)", c.Type, c.Status, c.Reason))
+	}
+	slices.Sort(conds)
+	job := fmt.Sprintf("job state=%s action=%s progress=%s counts=%+v conditions=%s finished=%t\njob reason=%q\n",
+		orDash(s.State), orDash(s.Action), s.Progress, s.Counts, strings.Join(conds, ","), p.Finished, s.Reason)
+	if job != *lastJob {
+		b.WriteString(job)
+		*lastJob = job
+	}
+	if b.Len() == start {
+		b.WriteString("no change\n")
+	}
+	if p.RequeueAfter > 0 {
+		fmt.Fprintf(b, "requeue after %s\n", p.RequeueAfter)
+	}
+}
