@@ -359,11 +359,9 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	if err != nil {
 		s.log.Error(err, "treating node as succeeding", "node", node.Name)
 	}
-	var busyUntil time.Time
-	if v := node.Annotations[AnnotationRunnerBusyUntil]; v != "" {
-		if busyUntil, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			s.log.Error(err, "bad runner-busy-until annotation, ignored", "node", node.Name, "value", v)
-		}
+	busyUntil, err := runnerBusyUntil(node)
+	if err != nil {
+		s.log.Error(err, "bad runner-busy-until annotation, ignored", "node", node.Name)
 	}
 	st := s.state(pod, now)
 	p := newPlan(pod, planInput{
@@ -425,10 +423,19 @@ func inUpgradeStep(pod *corev1.Pod) bool {
 	return backedUp && upgrading
 }
 
+// runnerBusyUntil reads AnnotationRunnerBusyUntil; zero when unset.
+func runnerBusyUntil(node *corev1.Node) (time.Time, error) {
+	v := node.Annotations[AnnotationRunnerBusyUntil]
+	if v == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
+}
+
 // holdNode records on the node that a runner stays there until until,
 // unless one already stays longer.
 func (s *Simulator) holdNode(ctx context.Context, node *corev1.Node, until time.Time) error {
-	if v, err := time.Parse(time.RFC3339Nano, node.Annotations[AnnotationRunnerBusyUntil]); err == nil && !v.Before(until) {
+	if v, err := runnerBusyUntil(node); err == nil && !v.Before(until) {
 		return nil
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{

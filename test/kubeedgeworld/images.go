@@ -35,8 +35,6 @@ exit 1
 type imageSpec struct {
 	file  string
 	image imagebuild.Image
-	// inputs key the cache: the tarball is rebuilt when any changes.
-	inputs []string
 }
 
 // buildRunner builds the static runner binary the runner image holds.
@@ -51,7 +49,7 @@ func buildRunner(ctx context.Context, out string) error {
 }
 
 // buildImages writes the world's image tarballs into bin/kubeedge-images/
-// (cached by the inputs' sizes and times) and returns their paths.
+// (cached by their source files' sizes and times, imagebuild.WriteCached) and returns their paths.
 func buildImages(ctx context.Context, versions []string) ([]string, error) {
 	root := testenv.RepoRoot()
 	dir := filepath.Join(root, "bin", "kubeedge-images")
@@ -80,9 +78,8 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 			{Path: "/usr/local/bin/edgecore", Source: edgecore, Mode: 0o755},
 		}, bb...)
 		return imageSpec{
-			file:   "installation-package-" + version + ".tar",
-			image:  imagebuild.Image{Ref: InstallPackageRepo + ":" + version, Entries: entries, Cmd: []string{"/bin/sh"}},
-			inputs: []string{keadm, edgecore},
+			file:  "installation-package-" + version + ".tar",
+			image: imagebuild.Image{Ref: InstallPackageRepo + ":" + version, Entries: entries, Cmd: []string{"/bin/sh"}},
 		}
 	}
 	var specs []imageSpec
@@ -97,7 +94,6 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 			image: imagebuild.Image{Ref: RunnerImage, Entries: append([]imagebuild.Entry{
 				{Path: "/usr/local/bin/nodeupgrade-runner", Source: runner, Mode: 0o755},
 			}, bbNsenter...), Entrypoint: []string{"/usr/local/bin/nodeupgrade-runner"}},
-			inputs: []string{runner},
 		},
 		imageSpec{
 			file: "pause.tar",
@@ -108,21 +104,7 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 	var paths []string
 	for _, s := range specs {
 		out := filepath.Join(dir, s.file)
-		key, err := imagebuild.Digest(append(s.inputs, imagebuild.BusyboxPath), s.image.Ref, fmt.Sprint(s.image.Entrypoint), fmt.Sprint(len(s.image.Entries)))
-		if err != nil {
-			return nil, err
-		}
-		stamp := out + ".key"
-		if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
-			if _, err := os.Stat(out); err == nil {
-				paths = append(paths, out)
-				continue
-			}
-		}
-		if err := imagebuild.Write(out, s.image); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(stamp, []byte(key), 0o644); err != nil {
+		if err := imagebuild.WriteCached(out, s.image); err != nil {
 			return nil, err
 		}
 		paths = append(paths, out)

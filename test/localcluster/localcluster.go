@@ -265,19 +265,7 @@ func (c *Cluster) ServiceAccountKeyFile() string {
 // by a client certificate, and returns its path: what kubelet, kube-proxy,
 // the scheduler and the controller manager run with.
 func (c *Cluster) UserKubeconfig(name string, groups ...string) (string, error) {
-	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		return "", fmt.Errorf("localcluster: add user %s: %w", name, err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("localcluster: kubeconfig of %s: %w", name, err)
-	}
-	path := filepath.Join(c.dir, "kubeconfig-"+strings.NewReplacer(":", "-", "/", "-").Replace(name))
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", err
-	}
-	return path, nil
+	return c.writeUserKubeconfig(name, filepath.Join(c.dir, "kubeconfig-"+strings.NewReplacer(":", "-", "/", "-").Replace(name)), groups...)
 }
 
 // adoptControlPlane hands etcd and kube-apiserver to the sentinel, found by
@@ -296,19 +284,26 @@ func (c *Cluster) adoptControlPlane() {
 func (c *Cluster) writeAdminKubeconfig() error {
 	// A user of its own rather than envtest's internal config: this file is
 	// what people and kubectl use, and system:masters lets them do anything.
-	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	var err error
+	c.kubeconfig, err = c.writeUserKubeconfig("admin", filepath.Join(c.dir, "kubeconfig"), "system:masters")
+	return err
+}
+
+// writeUserKubeconfig adds a user authenticated by a client certificate
+// and writes its kubeconfig to path.
+func (c *Cluster) writeUserKubeconfig(name, path string, groups ...string) (string, error) {
+	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
-		return fmt.Errorf("localcluster: add admin user: %w", err)
+		return "", fmt.Errorf("localcluster: add user %s: %w", name, err)
 	}
-	data, err := admin.KubeConfig()
+	data, err := u.KubeConfig()
 	if err != nil {
-		return fmt.Errorf("localcluster: render admin kubeconfig: %w", err)
+		return "", fmt.Errorf("localcluster: kubeconfig of %s: %w", name, err)
 	}
-	c.kubeconfig = filepath.Join(c.dir, "kubeconfig")
-	if err := os.WriteFile(c.kubeconfig, data, 0o600); err != nil {
-		return fmt.Errorf("localcluster: write kubeconfig: %w", err)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("localcluster: write kubeconfig of %s: %w", name, err)
 	}
-	return nil
+	return path, nil
 }
 
 func (c *Cluster) startSimulator(ctx context.Context) error {

@@ -285,3 +285,30 @@ func Digest(files []string, extra ...string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
+
+// WriteCached writes img to out unless out holds it already: a stamp file
+// beside it (out + ".key") keys the tarball by every entry's source file
+// (size and time) and the image's reference, user, entrypoint and entry
+// count.
+func WriteCached(out string, img Image) error {
+	var sources []string
+	for _, e := range img.Entries {
+		if e.Source != "" {
+			sources = append(sources, e.Source)
+		}
+	}
+	key, err := Digest(sources, img.Ref, img.User, fmt.Sprint(img.Entrypoint), fmt.Sprint(len(img.Entries)))
+	if err != nil {
+		return err
+	}
+	stamp := out + ".key"
+	if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
+		if _, err := os.Stat(out); err == nil {
+			return nil
+		}
+	}
+	if err := Write(out, img); err != nil {
+		return err
+	}
+	return os.WriteFile(stamp, []byte(key), 0o644)
+}
