@@ -21,6 +21,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
@@ -322,12 +323,12 @@ func TestConfirm(t *testing.T) {
 
 func TestLogs(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "nodeupgrade-system", Name: upgradepod.PodName("uid-1", "edge-c")}}
-	pod.Spec.InitContainers = []corev1.Container{{Name: upgradepod.ContainerCopyKeadm}}
-	pod.Spec.Containers = []corev1.Container{{Name: upgradepod.ContainerCheck}, {Name: upgradepod.ContainerBackup}, {Name: upgradepod.ContainerUpgrade}}
+	pod.Spec.InitContainers = []corev1.Container{{Name: runner.ContainerCopyKeadm}}
+	pod.Spec.Containers = []corev1.Container{{Name: runner.ContainerCheck}, {Name: runner.ContainerBackup}, {Name: runner.ContainerUpgrade}}
 	var order []string
 	open := func(_ context.Context, container string) (io.ReadCloser, error) {
 		order = append(order, container)
-		if container == upgradepod.ContainerUpgrade {
+		if container == runner.ContainerUpgrade {
 			return nil, errors.New("container \"upgrade\" in pod is waiting to start: PodInitializing")
 		}
 		return io.NopCloser(strings.NewReader(container + ": line 1\n" + container + ": line 2\n")), nil

@@ -158,9 +158,9 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 		rows := make([][]string, 0, len(inFlight))
 		for _, e := range inFlight {
 			age, deadline := "-", "-"
-			if t, err := time.Parse(time.RFC3339, e.Time); err == nil {
+			if t := rollout.ReadEntryTime(&e).Dispatched; !t.IsZero() {
 				age = now.Sub(t).Round(time.Second).String()
-				deadline = deadlineText(t.Add(cfg.Timeout), now)
+				deadline = deadlineText(cfg.Deadline(t), now)
 			}
 			rows = append(rows, []string{e.NodeName, e.State, age, deadline})
 		}

@@ -124,7 +124,7 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 		}
 		m.nodeResults.WithLabelValues(result).Inc()
 		if seen && rollout.NodeInFlight(old.State) {
-			if dispatched, err := time.Parse(time.RFC3339, old.Time); err == nil {
+			if dispatched := rollout.ReadEntryTime(&old).Dispatched; !dispatched.IsZero() {
 				m.nodeDuration.WithLabelValues(result).Observe(in.Now.Sub(dispatched).Seconds())
 			}
 		}

@@ -152,7 +152,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 		if err := r.releasePod(ctx, pod); err != nil {
 			return err
 		}
-		if err := r.deletePod(ctx, pod); err != nil {
+		if err := r.deletePod(ctx, pod, ""); err != nil { // logged as one below
 			return err
 		}
 	}

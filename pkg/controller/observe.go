@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
@@ -61,7 +60,7 @@ func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) 
 func podViews(pods jobPods) map[string]rollout.PodView {
 	views := make(map[string]rollout.PodView, len(pods))
 	for node, pod := range pods {
-		views[node] = podView(pod)
+		views[node] = upgradepod.View(pod)
 	}
 	return views
 }
@@ -131,18 +130,4 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 	}
 	upgradepod.MarkBusy(list.Items, string(job.UID), nodes)
 	return nil
-}
-
-func podView(pod *corev1.Pod) rollout.PodView {
-	obs := upgradepod.Observe(pod)
-	view := rollout.PodView{
-		Phase:    obs.Phase,
-		Reason:   obs.Reason,
-		Deleting: obs.Deleting,
-		Tracked:  controllerutil.ContainsFinalizer(pod, v1alpha1.FinalizerPodTracking),
-	}
-	if obs.Phase == upgradepod.PhaseFailed {
-		view.FailedEvent = failedEvent(obs)
-	}
-	return view
 }

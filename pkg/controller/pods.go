@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -15,28 +14,11 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
-	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
 // +kubebuilder:rbac:groups="",namespace=nodeupgrade-system,resources=pods,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups=events.k8s.io,namespace=default,resources=events,verbs=create;patch
-
-// failedEvent names the step a failed pod ended on, as a status event.
-func failedEvent(obs upgradepod.Observation) string {
-	if obs.Report == nil {
-		return v1alpha1.EventUpgrade
-	}
-	switch {
-	case obs.Report.RolledBack, obs.Report.NeedsAttention, obs.Report.Step == runner.StepRollback:
-		return v1alpha1.EventRollback
-	case obs.Report.Step == runner.StepCheck:
-		return v1alpha1.EventCheck
-	case obs.Report.Step == runner.StepBackup:
-		return v1alpha1.EventBackUp
-	}
-	return v1alpha1.EventUpgrade
-}
 
 // cleanupBudget bounds the pod releases and deletes of one reconcile, so a
 // wave of finished nodes cannot hold up the next status write; the rest
@@ -57,75 +39,31 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 		g.Go(func() error { return r.createPod(gctx, job, d, installImage) })
 	}
-	tasks := cleanupTasks(pods, plan)
-	more := len(tasks) > r.cleanupBudget()
+	// The plan orders its cleanup, cancellations first; only the budget is
+	// the controller's.
+	cleanup := plan.Cleanup
+	more := len(cleanup) > r.cleanupBudget()
 	if more {
-		tasks = tasks[:r.cleanupBudget()]
+		cleanup = cleanup[:r.cleanupBudget()]
 	}
-	for _, t := range tasks {
+	for _, c := range cleanup {
+		pod, ok := pods[c.Node]
+		if !ok {
+			continue
+		}
 		g.Go(func() error {
-			if t.release {
-				if err := r.releasePod(gctx, t.pod); err != nil {
+			if c.Release {
+				if err := r.releasePod(gctx, pod); err != nil {
 					return err
 				}
 			}
-			if t.delete {
-				return r.deletePod(gctx, t.pod)
+			if c.Delete {
+				return r.deletePod(gctx, pod, c.Cancel)
 			}
 			return nil
 		})
 	}
 	return more, g.Wait()
-}
-
-type cleanupTask struct {
-	pod             *corev1.Pod
-	release, delete bool
-	// cancel marks a pod still running (a timed-out node): its deletion
-	// frees a slot, so it goes before routine cleanup.
-	cancel bool
-}
-
-func cleanupTasks(pods jobPods, plan rollout.Plan) []cleanupTask {
-	byNode := map[string]*cleanupTask{}
-	var order []string
-	task := func(node string) *cleanupTask {
-		if t, ok := byNode[node]; ok {
-			return t
-		}
-		pod, ok := pods[node]
-		if !ok {
-			return nil
-		}
-		t := &cleanupTask{pod: pod, cancel: pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed}
-		byNode[node] = t
-		order = append(order, node)
-		return t
-	}
-	for _, node := range plan.Release {
-		if t := task(node); t != nil {
-			t.release = true
-		}
-	}
-	for _, node := range plan.Delete {
-		if t := task(node); t != nil {
-			t.delete = true
-		}
-	}
-	out := make([]cleanupTask, 0, len(order))
-	for _, node := range order {
-		out = append(out, *byNode[node])
-	}
-	slices.SortStableFunc(out, func(a, b cleanupTask) int {
-		switch {
-		case a.cancel == b.cancel:
-			return 0
-		case a.cancel:
-			return -1
-		}
-		return 1
-	})
-	return out
 }
 
 func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) error {
@@ -168,7 +106,9 @@ func (r *Reconciler) releasePod(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod) error {
+// deletePod deletes a pod; cancel says why when the pod still runs (its
+// step is stopped), "" when it is done.
+func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel string) error {
 	if !pod.DeletionTimestamp.IsZero() {
 		return nil
 	}
@@ -176,6 +116,11 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting upgrade pod %s: %w", pod.Name, err)
 	}
-	klog.FromContext(ctx).V(2).Info("Upgrade pod deleted", "pod", klog.KObj(pod), "node", pod.Annotations[v1alpha1.AnnotationNode])
+	log := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "node", pod.Annotations[v1alpha1.AnnotationNode])
+	if cancel != "" {
+		log.Info("Upgrade pod cancelled", "reason", cancel)
+		return nil
+	}
+	log.V(2).Info("Upgrade pod deleted")
 	return nil
 }

@@ -58,7 +58,7 @@ func (r *Reconciler) sweepOrphans(ctx context.Context) {
 			log.Error(err, "Releasing an orphaned upgrade pod", "pod", klog.KObj(pod))
 			continue
 		}
-		if err := r.deletePod(ctx, pod); err != nil {
+		if err := r.deletePod(ctx, pod, ""); err != nil {
 			log.Error(err, "Deleting an orphaned upgrade pod", "pod", klog.KObj(pod))
 		}
 	}

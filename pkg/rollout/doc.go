@@ -6,99 +6,115 @@
 //
 // # Where each rule lives
 //
-// One plan is [Decide]: initialize (first plan only), progressInFlight,
-// startPending, summarize, then fitStatus and cleanupPods. Each rule below
-// names the function that implements it (planner.go unless another file is
-// named).
+// One plan is [Decide] (planner.go), made in one pass: initialize (first
+// plan only), refuse (refused jobs only), progressInFlight, startPending,
+// summarize, then fitStatus and planCleanup. Each rule below names the
+// function that implements it and its file.
 //
 // Input and configuration:
 //   - Defaults and parsing of the spec (timeout clamp, concurrency,
 //     failureTolerate as an exact ratio): [ConfigFromSpec] (config.go);
 //     failureTolerate's grammar, the CRD's: [ParseFailureTolerate],
-//     [FailureToleratePattern] (api/v1alpha1/grammar_test.go ties them to
-//     the CRD).
+//     [FailureToleratePattern] (config.go; api/v1alpha1/grammar_test.go
+//     ties them to the CRD).
 //   - What a Node looks like to the planner (edge label, Ready, edgecore
-//     version): [ViewNode], [NodeReady] (nodes.go).
+//     version): [ViewNode], [NodeReady] (nodes.go). What a pod looks like
+//     ([PodView]) is read by upgradepod.View, the controller's one reader of
+//     pods.
+//   - A node entry's time means its dispatch, the start of its deferral or
+//     its finish, by its state: [ReadEntryTime] (entry.go), the one decoder.
+//   - Every clock is since plus the timeout: [Config.Deadline], via
+//     planner.deadline (planner.go).
 //
 // Selection (first plan only):
 //   - spec.nodeNames or spec.labelSelector, taken once: [SelectNodes],
 //     [ObserveNodes] (nodes.go).
-//   - Every selected node gets its entry, sorted and deduplicated; a refused
-//     job writes NotAttempted entries: planner.initialize.
+//   - Every selected node gets its entry, sorted and deduplicated:
+//     planner.initialize (initialize.go).
 //
 // Skip:
 //   - A node that does not exist or is no edge node is Skipped, one already
-//     at the target version is Successful: planner.settleIfNeedless (called
-//     at initialize and again before each dispatch round).
-//   - Skipped nodes are outside the tolerance ratio: Config.exceeded,
-//     planner.stopped.
+//     at the target version is Successful: planner.settleIfNeedless
+//     (initialize.go; called at initialize and before each dispatch round).
+//   - Skipped nodes are outside the tolerance ratio: Config.exceeded
+//     (summarize.go), planner.stopped (dispatch.go).
 //
-// Dispatch and concurrency:
+// Refusal, in one branch:
+//   - Config.Refusal (set by the controller: image not allowed, spec it
+//     cannot read), on the first plan or later: pending nodes are
+//     NotAttempted, an in-flight node without a pod fails, running pods
+//     finish: planner.refuse (initialize.go); the final reason:
+//     planner.summarize (summarize.go).
+//   - A job too large for its status is refused before its first write,
+//     with no entries: tooLarge (size.go), from planner.initialize.
+//
+// Dispatch and concurrency (dispatch.go):
 //   - Pending nodes start in name order while slots are free:
 //     planner.startPending.
 //   - A node in Init, Checking, BackingUp, Upgrading or RollingBack holds a
-//     slot: [NodeInFlight]; a final node whose pod still runs holds one too:
-//     planner.draining.
+//     slot: [NodeInFlight] (planner.go); a final node whose pod still runs
+//     holds one too: planner.draining.
 //   - A dispatched node whose pod is not observed is asked for again until
-//     its deadline: planner.progressInFlight (case !hasPod).
+//     its deadline: planner.progressInFlight (progress.go, case !hasPod).
 //
-// Deferral (NotReady, or busy with another job's pod):
+// Deferral (NotReady, or busy with another job's pod) (dispatch.go):
 //   - Why a node cannot start: waitReason.
 //   - The wait starts when the node's turn comes, without a slot:
-//     planner.deferNode.
+//     planner.deferNode; a busy node is looked at again every
+//     [BusyRecheck].
 //   - A wait longer than the timeout fails the node: planner.expireDeferral.
 //
-// Timeout:
-//   - A dispatched node's deadline is its dispatch time plus the timeout;
-//     past it the node is TimeOut: planner.progressInFlight.
+// Timeout (progress.go):
+//   - Past its deadline an in-flight node is TimeOut:
+//     planner.progressInFlight.
 //   - A pod that succeeded but whose node is not verified by the deadline
 //     fails: planner.verify.
 //
-// Pod outcomes:
+// Pod outcomes (progress.go):
 //   - Running phase to node state: phaseState.
 //   - Failed pod, deleted pod (checked first), succeeded pod:
 //     planner.progressInFlight.
 //
-// Verification:
+// Verification (progress.go):
 //   - A succeeded pod counts only once the node reports the target version
 //     and is Ready: planner.verify, describeNode.
 //
 // Tolerance:
-//   - failed/eligible > failureTolerate, exactly: [Config.ToleranceExceeded].
+//   - failed/eligible > failureTolerate, exactly: [Config.ToleranceExceeded]
+//     (config.go).
 //   - Once exceeded no node starts and the pending ones are NotAttempted;
-//     in-flight nodes finish: planner.startPending, planner.stopped.
+//     in-flight nodes finish: planner.startPending, planner.stopped
+//     (dispatch.go).
 //   - The FailureToleranceExceeded event and the "stopping" reason:
-//     planner.summarize.
-//
-// Refusal:
-//   - Config.Refusal set at the first plan: planner.initialize; set later
-//     (nothing new starts, what runs finishes): planner.startPending and
-//     planner.progressInFlight; the final reason: planner.summarize.
-//   - A job too large for its status is refused before its first write:
-//     tooLarge (size.go), called from planner.initialize.
+//     planner.summarize (summarize.go).
 //
 // Suspend:
 //   - No node starts; pending nodes' deferral clocks are cleared:
-//     planner.startPending, holdPending.
+//     planner.startPending, holdPending (dispatch.go).
 //   - The Suspended state and condition, Suspended/Resumed events:
-//     planner.summarize, planner.setSuspended.
+//     planner.summarize, planner.setSuspended (summarize.go).
 //
-// Finish:
-//   - Counters, progress, versions and the final state and reason:
-//     planner.summarize, tally, planner.finish.
+// Finish (summarize.go):
+//   - Counters, progress and versions, counted once: planner.summarize,
+//     tally; the final state, reason and conditions: planner.finish.
 //   - Progress events at each tenth: planner.summarize, decile.
 //
-// Pod cleanup:
-//   - Drop the tracking finalizer once the outcome is recorded; delete the
-//     pods of upgraded or cancelled nodes, keep failed ones for their logs:
-//     planner.cleanupPods; without a status write: [Cleanup].
+// Pod actions:
+//   - Create: [Plan.Dispatch], from planner.startPending and
+//     planner.progressInFlight.
+//   - Release, delete, cancel: drop the tracking finalizer once the outcome
+//     is recorded; delete the pods of upgraded or cancelled nodes, with the
+//     reason of each cancellation; keep failed ones for their logs;
+//     cancellations first: planner.planCleanup, [PodCleanup] (cleanup.go);
+//     without a status write: [Cleanup] (planner.go). The controller only
+//     applies them, within its per-reconcile budget.
 //
 // Status size (etcd's request limit):
 //   - Reasons cut to MaxNodeReasonBytes, then shorter, final nodes first:
 //     planner.fitStatus, [Truncate] (size.go).
 //
 // Requeue:
-//   - The next deadline wakes the job: planner.wakeAt.
+//   - The next deadline wakes the job: planner.wakeAt (planner.go).
 //
 // Tests: planner_test.go tests each rule alone; sequence_test.go drives
 // whole rollouts tick by tick into testdata/*.golden traces (rerun with

@@ -231,6 +231,22 @@ func TestRefusedJobTouchesNoNode(t *testing.T) {
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
 	g.Expect(p.Status.Reason).To(ContainSubstring("not allowed"))
 	g.Expect(p.Status.Counts.NotAttempted).To(Equal(int32(3)))
+	g.Expect(p.Events).NotTo(ContainElement(HaveField("Reason", ReasonStarted)), "a refused job never started")
+	g.Expect(p.Events).To(ContainElement(HaveField("Reason", ReasonJobRefused)))
+}
+
+// A refused job judges none of its pending nodes: a node that vanished
+// while pending is NotAttempted, like the rest, not Skipped.
+func TestRefusalJudgesNoPendingNode(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(3)
+	p := start(c, names(3), nodes)
+	delete(nodes, "node-02")
+	c.Refusal = "spec.image: not allowed"
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading}}, t0.Add(time.Minute))
+	g.Expect(entry(p, "node-02")).To(And(HaveField("State", v1alpha1.StateNotAttempted), HaveField("Reason", "not attempted: the job was refused")))
+	g.Expect(p.Status.Counts.Skipped).To(BeZero())
 }
 
 // step replans with the previous status and new observations.
@@ -259,8 +275,8 @@ func TestSlidingWindow(t *testing.T) {
 	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
 	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateSuccessful))
 	g.Expect(dispatched(p)).To(Equal([]string{"node-03"}))
-	g.Expect(p.Release).To(Equal([]string{"node-01"}))
-	g.Expect(p.Delete).To(Equal([]string{"node-01"}))
+	g.Expect(p.Releases()).To(Equal([]string{"node-01"}))
+	g.Expect(p.Deletions()).To(Equal([]string{"node-01"}))
 	g.Expect(p.Status.Counts.InFlight).To(Equal(int32(3)))
 }
 
@@ -273,7 +289,7 @@ func TestVerificationWaitsForVersionAndReady(t *testing.T) {
 
 	p = step(p, c, nodes, pods, t0.Add(30*time.Second))
 	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateUpgrading), HaveField("Reason", ContainSubstring("reports v1.20.0"))))
-	g.Expect(p.Release).To(BeEmpty(), "the pod stays tracked until the outcome is known")
+	g.Expect(p.Releases()).To(BeEmpty(), "the pod stays tracked until the outcome is known")
 
 	n := edgeNode("v1.21.0")
 	n.Ready = false
@@ -285,8 +301,8 @@ func TestVerificationWaitsForVersionAndReady(t *testing.T) {
 	g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionFailure),
 		HaveField("Reason", ContainSubstring("reports v1.21.0 and is NotReady"))))
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateFailed))
-	g.Expect(p.Delete).To(BeEmpty(), "a failed node's terminated pod stays for its logs")
-	g.Expect(p.Release).To(Equal([]string{"node-00"}))
+	g.Expect(p.Deletions()).To(BeEmpty(), "a failed node's terminated pod stays for its logs")
+	g.Expect(p.Releases()).To(Equal([]string{"node-00"}))
 }
 
 func TestLyingNodeFailsVerification(t *testing.T) {
@@ -297,6 +313,19 @@ func TestLyingNodeFailsVerification(t *testing.T) {
 	nodes["node-00"] = NodeView{Exists: true, Edge: true, Ready: true, Reported: "v1.30.7-kubeedge-banana"}
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded}}, t0.Add(301*time.Second))
 	g.Expect(entry(p, "node-00").Reason).To(ContainSubstring(`reports no edgecore version ("v1.30.7-kubeedge-banana")`))
+}
+
+// The reason names the step the pod hung in as observed at the deadline,
+// even when no plan recorded that step before.
+func TestTimeoutNamesTheStepSeenAtTheDeadline(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	nodes := fleet(1)
+	p := start(c, names(1), nodes)
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodChecking, Tracked: true}}, t0.Add(time.Minute))
+	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateChecking))
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodBackingUp, Tracked: true}}, t0.Add(300*time.Second))
+	g.Expect(entry(p, "node-00").Reason).To(Equal("did not finish within 5m0s (last seen: BackingUp)"))
 }
 
 func TestTimeout(t *testing.T) {
@@ -315,8 +344,8 @@ func TestTimeout(t *testing.T) {
 		g.Expect(entry(p, n)).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionTimeOut),
 			HaveField("Event", v1alpha1.EventTimeOut), HaveField("Reason", ContainSubstring("did not finish within 5m0s (last seen: Upgrading)"))))
 	}
-	g.Expect(p.Delete).To(ConsistOf("node-00", "node-01"), "timed-out pods are cancelled")
-	g.Expect(p.Release).To(ConsistOf("node-00", "node-01"))
+	g.Expect(p.Deletions()).To(ConsistOf("node-00", "node-01"), "timed-out pods are cancelled")
+	g.Expect(p.Releases()).To(ConsistOf("node-00", "node-01"))
 	g.Expect(p.Dispatch).To(BeEmpty(), "a timed-out pod keeps its slot until its deletion is under way")
 
 	pods["node-00"] = PodView{Phase: PodUpgrading, Deleting: true}
@@ -422,8 +451,8 @@ func TestPodDeletedBehindOurBack(t *testing.T) {
 	p := start(c, names(2), nodes)
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading, Deleting: true, Tracked: true}}, t0.Add(time.Minute))
 	g.Expect(entry(p, "node-00")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("deleted before it finished"))))
-	g.Expect(p.Release).To(Equal([]string{"node-00"}))
-	g.Expect(p.Delete).To(BeEmpty(), "already being deleted")
+	g.Expect(p.Releases()).To(Equal([]string{"node-00"}))
+	g.Expect(p.Deletions()).To(BeEmpty(), "already being deleted")
 	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}))
 }
 
@@ -455,7 +484,7 @@ func TestFinishedJobOnlyCleansUp(t *testing.T) {
 	// A later plan with the pod's finalizer still on (the release failed) retries the cleanup and changes nothing else.
 	p2 := step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded, Tracked: true}}, t0.Add(time.Hour))
 	g.Expect(p2.Status).To(Equal(p.Status))
-	g.Expect(p2.Release).To(Equal([]string{"node-00"}))
+	g.Expect(p2.Releases()).To(Equal([]string{"node-00"}))
 	g.Expect(p2.Events).To(BeEmpty())
 }
 
@@ -503,6 +532,7 @@ func TestRefusalMidJobStartsNothingNew(t *testing.T) {
 	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateUpgrading), "a running upgrade finishes")
 	g.Expect(entry(p, "node-01")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Reason", ContainSubstring("refused"))))
 	g.Expect(entry(p, "node-03").State).To(Equal(v1alpha1.StateNotAttempted))
+	g.Expect(p.Events).To(ContainElement(HaveField("Reason", ReasonJobRefused)), "the refusal is told when it takes effect, not only at the end")
 
 	nodes["node-00"] = edgeNode("v1.21.0")
 	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodSucceeded}}, t0.Add(2*time.Minute))
@@ -621,7 +651,7 @@ func TestSuspend(t *testing.T) {
 			g.Expect(s.Status.Counts).To(Equal(v1alpha1.NodeCounts{Selected: 6, Succeeded: 1, Failed: 1, Pending: 4}))
 			g.Expect(s.Status.State).To(Equal(v1alpha1.StateSuspended))
 			g.Expect(s.Finished).To(BeFalse(), "nodes remain to be started")
-			g.Expect(s.Release).To(ConsistOf("node-00", "node-01"), "outcomes recorded: pods are let go as usual")
+			g.Expect(s.Releases()).To(ConsistOf("node-00", "node-01"), "outcomes recorded: pods are let go as usual")
 			g.Expect(s.RequeueAfter).To(BeZero(), "nothing runs: only a resume moves the job")
 		},
 	}, {
@@ -701,7 +731,7 @@ func TestSuspend(t *testing.T) {
 			p = suspendAt(p, c, true, nodes, pods, t0.Add(20*time.Second))
 			s := suspendAt(p, c, true, nodes, pods, t0.Add(300*time.Second))
 			g.Expect(entry(s, "node-00")).To(And(HaveField("State", v1alpha1.StateFailed), HaveField("Action", v1alpha1.ActionTimeOut)))
-			g.Expect(s.Delete).To(ConsistOf("node-00", "node-01"), "cancelled as usual")
+			g.Expect(s.Deletions()).To(ConsistOf("node-00", "node-01"), "cancelled as usual")
 			g.Expect(s.Dispatch).To(BeEmpty())
 		},
 	}, {

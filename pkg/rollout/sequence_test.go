@@ -229,7 +229,7 @@ func runSequence(t *testing.T, sc seqScenario) string {
 		writePlan(&b, prev, p, &lastJob)
 		w.apply(p)
 		prev = p
-		if p.Finished && len(p.Dispatch)+len(p.Release)+len(p.Delete) == 0 {
+		if p.Finished && len(p.Dispatch)+len(p.Cleanup) == 0 {
 			break
 		}
 	}
@@ -284,7 +284,7 @@ func (w *seqWorld) apply(p Plan) {
 			w.pods[d.Node] = &seqPod{view: PodView{Phase: PodPending, Tracked: true}}
 		}
 	}
-	for _, name := range p.Release {
+	for _, name := range p.Releases() {
 		if pod, ok := w.pods[name]; ok {
 			pod.view.Tracked = false
 			if pod.view.Deleting {
@@ -292,7 +292,7 @@ func (w *seqWorld) apply(p Plan) {
 			}
 		}
 	}
-	for _, name := range p.Delete {
+	for _, name := range p.Deletions() {
 		if pod, ok := w.pods[name]; ok {
 			if pod.view.Tracked {
 				pod.view.Deleting = true
@@ -362,11 +362,16 @@ func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
 	for _, d := range p.Dispatch {
 		fmt.Fprintf(b, "dispatch %s from %s, deadline %s\n", d.Node, orDash(d.FromVersion), rel(d.Deadline))
 	}
-	if len(p.Release) > 0 {
-		fmt.Fprintf(b, "release %s\n", strings.Join(p.Release, ","))
+	for _, c := range p.Cleanup {
+		if c.Cancel != "" {
+			fmt.Fprintf(b, "cancel %s: %s\n", c.Node, c.Cancel)
+		}
 	}
-	if len(p.Delete) > 0 {
-		fmt.Fprintf(b, "delete %s\n", strings.Join(p.Delete, ","))
+	if r := p.Releases(); len(r) > 0 {
+		fmt.Fprintf(b, "release %s\n", strings.Join(r, ","))
+	}
+	if d := p.Deletions(); len(d) > 0 {
+		fmt.Fprintf(b, "delete %s\n", strings.Join(d, ","))
 	}
 	for _, e := range p.Events {
 		kind := "Normal"

@@ -171,12 +171,12 @@ func (w *world) apply(p Plan, afterCreates func()) {
 		w.creations[d.Node]++
 	}
 	afterCreates()
-	for _, name := range p.Release {
+	for _, name := range p.Releases() {
 		if pod, ok := w.pods[name]; ok {
 			pod.tracked = false
 		}
 	}
-	for _, name := range p.Delete {
+	for _, name := range p.Deletions() {
 		if pod, ok := w.pods[name]; ok {
 			pod.deleted = true
 		}
@@ -260,8 +260,8 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 			t.Fatalf("seed %d: %s not attempted although tolerance holds", seed, e.NodeName)
 		}
 		if NodeInFlight(e.State) {
-			dispatched, err := time.Parse(time.RFC3339, e.Time)
-			if err != nil || !w.now.Before(dispatched.Add(c.Timeout)) {
+			dispatched := ReadEntryTime(&e).Dispatched
+			if dispatched.IsZero() || !w.now.Before(c.Deadline(dispatched)) {
 				t.Fatalf("seed %d: node %s in flight past its deadline (dispatched %s, now %s)", seed, e.NodeName, e.Time, w.now)
 			}
 		}

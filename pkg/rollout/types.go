@@ -37,6 +37,10 @@ const (
 	PodFailed    PodPhase = "Failed"
 )
 
+// Terminated reports whether a pod in this phase has finished, one way or
+// the other: its containers no longer run.
+func (ph PodPhase) Terminated() bool { return ph == PodSucceeded || ph == PodFailed }
+
 // PodView is what the cluster shows of one node's upgrade pod.
 type PodView struct {
 	Phase PodPhase
@@ -94,11 +98,10 @@ type Plan struct {
 	// Dispatch lists the pods to create: new dispatches and in-flight nodes
 	// whose pod is not (yet) observed.
 	Dispatch []Dispatch
-	// Release lists pods whose outcome is recorded: drop the tracking finalizer.
-	Release []string
-	// Delete lists pods to delete: cancelled (timed out) or no longer needed.
-	Delete []string
-	Events []Event
+	// Cleanup lists what to do with the pods of final nodes: release, delete,
+	// cancel. Cancellations come first. See planCleanup.
+	Cleanup []PodCleanup
+	Events  []Event
 	// RequeueAfter is when the plan may change with no event: the next
 	// deadline. Zero means no such time.
 	RequeueAfter time.Duration

@@ -12,23 +12,6 @@ import (
 	"time"
 )
 
-// JobDir is the host directory of one job's upgrade on a node: keadm (copied
-// there by the pod's copy-keadm container), each step's recorded result and
-// the step lock. It is keyed by the job's UID, so two jobs never share a
-// keadm binary and a job re-created under the same name starts afresh.
-func JobDir(jobUID string) string {
-	return filepath.Join(JobsDir, jobUID)
-}
-
-// JobsDir is the host directory that holds every job's directory and the
-// node lock.
-const JobsDir = HostDir + "/jobs"
-
-// KeadmPath is where the upgrade pod puts keadm for a job, as a host path.
-func KeadmPath(jobUID string) string {
-	return filepath.Join(JobDir(jobUID), "keadm")
-}
-
 // jobState records each step's outcome on the host, so that a step runs at
 // most once per job and node. Real edgecore removes a pod's finished
 // containers when keadm restarts it, and the kubelet that comes back then
@@ -45,8 +28,8 @@ type stepRecord struct {
 	Report   Report `json:"report"`
 }
 
-func (s jobState) recordPath(step Step) string  { return filepath.Join(s.dir, string(step)+".json") }
-func (s jobState) startedPath(step Step) string { return filepath.Join(s.dir, string(step)+".started") }
+func (s jobState) recordPath(step Step) string  { return filepath.Join(s.dir, StepRecordFile(step)) }
+func (s jobState) startedPath(step Step) string { return filepath.Join(s.dir, StepStartedFile(step)) }
 
 // recorded returns the recorded outcome of step, if any.
 func (s jobState) recorded(step Step) (stepRecord, bool) {
@@ -94,7 +77,7 @@ const lockPoll = 500 * time.Millisecond
 // lock is a flock, so the kernel releases it when its holder dies, however
 // it dies.
 func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
-	return flockWait(ctx, filepath.Join(s.dir, "lock"), "another run of this job's upgrade on this node still holds", nil)
+	return flockWait(ctx, filepath.Join(s.dir, JobLockFile), "another run of this job's upgrade on this node still holds", nil)
 }
 
 // lockNode takes the node's lock, shared by every job: one step of one job
@@ -104,7 +87,7 @@ func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
 // stops keadm or rolls back for up to its grace period; this lock makes the
 // next job's runner wait for that one.
 func (s jobState) lockNode(ctx context.Context, log io.Writer) (unlock func(), err error) {
-	path := filepath.Join(filepath.Dir(s.dir), "node.lock")
+	path := filepath.Join(filepath.Dir(s.dir), NodeLockFile)
 	return flockWait(ctx, path, "another job's upgrade step on this node still holds", func() {
 		fmt.Fprintf(log, "waiting for another job's upgrade step on this node to end (it holds %s)\n", path)
 	})

@@ -14,19 +14,11 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 )
 
-// Host paths. The upgrade pod mounts the host's / at DefaultHostRoot. keadm
-// is copied by the pod's copy-keadm init container from the install image
-// into DefaultKeadmPath, a directory this project owns on the host, so that it
-// can run in the host's namespaces (through nsenter) next to the edgecore it
-// replaces.
+// Defaults of the runner's flags. The paths the pod and the runner agree on
+// are in contract.go.
 const (
-	DefaultHostRoot = "/host"
-	// HostDir is the project's directory on the host.
-	HostDir = "/var/lib/nodeupgrade"
 	// DefaultEdgecorePath is where keadm installs edgecore on the host.
 	DefaultEdgecorePath = "/usr/local/bin/edgecore"
-	// DefaultTerminationMessagePath is the kubelet's default.
-	DefaultTerminationMessagePath = "/dev/termination-log"
 	// DefaultThreshold is the default usage limit of each check item, in percent.
 	DefaultThreshold = 80
 	// DefaultCPUSampleInterval separates the two reads of /proc/stat.

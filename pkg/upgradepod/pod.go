@@ -13,16 +13,6 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// Container names, in the order they run: copy-keadm is the one init
-// container, the steps are regular containers that hand over through the
-// job's records on the host.
-const (
-	ContainerCopyKeadm = "copy-keadm"
-	ContainerCheck     = "check"
-	ContainerBackup    = "backup"
-	ContainerUpgrade   = "upgrade"
-)
-
 const (
 	// RunnerCommand is where the runner image holds nodeupgrade-runner.
 	RunnerCommand = "/usr/local/bin/nodeupgrade-runner"
@@ -140,7 +130,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	}
 
 	initContainers := []corev1.Container{{
-		Name:  ContainerCopyKeadm,
+		Name:  runner.ContainerCopyKeadm,
 		Image: p.InstallImage,
 		// No shell: cp is in the install image. The target directory, the
 		// job's own directory on the host, is created by the kubelet
@@ -164,12 +154,12 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	var containers []corev1.Container
 	backupAfter := runner.Step("")
 	if len(p.CheckItems) > 0 {
-		containers = append(containers, runnerContainer(ContainerCheck, runner.StepCheck, ""))
+		containers = append(containers, runnerContainer(runner.ContainerCheck, runner.StepCheck, ""))
 		backupAfter = runner.StepCheck
 	}
-	containers = append(containers, runnerContainer(ContainerBackup, runner.StepBackup, backupAfter))
+	containers = append(containers, runnerContainer(runner.ContainerBackup, runner.StepBackup, backupAfter))
 
-	upgrade := runnerContainer(ContainerUpgrade, runner.StepUpgrade, runner.StepBackup)
+	upgrade := runnerContainer(runner.ContainerUpgrade, runner.StepUpgrade, runner.StepBackup)
 	// No readiness probe to show RollingBack live. On real KubeEdge the
 	// kubelet is edgecore itself, the process an upgrade or rollback
 	// restarts, so the signal failed both ways (measured): during a real

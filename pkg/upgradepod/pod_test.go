@@ -82,8 +82,8 @@ func TestBuild(t *testing.T) {
 		check  func(g Gomega, pod *corev1.Pod)
 	}{
 		{"copy-keadm first, then the steps, each after the one before", nil, func(g Gomega, pod *corev1.Pod) {
-			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm}))
-			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{ContainerCheck, ContainerBackup, ContainerUpgrade}))
+			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{runner.ContainerCopyKeadm}))
+			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{runner.ContainerCheck, runner.ContainerBackup, runner.ContainerUpgrade}))
 			var after []runner.Step
 			for _, c := range pod.Spec.Containers {
 				_, o, err := runner.ParseArgs(c.Args, os.Stderr)
@@ -93,8 +93,8 @@ func TestBuild(t *testing.T) {
 			g.Expect(after).To(Equal([]runner.Step{"", runner.StepCheck, runner.StepBackup}))
 		}},
 		{"no check container without items", func(p *Params) { p.CheckItems = nil }, func(g Gomega, pod *corev1.Pod) {
-			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{ContainerCopyKeadm}))
-			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{ContainerBackup, ContainerUpgrade}))
+			g.Expect(containerNames(pod.Spec.InitContainers)).To(Equal([]string{runner.ContainerCopyKeadm}))
+			g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{runner.ContainerBackup, runner.ContainerUpgrade}))
 			_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(o.After).To(BeEmpty())
@@ -169,14 +169,14 @@ func TestBuild(t *testing.T) {
 				// Only the steps that enter the host's namespaces are
 				// privileged; the check reads the host and writes only the
 				// jobs directory.
-				g.Expect(*c.SecurityContext.Privileged).To(Equal(c.Name != ContainerCheck), c.Name)
+				g.Expect(*c.SecurityContext.Privileged).To(Equal(c.Name != runner.ContainerCheck), c.Name)
 				g.Expect(c.VolumeMounts[0].MountPath).To(Equal("/host"))
 				g.Expect(volume(pod, c.VolumeMounts[0].Name).HostPath.Path).To(Equal("/"))
-				g.Expect(c.VolumeMounts[0].ReadOnly).To(Equal(c.Name == ContainerCheck), c.Name)
+				g.Expect(c.VolumeMounts[0].ReadOnly).To(Equal(c.Name == runner.ContainerCheck), c.Name)
 				g.Expect(c.TerminationMessagePolicy).To(Equal(corev1.TerminationMessageFallbackToLogsOnError))
 			}
 			check := s.Containers[0]
-			g.Expect(check.Name).To(Equal(ContainerCheck))
+			g.Expect(check.Name).To(Equal(runner.ContainerCheck))
 			g.Expect(*check.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
 			g.Expect(check.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
 			g.Expect(check.VolumeMounts).To(HaveLen(2))

@@ -12,16 +12,6 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// Container names of an upgrade pod (pkg/upgradepod builds them).
-const (
-	ContainerCopyKeadm = "copy-keadm"
-	ContainerCheck     = "check"
-	ContainerBackup    = "backup"
-	// UpgradeContainer is the main container, the one that runs
-	// `nodeupgrade-runner upgrade` (keadm upgrade, and rollback on failure).
-	UpgradeContainer = "upgrade"
-)
-
 // Exit codes the simulated kubelet shows for containers it stopped.
 const (
 	// ExitKilled is what a container stopped by SIGTERM on pod deletion shows.
@@ -104,9 +94,9 @@ type planInput struct {
 // is quick, the upgrade itself the longest part.
 func stepWeight(name string) int {
 	switch name {
-	case ContainerCopyKeadm:
+	case runner.ContainerCopyKeadm:
 		return 1
-	case UpgradeContainer:
+	case runner.ContainerUpgrade:
 		return 5
 	}
 	return 2
@@ -116,7 +106,7 @@ func stepWeight(name string) int {
 // checks the deadline and the node's version and writes a JSON report.
 func isRunnerStep(name string) bool {
 	switch name {
-	case ContainerCheck, ContainerBackup, UpgradeContainer:
+	case runner.ContainerCheck, runner.ContainerBackup, runner.ContainerUpgrade:
 		return true
 	}
 	return false
@@ -129,7 +119,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 	}
 	upgradeAt := -1
 	for _, c := range pod.Spec.Containers {
-		if c.Name == UpgradeContainer {
+		if c.Name == runner.ContainerUpgrade {
 			upgradeAt = len(p.names)
 		}
 		p.names = append(p.names, c.Name)
@@ -139,7 +129,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 		// upgrade.
 		upgradeAt = len(p.names) - 1
 		if upgradeAt < 0 {
-			p.names, upgradeAt = []string{UpgradeContainer}, 0
+			p.names, upgradeAt = []string{runner.ContainerUpgrade}, 0
 		}
 	}
 	last := len(p.names) - 1
@@ -271,17 +261,17 @@ func (p plan) failure(o int, t time.Time, base runner.Report, rollbackFails bool
 	rep.Step, rep.Result = runner.Step(name), runner.ResultFailed
 	e := ending{at: t, ordinal: o}
 	switch name {
-	case ContainerCopyKeadm:
+	case runner.ContainerCopyKeadm:
 		e.exit = 1
 		e.message = "cp: can't stat '/usr/local/bin/keadm': No such file or directory (simulated)"
 		return e
-	case ContainerCheck:
+	case runner.ContainerCheck:
 		e.exit = runner.ExitCheckFailed
 		rep.Reason = "check failed: disk usage 97% is over the 80% threshold (simulated)"
-	case ContainerBackup:
+	case runner.ContainerBackup:
 		e.exit = runner.ExitBackupFailed
 		rep.Reason = "backup failed: simulated keadm backup failure"
-	case UpgradeContainer:
+	case runner.ContainerUpgrade:
 		up := fmt.Sprintf("upgrade to %s failed: simulated keadm failure", base.ToVersion)
 		rep.Step = runner.StepRollback
 		if rollbackFails {
@@ -309,11 +299,11 @@ func (p plan) successReport(name string, base runner.Report) string {
 	rep := base
 	rep.Step, rep.Result = runner.Step(name), runner.ResultSucceeded
 	switch name {
-	case ContainerCheck:
+	case runner.ContainerCheck:
 		rep.Reason = "cpu 12% <= 80%, mem 35% <= 80%, disk 41% <= 80% (simulated)"
-	case ContainerBackup:
+	case runner.ContainerBackup:
 		rep.Reason = "backup done"
-	case UpgradeContainer:
+	case runner.ContainerUpgrade:
 		rep.Reason = fmt.Sprintf("upgraded edgecore from %s to %s", orUnknown(base.FromVersion), base.ToVersion)
 	}
 	return string(rep.Marshal())
@@ -588,7 +578,7 @@ func TargetVersion(pod *corev1.Pod) string { return argValue(pod, "--to-version"
 func argValue(pod *corev1.Pod, flag string) string {
 	containers := pod.Spec.Containers
 	for _, c := range containers {
-		if c.Name == UpgradeContainer {
+		if c.Name == runner.ContainerUpgrade {
 			containers = []corev1.Container{c}
 			break
 		}

@@ -7,6 +7,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
@@ -29,12 +31,25 @@ func realPod(withCheck bool, deadline time.Duration) *corev1.Pod {
 
 // observeAt renders the pod at elapsed d and asks the controller's own
 // observer what it sees.
-func observeAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) upgradepod.Observation {
+func observeAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) rollout.PodView {
 	pod = pod.DeepCopy()
 	progress := p.progressAt(t0.Add(d))
 	pod.Status = p.podStatus(pod, progress)
 	g.Expect(p.progressOf(pod)).To(Equal(progress), "progress read back at %s", d)
-	return upgradepod.Observe(pod)
+	return upgradepod.View(pod)
+}
+
+// upgradeReportAt is the report the upgrade container leaves at elapsed d.
+func upgradeReportAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) runner.Report {
+	st := p.podStatus(pod, p.progressAt(t0.Add(d)))
+	for _, c := range st.ContainerStatuses {
+		if c.Name == runner.ContainerUpgrade {
+			g.Expect(c.State.Terminated).NotTo(BeNil(), "the upgrade container has ended at %s", d)
+			return report(g, c.State.Terminated.Message)
+		}
+	}
+	g.Expect(st.ContainerStatuses).To(ContainElement(HaveField("Name", runner.ContainerUpgrade)))
+	return runner.Report{}
 }
 
 func report(g Gomega, msg string) runner.Report {
@@ -68,13 +83,13 @@ func TestPlanSucceeds(t *testing.T) {
 	// Weights 1, 2, 2 and 5 over 10s: steps begin at 0, 1, 3 and 5s.
 	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0"})
 	g.Expect(p.succeeds()).To(BeTrue())
-	phases := map[time.Duration]upgradepod.Phase{
-		0:                      upgradepod.PhaseChecking, // copy-keadm counts as the first step
-		999 * time.Millisecond: upgradepod.PhaseChecking,
-		time.Second:            upgradepod.PhaseChecking,
-		3 * time.Second:        upgradepod.PhaseBackingUp,
-		5 * time.Second:        upgradepod.PhaseUpgrading,
-		10 * time.Second:       upgradepod.PhaseSucceeded,
+	phases := map[time.Duration]rollout.PodPhase{
+		0:                      rollout.PodChecking, // copy-keadm counts as the first step
+		999 * time.Millisecond: rollout.PodChecking,
+		time.Second:            rollout.PodChecking,
+		3 * time.Second:        rollout.PodBackingUp,
+		5 * time.Second:        rollout.PodUpgrading,
+		10 * time.Second:       rollout.PodSucceeded,
 	}
 	for d, want := range phases {
 		g.Expect(observeAt(g, pod, p, d).Phase).To(Equal(want), "at %s", d)
@@ -101,9 +116,8 @@ func TestPlanSucceeds(t *testing.T) {
 	g.Expect(st.ContainerStatuses[0].State.Running).NotTo(BeNil())
 	g.Expect(st.ContainerStatuses[2].State.Running).NotTo(BeNil())
 
-	obs := observeAt(g, pod, p, 10*time.Second)
-	g.Expect(obs.Report).NotTo(BeNil())
-	g.Expect(*obs.Report).To(Equal(runner.Report{
+	g.Expect(observeAt(g, pod, p, 10*time.Second).Phase).To(Equal(rollout.PodSucceeded))
+	g.Expect(upgradeReportAt(g, pod, p, 10*time.Second)).To(Equal(runner.Report{
 		Step: runner.StepUpgrade, Result: runner.ResultSucceeded,
 		Reason: "upgraded edgecore from v1.20.0 to v1.21.0", FromVersion: "v1.20.0", ToVersion: "v1.21.0",
 	}))
@@ -123,11 +137,12 @@ func TestPlanFailures(t *testing.T) {
 	// The upgrade fails and the rollback works, inside the upgrade
 	// container: the pod shows Upgrading until the runner's report.
 	p := newPlan(pod, in)
-	g.Expect(observeAt(g, pod, p, 7*time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
-	g.Expect(observeAt(g, pod, p, 9*time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	g.Expect(observeAt(g, pod, p, 7*time.Second).Phase).To(Equal(rollout.PodUpgrading))
+	g.Expect(observeAt(g, pod, p, 9*time.Second).Phase).To(Equal(rollout.PodUpgrading))
 	obs := observeAt(g, pod, p, 10*time.Second)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
-	g.Expect(*obs.Report).To(Equal(runner.Report{
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
+	g.Expect(obs.FailedEvent).To(Equal(v1alpha1.EventRollback))
+	g.Expect(upgradeReportAt(g, pod, p, 10*time.Second)).To(Equal(runner.Report{
 		Step: runner.StepRollback, Result: runner.ResultFailed, RolledBack: true,
 		Reason:      "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed: simulated keadm failure",
 		FromVersion: "v1.20.0", ToVersion: "v1.21.0",
@@ -144,24 +159,24 @@ func TestPlanFailures(t *testing.T) {
 
 	// fail-check ends when check would have ended; the later steps exit
 	// without doing anything.
-	in.behavior, in.at = BehaviorFail, ContainerCheck
+	in.behavior, in.at = BehaviorFail, runner.ContainerCheck
 	p = newPlan(pod, in)
 	g.Expect(p.progressAt(t0.Add(2 * time.Second))).To(Equal(2))
 	obs = observeAt(g, pod, p, 3*time.Second)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
-	g.Expect(obs.Report.Step).To(Equal(runner.StepCheck))
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
+	g.Expect(obs.FailedEvent).To(Equal(v1alpha1.EventCheck))
 	st = p.podStatus(pod, p.done())
 	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
 	g.Expect(st.ContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 
-	in.at = ContainerBackup
+	in.at = runner.ContainerBackup
 	noCheck := realPod(false, time.Hour)
 	p = newPlan(noCheck, in)
 	st = p.podStatus(noCheck, p.done())
 	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitBackupFailed))
 	noCheck.Status = st
-	g.Expect(upgradepod.Observe(noCheck).Report.Step).To(Equal(runner.StepBackup))
+	g.Expect(upgradepod.View(noCheck).FailedEvent).To(Equal(v1alpha1.EventBackUp))
 }
 
 func TestPlanHangAndDeadlines(t *testing.T) {
@@ -170,7 +185,7 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 	pod := realPod(false, time.Hour)
 	pod.Spec.ActiveDeadlineSeconds = nil
 	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
-	g.Expect(observeAt(g, pod, p, time.Hour).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	g.Expect(observeAt(g, pod, p, time.Hour).Phase).To(Equal(rollout.PodUpgrading))
 	_, ok := p.nextChange(t0.Add(time.Hour))
 	g.Expect(ok).To(BeFalse())
 
@@ -179,19 +194,19 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 	pod = realPod(false, time.Minute)
 	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
 	killAt := time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second
-	g.Expect(observeAt(g, pod, p, killAt-time.Second).Phase).To(Equal(upgradepod.PhaseUpgrading))
+	g.Expect(observeAt(g, pod, p, killAt-time.Second).Phase).To(Equal(rollout.PodUpgrading))
 	obs := observeAt(g, pod, p, killAt)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
 	g.Expect(obs.Reason).To(ContainSubstring("DeadlineExceeded"))
 
 	// A step that would start after the deadline refuses to run (exit 5).
 	pod = realPod(true, 4*time.Second)
 	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second})
-	g.Expect(observeAt(g, pod, p, 3*time.Second).Phase).To(Equal(upgradepod.PhaseBackingUp))
+	g.Expect(observeAt(g, pod, p, 3*time.Second).Phase).To(Equal(rollout.PodBackingUp))
 	obs = observeAt(g, pod, p, 5*time.Second)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
-	g.Expect(obs.Report.Step).To(Equal(runner.StepUpgrade))
-	g.Expect(obs.Report.Reason).To(ContainSubstring("deadline"))
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
+	g.Expect(obs.FailedEvent).To(Equal(v1alpha1.EventUpgrade))
+	g.Expect(obs.Reason).To(ContainSubstring("deadline"))
 	st := p.podStatus(pod, p.done())
 	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
 	g.Expect(report(g, st.ContainerStatuses[1].State.Terminated.Message)).To(isReport("backup", runner.ResultSucceeded))
@@ -207,7 +222,7 @@ func TestKilledStatus(t *testing.T) {
 	g.Expect(containersStopped(pod)).To(BeTrue())
 	g.Expect(pod.Status.Phase).To(Equal(corev1.PodFailed))
 	g.Expect(pod.Status.ContainerStatuses[1].State.Terminated.ExitCode).To(BeEquivalentTo(ExitKilled))
-	g.Expect(upgradepod.Observe(pod).Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(upgradepod.View(pod).Phase).To(Equal(rollout.PodFailed))
 
 	// A pod that never started gets a status all the same.
 	fresh := realPod(false, time.Hour)
@@ -264,28 +279,28 @@ func TestPlanWaitsForLingeringRunner(t *testing.T) {
 	in := planInput{start: t0, duration: 10 * time.Second, nodeBusyUntil: t0.Add(7 * time.Second)}
 	p := newPlan(pod, in)
 	g.Expect(p.succeeds()).To(BeTrue())
-	for d, want := range map[time.Duration]upgradepod.Phase{
-		2 * time.Second:  upgradepod.PhaseChecking,
-		8 * time.Second:  upgradepod.PhaseChecking,
-		9 * time.Second:  upgradepod.PhaseBackingUp,
-		12 * time.Second: upgradepod.PhaseUpgrading,
-		16 * time.Second: upgradepod.PhaseSucceeded,
+	for d, want := range map[time.Duration]rollout.PodPhase{
+		2 * time.Second:  rollout.PodChecking,
+		8 * time.Second:  rollout.PodChecking,
+		9 * time.Second:  rollout.PodBackingUp,
+		12 * time.Second: rollout.PodUpgrading,
+		16 * time.Second: rollout.PodSucceeded,
 	} {
 		g.Expect(observeAt(g, pod, p, d).Phase).To(Equal(want), "at %s", d)
 	}
 	// Gone before this pod's steps began: no wait.
 	in.nodeBusyUntil = t0.Add(500 * time.Millisecond)
-	g.Expect(observeAt(g, pod, newPlan(pod, in), 10*time.Second).Phase).To(Equal(upgradepod.PhaseSucceeded))
+	g.Expect(observeAt(g, pod, newPlan(pod, in), 10*time.Second).Phase).To(Equal(rollout.PodSucceeded))
 
 	// Still there at the deadline: the check gives up, nothing was run.
 	pod = realPod(true, 5*time.Second)
 	in.nodeBusyUntil = t0.Add(time.Minute)
 	p = newPlan(pod, in)
-	g.Expect(observeAt(g, pod, p, 4*time.Second).Phase).To(Equal(upgradepod.PhaseChecking))
+	g.Expect(observeAt(g, pod, p, 4*time.Second).Phase).To(Equal(rollout.PodChecking))
 	obs := observeAt(g, pod, p, 5*time.Second)
-	g.Expect(obs.Phase).To(Equal(upgradepod.PhaseFailed))
-	g.Expect(obs.Report.Step).To(Equal(runner.StepCheck))
-	g.Expect(obs.Report.Reason).To(ContainSubstring("node lock"))
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
+	g.Expect(obs.FailedEvent).To(Equal(v1alpha1.EventCheck))
+	g.Expect(obs.Reason).To(ContainSubstring("node lock"))
 	st := p.podStatus(pod, p.done())
 	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitDeadline))
 	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
 // LabelJob is the label every upgrade pod carries (the NodeUpgradeJob's
@@ -414,9 +415,9 @@ func inUpgradeStep(pod *corev1.Pod) bool {
 	backedUp, upgrading := false, false
 	for _, c := range pod.Status.ContainerStatuses {
 		switch c.Name {
-		case ContainerBackup:
+		case runner.ContainerBackup:
 			backedUp = c.State.Terminated != nil && c.State.Terminated.ExitCode == 0
-		case UpgradeContainer:
+		case runner.ContainerUpgrade:
 			upgrading = c.State.Running != nil
 		}
 	}

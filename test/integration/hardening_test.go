@@ -24,6 +24,7 @@ import (
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 )
@@ -161,7 +162,7 @@ var _ = Describe("Hardening", func() {
 				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
 			},
 			// Unbound, so that with no kubelet its deletion is immediate.
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: upgradepod.ContainerUpgrade, Image: "runner"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: runner.ContainerUpgrade, Image: "runner"}}},
 		}
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, job)).To(Succeed())
@@ -306,7 +307,7 @@ var _ = Describe("Orphan sweep", func() {
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob",
 					Name: "gone", UID: "0b1e7a7e-0000-4000-8000-000000000001"}},
 			},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: upgradepod.ContainerUpgrade, Image: "runner"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: runner.ContainerUpgrade, Image: "runner"}}},
 		}
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		// A live job's tracked pod stays tracked. The job asks for a step

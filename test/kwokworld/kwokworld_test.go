@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
@@ -257,7 +258,7 @@ func TestUpgradePodSucceeds(t *testing.T) {
 		cur := &corev1.Pod{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 		// What the controller's own observer makes of each status.
-		if step := string(upgradepod.Observe(cur).Phase); len(seen) == 0 || seen[len(seen)-1] != step {
+		if step := string(upgradepod.View(cur).Phase); len(seen) == 0 || seen[len(seen)-1] != step {
 			seen = append(seen, step)
 		}
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodSucceeded))
@@ -265,7 +266,7 @@ func TestUpgradePodSucceeds(t *testing.T) {
 	t.Logf("steps seen: %v", seen)
 	// Every step shows for at least 400ms, so polling at 50ms sees each.
 	// Pending first only if the pod was seen before the simulator got to it.
-	if seen[0] == string(upgradepod.PhasePending) {
+	if seen[0] == string(rollout.PodPending) {
 		seen = seen[1:]
 	}
 	g.Expect(seen).To(Equal([]string{"Checking", "BackingUp", "Upgrading", "Succeeded"}))
@@ -303,7 +304,7 @@ func TestUpgradePodFails(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
-	term := containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated
+	term := containerStatus(cur, runner.ContainerUpgrade).State.Terminated
 	g.Expect(term).NotTo(BeNil())
 	g.Expect(term.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
 	var msg map[string]any
@@ -313,18 +314,18 @@ func TestUpgradePodFails(t *testing.T) {
 		"reason":      "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed: simulated keadm failure",
 		"fromVersion": "v1.20.0", "toVersion": "v1.21.0",
 	}))
-	g.Expect(upgradepod.Observe(cur).Phase).To(Equal(upgradepod.PhaseFailed))
+	g.Expect(upgradepod.View(cur).Phase).To(Equal(rollout.PodFailed))
 	g.Expect(fleetsim.NodeVersion(getNode(g, "fail-0"))).To(Equal("v1.20.0"))
 
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(checkPod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
-	check := containerStatus(cur, upgradepod.ContainerCheck).State.Terminated
+	check := containerStatus(cur, runner.ContainerCheck).State.Terminated
 	g.Expect(check.ExitCode).To(BeEquivalentTo(runner.ExitCheckFailed))
 	g.Expect(check.Message).To(ContainSubstring(`"step":"check"`))
 	// The later steps, started with it, did nothing.
-	g.Expect(containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
+	g.Expect(containerStatus(cur, runner.ContainerUpgrade).State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 
 	removeFinalizers(g, pod)
 	removeFinalizers(g, checkPod)
@@ -353,7 +354,7 @@ func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(corev1.PodFailed))
-		term := containerStatus(cur, upgradepod.ContainerUpgrade).State.Terminated
+		term := containerStatus(cur, runner.ContainerUpgrade).State.Terminated
 		g.Expect(term).NotTo(BeNil())
 		g.Expect(term.ExitCode).To(BeEquivalentTo(143))
 		g.Expect(cur.DeletionGracePeriodSeconds).To(HaveValue(BeZero()))

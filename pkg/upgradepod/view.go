@@ -2,6 +2,7 @@ package upgradepod
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,24 +12,44 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// Phase is where an upgrade pod is, in the planner's vocabulary: the
-// planner (pkg/rollout) owns the phases it decides on, this package only
-// reads pods into them.
-type Phase = rollout.PodPhase
+// View is how the controller reads an upgrade pod: the one place that
+// turns a pod's status into the planner's view of it (its phase, the
+// step a failed pod ended on, why, and whether it is deleted or still
+// tracked). The planner (pkg/rollout) owns the phases it decides on; this
+// package only reads pods into them, by the contract in
+// pkg/runner/contract.go. It never panics, whatever the pod.
+func View(pod *corev1.Pod) rollout.PodView {
+	obs := observe(pod)
+	view := rollout.PodView{Phase: obs.Phase, Reason: obs.Reason, Deleting: obs.Deleting}
+	if pod != nil {
+		view.Tracked = slices.Contains(pod.Finalizers, v1alpha1.FinalizerPodTracking)
+	}
+	if obs.Phase == rollout.PodFailed {
+		view.FailedEvent = failedEvent(obs.Report)
+	}
+	return view
+}
 
-// Phases, named for readers of this package.
-const (
-	PhasePending   = rollout.PodPending
-	PhaseChecking  = rollout.PodChecking
-	PhaseBackingUp = rollout.PodBackingUp
-	PhaseUpgrading = rollout.PodUpgrading
-	PhaseSucceeded = rollout.PodSucceeded
-	PhaseFailed    = rollout.PodFailed
-)
+// failedEvent names the step a failed pod ended on, as a status event: the
+// step its report names, Rollback when the upgrade was rolled back (or the
+// rollback failed), Upgrade when there is no report to say.
+func failedEvent(rep *runner.Report) string {
+	switch {
+	case rep == nil:
+		return v1alpha1.EventUpgrade
+	case rep.RolledBack, rep.NeedsAttention, rep.Step == runner.StepRollback:
+		return v1alpha1.EventRollback
+	case rep.Step == runner.StepCheck:
+		return v1alpha1.EventCheck
+	case rep.Step == runner.StepBackup:
+		return v1alpha1.EventBackUp
+	}
+	return v1alpha1.EventUpgrade
+}
 
-// Observation is what a pod's status says about the upgrade.
-type Observation struct {
-	Phase Phase
+// observation is what a pod's status says about the upgrade.
+type observation struct {
+	Phase rollout.PodPhase
 	// Report is the parsed termination message of the container that ended
 	// the pod, if it left one.
 	Report *runner.Report
@@ -46,18 +67,18 @@ const podReasonDeadlineExceeded = "DeadlineExceeded"
 // maxMessage bounds raw (non-report) termination messages in a Reason.
 const maxMessage = 1024
 
-// Observe maps a pod's status to a Phase. It never panics, whatever the pod.
-func Observe(pod *corev1.Pod) Observation {
+// observe maps a pod's status to a phase.
+func observe(pod *corev1.Pod) observation {
 	if pod == nil {
-		return Observation{Phase: PhasePending}
+		return observation{Phase: rollout.PodPending}
 	}
-	obs := Observation{Deleting: pod.DeletionTimestamp != nil}
+	obs := observation{Deleting: pod.DeletionTimestamp != nil}
 	st := &pod.Status
 
 	// The kubelet killed the pod at its active deadline: that explains
 	// whatever exit codes the containers show.
 	if st.Phase == corev1.PodFailed && st.Reason == podReasonDeadlineExceeded {
-		obs.Phase = PhaseFailed
+		obs.Phase = rollout.PodFailed
 		obs.Reason = joinNonEmpty(": ", "the pod outlived its deadline and was stopped by the kubelet (DeadlineExceeded)", st.Message)
 		return obs
 	}
@@ -93,7 +114,7 @@ func Observe(pod *corev1.Pod) Observation {
 	case corev1.PodSucceeded:
 		return succeeded(obs, pod)
 	case corev1.PodFailed:
-		obs.Phase = PhaseFailed
+		obs.Phase = rollout.PodFailed
 		what := "the pod failed"
 		if st.Reason == "Evicted" {
 			what = "the pod was evicted"
@@ -114,7 +135,7 @@ func Observe(pod *corev1.Pod) Observation {
 				obs.Phase = stepPhase(pod, c.Name)
 				return obs
 			}
-			obs.Phase = PhasePending
+			obs.Phase = rollout.PodPending
 			obs.Reason = waitingReason(c.Name, s)
 			return obs
 		}
@@ -130,7 +151,7 @@ func Observe(pod *corev1.Pod) Observation {
 			// Not started yet: Pending while nothing has run.
 			obs.Phase = stepPhase(pod, c.Name)
 			if i == 0 && !stepsStarted && len(pod.Spec.InitContainers) == 0 {
-				obs.Phase = PhasePending
+				obs.Phase = rollout.PodPending
 			}
 			obs.Reason = waitingReason(c.Name, s)
 			return obs
@@ -140,7 +161,7 @@ func Observe(pod *corev1.Pod) Observation {
 	}
 	if len(pod.Spec.Containers) == 0 {
 		// Not a pod this package built.
-		obs.Phase = PhasePending
+		obs.Phase = rollout.PodPending
 		return obs
 	}
 	// Every step exited 0: done, the pod phase lags.
@@ -149,30 +170,30 @@ func Observe(pod *corev1.Pod) Observation {
 
 // stepPhase is the phase while container name runs. copy-keadm prepares the
 // first real step, so it counts as that step.
-func stepPhase(pod *corev1.Pod, name string) Phase {
+func stepPhase(pod *corev1.Pod, name string) rollout.PodPhase {
 	switch name {
-	case ContainerCheck:
-		return PhaseChecking
-	case ContainerBackup:
-		return PhaseBackingUp
-	case ContainerUpgrade:
-		return PhaseUpgrading
-	case ContainerCopyKeadm:
+	case runner.ContainerCheck:
+		return rollout.PodChecking
+	case runner.ContainerBackup:
+		return rollout.PodBackingUp
+	case runner.ContainerUpgrade:
+		return rollout.PodUpgrading
+	case runner.ContainerCopyKeadm:
 		for _, c := range pod.Spec.Containers {
-			if c.Name == ContainerCheck {
-				return PhaseChecking
+			if c.Name == runner.ContainerCheck {
+				return rollout.PodChecking
 			}
 		}
-		return PhaseBackingUp
+		return rollout.PodBackingUp
 	}
 	// A container this package did not build: say the pod is still getting
 	// ready rather than guess.
-	return PhasePending
+	return rollout.PodPending
 }
 
-func succeeded(obs Observation, pod *corev1.Pod) Observation {
-	obs.Phase = PhaseSucceeded
-	if t := terminated(findStatus(pod.Status.ContainerStatuses, ContainerUpgrade)); t != nil {
+func succeeded(obs observation, pod *corev1.Pod) observation {
+	obs.Phase = rollout.PodSucceeded
+	if t := terminated(findStatus(pod.Status.ContainerStatuses, runner.ContainerUpgrade)); t != nil {
 		if rep, err := runner.ParseReport(t.Message); err == nil {
 			obs.Report = &rep
 			obs.Reason = firstLine(rep.Reason)
@@ -181,8 +202,8 @@ func succeeded(obs Observation, pod *corev1.Pod) Observation {
 	return obs
 }
 
-func failedBy(obs Observation, container string, t *corev1.ContainerStateTerminated) Observation {
-	obs.Phase = PhaseFailed
+func failedBy(obs observation, container string, t *corev1.ContainerStateTerminated) observation {
+	obs.Phase = rollout.PodFailed
 	if rep, err := runner.ParseReport(t.Message); err == nil {
 		obs.Report = &rep
 		if rep.Reason != "" {
@@ -202,7 +223,8 @@ func failedBy(obs Observation, container string, t *corev1.ContainerStateTermina
 	return obs
 }
 
-// exitMeaning explains an exit code without a readable report.
+// exitMeaning explains an exit code without a readable report: the
+// runner's codes mean nothing in copy-keadm, which runs cp.
 func exitMeaning(container string, code int32) string {
 	switch code {
 	case 128 + 9:
@@ -210,30 +232,10 @@ func exitMeaning(container string, code int32) string {
 	case 128 + 15:
 		return "terminated"
 	}
-	if container == ContainerCopyKeadm {
+	if container == runner.ContainerCopyKeadm {
 		return ""
 	}
-	switch code {
-	case runner.ExitCheckFailed:
-		return "check failed"
-	case runner.ExitBackupFailed:
-		return "backup failed"
-	case runner.ExitRolledBack:
-		return "upgrade failed, rolled back"
-	case runner.ExitNeedsAttention:
-		return "upgrade and rollback failed, the node needs attention"
-	case runner.ExitDeadline:
-		return "the deadline passed before the step started"
-	case runner.ExitBadArgs:
-		return "bad arguments"
-	case runner.ExitUnsupported:
-		return "the node or its keadm is not supported, nothing was done"
-	case runner.ExitUpgradeFailedUntouched:
-		return "upgrade failed before edgecore was touched, nothing to roll back"
-	case runner.ExitNotRun:
-		return "not run: the step before it failed"
-	}
-	return ""
+	return runner.ExitMeaning(int(code))
 }
 
 // waitingReason describes a container stuck waiting for something other
@@ -307,7 +309,7 @@ func MarkBusy(pods []corev1.Pod, jobUID string, nodes map[string]rollout.NodeVie
 		// deleted does, whatever its status says, until it is gone: a real
 		// one rolls back in its grace period, and an offline node's status
 		// is stale.
-		if obs := Observe(pod); !obs.Deleting && (obs.Phase == PhaseSucceeded || obs.Phase == PhaseFailed) {
+		if obs := observe(pod); !obs.Deleting && obs.Phase.Terminated() {
 			continue
 		}
 		view.BusyWith = pod.Labels[v1alpha1.LabelJob]

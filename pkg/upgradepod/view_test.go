@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
@@ -55,145 +56,145 @@ const (
 
 // steps is the status of the step containers of a pod with check.
 func steps(check, backup, upgrade corev1.ContainerState) []corev1.ContainerStatus {
-	return []corev1.ContainerStatus{cs(ContainerCheck, check), cs(ContainerBackup, backup), cs(ContainerUpgrade, upgrade)}
+	return []corev1.ContainerStatus{cs(runner.ContainerCheck, check), cs(runner.ContainerBackup, backup), cs(runner.ContainerUpgrade, upgrade)}
 }
 
 const notRun = `{"step":"upgrade","result":"failed","reason":"not run: step backup failed (exit 2)"}`
 
-func TestObserve(t *testing.T) {
-	copied := []corev1.ContainerStatus{cs(ContainerCopyKeadm, exited(0, ""))}
+func TestView(t *testing.T) {
+	copied := []corev1.ContainerStatus{cs(runner.ContainerCopyKeadm, exited(0, ""))}
 	creating := waiting("ContainerCreating", "")
 	ok := exited(0, "{}")
 	tests := []struct {
 		name       string
 		pod        *corev1.Pod
-		wantPhase  Phase
+		wantPhase  rollout.PodPhase
 		wantReport *runner.Report
 		wantReason []string // substrings; nil means Reason must be empty
 		wantDelete bool
 	}{
-		{"nil pod", nil, PhasePending, nil, nil, false},
-		{"empty pod", &corev1.Pod{}, PhasePending, nil, nil, false},
-		{"created, no status", testPod(true, corev1.PodStatus{}), PhasePending, nil, nil, false},
+		{"nil pod", nil, rollout.PodPending, nil, nil, false},
+		{"empty pod", &corev1.Pod{}, rollout.PodPending, nil, nil, false},
+		{"created, no status", testPod(true, corev1.PodStatus{}), rollout.PodPending, nil, nil, false},
 		{"pending, statuses waiting", testPod(true, corev1.PodStatus{Phase: corev1.PodPending,
-			InitContainerStatuses: []corev1.ContainerStatus{cs(ContainerCopyKeadm, waiting("PodInitializing", ""))},
+			InitContainerStatuses: []corev1.ContainerStatus{cs(runner.ContainerCopyKeadm, waiting("PodInitializing", ""))},
 			ContainerStatuses:     steps(waiting("PodInitializing", ""), waiting("PodInitializing", ""), waiting("PodInitializing", "")),
-		}), PhasePending, nil, nil, false},
+		}), rollout.PodPending, nil, nil, false},
 		{"install image cannot be pulled", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, waiting("ImagePullBackOff", "Back-off pulling image")),
-		}}), PhasePending, nil, []string{"container copy-keadm waiting: ImagePullBackOff: Back-off pulling image"}, false},
+			cs(runner.ContainerCopyKeadm, waiting("ImagePullBackOff", "Back-off pulling image")),
+		}}), rollout.PodPending, nil, []string{"container copy-keadm waiting: ImagePullBackOff: Back-off pulling image"}, false},
 		{"copying keadm before check", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, running()),
-		}}), PhaseChecking, nil, nil, false},
+			cs(runner.ContainerCopyKeadm, running()),
+		}}), rollout.PodChecking, nil, nil, false},
 		{"copying keadm without check", testPod(false, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, running()),
-		}}), PhaseBackingUp, nil, nil, false},
+			cs(runner.ContainerCopyKeadm, running()),
+		}}), rollout.PodBackingUp, nil, nil, false},
 		{"steps being created", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: copied,
 			ContainerStatuses: steps(creating, creating, creating),
-		}), PhaseChecking, nil, nil, false},
+		}), rollout.PodChecking, nil, nil, false},
 		{"checking, the later steps waiting for it", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(running(), running(), running()),
-		}), PhaseChecking, nil, nil, false},
+		}), rollout.PodChecking, nil, nil, false},
 		{"backing up", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, running(), running()),
-		}), PhaseBackingUp, nil, nil, false},
+		}), rollout.PodBackingUp, nil, nil, false},
 		{"backing up without check", testPod(false, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
-			ContainerStatuses: []corev1.ContainerStatus{cs(ContainerBackup, running()), cs(ContainerUpgrade, running())},
-		}), PhaseBackingUp, nil, nil, false},
+			ContainerStatuses: []corev1.ContainerStatus{cs(runner.ContainerBackup, running()), cs(runner.ContainerUpgrade, running())},
+		}), rollout.PodBackingUp, nil, nil, false},
 		{"statuses out of order", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, running()), cs(ContainerBackup, running()), cs(ContainerCheck, ok),
-		}}), PhaseBackingUp, nil, nil, false},
+			cs(runner.ContainerUpgrade, running()), cs(runner.ContainerBackup, running()), cs(runner.ContainerCheck, ok),
+		}}), rollout.PodBackingUp, nil, nil, false},
 		{"upgrading", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, running()),
-		}), PhaseUpgrading, nil, nil, false},
+		}), rollout.PodUpgrading, nil, nil, false},
 		{"upgrade container not started yet", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, creating),
-		}), PhaseUpgrading, nil, nil, false},
+		}), rollout.PodUpgrading, nil, nil, false},
 		// A Ready upgrade container is no sign of a rollback: real edgecore's
 		// kubelet reports Ready by default while it has no probe worker.
 		{"upgrade container Ready", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCheck, ok), cs(ContainerBackup, ok), {Name: ContainerUpgrade, State: running(), Ready: true},
-		}}), PhaseUpgrading, nil, nil, false},
+			cs(runner.ContainerCheck, ok), cs(runner.ContainerBackup, ok), {Name: runner.ContainerUpgrade, State: running(), Ready: true},
+		}}), rollout.PodUpgrading, nil, nil, false},
 		{"succeeded", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(0, upgraded)),
-		}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		}), rollout.PodSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"upgraded edgecore from v1.20.0 to v1.21.0"}, false},
 		{"all steps exited 0, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(0, upgraded)),
-		}), PhaseSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		}), rollout.PodSucceeded, &runner.Report{Step: runner.StepUpgrade, Result: runner.ResultSucceeded, Reason: "upgraded edgecore from v1.20.0 to v1.21.0\nmore", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"upgraded"}, false},
 		{"succeeded, garbage message", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerUpgrade, exited(0, "some log line\n")),
-		}}), PhaseSucceeded, nil, nil, false},
-		{"succeeded, no statuses", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded}), PhaseSucceeded, nil, nil, false},
+			cs(runner.ContainerUpgrade, exited(0, "some log line\n")),
+		}}), rollout.PodSucceeded, nil, nil, false},
+		{"succeeded, no statuses", testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded}), rollout.PodSucceeded, nil, nil, false},
 		{"check failed with report, the later steps not run", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(exited(1, checkFailed), exited(9, notRun), exited(9, notRun)),
-		}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		}), rollout.PodFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"cpu usage 95.0% >= threshold 80%"}, false},
 		{"check failed, pod phase lags", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(exited(1, checkFailed), running(), running()),
-		}), PhaseFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
+		}), rollout.PodFailed, &runner.Report{Step: runner.StepCheck, Result: runner.ResultFailed, Reason: "check failed: cpu usage 95.0% >= threshold 80%", FromVersion: "v1.20.0", ToVersion: "v1.21.0"},
 			[]string{"cpu usage"}, false},
 		{"copy-keadm failed with log fallback", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, exited(1, "cp: can't stat '/usr/local/bin/keadm': No such file or directory\n")),
-		}}), PhaseFailed, nil, []string{"container copy-keadm exited 1: cp: can't stat"}, false},
+			cs(runner.ContainerCopyKeadm, exited(1, "cp: can't stat '/usr/local/bin/keadm': No such file or directory\n")),
+		}}), rollout.PodFailed, nil, []string{"container copy-keadm exited 1: cp: can't stat"}, false},
 		{"copy-keadm run again after the steps started does not fail the node", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning,
-			InitContainerStatuses: []corev1.ContainerStatus{cs(ContainerCopyKeadm, exited(1, "cp: can't create '/nodeupgrade-bin/keadm': Text file busy"))},
+			InitContainerStatuses: []corev1.ContainerStatus{cs(runner.ContainerCopyKeadm, exited(1, "cp: can't create '/nodeupgrade-bin/keadm': Text file busy"))},
 			ContainerStatuses:     steps(ok, ok, running()),
-		}), PhaseUpgrading, nil, nil, false},
+		}), rollout.PodUpgrading, nil, nil, false},
 		{"backup failed, empty message", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerBackup, exited(2, "")), cs(ContainerUpgrade, exited(9, notRun)),
-		}}), PhaseFailed, nil, []string{"container backup exited 2 (backup failed): Error"}, false},
+			cs(runner.ContainerBackup, exited(2, "")), cs(runner.ContainerUpgrade, exited(9, notRun)),
+		}}), rollout.PodFailed, nil, []string{"container backup exited 2 (backup failed): Error"}, false},
 		{"backup failed, garbage json", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerBackup, exited(2, `{"step":"backup","res`)),
-		}}), PhaseFailed, nil, []string{`container backup exited 2 (backup failed): {"step":"backup","res`}, false},
+			cs(runner.ContainerBackup, exited(2, `{"step":"backup","res`)),
+		}}), rollout.PodFailed, nil, []string{`container backup exited 2 (backup failed): {"step":"backup","res`}, false},
 		{"deadline passed before backup", testPod(false, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerBackup, exited(5, deadline)),
-		}}), PhaseFailed, &runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, Reason: "deadline 2030-01-02T03:09:05Z passed before step backup started (now 2030-01-02T03:09:06Z); nothing was run"},
+			cs(runner.ContainerBackup, exited(5, deadline)),
+		}}), rollout.PodFailed, &runner.Report{Step: runner.StepBackup, Result: runner.ResultFailed, Reason: "deadline 2030-01-02T03:09:05Z passed before step backup started (now 2030-01-02T03:09:06Z); nothing was run"},
 			[]string{"passed before step backup started"}, false},
 		{"upgrade failed and rolled back", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(3, rolledBack)),
-		}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, Reason: "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed", FromVersion: "v1.20.0", ToVersion: "v1.21.0", RolledBack: true},
+		}), rollout.PodFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, Reason: "rollback succeeded, the node is back on v1.20.0; upgrade to v1.21.0 failed", FromVersion: "v1.20.0", ToVersion: "v1.21.0", RolledBack: true},
 			[]string{"back on v1.20.0"}, false},
 		{"upgrade failed before edgecore was touched", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(8, "")),
-		}), PhaseFailed, nil, []string{"exited 8 (upgrade failed before edgecore was touched, nothing to roll back)"}, false},
+		}), rollout.PodFailed, nil, []string{"exited 8 (upgrade failed before edgecore was touched, nothing to roll back)"}, false},
 		{"node not supported", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, exited(7, ""), exited(9, "")),
-		}), PhaseFailed, nil, []string{"container backup exited 7 (the node or its keadm is not supported, nothing was done)"}, false},
+		}), rollout.PodFailed, nil, []string{"container backup exited 7 (the node or its keadm is not supported, nothing was done)"}, false},
 		{"upgrade killed without report", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}),
-		}), PhaseFailed, nil, []string{"container upgrade exited 137 (killed): OOMKilled"}, false},
+		}), rollout.PodFailed, nil, []string{"container upgrade exited 137 (killed): OOMKilled"}, false},
 		{"report without reason", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, ok, exited(4, `{"step":"rollback","result":"failed","needsAttention":true}`)),
-		}), PhaseFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, NeedsAttention: true},
+		}), rollout.PodFailed, &runner.Report{Step: runner.StepRollback, Result: runner.ResultFailed, NeedsAttention: true},
 			[]string{"container upgrade exited 4 (upgrade and rollback failed, the node needs attention)"}, false},
 		{"active deadline exceeded", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline",
 			InitContainerStatuses: copied, ContainerStatuses: steps(ok, ok, exited(137, "")),
-		}), PhaseFailed, nil, []string{"outlived its deadline", "DeadlineExceeded", "longer than the specified deadline"}, false},
+		}), rollout.PodFailed, nil, []string{"outlived its deadline", "DeadlineExceeded", "longer than the specified deadline"}, false},
 		{"evicted", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."}),
-			PhaseFailed, nil, []string{"the pod was evicted: Evicted: The node was low on resource: memory."}, false},
-		{"failed without anything", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed}), PhaseFailed, nil, []string{"the pod failed"}, false},
+			rollout.PodFailed, nil, []string{"the pod was evicted: Evicted: The node was low on resource: memory."}, false},
+		{"failed without anything", testPod(true, corev1.PodStatus{Phase: corev1.PodFailed}), rollout.PodFailed, nil, []string{"the pod failed"}, false},
 		{"deleting while upgrading", func() *corev1.Pod {
 			pod := testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: steps(ok, ok, running())})
 			pod.DeletionTimestamp = new(metav1.NewTime(time.Unix(0, 0)))
 			return pod
-		}(), PhaseUpgrading, nil, nil, true},
+		}(), rollout.PodUpgrading, nil, nil, true},
 		{"unknown containers only", &corev1.Pod{
 			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "x"}, {Name: "y"}}},
 			Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{cs("x", exited(0, "")), cs("y", running())}},
-		}, PhasePending, nil, nil, false},
+		}, rollout.PodPending, nil, nil, false},
 		{"unknown phase with status", testPod(true, corev1.PodStatus{Phase: corev1.PodUnknown, InitContainerStatuses: copied,
 			ContainerStatuses: steps(running(), running(), running()),
-		}), PhaseChecking, nil, nil, false},
+		}), rollout.PodChecking, nil, nil, false},
 		{"empty terminated state", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
-			cs(ContainerCopyKeadm, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}),
-		}, ContainerStatuses: []corev1.ContainerStatus{cs(ContainerCheck, corev1.ContainerState{})}}), PhaseChecking, nil, nil, false},
+			cs(runner.ContainerCopyKeadm, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}),
+		}, ContainerStatuses: []corev1.ContainerStatus{cs(runner.ContainerCheck, corev1.ContainerState{})}}), rollout.PodChecking, nil, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			obs := Observe(tt.pod)
+			obs := observe(tt.pod)
 			g.Expect(obs.Phase).To(Equal(tt.wantPhase), obs.Reason)
 			g.Expect(obs.Report).To(Equal(tt.wantReport))
 			g.Expect(obs.Deleting).To(Equal(tt.wantDelete))
@@ -203,7 +204,7 @@ func TestObserve(t *testing.T) {
 			for _, want := range tt.wantReason {
 				g.Expect(obs.Reason).To(ContainSubstring(want))
 			}
-			if obs.Phase == PhaseFailed {
+			if obs.Phase == rollout.PodFailed {
 				g.Expect(obs.Reason).NotTo(BeEmpty(), "Failed always has a reason")
 			}
 		})
@@ -214,10 +215,10 @@ func TestObserve(t *testing.T) {
 func TestObserveTruncatesRawMessages(t *testing.T) {
 	g := NewWithT(t)
 	pod := testPod(true, corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{
-		cs(ContainerCopyKeadm, exited(1, strings.Repeat("é", 4000))),
+		cs(runner.ContainerCopyKeadm, exited(1, strings.Repeat("é", 4000))),
 	}})
-	obs := Observe(pod)
-	g.Expect(obs.Phase).To(Equal(PhaseFailed))
+	obs := observe(pod)
+	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
 	g.Expect(len(obs.Reason)).To(BeNumerically("<", maxMessage+100))
 	g.Expect(strings.ToValidUTF8(obs.Reason, "?")).To(Equal(obs.Reason))
 }

@@ -1,0 +1,160 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// startPending dispatches pending nodes in name order while slots are free
+// and failures are within tolerance; it defers NotReady and busy nodes
+// without giving them a slot, and stops the job when tolerance is exceeded.
+// A refused job has no pending node left (see refuse).
+func (p *planner) startPending() {
+	counts := tally(p.status.NodeStatus)
+	p.failed, p.skipped = int(counts.Failed), int(counts.Skipped)
+	// Settle every failure this plan can see before the first dispatch, so
+	// that no node starts in a plan that also finds tolerance exceeded.
+	// A suspended job's deferrals do not expire: see holdPending.
+	for i := range p.status.NodeStatus {
+		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) && !p.in.Config.Suspended {
+			p.expireDeferral(e)
+		}
+	}
+	free := p.in.Config.Concurrency - int(counts.InFlight) - p.draining()
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if e.State != v1alpha1.StateNone {
+			continue
+		}
+		if p.stopped() {
+			e.State, e.Time = v1alpha1.StateNotAttempted, p.stamp()
+			e.Reason = "not attempted: the job stopped on failureTolerate"
+			continue
+		}
+		if p.in.Config.Suspended {
+			holdPending(e)
+			continue
+		}
+		node := p.in.Nodes[e.NodeName]
+		if why := waitReason(node); why != "" {
+			p.deferNode(e, free > 0, why)
+			continue
+		}
+		if e.Time != "" { // was deferred, is Ready again
+			e.Time, e.Reason = "", ""
+		}
+		if free <= 0 {
+			continue
+		}
+		free--
+		deadline := p.deadline(p.now)
+		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
+		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline})
+		p.event(false, ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
+		p.wakeAt(deadline)
+		p.status.Event = v1alpha1.EventUpgrade
+	}
+}
+
+// holdPending keeps a pending node of a suspended job waiting without a
+// clock. A deferral is a wait that starts when the node's turn comes (see
+// deferNode); a suspension takes every node's turn away, so the wait is
+// cleared and starts afresh, with the whole timeout, when its turn comes
+// after the job is resumed. Otherwise a node NotReady or busy when the job
+// was suspended would fail on resume for time that passed while the job
+// itself held it back.
+func holdPending(e *v1alpha1.TaskStatus) {
+	e.Time, e.Reason = "", ""
+}
+
+// draining counts nodes that are final in status but whose pod still runs
+// and is not yet being deleted: a timed-out node's pod until its deletion is
+// under way. Such a pod keeps its slot, so a replacement never runs beside
+// it and concurrency holds for the pods on the nodes, not only in status.
+func (p *planner) draining() int {
+	n := 0
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if !NodeFinal(e.State) {
+			continue
+		}
+		if pod, ok := p.in.Pods[e.NodeName]; ok && !pod.Deleting && !pod.Phase.Terminated() {
+			n++
+		}
+	}
+	return n
+}
+
+// waitReason says why a pending node cannot start now, as its reason in
+// status ("" when it can): it is NotReady, or another job's upgrade pod
+// still exists on it (running, rolling back, or being deleted).
+func waitReason(node NodeView) string {
+	switch {
+	case !node.Ready:
+		return "deferred: node is NotReady"
+	case node.BusyWith != "":
+		return fmt.Sprintf("waiting: another upgrade is running on this node (job %s)", node.BusyWith)
+	}
+	return ""
+}
+
+// deferNode handles a pending node that cannot start (see waitReason). The
+// wait starts when the node's turn comes (a slot is free for it);
+// expireDeferral fails it once it has waited for the job's timeout.
+func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
+	if e.Time == "" {
+		if !itsTurn {
+			return
+		}
+		e.Time = p.stamp()
+		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
+	}
+	e.Reason = why
+	p.wakeAt(p.deadline(p.deferredSince(e)))
+	if p.in.Nodes[e.NodeName].BusyWith != "" {
+		// A node turning Ready wakes the job through its Node's event; the
+		// other job's pod going away does not (it is not this job's pod), so
+		// look again soon. Measured on a real cluster: a job created just
+		// after another ended waited on the other's deleting pod until its
+		// own timeout.
+		p.wakeAt(p.now.Add(BusyRecheck))
+	}
+}
+
+// BusyRecheck is how often a job looks again at a node another job's
+// upgrade pod holds.
+const BusyRecheck = 5 * time.Second
+
+// expireDeferral fails a deferred node that still cannot start at the end
+// of its wait.
+func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
+	node := p.in.Nodes[e.NodeName]
+	if e.Time == "" || waitReason(node) == "" {
+		return
+	}
+	if !p.now.Before(p.deadline(p.deferredSince(e))) {
+		why := fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout)
+		if node.Ready {
+			why = fmt.Sprintf("node stayed busy with job %s's upgrade pod for %s", node.BusyWith, p.in.Config.Timeout)
+		}
+		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, why)
+	}
+}
+
+// deferredSince is when a deferred node's wait began; a time we cannot read
+// (hand-edited status) starts the wait now.
+func (p *planner) deferredSince(e *v1alpha1.TaskStatus) time.Time {
+	since := ReadEntryTime(e).DeferredSince
+	if since.IsZero() {
+		since, e.Time = p.now, p.stamp()
+	}
+	return since
+}
+
+// stopped reports whether failureTolerate is exceeded by the failures this
+// plan has counted so far.
+func (p *planner) stopped() bool {
+	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus)-p.skipped)
+}

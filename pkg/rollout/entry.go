@@ -1,0 +1,45 @@
+package rollout
+
+import (
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+// EntryTime is a node entry's status time, read by what it means in the
+// entry's state. KubeEdge's TaskStatus has one time field, which this
+// controller uses for three clocks; this is the one place that decodes it.
+type EntryTime struct {
+	// Dispatched is when an in-flight node was dispatched; its deadline is
+	// Config.Deadline(Dispatched).
+	Dispatched time.Time
+	// DeferredSince is when a pending node's wait for its turn began (it is
+	// NotReady or busy); it fails at Config.Deadline(DeferredSince). Zero
+	// while the node is not waiting.
+	DeferredSince time.Time
+	// Finished is when a final node got its final state.
+	Finished time.Time
+	// Invalid is set when the entry has a time that is not RFC 3339, as a
+	// hand-edited status may: the planner restarts that clock.
+	Invalid bool
+}
+
+// ReadEntryTime decodes e's time.
+func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
+	if e.Time == "" {
+		return EntryTime{}
+	}
+	t, err := time.Parse(time.RFC3339, e.Time)
+	if err != nil {
+		return EntryTime{Invalid: true}
+	}
+	switch {
+	case NodeInFlight(e.State):
+		return EntryTime{Dispatched: t}
+	case NodeFinal(e.State):
+		return EntryTime{Finished: t}
+	case e.State == v1alpha1.StateNone:
+		return EntryTime{DeferredSince: t}
+	}
+	return EntryTime{}
+}
