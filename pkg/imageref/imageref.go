@@ -42,8 +42,11 @@ var (
 	componentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 	// tagRE is the distribution reference tag grammar.
 	tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	// digestRE is the distribution reference digest grammar (algorithm:hex).
-	digestRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$`)
+	// digestRE is the CRD's digest grammar: sha256, in lower-case hex, the
+	// only digest registries hand out. The distribution grammar allows any
+	// algorithm and case; one grammar on both sides means the API server and
+	// the controller never disagree on an image (api/v1alpha1's grammar test).
+	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 )
 
 // ValidateVersion reports whether v is an acceptable edgecore version such as
