@@ -80,7 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (ctrl.Result, error) {
 	log := klog.FromContext(ctx)
-	in, pods, installImage, err := r.observe(ctx, job)
+	in, pods, installImage, err := r.readInput(ctx, job)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -207,19 +207,6 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 
 // maxConditionMessage bounds a condition's message (the API allows 32768).
 const maxConditionMessage = 1024
-
-// untilNextWrite says how long a status write must wait to keep
-// StatusWriteInterval. The first write and a job's final write never wait.
-func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration {
-	if r.Options.StatusWriteInterval <= 0 || plan.Finished {
-		return 0
-	}
-	last, ok := r.lastWrite.Load(job)
-	if !ok {
-		return 0
-	}
-	return last.(time.Time).Add(r.Options.StatusWriteInterval).Sub(r.Clock.Now())
-}
 
 // perNodeEventLimit is the job size above which routine per-node events
 // (dispatched, upgraded, skipped) are not recorded: 10,000 of each would cost

@@ -16,9 +16,9 @@ import (
 // jobPods are a job's upgrade pods keyed by node name.
 type jobPods map[string]*corev1.Pod
 
-// observe gathers the planner's input from the cache: the job's config, its
+// readInput gathers the planner's input from the cache: the job's config, its
 // selection (only while status has none), its nodes and its pods.
-func (r *Reconciler) observe(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, jobPods, string, error) {
+func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, jobPods, string, error) {
 	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.Clock.Now()}
 	cfg, err := rollout.ConfigFromSpec(&job.Spec)
 	if err != nil {
