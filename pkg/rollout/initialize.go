@@ -61,7 +61,7 @@ func (p *planner) refuse() {
 			refused = true
 		}
 	}
-	if refused {
+	if refused || p.in.Status.State == v1alpha1.StateNone { // told once: when it takes effect, or at once for a new job
 		p.event(true, ReasonJobRefused, "", "Job refused: %s", p.in.Config.Refusal)
 	}
 }

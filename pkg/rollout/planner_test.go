@@ -235,6 +235,15 @@ func TestRefusedJobTouchesNoNode(t *testing.T) {
 	g.Expect(p.Events).To(ContainElement(HaveField("Reason", ReasonJobRefused)))
 }
 
+func TestRefusedJobWithNoNodeIsToldSo(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	c.Refusal = "spec.image: not allowed"
+	p := start(c, nil, fleet(0))
+	g.Expect(p.Status.Reason).To(Equal("refused: spec.image: not allowed"))
+	g.Expect(p.Events).To(ContainElement(HaveField("Reason", ReasonJobRefused)))
+}
+
 // A refused job judges none of its pending nodes: a node that vanished
 // while pending is NotAttempted, like the rest, not Skipped.
 func TestRefusalJudgesNoPendingNode(t *testing.T) {
