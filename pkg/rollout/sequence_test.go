@@ -48,6 +48,9 @@ type seqWorld struct {
 	pods  map[string]*seqPod
 	// suspended is spec.suspend.
 	suspended bool
+	// refusal is the controller's Config.Refusal (say, a stricter image
+	// allow-list after a restart).
+	refusal string
 }
 
 // notes are what a scenario does to the world at a tick, written in the trace.
@@ -88,6 +91,10 @@ func with(nodes map[string]*seqNode, name string, change func(n *seqNode)) map[s
 
 func setReady(name string, ready bool) func(w *seqWorld) {
 	return func(w *seqWorld) { w.nodes[name].view.Ready = ready }
+}
+
+func setRefusal(why string) func(w *seqWorld) {
+	return func(w *seqWorld) { w.refusal = why }
 }
 
 func setSuspended(suspended bool) func(w *seqWorld) {
@@ -132,6 +139,15 @@ func sequenceScenarios() []seqScenario {
 		at: map[int]seqStep{
 			1: {"spec.suspend: true", setSuspended(true)},
 			6: {"spec.suspend: false", setSuspended(false)},
+		},
+	}, {
+		name:        "refused-mid-job",
+		about:       "the controller restarts under an allow-list that refuses the job's image: nothing new starts, the pending nodes are NotAttempted, the running upgrades finish, and the job fails as refused",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(4),
+		nodes:     seqFleet(4),
+		at: map[int]seqStep{
+			2: {"controller restarted: image repository not allowed", setRefusal(`image repository "docker.io/kubeedge/installation-package" is not allowed (allowed: [registry.example.com/kubeedge])`)},
 		},
 	}, {
 		name:        "skipped-nodes",
@@ -219,7 +235,7 @@ func runSequence(t *testing.T, sc seqScenario) string {
 			s.do(w)
 		}
 		cc := c
-		cc.Suspended = w.suspended
+		cc.Suspended, cc.Refusal = w.suspended, w.refusal
 		in := Input{Config: cc, Status: prev.Status, Selection: sc.selection, SelectionSource: "spec.nodeNames",
 			Nodes: w.nodeViews(), Pods: w.podViews(), Now: now}
 		if tick > 0 {

@@ -34,13 +34,16 @@ func (p *planner) summarize() {
 	}
 	if c.Pending > 0 || c.InFlight > 0 {
 		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
-		if exceeded {
+		switch {
+		case p.in.Config.Refusal != "":
+			reason = fmt.Sprintf("stopping: refused: %s; waiting for %d in flight", p.in.Config.Refusal, c.InFlight)
+		case exceeded:
 			reason = fmt.Sprintf("stopping: %d of %d nodes failed (more than failureTolerate %s); waiting for %d in flight",
 				c.Failed, eligible, p.toleranceText(), c.InFlight)
 		}
 		p.setSuspended(c)
 		if p.in.Config.Suspended {
-			if !exceeded {
+			if !exceeded && p.in.Config.Refusal == "" {
 				reason = fmt.Sprintf("suspended: %d succeeded, %d failed, %d in flight, %d pending; no node starts until spec.suspend is false",
 					c.Succeeded, c.Failed, c.InFlight, c.Pending)
 			}
