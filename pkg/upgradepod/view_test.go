@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
@@ -221,4 +222,51 @@ func TestObserveTruncatesRawMessages(t *testing.T) {
 	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
 	g.Expect(len(obs.Reason)).To(BeNumerically("<", maxMessage+100))
 	g.Expect(strings.ToValidUTF8(obs.Reason, "?")).To(Equal(obs.Reason))
+}
+
+// View is what the planner sees: the failed step as a status event, and
+// whether the controller's finalizer still holds the pod.
+func TestViewFailedEventAndTracking(t *testing.T) {
+	needsAttention := `{"step":"upgrade","result":"failed","reason":"upgrade and rollback failed","needsAttention":true}`
+	upgradeFailed := `{"step":"upgrade","result":"failed","reason":"keadm upgrade failed before edgecore was touched"}`
+	for _, tc := range []struct {
+		name       string
+		status     corev1.PodStatus
+		wantPhase  rollout.PodPhase
+		wantEvent  string
+		wantReason string
+	}{
+		{"check failed", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(runner.ExitCheckFailed, checkFailed), exited(runner.ExitNotRun, ""), exited(runner.ExitNotRun, ""))},
+			rollout.PodFailed, v1alpha1.EventCheck, "check failed: cpu usage 95.0% >= threshold 80%"},
+		{"backup ran out of time", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(0, "{}"), exited(runner.ExitDeadline, deadline), exited(runner.ExitNotRun, ""))},
+			rollout.PodFailed, v1alpha1.EventBackUp, "deadline 2030-01-02T03:09:05Z passed"},
+		{"rolled back", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(0, "{}"), exited(0, "{}"), exited(runner.ExitRolledBack, rolledBack))},
+			rollout.PodFailed, v1alpha1.EventRollback, "rollback succeeded"},
+		{"rollback failed too", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(0, "{}"), exited(0, "{}"), exited(runner.ExitNeedsAttention, needsAttention))},
+			rollout.PodFailed, v1alpha1.EventRollback, "upgrade and rollback failed"},
+		{"upgrade failed, nothing touched", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(0, "{}"), exited(0, "{}"), exited(runner.ExitUpgradeFailedUntouched, upgradeFailed))},
+			rollout.PodFailed, v1alpha1.EventUpgrade, "before edgecore was touched"},
+		{"no report: the upgrade step is blamed", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: steps(exited(0, "{}"), exited(0, "{}"), exited(137, ""))},
+			rollout.PodFailed, v1alpha1.EventUpgrade, "container upgrade exited 137 (killed)"},
+		{"running: no failed event", corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: steps(exited(0, "{}"), running(), running())},
+			rollout.PodBackingUp, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			view := View(testPod(true, tc.status))
+			g.Expect(view.Phase).To(Equal(tc.wantPhase))
+			g.Expect(view.FailedEvent).To(Equal(tc.wantEvent))
+			g.Expect(view.Reason).To(ContainSubstring(tc.wantReason))
+			g.Expect(view.Tracked).To(BeTrue(), "Build adds the tracking finalizer")
+		})
+	}
+
+	g := NewWithT(t)
+	released := testPod(true, corev1.PodStatus{Phase: corev1.PodSucceeded})
+	released.Finalizers = nil
+	released.DeletionTimestamp = &metav1.Time{Time: buildTime}
+	view := View(released)
+	g.Expect(view.Tracked).To(BeFalse())
+	g.Expect(view.Deleting).To(BeTrue())
+	g.Expect(View(nil)).To(Equal(rollout.PodView{Phase: rollout.PodPending}), "a missing pod reads as not started, and View does not panic")
 }
