@@ -21,7 +21,7 @@ func TestExitMeaningNamesEveryFailureCode(t *testing.T) {
 		seen[meaning] = code
 	}
 	g.Expect(ExitMeaning(ExitOK)).To(BeEmpty())
-	g.Expect(ExitMeaning(ExitNotRun + 1)).To(BeEmpty(), "a code the runner does not use")
+	g.Expect(ExitMeaning(ExitNotRun+1)).To(BeEmpty(), "a code the runner does not use")
 }
 
 func TestContainersAreNamedAfterTheirSteps(t *testing.T) {
