@@ -113,14 +113,7 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 // a deleted or re-created job whose pod still rolls back), so that the
 // planner does not start a second upgrade beside it.
 func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgradeJob, nodes map[string]rollout.NodeView) error {
-	pending := false
-	for i := range job.Status.NodeStatus {
-		if job.Status.NodeStatus[i].State == v1alpha1.StateNone {
-			pending = true
-			break
-		}
-	}
-	if !pending && len(job.Status.NodeStatus) > 0 {
+	if !rollout.MayStartNodes(job.Status) {
 		return nil
 	}
 	list := &corev1.PodList{}

@@ -27,6 +27,9 @@
 //     planner.deadline (planner.go).
 //
 // Selection (first plan only):
+//   - Whether the first plan is recorded: [Initialized]; whether a plan may
+//     start a node, so needs to know busy nodes: [MayStartNodes]
+//     (planner.go).
 //   - spec.nodeNames or spec.labelSelector, taken once: [SelectNodes],
 //     [ObserveNodes] (nodes.go).
 //   - Every selected node gets its entry, sorted and deduplicated:

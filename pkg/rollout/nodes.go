@@ -26,7 +26,7 @@ func ObserveNodes(in *Input, job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, 
 	}
 	var err error
 	names := make([]string, 0, len(job.Status.NodeStatus))
-	if job.Status.State == v1alpha1.StateNone && len(job.Status.NodeStatus) == 0 {
+	if !Initialized(job.Status) {
 		in.Selection, in.SelectionSource, err = SelectNodes(&job.Spec, nodes)
 		names = in.Selection
 	} else {

@@ -24,7 +24,7 @@ import (
 //     etcd's limit, and decide what happens to the pods of final nodes.
 func Decide(in Input) Plan {
 	p := newPlanner(in)
-	if p.status.State == v1alpha1.StateNone && len(p.status.NodeStatus) == 0 {
+	if !Initialized(p.status) {
 		p.initialize()
 	}
 	if !JobFinal(p.status.State) {
@@ -51,6 +51,28 @@ func Cleanup(status v1alpha1.NodeUpgradeJobStatus, pods map[string]PodView) Plan
 	p := &planner{in: Input{Status: status, Pods: pods}, status: status}
 	p.planCleanup()
 	return p.plan
+}
+
+// Initialized reports whether a job's first plan is recorded: until it is,
+// the job's selection is still to be made (and a plan may start any node).
+func Initialized(status v1alpha1.NodeUpgradeJobStatus) bool {
+	return status.State != v1alpha1.StateNone || len(status.NodeStatus) > 0
+}
+
+// MayStartNodes reports whether a plan of this job may start a node: it is
+// not initialised yet, or a node is pending. Only then do the planner's
+// NodeViews need BusyWith, which costs the controller a list of every
+// upgrade pod.
+func MayStartNodes(status v1alpha1.NodeUpgradeJobStatus) bool {
+	if !Initialized(status) {
+		return true
+	}
+	for i := range status.NodeStatus {
+		if status.NodeStatus[i].State == v1alpha1.StateNone {
+			return true
+		}
+	}
+	return false
 }
 
 // NodeFinal reports whether a node's state is an end state.

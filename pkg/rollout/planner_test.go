@@ -801,3 +801,15 @@ func TestSuspend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(NewWithT(t)) })
 	}
 }
+
+func TestMayStartNodes(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(MayStartNodes(v1alpha1.NodeUpgradeJobStatus{})).To(BeTrue(), "a new job selects and starts nodes")
+	running := v1alpha1.NodeUpgradeJobStatus{State: v1alpha1.StateUpgrading, NodeStatus: []v1alpha1.TaskStatus{
+		{NodeName: "a", State: v1alpha1.StateUpgrading}, {NodeName: "b", State: v1alpha1.StateSuccessful},
+	}}
+	g.Expect(MayStartNodes(running)).To(BeFalse(), "every node started or done")
+	running.NodeStatus = append(running.NodeStatus, v1alpha1.TaskStatus{NodeName: "c"})
+	g.Expect(MayStartNodes(running)).To(BeTrue(), "c is pending")
+	g.Expect(MayStartNodes(v1alpha1.NodeUpgradeJobStatus{State: v1alpha1.StateFailed})).To(BeFalse(), "a job refused before its first write has no node to start")
+}
