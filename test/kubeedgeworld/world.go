@@ -612,6 +612,7 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 // plane; then the bridge and the folder. Safe to call twice and from a signal handler.
 func (w *World) Stop() error {
 	w.stopOnce.Do(func() {
+		start := time.Now()
 		var errs []error
 		if w.Cluster != nil {
 			if err := w.Cluster.StopController(); err != nil {
@@ -662,6 +663,7 @@ func (w *World) Stop() error {
 			w.sigStop()
 		}
 		w.stopErr = errors.Join(errs...)
+		w.logf("world stopped in %.1fs (errors: %v)", time.Since(start).Seconds(), w.stopErr)
 	})
 	return w.stopErr
 }

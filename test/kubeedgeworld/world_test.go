@@ -52,9 +52,12 @@ func TestWorldSmoke(t *testing.T) {
 				NodeName:      n.Name(),
 				RestartPolicy: corev1.RestartPolicyNever,
 				Containers: []corev1.Container{{
-					Name:            "sleep",
-					Image:           kubeedgeworld.RunnerImage,
-					Command:         []string{"/bin/sleep", "3600"},
+					Name:  "sleep",
+					Image: kubeedgeworld.RunnerImage,
+					// PID 1 of its pid namespace: without a handler it
+					// would ignore the machine's poweroff SIGTERM and hold
+					// Stop for its whole grace period.
+					Command:         []string{"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"},
 					ImagePullPolicy: corev1.PullNever,
 				}},
 			},
