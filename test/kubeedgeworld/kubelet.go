@@ -227,10 +227,12 @@ func (w *World) startKubeletNodes(ctx context.Context) error {
 		if out, err := exec.Command("ip", "route", "replace", subnet, "via", n.ip, "dev", w.bridge).CombinedOutput(); err != nil {
 			return fmt.Errorf("route %s via %s: %w: %s", subnet, n.ip, err, out)
 		}
+		// Listed before it boots, so that Stop stops it (and removes its
+		// cgroups) if the boot fails half-way.
+		w.kubeletNodes = append(w.kubeletNodes, n)
 		if err := w.bootMachine(ctx, n); err != nil {
 			return err
 		}
-		w.kubeletNodes = append(w.kubeletNodes, n)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ type Node struct {
 	logPath string
 
 	cmd     *exec.Cmd
+	cgroups *machineCgroups // the machine's own, on the host (cgroup.go)
 	logFile *os.File
 	exited  chan struct{}
 	waitErr error
@@ -184,13 +185,26 @@ func (n *Node) Journal(ctx context.Context, unit string) string {
 // ReadFile reads a file inside the machine through its rootfs.
 func (n *Node) ReadFile(p string) ([]byte, error) { return os.ReadFile(n.HostPath(p)) }
 
-// boot starts systemd-nspawn on the prepared rootfs.
-func (n *Node) boot(bridge string) error {
-	var err error
+// boot starts systemd-nspawn on the prepared rootfs, in a cgroup of the
+// machine's own (cgroup.go): the one made before, or a new one.
+func (n *Node) boot(bridge string) (err error) {
+	if n.cgroups == nil {
+		if n.cgroups, err = createMachineCgroups(n.machine); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.cgroups.remove(time.Second))
+			n.cgroups = nil
+		}
+	}()
 	if n.logFile, err = os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		return err
 	}
-	n.cmd = exec.Command("systemd-nspawn",
+	procs := n.cgroups.procsFiles()
+	args := append([]string{"-c", joinCgroupsScript, "kubeedgeworld-join-cgroups", strconv.Itoa(len(procs))}, procs...)
+	n.cmd = exec.Command("/bin/sh", append(args, "systemd-nspawn",
 		"--quiet",
 		"-D", n.rootfs,
 		"-M", n.machine,
@@ -204,7 +218,7 @@ func (n *Node) boot(bridge string) error {
 		"--resolv-conf=off",
 		"--timezone=off",
 		"--link-journal=no",
-	)
+	)...)
 	// nspawn's own requirements on this host: no host systemd or D-Bus, and
 	// runc needs the session keyring that nspawn's seccomp filter denies.
 	n.cmd.Env = append(os.Environ(), "SYSTEMD_SECCOMP=0", "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0")
@@ -296,10 +310,10 @@ func (n *Node) waitSystemd(ctx context.Context, timeout time.Duration) error {
 
 // stop powers the machine off (SIGRTMIN+3 to its systemd, as nspawn does on
 // SIGTERM), then kills what is left: PID 1 of a pid namespace takes every
-// process in it along.
-func (n *Node) stop(grace time.Duration) {
+// process in it along. Then it removes the machine's cgroups from the host.
+func (n *Node) stop(grace time.Duration) error {
 	if n.cmd == nil || n.cmd.Process == nil {
-		return
+		return n.removeCgroups()
 	}
 	select {
 	case <-n.exited:
@@ -324,6 +338,19 @@ func (n *Node) stop(grace time.Duration) {
 	n.mu.Lock()
 	n.leader = 0
 	n.mu.Unlock()
+	return n.removeCgroups()
+}
+
+// removeCgroups removes the machine's cgroups from the host, once nothing
+// runs in them.
+func (n *Node) removeCgroups() error {
+	if err := n.cgroups.remove(10 * time.Second); err != nil {
+		return fmt.Errorf("node %s: %w", n.name, err)
+	}
+	n.mu.Lock()
+	n.cgroups = nil
+	n.mu.Unlock()
+	return nil
 }
 
 func waitGone(pid int, timeout time.Duration) {

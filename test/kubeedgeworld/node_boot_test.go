@@ -4,6 +4,7 @@ package kubeedgeworld
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,9 @@ func TestNodeBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = exec.Command("ip", "link", "del", w.bridge).Run() }()
-	n := &Node{name: "boot-1", machine: "kewboot1", dir: filepath.Join(dir, "n"), ip: strings.TrimSuffix(w.gateway, ".1") + ".10"}
+	// A machine name of its own: its cgroups are in the host's hierarchies,
+	// which another run's machine may share.
+	n := &Node{name: "boot-1", machine: fmt.Sprintf("kewboot%d", os.Getpid()), dir: filepath.Join(dir, "n"), ip: strings.TrimSuffix(w.gateway, ".1") + ".10"}
 	n.rootfs = filepath.Join(n.dir, "rootfs")
 	n.logPath = filepath.Join(n.dir, "console.log")
 	start := time.Now()
@@ -53,15 +56,42 @@ func TestNodeBoot(t *testing.T) {
 	if err := n.boot(w.bridge); err != nil {
 		t.Fatal(err)
 	}
+	own := n.Cgroups()
 	defer func() {
-		n.stop(30 * time.Second)
+		if err := n.stop(30 * time.Second); err != nil {
+			t.Error(err)
+		}
 		if err := unmountUnder(dir); err != nil {
 			t.Error(err)
 		}
+		// The machine's cgroups are in the host's shared hierarchies.
+		hs, err := hostHierarchies()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs {
+			d := filepath.Join(h.dir, machineCgroupPrefix+n.machine)
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s still there after stop (%v)", d, err)
+			}
+		}
 	}()
-	if _, err := n.findLeader(ctx, 30*time.Second); err != nil {
+	leader, err := n.findLeader(ctx, 30*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The machine runs in its own cgroup in every hierarchy, nspawn's
+	// cgroup namespace is rooted there.
+	cgs, err := ProcessCgroups(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, p := range cgs {
+		if root, ok := own[h]; !ok || (p != root && !strings.HasPrefix(p, root+"/")) {
+			t.Errorf("machine's PID 1 in cgroup %q of hierarchy %q, want under %q", p, h, own[h])
+		}
+	}
+	t.Logf("machine's cgroups: %v", cgs)
 	if err := n.waitSystemd(ctx, 2*time.Minute); err != nil {
 		t.Log(testenv.TailFile(n.logPath, 4000))
 		t.Fatal(err)

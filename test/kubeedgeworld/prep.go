@@ -18,6 +18,9 @@ set -u
 # kubelet inside edgecore opens /dev/kmsg (kind does the same).
 [ -e /dev/kmsg ] || ln -s /dev/console /dev/kmsg
 # nspawn mounts the cgroup v1 controllers read-only; runc needs them writable.
+# Mounted again in this machine's cgroup namespace, each shows only the
+# machine's own cgroup on the host (the world starts nspawn in it), so
+# kubelet's /kubepods is this machine's alone.
 for c in blkio cpu cpuacct cpuset devices freezer memory pids; do
   if [ -d /sys/fs/cgroup/$c ]; then
     umount -l /sys/fs/cgroup/$c 2>/dev/null || true

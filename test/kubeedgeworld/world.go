@@ -475,9 +475,21 @@ func (w *World) startNodes(ctx context.Context, token string) error {
 	return nil
 }
 
-// bootMachine boots a prepared node and hands its processes to the
-// sentinel.
-func (w *World) bootMachine(ctx context.Context, n *Node) error {
+// bootMachine boots a prepared node in cgroups of its own and hands its
+// processes and cgroups to the sentinel.
+func (w *World) bootMachine(ctx context.Context, n *Node) (err error) {
+	// Its cgroups first, so that the sentinel removes them whenever this
+	// process dies from here on (a test timeout's panic runs no cleanup).
+	if n.cgroups, err = createMachineCgroups(n.machine); err != nil {
+		return err
+	}
+	for _, d := range n.cgroups.dirs {
+		if err := w.Cluster.AdoptCgroup(d); err != nil {
+			err = errors.Join(err, n.cgroups.remove(time.Second))
+			n.cgroups = nil
+			return err
+		}
+	}
 	if err := n.boot(w.bridge); err != nil {
 		return err
 	}
@@ -600,6 +612,7 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 // plane; then the bridge and the folder. Safe to call twice and from a signal handler.
 func (w *World) Stop() error {
 	w.stopOnce.Do(func() {
+		start := time.Now()
 		var errs []error
 		if w.Cluster != nil {
 			if err := w.Cluster.StopController(); err != nil {
@@ -607,14 +620,17 @@ func (w *World) Stop() error {
 			}
 		}
 		var wg sync.WaitGroup
-		for _, n := range w.machines() {
+		machines := w.machines()
+		stopErrs := make([]error, len(machines))
+		for i, n := range machines {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n.stop(30 * time.Second)
+				stopErrs[i] = n.stop(30 * time.Second)
 			}()
 		}
 		wg.Wait()
+		errs = append(errs, stopErrs...)
 		for _, p := range []*hostProcess{w.controllerManager, w.scheduler, w.cc} {
 			if err := p.stop(); err != nil {
 				errs = append(errs, err)
@@ -647,6 +663,7 @@ func (w *World) Stop() error {
 			w.sigStop()
 		}
 		w.stopErr = errors.Join(errs...)
+		w.logf("world stopped in %.1fs (errors: %v)", time.Since(start).Seconds(), w.stopErr)
 	})
 	return w.stopErr
 }

@@ -395,6 +395,11 @@ func nodeReady(n *corev1.Node) bool {
 // their processes first.
 func (c *Cluster) AdoptProcessGroup(pgid int) { c.reaper.add(pgid) }
 
+// AdoptCgroup hands a cgroup directory (with the cgroups below it) to the
+// sentinel, which removes it, after killing the adopted groups, if this
+// process dies without Stop. Stop does not remove it: its owner does.
+func (c *Cluster) AdoptCgroup(dir string) error { return c.reaper.addCgroup(dir) }
+
 // KubeconfigPath is the admin kubeconfig file, for kubectl and the controller.
 func (c *Cluster) KubeconfigPath() string { return c.kubeconfig }
 

@@ -8,25 +8,39 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
 
 // reaperScript runs in a sentinel shell whose stdin is a pipe from this
-// process. Each line names a process group to kill when the pipe closes;
+// process. Each line names a process group to kill when the pipe closes, or
+// ("cgroup DIR") a cgroup directory to remove once they are killed;
 // "reset" forgets them. A process that dies in any way closes the pipe, so
 // the sentinel outlives a panic or SIGKILL and takes the groups with it.
+// A cgroup can only go once its last process has left, so the sentinel
+// tries for up to 10 s, deepest first.
 // It ignores the signals a terminal sends, because Ctrl-C must reach the
 // caller, which stops the world in order, not the sentinel.
 const reaperScript = `trap '' INT TERM HUP QUIT
 groups=""
+cgroups=""
 while read -r line; do
   case "$line" in
-    reset) groups="" ;;
+    reset) groups=""; cgroups="" ;;
+    "cgroup "*) cgroups="$cgroups ${line#cgroup }" ;;
     *) groups="$groups $line" ;;
   esac
 done
 for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
+for d in $cgroups; do
+  i=0
+  while [ -d "$d" ] && [ $i -lt 100 ]; do
+    find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -d "$d" ] && sleep 0.1
+    i=$((i+1))
+  done
+done
 exit 0`
 
 // reaper is the caller's side of the sentinel.
@@ -64,6 +78,24 @@ func (r *reaper) add(pgid int) {
 	}
 	r.groups[pgid] = true
 	_, _ = fmt.Fprintf(r.stdin, "%d\n", pgid)
+}
+
+// addCgroup registers a cgroup directory to remove if this process dies.
+// The line protocol splits on whitespace, so a path with any is refused.
+func (r *reaper) addCgroup(dir string) error {
+	if r == nil {
+		return nil
+	}
+	if dir == "" || strings.ContainsAny(dir, " \t\n") {
+		return fmt.Errorf("localcluster: sentinel cannot hold cgroup %q", dir)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	_, err := fmt.Fprintf(r.stdin, "cgroup %s\n", dir)
+	return err
 }
 
 // adoptChildren registers the direct children of this process that lead a
