@@ -2,11 +2,14 @@
 // a real etcd and kube-apiserver (envtest, with the project's CRD), KWOK
 // keeping fake KubeEdge edge nodes Ready (test/kwokworld), the fleet
 // simulator playing their kubelets and keadm (test/fleetsim), and the REAL
-// nodeupgrade-controller binary as separate processes.
+// nodeupgrade-controller binary as separate processes, or the controller
+// in the caller's process (StartInProcessController).
 //
-// It exists so the demo (test/demo) and the kubectl end-to-end suite
-// (test/e2e) run the same world the same way, and so a person can point
-// kubectl at it: Start writes an admin kubeconfig to a file.
+// It is the one world every suite runs in, composed in one place: the
+// integration, end-to-end and chaos suites, the benchmark, the demo and
+// test/kubeedgeworld all start it, and Shared gives a test binary one of
+// them for all its tests. A person can point kubectl at it: Start writes
+// an admin kubeconfig to a file.
 //
 // Every process it starts runs in a process group of its own, and a small
 // sentinel process kills those groups if the caller dies without calling
