@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
+	"github.com/nodeupgrade/nodeupgrade/test/framework"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
@@ -118,16 +119,16 @@ func finalState(job string) string {
 
 var _ = Describe("The kubectl nodeupgrade plugin", func() {
 	It("plans what the controller then does: selection, skips, deferral and first wave", func() {
-		specs := fleet("plan", 5)
+		specs := framework.Fleet("plan", 5)
 		for i := range specs {
 			specs[i].Duration = 4 * time.Second // wave 2 starts only after wave 1's pods exist
 		}
 		specs = append(specs,
-			fleetsim.NodeSpec{Name: "plan-current", Version: target},
+			fleetsim.NodeSpec{Name: "plan-current", Version: framework.Target},
 			fleetsim.NodeSpec{Name: "plan-cloud", NotEdge: true},
-			fleetsim.NodeSpec{Name: "plan-offline", Version: fromVersion, Offline: true})
+			fleetsim.NodeSpec{Name: "plan-offline", Version: framework.FromVersion, Offline: true})
 		createFleet(specs)
-		names := append(namesOf(specs), "plan-missing")
+		names := append(framework.NodeNames(specs), "plan-missing")
 		manifest := jobSpec{name: "e2e-plan", nodeNames: names, concurrency: 2, failureTolerate: "0.5", timeoutSeconds: 15}.manifest()
 		file := filepath.Join(GinkgoT().TempDir(), "job.yaml")
 		Expect(os.WriteFile(file, []byte(manifest), 0o600)).To(Succeed())
@@ -146,6 +147,7 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 			ContainSubstring("wave 1: plan-00000 plan-00001")))
 
 		first := firstPods("e2e-plan", plan.Concurrency)
+		w := watchPods("e2e-plan")
 		follow := cluster.KubectlCommand(suiteCtx, "nodeupgrade", "status", "-w", "e2e-plan")
 		var followed strings.Builder
 		follow.Stdout, follow.Stderr = &followed, GinkgoWriter
@@ -156,6 +158,8 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 
 		Eventually(first, 30*time.Second, 100*time.Millisecond).Should(HaveLen(2))
 		Expect(first()).To(ConsistOf(plan.Waves[0]), "the controller's first dispatch is the plan's first wave")
+		Eventually(func() string { return nodeEntries("e2e-plan")["plan-offline"] }, 10*time.Second, 250*time.Millisecond).
+			Should(HaveSuffix("/deferred: node is NotReady"), "the offline node waits, deferred, while the others run")
 
 		Eventually(func() string { return finalState("e2e-plan") }, 90*time.Second, time.Second).ShouldNot(BeEmpty())
 		Expect(follow.Wait()).To(Succeed(), "status -w ends when the job is final")
@@ -178,23 +182,27 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 			case "defer":
 				Expect(n.Name).To(Equal("plan-offline"))
 				Expect(n.Reason).To(ContainSubstring("NotReady"))
-				Expect(entries[n.Name]).To(And(HavePrefix("Failed/"), ContainSubstring("NotReady")), "a deferred node fails after timeoutSeconds NotReady")
+				Expect(entries[n.Name]).To(And(HavePrefix("Failed/"), HaveSuffix("/node stayed NotReady for 15s")), "a deferred node fails after timeoutSeconds NotReady")
 			default:
 				Fail("unexpected action " + n.Action + " for " + n.Name)
 			}
 		}
 		Expect(plan.Nodes).To(HaveLen(9), "8 nodes and the missing name")
+		// Pods for the nodes to upgrade, one each; none for the skipped
+		// nodes, nor for the deferred one, which never came back.
+		w.ExpectOnePodEach(framework.NodeNames(specs[:5]))
 	})
 
 	It("pauses a rollout, lets the nodes in flight finish, and resumes it", func() {
-		specs := fleet("pause", 6)
+		specs := framework.Fleet("pause", 6)
 		for i := range specs {
 			// Long enough that the pause lands before the first wave ends.
 			specs[i].Duration = 5 * time.Second
 		}
 		createFleet(specs)
 		created := firstPods("e2e-pause", len(specs)+1)
-		res := applyYAML(jobSpec{name: "e2e-pause", nodeNames: namesOf(specs), concurrency: 2, timeoutSeconds: 60}.manifest())
+		w := watchPods("e2e-pause")
+		res := applyYAML(jobSpec{name: "e2e-pause", nodeNames: framework.NodeNames(specs), concurrency: 2, timeoutSeconds: 60}.manifest())
 		Expect(res.Err).NotTo(HaveOccurred(), res.String())
 		Eventually(created, 30*time.Second, 100*time.Millisecond).Should(HaveLen(2))
 
@@ -206,7 +214,17 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		waitState("e2e-pause", "Suspended", 30*time.Second)
 		Eventually(func() string { return jsonpath("e2e-pause", "{.status.counts.inFlight} {.status.counts.succeeded}") }, 30*time.Second, 250*time.Millisecond).
 			Should(Equal("0 2"), "the first wave finishes while paused")
-		Consistently(created, 3*time.Second, 250*time.Millisecond).Should(HaveLen(2), "no node starts while paused")
+		Consistently(created, 3*time.Second, 250*time.Millisecond).Should(HaveLen(2), "no node starts while paused, though both slots are free")
+		// How kubectl shows a suspended job: still Suspended, not finished,
+		// with nodes left to start.
+		Expect(jsonpath("e2e-pause", `{.status.state} {.status.counts.pending} {.status.conditions[?(@.type=="Suspended")].status}`)).To(Equal("Suspended 4 True"))
+		Expect(jsonpath("e2e-pause", "{.status.reason}")).To(ContainSubstring("no node starts until spec.suspend is false"))
+		Expect(rowFields(kubectl("get", "nodeupgradejobs"), "e2e-pause")).To(HavePrefix("e2e-pause v1.21.0 Suspended 2/6 0 "))
+		wide := kubectl("get", "nodeupgradejob", "e2e-pause", "-o", "wide")
+		Expect(rowFields(wide, "NAME")).To(ContainSubstring("REASON SUSPEND AGE"))
+		Expect(rowFields(wide, "e2e-pause")).To(MatchRegexp(` true \S+$`))
+		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-pause") }, 20*time.Second, time.Second).
+			Should(MatchRegexp(`Normal\s+Suspended\s+.*Job suspended: no node starts until spec.suspend is false`))
 		status := plugin("", "status", "e2e-pause")
 		Expect(status.Stdout).To(And(ContainSubstring("NodeUpgradeJob e2e-pause: Suspended"), ContainSubstring("Paused (spec.suspend)"),
 			ContainSubstring("ETA: none while paused (4 nodes left)")), status.String())
@@ -216,15 +234,20 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(resumed.Err).NotTo(HaveOccurred(), resumed.String())
 		Expect(resumed.Stdout).To(Equal("nodeupgradejob e2e-pause resumed\n"))
 		waitState("e2e-pause", "Successful", 90*time.Second)
-		Expect(created()).To(ConsistOf(namesOf(specs)), "every node got one pod")
+		Expect(created()).To(ConsistOf(framework.NodeNames(specs)), "every node got one pod")
+		w.ExpectOnePodEach(framework.NodeNames(specs))
+		Expect(w.Peak()).To(BeNumerically("<=", 2))
+		Expect(jsonpath("e2e-pause", `{.status.progress} {.status.counts.succeeded} {.status.conditions[?(@.type=="Suspended")].reason}`)).To(Equal("6/6 6 Resumed"))
+		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-pause") }, 20*time.Second, time.Second).
+			Should(And(MatchRegexp(`Normal\s+Resumed\s+.*Job resumed`), MatchRegexp(`Normal\s+JobCompleted`)))
 		Expect(plugin("", "resume", "e2e-pause").Stderr).To(HavePrefix("error: cannot resume nodeupgradejob e2e-pause: it has finished (Successful)"))
 	})
 
 	It("shows status and logs, retries failures, and refuses clearly", func() {
-		specs := fleet("op", 4)
+		specs := framework.Fleet("op", 4)
 		specs[1].Behavior, specs[1].Duration = fleetsim.BehaviorFail, 500*time.Millisecond
 		createFleet(specs)
-		res := applyYAML(jobSpec{name: "e2e-op", nodeNames: namesOf(specs), concurrency: 2, failureTolerate: "0.5", timeoutSeconds: 30}.manifest())
+		res := applyYAML(jobSpec{name: "e2e-op", nodeNames: framework.NodeNames(specs), concurrency: 2, failureTolerate: "0.5", timeoutSeconds: 30}.manifest())
 		Expect(res.Err).NotTo(HaveOccurred(), res.String())
 		waitState("e2e-op", "Successful", 60*time.Second)
 

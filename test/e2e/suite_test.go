@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
+	"github.com/nodeupgrade/nodeupgrade/test/framework"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
@@ -31,14 +32,8 @@ func TestE2E(t *testing.T) {
 	RunSpecs(t, "nodeupgrade kubectl end-to-end")
 }
 
-const (
-	target      = "v1.21.0"
-	fromVersion = "v1.20.0"
-)
-
 var (
 	cluster  *localcluster.Cluster
-	ctl      *localcluster.Controller // the suite's controller; one at a time
 	suiteCtx context.Context
 	cancel   context.CancelFunc
 	logDir   string
@@ -56,7 +51,8 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("cluster up; kubeconfig %s\n", cluster.KubeconfigPath())
-	ctl = startController(localcluster.ControllerOptions{Name: "controller"})
+	_, err = cluster.StartController(suiteCtx, localcluster.ControllerOptions{Name: "controller"})
+	Expect(err).NotTo(HaveOccurred())
 })
 
 var _ = AfterSuite(func() {
@@ -78,13 +74,6 @@ var _ = AfterEach(func() {
 		GinkgoWriter.Printf("\n--- last lines of %s:\n%s\n", c.LogPath(), lastBytes(log, 4000))
 	}
 })
-
-func startController(opts localcluster.ControllerOptions) *localcluster.Controller {
-	GinkgoHelper()
-	c, err := cluster.StartController(suiteCtx, opts)
-	Expect(err).NotTo(HaveOccurred())
-	return c
-}
 
 // kubectl runs kubectl against the cluster and fails the spec if it fails.
 func kubectl(args ...string) string {
@@ -129,7 +118,7 @@ func (j jobSpec) manifest() string {
 	fmt.Fprintf(&b, "apiVersion: operations.kubeedge.io/v1alpha1\nkind: NodeUpgradeJob\nmetadata:\n  name: %s\nspec:\n", j.name)
 	v := j.version
 	if v == "" {
-		v = target
+		v = framework.Target
 	}
 	fmt.Fprintf(&b, "  version: %q\n", v)
 	if len(j.nodeNames) > 0 {
@@ -162,16 +151,9 @@ func createFleet(specs []fleetsim.NodeSpec) {
 	Expect(cluster.CreateNodes(suiteCtx, specs)).To(Succeed())
 }
 
-func fleet(prefix string, n int) []fleetsim.NodeSpec {
-	return fleetsim.Fleet(prefix, n, fromVersion)
-}
-
-func namesOf(specs []fleetsim.NodeSpec) []string {
-	out := make([]string, len(specs))
-	for i, s := range specs {
-		out[i] = s.Name
-	}
-	return out
+// watchPods observes one job's upgrade pods, independently of kubectl.
+func watchPods(job string) *framework.PodWatcher {
+	return framework.WatchPods(suiteCtx, cluster, job)
 }
 
 // jsonpath reads one field of a job with kubectl.

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"flag"
 	"sync"
 	"time"
 
@@ -23,10 +22,10 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
-	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
+	"github.com/nodeupgrade/nodeupgrade/test/framework"
 )
 
 // denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
@@ -60,7 +59,7 @@ func denyNodeStatus() func() {
 	}
 	Expect(k8s.Create(suiteCtx, binding)).To(Succeed())
 	// The policy takes a moment to load: probe it with a job of our own.
-	probe := newJob("deny-status-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
+	probe := framework.NewJob("deny-status-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
 	Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
 	Eventually(func() error {
 		p := probe.DeepCopy()
@@ -97,7 +96,7 @@ func statusWriteFailures() float64 {
 
 var _ = Describe("Hardening", func() {
 	It("makes a refused status write visible and starts nothing until a write goes through", func() {
-		specs := fleet("refused", 1)
+		specs := framework.Fleet("refused", 1)
 		createFleet(specs)
 		allow := denyNodeStatus()
 		allowed := false
@@ -108,8 +107,8 @@ var _ = Describe("Hardening", func() {
 		}()
 		failuresBefore := statusWriteFailures()
 		ctl := startController()
-		defer ctl.stop()
-		Expect(k8s.Create(suiteCtx, newJob("deny-status-job", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+		defer stopController(ctl)
+		Expect(k8s.Create(suiteCtx, framework.NewJob("deny-status-job", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) }))).To(Succeed())
 
 		Eventually(func() *metav1.Condition {
 			return apimeta.FindStatusCondition(getJob("deny-status-job").Status.Conditions, v1alpha1.ConditionStatusWriteFailed)
@@ -132,16 +131,13 @@ var _ = Describe("Hardening", func() {
 	})
 
 	It("normalises the image allow-list at startup and refuses an entry that does not parse", func() {
-		fs := flag.NewFlagSet("nodeupgrade-controller", flag.ContinueOnError)
-		c := manager.BindFlags(fs)
-		Expect(fs.Parse(controllerArgs("--allowed-image-repositories=docker.io/kubeedge/installation-package:v1.21.0"))).To(Succeed())
-		_, err := manager.New(cfg, c)
+		_, err := cluster.NewInProcessManager("--allowed-image-repositories=docker.io/kubeedge/installation-package:v1.21.0")
 		Expect(err).To(MatchError(ContainSubstring("--allowed-image-repositories")))
 
 		// Written the way users write it: before normalisation this entry
 		// matched nothing and refused every job.
 		ctl := startController("--allowed-image-repositories=Docker.io/kubeedge/")
-		defer ctl.stop()
+		defer stopController(ctl)
 		oneNodeJob("allow", "kubeedge/installation-package")
 		job := waitFinished("allow", 60*time.Second)
 		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
@@ -151,7 +147,7 @@ var _ = Describe("Hardening", func() {
 		// A job and its pod created in the same instant as the job's
 		// deletion: the reconciler's cache (here one that has seen no pod
 		// at all) does not know the pod yet.
-		job := newJob("orphan", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"orphan-node"} })
+		job := framework.NewJob("orphan", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"orphan-node"} })
 		controllerutil.AddFinalizer(job, v1alpha1.FinalizerJobCleanup)
 		Expect(k8s.Create(suiteCtx, job)).To(Succeed())
 		pod := &corev1.Pod{
@@ -185,12 +181,12 @@ var _ = Describe("Hardening", func() {
 
 var _ = Describe("One upgrade per node across jobs", func() {
 	It("starts a re-created job's pod on a node only once the deleted job's pod is gone", func() {
-		specs := fleet("recreate", 1)
+		specs := framework.Fleet("recreate", 1)
 		specs[0].Duration = 20 * time.Second
 		createFleet(specs)
 		node := specs[0].Name
 		ctl := startController()
-		defer ctl.stop()
+		defer stopController(ctl)
 
 		// Every pod event on the node, in order, from a watch of our own.
 		type podEvent struct {
@@ -213,7 +209,7 @@ var _ = Describe("One upgrade per node across jobs", func() {
 			}
 		}()
 
-		first := newJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) })
+		first := framework.NewJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) })
 		Expect(k8s.Create(suiteCtx, first)).To(Succeed())
 		Eventually(func() []corev1.Pod { return remainingPods("recreate") }, 10*time.Second).Should(HaveLen(1))
 		old := remainingPods("recreate")[0]
@@ -227,13 +223,16 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		Expect(k8s.Delete(suiteCtx, first)).To(Succeed())
 		// The same name again, at once: its pods have another UID in their name.
 		Eventually(func() error {
-			return k8s.Create(suiteCtx, newJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))
+			return k8s.Create(suiteCtx, framework.NewJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) }))
 		}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 		Eventually(func() []v1alpha1.TaskStatus { return getJob("recreate").Status.NodeStatus }, 10*time.Second).
 			Should(ContainElement(HaveField("Reason", "waiting: another upgrade is running on this node (job recreate)")))
 		Consistently(func() int { return len(remainingPods("recreate")) }, 3*time.Second).Should(Equal(1), "only the old, terminating pod")
 		Expect(k8s.Get(suiteCtx, client.ObjectKeyFromObject(&old), &old)).To(Succeed())
 		Expect(old.DeletionTimestamp).NotTo(BeNil())
+		// The old pod is terminating: the 20s only had to outlast it. The
+		// new job's pod need not take as long.
+		Expect(fleetsim.SetDuration(suiteCtx, k8s, node, 2*time.Second)).To(Succeed())
 		Expect(k8s.Patch(suiteCtx, &old, client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/metadata/finalizers","value":[]}]`)))).To(Succeed())
 		job := waitFinished("recreate", 90*time.Second)
 		Expect(job.UID).NotTo(Equal(first.UID))
@@ -259,14 +258,14 @@ var _ = Describe("One upgrade per node across jobs", func() {
 	// (pkg/runner). fleetsim plays that runner: the new pod starts, and its
 	// first step holds until the old runner has left the node.
 	It("waits in its first step while a deleted job's runner still rolls back on the node", func() {
-		specs := fleet("linger", 1)
+		specs := framework.Fleet("linger", 1)
 		specs[0].Duration = 8 * time.Second // so the old runner rolls back for 8s
 		createFleet(specs)
 		node := specs[0].Name
 		ctl := startController()
-		defer ctl.stop()
+		defer stopController(ctl)
 
-		first := newJob("linger-a", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) })
+		first := framework.NewJob("linger-a", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) })
 		Expect(k8s.Create(suiteCtx, first)).To(Succeed())
 		Eventually(func() string { return nodeState(getJob("linger-a"), node) }, 15*time.Second, 50*time.Millisecond).
 			Should(Equal(v1alpha1.StateUpgrading))
@@ -279,8 +278,11 @@ var _ = Describe("One upgrade per node across jobs", func() {
 			g.Expect(err).NotTo(HaveOccurred())
 		}, 10*time.Second).Should(Succeed())
 		Eventually(func() []corev1.Pod { return remainingPods("linger-a") }, 10*time.Second).Should(BeEmpty())
+		// The old runner's time on the node is fixed now; the new job's
+		// upgrade, once it may start, need not take 8s too.
+		Expect(fleetsim.SetDuration(suiteCtx, k8s, node, 2*time.Second)).To(Succeed())
 
-		Expect(k8s.Create(suiteCtx, newJob("linger-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = nodeNames(specs) }))).To(Succeed())
+		Expect(k8s.Create(suiteCtx, framework.NewJob("linger-b", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) }))).To(Succeed())
 		// Its pod runs at once, and shows its first step until the old
 		// runner is gone.
 		Eventually(func() string { return nodeState(getJob("linger-b"), node) }, 10*time.Second, 50*time.Millisecond).
@@ -312,7 +314,7 @@ var _ = Describe("Orphan sweep", func() {
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		// A live job's tracked pod stays tracked. The job asks for a step
 		// this controller lacks, so no reconcile touches its pod either.
-		live := newJob("live", func(s *v1alpha1.NodeUpgradeJobSpec) {
+		live := framework.NewJob("live", func(s *v1alpha1.NodeUpgradeJobSpec) {
 			s.NodeNames = []string{"live-node"}
 			s.RequireConfirmation = true
 		})
@@ -324,7 +326,7 @@ var _ = Describe("Orphan sweep", func() {
 		Expect(k8s.Create(suiteCtx, kept)).To(Succeed())
 
 		ctl := startController()
-		defer ctl.stop()
+		defer stopController(ctl)
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(suiteCtx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
 		}, 20*time.Second).Should(BeTrue(), "the orphan is released and deleted")
@@ -348,14 +350,4 @@ func (c podlessCache) List(ctx context.Context, list client.ObjectList, opts ...
 		return nil
 	}
 	return c.Client.List(ctx, list, opts...)
-}
-
-// nodeState is a node's state in job's status, "" before it has an entry.
-func nodeState(job *v1alpha1.NodeUpgradeJob, node string) string {
-	for _, e := range job.Status.NodeStatus {
-		if e.NodeName == node {
-			return e.State
-		}
-	}
-	return ""
 }

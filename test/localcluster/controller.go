@@ -95,6 +95,9 @@ type Controller struct {
 // against the cluster's kubeconfig, in a process group of its own, with its
 // output in a log file. It returns once the process serves /readyz.
 func (c *Cluster) StartController(ctx context.Context, opts ControllerOptions) (*Controller, error) {
+	if c.binary == "" {
+		return nil, errors.New("localcluster: no controller binary (Options.InProcessOnly is set)")
+	}
 	c.mu.Lock()
 	n := len(c.controllers) + 1
 	c.mu.Unlock()

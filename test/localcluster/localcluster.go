@@ -2,11 +2,14 @@
 // a real etcd and kube-apiserver (envtest, with the project's CRD), KWOK
 // keeping fake KubeEdge edge nodes Ready (test/kwokworld), the fleet
 // simulator playing their kubelets and keadm (test/fleetsim), and the REAL
-// nodeupgrade-controller binary as separate processes.
+// nodeupgrade-controller binary as separate processes, or the controller
+// in the caller's process (StartInProcessController).
 //
-// It exists so the demo (test/demo) and the kubectl end-to-end suite
-// (test/e2e) run the same world the same way, and so a person can point
-// kubectl at it: Start writes an admin kubeconfig to a file.
+// It is the one world every suite runs in, composed in one place: the
+// integration, end-to-end and chaos suites, the benchmark, the demo and
+// test/kubeedgeworld all start it, and Shared gives a test binary one of
+// them for all its tests. A person can point kubectl at it: Start writes
+// an admin kubeconfig to a file.
 //
 // Every process it starts runs in a process group of its own, and a small
 // sentinel process kills those groups if the caller dies without calling
@@ -62,6 +65,10 @@ type Options struct {
 	// KWOKHeartbeat is KWOK's node heartbeat interval. Zero: kwokworld's
 	// default. Nothing in this world reads heartbeat age, so slow is cheap.
 	KWOKHeartbeat time.Duration
+	// KWOKLogLevel and KWOKNodeParallelism are kwokworld's LogLevel and
+	// NodePlayStageParallelism, for fleets of thousands. Zero: KWOK's own.
+	KWOKLogLevel        string
+	KWOKNodeParallelism int
 	// ControllerBinary is a prebuilt nodeupgrade-controller. Empty: Start
 	// builds ./cmd/nodeupgrade-controller into bin/localcluster/ (go build
 	// is incremental, so this costs a second when nothing changed).
@@ -83,6 +90,10 @@ type Options struct {
 	// installs it, as a user does (test/kubeedgeworld installs KubeEdge's
 	// CRDs first and this project's over them).
 	NoCRD bool
+	// InProcessOnly: the caller runs its controllers in its own process
+	// (StartInProcessController), so Start builds no controller binary and
+	// StartController refuses.
+	InProcessOnly bool
 }
 
 // Cluster is a running local world. Its exported fields are ready after
@@ -111,6 +122,7 @@ type Cluster struct {
 
 	mu          sync.Mutex
 	controllers []*Controller
+	inProcess   []*InProcessController
 	stopOnce    sync.Once
 	stopErr     error
 }
@@ -155,7 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 	// Build before starting anything: a compile error should cost seconds,
 	// not a control plane start.
-	if c.binary = opts.ControllerBinary; c.binary == "" {
+	if c.binary = opts.ControllerBinary; c.binary == "" && !opts.InProcessOnly {
 		if c.binary, err = BuildController(ctx); err != nil {
 			return nil, err
 		}
@@ -209,6 +221,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		Dir:               filepath.Join(c.dir, "kwok"),
 		LogPath:           filepath.Join(c.dir, "kwok.log"),
 		HeartbeatInterval: opts.KWOKHeartbeat,
+
+		LogLevel:                 opts.KWOKLogLevel,
+		NodePlayStageParallelism: opts.KWOKNodeParallelism,
 	})
 	if err != nil {
 		// kwokworld.Start stops its own process when it fails.
@@ -426,6 +441,14 @@ func (c *Cluster) Stop() error {
 		var errs []error
 		if err := c.StopController(); err != nil {
 			errs = append(errs, err)
+		}
+		c.mu.Lock()
+		inProcess := c.inProcess
+		c.mu.Unlock()
+		for _, p := range inProcess {
+			if err := p.Stop(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if c.simCancel != nil {
 			c.simCancel()

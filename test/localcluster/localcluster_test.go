@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
+	"github.com/nodeupgrade/nodeupgrade/test/framework"
 	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 )
 
@@ -30,6 +28,12 @@ func TestStartRunStop(t *testing.T) {
 
 	// Watch this process's descendants from the start: a process that
 	// outlives Stop is reparented and would drop out of a later look.
+	// Those already running belong to another world of this binary (the
+	// fleet tests'), not to this one.
+	others := map[int]bool{}
+	for _, p := range localcluster.Descendants(os.Getpid()) {
+		others[p.PID] = true
+	}
 	seen := map[int]localcluster.Process{}
 	stopWatch := make(chan struct{})
 	watchDone := make(chan struct{})
@@ -37,7 +41,9 @@ func TestStartRunStop(t *testing.T) {
 		defer close(watchDone)
 		for {
 			for _, p := range localcluster.Descendants(os.Getpid()) {
-				seen[p.PID] = p
+				if !others[p.PID] {
+					seen[p.PID] = p
+				}
 			}
 			select {
 			case <-stopWatch:
@@ -82,21 +88,17 @@ func TestStartRunStop(t *testing.T) {
 		t.Fatalf("metrics lack controller-runtime's counters:\n%.500s", body)
 	}
 
-	job := &v1alpha1.NodeUpgradeJob{
-		ObjectMeta: metav1.ObjectMeta{Name: "lc"},
-		Spec:       v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0", NodeNames: []string{"lc-a", "lc-b"}, Concurrency: 2},
-	}
+	job := framework.NewJob("lc", func(s *v1alpha1.NodeUpgradeJobSpec) {
+		s.NodeNames, s.Concurrency = []string{"lc-a", "lc-b"}, 2
+	})
 	if err := cl.Client.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
-	for job.Status.State != v1alpha1.StateSuccessful {
-		if job.Status.State == v1alpha1.StateFailed || ctx.Err() != nil {
-			t.Fatalf("job ended %q (%s), ctx %v", job.Status.State, job.Status.Reason, ctx.Err())
-		}
-		time.Sleep(200 * time.Millisecond)
-		if err := cl.Client.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
-			t.Fatal(err)
-		}
+	if job, err = framework.WaitFinished(ctx, cl.Client, "lc", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if job.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("job ended %q (%s)", job.Status.State, job.Status.Reason)
 	}
 	res := cl.Kubectl(ctx, "get", "nodeupgradejob", "lc", "-o", "jsonpath={.status.progress}")
 	if res.Err != nil || res.Stdout != "2/2" {
@@ -119,6 +121,9 @@ func TestStartRunStop(t *testing.T) {
 	stopped = true
 	if err := cl.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(cl.Dir()); !os.IsNotExist(err) {
+		t.Errorf("the work folder %s, with every kubeconfig in it, outlived Stop: %v", cl.Dir(), err)
 	}
 	close(stopWatch)
 	<-watchDone
@@ -221,12 +226,8 @@ func TestSentinelAdoptsOnlyItsOwnProcesses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, err := localcluster.Start(ctx, localcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Stop() }()
-	b, err := localcluster.Start(ctx, localcluster.Options{})
+	a := fleet.Get(t)
+	b, err := localcluster.Start(ctx, localcluster.Options{InProcessOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

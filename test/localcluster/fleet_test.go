@@ -1,137 +1,60 @@
-package kwokworld_test
+package localcluster_test
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
-	"github.com/nodeupgrade/nodeupgrade/test/kwokworld"
-	"github.com/nodeupgrade/nodeupgrade/test/testenv"
+	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 )
 
-// The world every test here shares: envtest's apiserver (no CRDs needed),
-// KWOK for the nodes and the fleet simulator for the pods.
-var (
-	cfg   *rest.Config
-	k8s   client.Client
-	world *kwokworld.World
-	sim   *fleetsim.Simulator
-)
+// The world's parts as every suite relies on them: KWOK keeps the fake
+// edge nodes Ready (or NotReady) and heartbeating, and the fleet simulator
+// plays each upgrade pod's steps the way a kubelet and keadm would. These
+// tests play the controller's part themselves, creating upgrade pods
+// exactly as it builds them, so the world runs no controller.
 
 const (
-	namespace = v1alpha1.DefaultNamespace
+	namespace = localcluster.DefaultNamespace
 	// Pods run 2s each: long enough to watch every step, short for the suite.
 	podDuration = 2 * time.Second
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
+// fleet is the world the fleet tests share (and
+// TestSentinelAdoptsOnlyItsOwnProcesses, as the world that must survive
+// another's Stop). A fast heartbeat lets the tests see KWOK rewrite node
+// status, and check that the reported version survives it; TestScale's
+// thousands of nodes need a slow one and a quiet log.
+var fleet = &localcluster.Shared{Options: fleetOptions()}
 
-// skipReason, when set, is why the world could not be made; the tests that
-// need it fail (a missing control plane is a broken setup, not a pass), the
-// others still run.
-var skipReason string
-
-func needWorld(t *testing.T) {
-	t.Helper()
-	if skipReason != "" {
-		t.Fatal(skipReason)
-	}
-}
-
-func run(m *testing.M) int {
-	assets, err := testenv.AssetsDir()
-	if err == nil {
-		_, err = kwokworld.BinaryPath()
-	}
-	if err != nil {
-		skipReason = err.Error()
-		return m.Run()
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
-	if cfg, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	if k8s, err = client.New(cfg, client.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, "client:", err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	// A fast heartbeat so the tests see KWOK rewrite node status, and can
-	// check that the reported version survives it; TestScale's thousands of
-	// nodes need a slow one and a quiet log. KWOKWORLD_LOG keeps KWOK's log
-	// after the run, for debugging.
-	opts := kwokworld.Options{RESTConfig: cfg, HeartbeatInterval: time.Second, LogPath: os.Getenv("KWOKWORLD_LOG")}
+func fleetOptions() localcluster.Options {
+	opts := localcluster.Options{UpgradeDuration: podDuration, KWOKHeartbeat: time.Second, InProcessOnly: true}
 	if os.Getenv("FLEETSIM_SCALE_NODES") != "" {
-		opts.HeartbeatInterval, opts.LogLevel, opts.NodePlayStageParallelism = 10*time.Minute, "WARN", 16
+		opts.KWOKHeartbeat, opts.KWOKLogLevel, opts.KWOKNodeParallelism = 10*time.Minute, "WARN", 16
+		opts.NodeReadyTimeout = 30 * time.Minute
 	}
-	world, err = kwokworld.Start(ctx, opts)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start kwok:", err)
-		return 1
-	}
-	defer func() {
-		if err := world.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop kwok:", err)
-		}
-	}()
-
-	if sim, err = fleetsim.NewSimulator(cfg, fleetsim.Options{UpgradeDuration: podDuration}); err != nil {
-		fmt.Fprintln(os.Stderr, "simulator:", err)
-		return 1
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := sim.Run(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "simulator:", err)
-		}
-	})
-	defer wg.Wait()
-	defer cancel()
-
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
-	if err := k8s.Create(ctx, ns); err != nil {
-		fmt.Fprintln(os.Stderr, "namespace:", err)
-		return 1
-	}
-	code := m.Run()
-	if code != 0 {
-		if log, err := os.ReadFile(world.LogPath()); err == nil {
-			fmt.Fprintf(os.Stderr, "--- kwok log (last 4k) ---\n%s\n", tailString(string(log), 4096))
-		}
-	}
-	return code
+	return opts
 }
 
-func tailString(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+func TestMain(m *testing.M) { fleet.Main(m) }
+
+// expectGone waits until the pod is no longer in the API.
+func expectGone(ctx context.Context, g Gomega, k8s client.Client, pod *corev1.Pod) {
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+	}).WithTimeout(10 * time.Second).Should(BeTrue())
 }
 
 // upgradePod is an upgrade pod exactly as the controller builds it, with
@@ -156,7 +79,7 @@ func containerStatus(pod *corev1.Pod, name string) corev1.ContainerStatus {
 	return corev1.ContainerStatus{}
 }
 
-func getNode(g Gomega, name string) *corev1.Node {
+func getNode(g Gomega, k8s client.Client, name string) *corev1.Node {
 	node := &corev1.Node{}
 	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Name: name}, node)).To(Succeed())
 	return node
@@ -171,7 +94,7 @@ func readyStatus(node *corev1.Node) corev1.ConditionStatus {
 	return ""
 }
 
-func removeFinalizers(g Gomega, pod *corev1.Pod) {
+func removeFinalizers(g Gomega, k8s client.Client, pod *corev1.Pod) {
 	g.Eventually(func() error {
 		cur := &corev1.Pod{}
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(pod), cur); err != nil {
@@ -198,7 +121,7 @@ func stepOf(pod *corev1.Pod) string {
 }
 
 func TestFleet(t *testing.T) {
-	needWorld(t)
+	k8s := fleet.Get(t).Client
 	g := NewWithT(t)
 	ctx := t.Context()
 	specs := fleetsim.Fleet("ready", 5, "v1.20.0")
@@ -211,21 +134,21 @@ func TestFleet(t *testing.T) {
 			continue
 		}
 		g.Eventually(func(g Gomega) {
-			node := getNode(g, s.Name)
+			node := getNode(g, k8s, s.Name)
 			g.Expect(readyStatus(node)).To(Equal(corev1.ConditionTrue))
 			g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal("v1.30.7-kubeedge-v1.20.0"))
 			g.Expect(node.Labels).To(HaveKeyWithValue(fleetsim.LabelEdgeRole, ""))
 		}).WithTimeout(20*time.Second).Should(Succeed(), s.Name)
 	}
 	g.Eventually(func(g Gomega) {
-		g.Expect(readyStatus(getNode(g, specs[3].Name))).To(Equal(corev1.ConditionUnknown))
+		g.Expect(readyStatus(getNode(g, k8s, specs[3].Name))).To(Equal(corev1.ConditionUnknown))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Consistently(func(g Gomega) {
-		g.Expect(readyStatus(getNode(g, specs[3].Name))).NotTo(Equal(corev1.ConditionTrue))
+		g.Expect(readyStatus(getNode(g, k8s, specs[3].Name))).NotTo(Equal(corev1.ConditionTrue))
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 
 	// The heartbeat keeps a Ready node fresh.
-	first := getNode(g, specs[0].Name)
+	first := getNode(g, k8s, specs[0].Name)
 	beat := func(n *corev1.Node) time.Time {
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady {
@@ -235,18 +158,18 @@ func TestFleet(t *testing.T) {
 		return time.Time{}
 	}
 	g.Eventually(func(g Gomega) {
-		g.Expect(beat(getNode(g, specs[0].Name))).To(BeTemporally(">", beat(first)))
+		g.Expect(beat(getNode(g, k8s, specs[0].Name))).To(BeTemporally(">", beat(first)))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 
 	// Bringing the offline node back makes it Ready.
 	g.Expect(fleetsim.SetOffline(ctx, k8s, specs[3].Name, false)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(readyStatus(getNode(g, specs[3].Name))).To(Equal(corev1.ConditionTrue))
+		g.Expect(readyStatus(getNode(g, k8s, specs[3].Name))).To(Equal(corev1.ConditionTrue))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 }
 
 func TestUpgradePodSucceeds(t *testing.T) {
-	needWorld(t)
+	k8s := fleet.Get(t).Client
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "ok-0"}}, 1)).To(Succeed())
@@ -272,22 +195,20 @@ func TestUpgradePodSucceeds(t *testing.T) {
 	g.Expect(seen).To(Equal([]string{"Checking", "BackingUp", "Upgrading", "Succeeded"}))
 
 	// The node reports the new edgecore, and keeps doing so through heartbeats.
-	g.Expect(fleetsim.NodeVersion(getNode(g, "ok-0"))).To(Equal("v1.21.0"))
+	g.Expect(fleetsim.NodeVersion(getNode(g, k8s, "ok-0"))).To(Equal("v1.21.0"))
 	g.Consistently(func(g Gomega) {
-		node := getNode(g, "ok-0")
+		node := getNode(g, k8s, "ok-0")
 		g.Expect(node.Status.NodeInfo.KubeletVersion).To(Equal("v1.30.7-kubeedge-v1.21.0"))
 		g.Expect(readyStatus(node)).To(Equal(corev1.ConditionTrue))
 	}).WithTimeout(2500 * time.Millisecond).Should(Succeed())
 
-	removeFinalizers(g, pod)
+	removeFinalizers(g, k8s, pod)
 	g.Expect(k8s.Delete(ctx, pod)).To(Succeed())
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
-	}).WithTimeout(10 * time.Second).Should(BeTrue())
+	expectGone(ctx, g, k8s, pod)
 }
 
 func TestUpgradePodFails(t *testing.T) {
-	needWorld(t)
+	k8s := fleet.Get(t).Client
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{
@@ -315,7 +236,7 @@ func TestUpgradePodFails(t *testing.T) {
 		"fromVersion": "v1.20.0", "toVersion": "v1.21.0",
 	}))
 	g.Expect(upgradepod.View(cur).Phase).To(Equal(rollout.PodFailed))
-	g.Expect(fleetsim.NodeVersion(getNode(g, "fail-0"))).To(Equal("v1.20.0"))
+	g.Expect(fleetsim.NodeVersion(getNode(g, k8s, "fail-0"))).To(Equal("v1.20.0"))
 
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(checkPod), cur)).To(Succeed())
@@ -327,12 +248,12 @@ func TestUpgradePodFails(t *testing.T) {
 	// The later steps, started with it, did nothing.
 	g.Expect(containerStatus(cur, runner.ContainerUpgrade).State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNotRun))
 
-	removeFinalizers(g, pod)
-	removeFinalizers(g, checkPod)
+	removeFinalizers(g, k8s, pod)
+	removeFinalizers(g, k8s, checkPod)
 }
 
 func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
-	needWorld(t)
+	k8s := fleet.Get(t).Client
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "hang-0", Behavior: fleetsim.BehaviorHang}}, 1)).To(Succeed())
@@ -365,14 +286,12 @@ func TestDeletedPodIsKilledButKeptForItsFinalizer(t *testing.T) {
 		g.Expect(cur.Finalizers).To(ConsistOf("operations.kubeedge.io/upgrade-tracking"))
 	}).WithTimeout(time.Second).Should(Succeed())
 
-	removeFinalizers(g, pod)
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
-	}).WithTimeout(10 * time.Second).Should(BeTrue())
+	removeFinalizers(g, k8s, pod)
+	expectGone(ctx, g, k8s, pod)
 }
 
 func TestOfflineNodeNeverRunsOrStopsPods(t *testing.T) {
-	needWorld(t)
+	k8s := fleet.Get(t).Client
 	g := NewWithT(t)
 	ctx := t.Context()
 	g.Expect(fleetsim.CreateNodes(ctx, k8s, []fleetsim.NodeSpec{{Name: "offline-0", Offline: true}}, 1)).To(Succeed())
@@ -387,14 +306,11 @@ func TestOfflineNodeNeverRunsOrStopsPods(t *testing.T) {
 	// Deleted while offline it stays (no kubelet confirms); once the node is
 	// back its kubelet stops it, and without finalizers it is gone.
 	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
-	removeFinalizers(g, pod)
+	removeFinalizers(g, k8s, pod)
 	g.Consistently(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur)).To(Succeed())
 	}).WithTimeout(time.Second).Should(Succeed())
 	g.Expect(fleetsim.SetOffline(ctx, k8s, "offline-0", false)).To(Succeed())
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
-	}).WithTimeout(10 * time.Second).Should(BeTrue())
-	t.Logf("simulator: %+v", sim.Stats())
-	g.Expect(strings.HasPrefix(world.KubeconfigPath(), world.Dir())).To(BeTrue())
+	expectGone(ctx, g, k8s, pod)
+	t.Logf("simulator: %+v", fleet.Get(t).Simulator().Stats())
 }

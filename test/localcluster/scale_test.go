@@ -1,4 +1,4 @@
-package kwokworld_test
+package localcluster_test
 
 import (
 	"os"
@@ -20,10 +20,12 @@ import (
 // FLEETSIM_SCALE_PODS concurrent upgrade pods (default 500) that run
 // FLEETSIM_SCALE_DURATION each (default 10s).
 //
-// With FLEETSIM_SCALE_NODES set, TestMain gives KWOK a ten-minute heartbeat,
-// so run this test alone (-run TestScale): TestFleet expects a fast one.
+// With FLEETSIM_SCALE_NODES set, fleetOptions gives KWOK a ten-minute
+// heartbeat, so run this test alone (-run TestScale): TestFleet expects a
+// fast one.
 func TestScale(t *testing.T) {
-	needWorld(t)
+	cl := fleet.Get(t)
+	k8s, sim := cl.Client, cl.Simulator()
 	nodes, _ := strconv.Atoi(os.Getenv("FLEETSIM_SCALE_NODES"))
 	if nodes <= 0 {
 		t.Skip("set FLEETSIM_SCALE_NODES to measure")
