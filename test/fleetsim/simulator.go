@@ -365,7 +365,7 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		s.log.Error(err, "bad runner-busy-until annotation, ignored", "node", node.Name)
 	}
 	st := s.state(pod, now)
-	p := newPlan(pod, planInput{
+	p := newTimeline(pod, timelineInput{
 		start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node), nodeBusyUntil: busyUntil,
 	})
 	want := p.progressAt(now)

@@ -31,7 +31,7 @@ func realPod(withCheck bool, deadline time.Duration) *corev1.Pod {
 
 // observeAt renders the pod at elapsed d and asks the controller's own
 // observer what it sees.
-func observeAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) rollout.PodView {
+func observeAt(g Gomega, pod *corev1.Pod, p timeline, d time.Duration) rollout.PodView {
 	pod = pod.DeepCopy()
 	progress := p.progressAt(t0.Add(d))
 	pod.Status = p.podStatus(pod, progress)
@@ -40,7 +40,7 @@ func observeAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) rollout.PodVi
 }
 
 // upgradeReportAt is the report the upgrade container leaves at elapsed d.
-func upgradeReportAt(g Gomega, pod *corev1.Pod, p plan, d time.Duration) runner.Report {
+func upgradeReportAt(g Gomega, pod *corev1.Pod, p timeline, d time.Duration) runner.Report {
 	st := p.podStatus(pod, p.progressAt(t0.Add(d)))
 	for _, c := range st.ContainerStatuses {
 		if c.Name == runner.ContainerUpgrade {
@@ -81,7 +81,7 @@ func TestPlanSucceeds(t *testing.T) {
 	g := NewWithT(t)
 	pod := realPod(true, time.Hour)
 	// Weights 1, 2, 2 and 5 over 10s: steps begin at 0, 1, 3 and 5s.
-	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0"})
+	p := newTimeline(pod, timelineInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0"})
 	g.Expect(p.succeeds()).To(BeTrue())
 	phases := map[time.Duration]rollout.PodPhase{
 		0:                      rollout.PodChecking, // copy-keadm counts as the first step
@@ -132,11 +132,11 @@ func isReport(step string, result runner.Result) OmegaMatcher {
 func TestPlanFailures(t *testing.T) {
 	g := NewWithT(t)
 	pod := realPod(true, time.Hour)
-	in := planInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0", behavior: BehaviorFail}
+	in := timelineInput{start: t0, duration: 10 * time.Second, nodeVersion: "v1.20.0", behavior: BehaviorFail}
 
 	// The upgrade fails and the rollback works, inside the upgrade
 	// container: the pod shows Upgrading until the runner's report.
-	p := newPlan(pod, in)
+	p := newTimeline(pod, in)
 	g.Expect(observeAt(g, pod, p, 7*time.Second).Phase).To(Equal(rollout.PodUpgrading))
 	g.Expect(observeAt(g, pod, p, 9*time.Second).Phase).To(Equal(rollout.PodUpgrading))
 	obs := observeAt(g, pod, p, 10*time.Second)
@@ -152,7 +152,7 @@ func TestPlanFailures(t *testing.T) {
 	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitRolledBack))
 
 	in.behavior = BehaviorFailRollback
-	p = newPlan(pod, in)
+	p = newTimeline(pod, in)
 	st = p.podStatus(pod, p.done())
 	g.Expect(st.ContainerStatuses[2].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitNeedsAttention))
 	g.Expect(report(g, st.ContainerStatuses[2].State.Terminated.Message).NeedsAttention).To(BeTrue())
@@ -160,7 +160,7 @@ func TestPlanFailures(t *testing.T) {
 	// fail-check ends when check would have ended; the later steps exit
 	// without doing anything.
 	in.behavior, in.at = BehaviorFail, runner.ContainerCheck
-	p = newPlan(pod, in)
+	p = newTimeline(pod, in)
 	g.Expect(p.progressAt(t0.Add(2 * time.Second))).To(Equal(2))
 	obs = observeAt(g, pod, p, 3*time.Second)
 	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
@@ -172,7 +172,7 @@ func TestPlanFailures(t *testing.T) {
 
 	in.at = runner.ContainerBackup
 	noCheck := realPod(false, time.Hour)
-	p = newPlan(noCheck, in)
+	p = newTimeline(noCheck, in)
 	st = p.podStatus(noCheck, p.done())
 	g.Expect(st.ContainerStatuses[0].State.Terminated.ExitCode).To(BeEquivalentTo(runner.ExitBackupFailed))
 	noCheck.Status = st
@@ -184,7 +184,7 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 	// Without an active deadline a hung upgrade runs for good.
 	pod := realPod(false, time.Hour)
 	pod.Spec.ActiveDeadlineSeconds = nil
-	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
+	p := newTimeline(pod, timelineInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
 	g.Expect(observeAt(g, pod, p, time.Hour).Phase).To(Equal(rollout.PodUpgrading))
 	_, ok := p.nextChange(t0.Add(time.Hour))
 	g.Expect(ok).To(BeFalse())
@@ -192,7 +192,7 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 	// With one, the kubelet kills it then: the deadline plus the
 	// controller's grace, here 60s + DeadlineGrace.
 	pod = realPod(false, time.Minute)
-	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
+	p = newTimeline(pod, timelineInput{start: t0, duration: 10 * time.Second, behavior: BehaviorHang})
 	killAt := time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second
 	g.Expect(observeAt(g, pod, p, killAt-time.Second).Phase).To(Equal(rollout.PodUpgrading))
 	obs := observeAt(g, pod, p, killAt)
@@ -201,7 +201,7 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 
 	// A step that would start after the deadline refuses to run (exit 5).
 	pod = realPod(true, 4*time.Second)
-	p = newPlan(pod, planInput{start: t0, duration: 10 * time.Second})
+	p = newTimeline(pod, timelineInput{start: t0, duration: 10 * time.Second})
 	g.Expect(observeAt(g, pod, p, 3*time.Second).Phase).To(Equal(rollout.PodBackingUp))
 	obs = observeAt(g, pod, p, 5*time.Second)
 	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))
@@ -215,7 +215,7 @@ func TestPlanHangAndDeadlines(t *testing.T) {
 func TestKilledStatus(t *testing.T) {
 	g := NewWithT(t)
 	pod := realPod(false, time.Hour)
-	p := newPlan(pod, planInput{start: t0, duration: 10 * time.Second})
+	p := newTimeline(pod, timelineInput{start: t0, duration: 10 * time.Second})
 	pod.Status = p.podStatus(pod, p.progressAt(t0.Add(6*time.Second)))
 	g.Expect(containersStopped(pod)).To(BeFalse())
 	pod.Status = killedStatus(pod, t0.Add(6*time.Second))
@@ -276,8 +276,8 @@ func TestPlanWaitsForLingeringRunner(t *testing.T) {
 	g := NewWithT(t)
 	pod := realPod(true, time.Hour)
 	// Weights 1, 2, 2 and 5 over 10s: check begins at 1s and waits until 7s.
-	in := planInput{start: t0, duration: 10 * time.Second, nodeBusyUntil: t0.Add(7 * time.Second)}
-	p := newPlan(pod, in)
+	in := timelineInput{start: t0, duration: 10 * time.Second, nodeBusyUntil: t0.Add(7 * time.Second)}
+	p := newTimeline(pod, in)
 	g.Expect(p.succeeds()).To(BeTrue())
 	for d, want := range map[time.Duration]rollout.PodPhase{
 		2 * time.Second:  rollout.PodChecking,
@@ -290,12 +290,12 @@ func TestPlanWaitsForLingeringRunner(t *testing.T) {
 	}
 	// Gone before this pod's steps began: no wait.
 	in.nodeBusyUntil = t0.Add(500 * time.Millisecond)
-	g.Expect(observeAt(g, pod, newPlan(pod, in), 10*time.Second).Phase).To(Equal(rollout.PodSucceeded))
+	g.Expect(observeAt(g, pod, newTimeline(pod, in), 10*time.Second).Phase).To(Equal(rollout.PodSucceeded))
 
 	// Still there at the deadline: the check gives up, nothing was run.
 	pod = realPod(true, 5*time.Second)
 	in.nodeBusyUntil = t0.Add(time.Minute)
-	p = newPlan(pod, in)
+	p = newTimeline(pod, in)
 	g.Expect(observeAt(g, pod, p, 4*time.Second).Phase).To(Equal(rollout.PodChecking))
 	obs := observeAt(g, pod, p, 5*time.Second)
 	g.Expect(obs.Phase).To(Equal(rollout.PodFailed))

@@ -60,13 +60,13 @@ type ending struct {
 	podReason, podMessage string
 }
 
-// plan is the timeline of one upgrade pod, computed from the pod, the node
+// timeline is one upgrade pod's life, computed from the pod, the node
 // and the clock at its start. Its init container (copy-keadm) runs first;
 // then its main containers, the runner's steps, all start, and each works
 // once the one before it has succeeded, as the real runner hands over
 // through its records on the host. Progress counts phases: 0 not started,
 // 1+i phase i showing, done() ended.
-type plan struct {
+type timeline struct {
 	start    time.Time
 	nInit    int
 	names    []string // container name per ordinal
@@ -77,8 +77,8 @@ type plan struct {
 	finished []time.Time // when each ordinal that ran to success ended
 }
 
-// planInput is what a plan depends on besides the pod.
-type planInput struct {
+// timelineInput is what a timeline depends on besides the pod.
+type timelineInput struct {
 	start       time.Time
 	duration    time.Duration
 	behavior    Behavior
@@ -112,8 +112,8 @@ func isRunnerStep(name string) bool {
 	return false
 }
 
-func newPlan(pod *corev1.Pod, in planInput) plan {
-	p := plan{start: in.start, nInit: len(pod.Spec.InitContainers)}
+func newTimeline(pod *corev1.Pod, in timelineInput) timeline {
+	p := timeline{start: in.start, nInit: len(pod.Spec.InitContainers)}
 	for _, c := range pod.Spec.InitContainers {
 		p.names = append(p.names, c.Name)
 	}
@@ -255,7 +255,7 @@ func newPlan(pod *corev1.Pod, in planInput) plan {
 }
 
 // failure is the ending of a pod whose container o fails at t.
-func (p plan) failure(o int, t time.Time, base runner.Report, rollbackFails bool) ending {
+func (p timeline) failure(o int, t time.Time, base runner.Report, rollbackFails bool) ending {
 	name := p.names[o]
 	rep := base
 	rep.Step, rep.Result = runner.Step(name), runner.ResultFailed
@@ -292,7 +292,7 @@ func (p plan) failure(o int, t time.Time, base runner.Report, rollbackFails bool
 }
 
 // successReport is the termination message of a container that succeeded.
-func (p plan) successReport(name string, base runner.Report) string {
+func (p timeline) successReport(name string, base runner.Report) string {
 	if !isRunnerStep(name) {
 		return ""
 	}
@@ -316,13 +316,13 @@ func orUnknown(v string) string {
 	return v
 }
 
-func (p plan) done() int { return len(p.phases) + 1 }
+func (p timeline) done() int { return len(p.phases) + 1 }
 
 // succeeds reports whether the pod ends Succeeded.
-func (p plan) succeeds() bool { return !p.hang && p.end.exit == 0 && p.end.podReason == "" }
+func (p timeline) succeeds() bool { return !p.hang && p.end.exit == 0 && p.end.podReason == "" }
 
 // progressAt is the progress the pod should show at t.
-func (p plan) progressAt(t time.Time) int {
+func (p timeline) progressAt(t time.Time) int {
 	if !p.hang && !t.Before(p.end.at) {
 		return p.done()
 	}
@@ -337,7 +337,7 @@ func (p plan) progressAt(t time.Time) int {
 
 // nextChange is when progressAt changes after t; ok is false when it never
 // does (ended, or hung).
-func (p plan) nextChange(t time.Time) (time.Time, bool) {
+func (p timeline) nextChange(t time.Time) (time.Time, bool) {
 	cur := p.progressAt(t)
 	switch {
 	case cur == p.done():
@@ -351,7 +351,7 @@ func (p plan) nextChange(t time.Time) (time.Time, bool) {
 }
 
 // progressOf reads how far a pod got from its status, in p's phases.
-func (p plan) progressOf(pod *corev1.Pod) int {
+func (p timeline) progressOf(pod *corev1.Pod) int {
 	switch {
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		return p.done()
@@ -384,7 +384,7 @@ func (p plan) progressOf(pod *corev1.Pod) int {
 }
 
 // podStatus is the status a kubelet would report at progress.
-func (p plan) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
+func (p timeline) podStatus(pod *corev1.Pod, progress int) corev1.PodStatus {
 	ts := metav1.NewTime
 	ended := progress >= p.done()
 	cur := phase{ordinal: p.end.ordinal, begin: p.end.at}
