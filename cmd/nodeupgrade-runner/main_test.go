@@ -116,6 +116,12 @@ rollback)
 esac
 verdict true ""
 rm -f "$lock"
+if [ -e "$dir/linger-after-verdict" ] && [ "$event" = Upgrade ]; then
+  # Real keadm has work left after its verdict (its deferred cleanup).
+  sleep 60 &
+  echo $! > "$dir/sleep.pid"
+  wait
+fi
 exit 0
 `
 
@@ -167,6 +173,15 @@ func (h *fakeHost) write(t *testing.T, rel, content string) {
 	if err := os.WriteFile(filepath.Join(h.root, rel), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// report is the runner's report, read from its termination message.
+func (h *fakeHost) report(g Gomega) runner.Report {
+	data, err := os.ReadFile(h.termPath)
+	g.Expect(err).NotTo(HaveOccurred())
+	rep, err := runner.ParseReport(string(data))
+	g.Expect(err).NotTo(HaveOccurred())
+	return rep
 }
 
 // calls is everything the fake keadm and edgecore were run with, in order.
@@ -686,10 +701,7 @@ func TestRunnerSIGTERMDuringUpgradeRollsBack(t *testing.T) {
 	// the runner cleared it.
 	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall, "keadm rollback edge"}))
 	g.Expect(filepath.Join(h.root, runner.KeadmLockPath)).NotTo(BeAnExistingFile())
-	data, err := os.ReadFile(h.termPath)
-	g.Expect(err).NotTo(HaveOccurred())
-	rep, err := runner.ParseReport(string(data))
-	g.Expect(err).NotTo(HaveOccurred())
+	rep := h.report(g)
 	g.Expect(rep.RolledBack).To(BeTrue())
 	g.Expect(rep.Reason).To(ContainSubstring("killed because the runner was stopped"))
 }
@@ -725,12 +737,35 @@ func TestRunnerSIGTERMAfterKeadmUpgradeSucceeds(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out.String())
 	g.Expect(out.String()).To(ContainSubstring("asked to stop"))
 	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall}), "no rollback")
-	data, err := os.ReadFile(h.termPath)
-	g.Expect(err).NotTo(HaveOccurred())
-	rep, err := runner.ParseReport(string(data))
-	g.Expect(err).NotTo(HaveOccurred())
+	rep := h.report(g)
 	g.Expect(rep.Result).To(Equal(runner.ResultSucceeded), rep.Reason)
 	g.Expect(rep.RolledBack).To(BeFalse())
+}
+
+// A stop that lands after keadm wrote its success verdict but before it
+// exited kills keadm, but the upgrade is done: the runner checks the new
+// edgecore and reports success, never rolling a good upgrade back. (Seen as
+// a flake of the test above under load, before the runner read the verdict
+// of a keadm it had killed.)
+func TestRunnerSIGTERMBetweenKeadmVerdictAndExit(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	h.writeState(t, "linger-after-verdict", "")
+	o := h.options(time.Now().Add(time.Hour))
+	o.EdgecoreSettle = time.Second
+	cmd, out, done := startRunner(t, o.Args(runner.StepUpgrade)...)
+
+	g.Eventually(filepath.Join(h.state, "sleep.pid")).WithTimeout(10*time.Second).WithPolling(20*time.Millisecond).
+		Should(BeAnExistingFile(), "keadm wrote its verdict and lingers")
+	g.Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
+
+	var err error
+	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(&err))
+	g.Expect(err).NotTo(HaveOccurred(), out.String())
+	g.Expect(out.String()).To(ContainSubstring("after it reported the upgrade to " + toV + " done"))
+	g.Expect(h.calls(t)).To(Equal([]string{versionCall, upgradeCall}), "no rollback")
+	rep := h.report(g)
+	g.Expect(rep.Result).To(Equal(runner.ResultSucceeded), rep.Reason)
 }
 
 // One step of one job runs on a node at a time: on real KubeEdge a deleted
