@@ -158,8 +158,11 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 
 		Eventually(first, 30*time.Second, 100*time.Millisecond).Should(HaveLen(2))
 		Expect(first()).To(ConsistOf(plan.Waves[0]), "the controller's first dispatch is the plan's first wave")
-		Eventually(func() string { return nodeEntries("e2e-plan")["plan-offline"] }, 10*time.Second, 250*time.Millisecond).
-			Should(HaveSuffix("/deferred: node is NotReady"), "the offline node waits, deferred, while the others run")
+		// Its turn (a free slot) comes after four 4 s upgrades, later under
+		// load; from then it waits deferred for the job's 15 s timeout, a
+		// window the poll cannot miss.
+		Eventually(func() string { return nodeEntries("e2e-plan")["plan-offline"] }, 60*time.Second, 250*time.Millisecond).
+			Should(HaveSuffix("/deferred: node is NotReady"), "the offline node waits, deferred, when its turn comes")
 
 		Eventually(func() string { return finalState("e2e-plan") }, 90*time.Second, time.Second).ShouldNot(BeEmpty())
 		Expect(follow.Wait()).To(Succeed(), "status -w ends when the job is final")
