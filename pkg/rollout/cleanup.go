@@ -68,23 +68,3 @@ func cancelReason(e *v1alpha1.TaskStatus) string {
 	}
 	return why
 }
-
-// Releases lists the nodes whose pods the plan releases, in plan order.
-func (p Plan) Releases() []string {
-	return p.cleanupNodes(func(c PodCleanup) bool { return c.Release })
-}
-
-// Deletions lists the nodes whose pods the plan deletes, in plan order.
-func (p Plan) Deletions() []string {
-	return p.cleanupNodes(func(c PodCleanup) bool { return c.Delete })
-}
-
-func (p Plan) cleanupNodes(keep func(PodCleanup) bool) []string {
-	var out []string
-	for _, c := range p.Cleanup {
-		if keep(c) {
-			out = append(out, c.Node)
-		}
-	}
-	return out
-}

@@ -42,3 +42,24 @@ func TestCleanupPutsCancellationsFirst(t *testing.T) {
 	}), "cancellations first, the rest in node order; a failed node's pod stays for its logs; "+
 		"a pod not observed, one already deleting and untracked, and one whose node is in flight are left alone")
 }
+
+// Releases lists the nodes whose pods the plan releases, in plan order:
+// a reading of Plan.Cleanup for the tests.
+func (p Plan) Releases() []string {
+	return p.cleanupNodes(func(c PodCleanup) bool { return c.Release })
+}
+
+// Deletions lists the nodes whose pods the plan deletes, in plan order.
+func (p Plan) Deletions() []string {
+	return p.cleanupNodes(func(c PodCleanup) bool { return c.Delete })
+}
+
+func (p Plan) cleanupNodes(keep func(PodCleanup) bool) []string {
+	var out []string
+	for _, c := range p.Cleanup {
+		if keep(c) {
+			out = append(out, c.Node)
+		}
+	}
+	return out
+}
