@@ -8,7 +8,11 @@ import (
 
 // EntryTime is a node entry's status time, read by what it means in the
 // entry's state. KubeEdge's TaskStatus has one time field, which this
-// controller uses for three clocks; this is the one place that decodes it.
+// controller uses for three clocks: the dispatch of an in-flight node, the
+// start of a pending node's wait, and the finish of a final node (shown to
+// users, read by no rule). This is the one place that decodes it; a time
+// that is not RFC 3339 (a hand-edited status) reads as zero, and the
+// planner restarts that clock.
 type EntryTime struct {
 	// Dispatched is when an in-flight node was dispatched; its deadline is
 	// Config.Deadline(Dispatched).
@@ -17,27 +21,17 @@ type EntryTime struct {
 	// NotReady or busy); it fails at Config.Deadline(DeferredSince). Zero
 	// while the node is not waiting.
 	DeferredSince time.Time
-	// Finished is when a final node got its final state.
-	Finished time.Time
-	// Invalid is set when the entry has a time that is not RFC 3339, as a
-	// hand-edited status may: the planner restarts that clock.
-	Invalid bool
 }
 
 // ReadEntryTime decodes e's time.
 func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
-	if e.Time == "" {
-		return EntryTime{}
-	}
 	t, err := time.Parse(time.RFC3339, e.Time)
 	if err != nil {
-		return EntryTime{Invalid: true}
+		return EntryTime{}
 	}
 	switch {
 	case NodeInFlight(e.State):
 		return EntryTime{Dispatched: t}
-	case NodeFinal(e.State):
-		return EntryTime{Finished: t}
 	case e.State == v1alpha1.StateNone:
 		return EntryTime{DeferredSince: t}
 	}
