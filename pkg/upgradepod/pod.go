@@ -97,7 +97,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		// privileged and enter the host's namespaces anyway, so a read-only
 		// mount would protect nothing there; the check's is read-only.
 	}
-	runnerContainer := func(name string, step runner.Step, after runner.Step) corev1.Container {
+	// Each step runs in the container named after it (runner.ContainerCheck
+	// and the others are the step names).
+	runnerContainer := func(step runner.Step, after runner.Step) corev1.Container {
 		stepOpts := opts
 		stepOpts.After = after
 		mounts, security := []corev1.VolumeMount{hostRootMount}, privileged()
@@ -114,7 +116,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 			security = unprivileged()
 		}
 		return corev1.Container{
-			Name:    name,
+			Name:    string(step),
 			Image:   p.RunnerImage,
 			Command: []string{RunnerCommand},
 			Args:    stepOpts.Args(step),
@@ -154,12 +156,12 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	var containers []corev1.Container
 	backupAfter := runner.Step("")
 	if len(p.CheckItems) > 0 {
-		containers = append(containers, runnerContainer(runner.ContainerCheck, runner.StepCheck, ""))
+		containers = append(containers, runnerContainer(runner.StepCheck, ""))
 		backupAfter = runner.StepCheck
 	}
-	containers = append(containers, runnerContainer(runner.ContainerBackup, runner.StepBackup, backupAfter))
+	containers = append(containers, runnerContainer(runner.StepBackup, backupAfter))
 
-	upgrade := runnerContainer(runner.ContainerUpgrade, runner.StepUpgrade, runner.StepBackup)
+	upgrade := runnerContainer(runner.StepUpgrade, runner.StepBackup)
 	// No readiness probe to show RollingBack live. On real KubeEdge the
 	// kubelet is edgecore itself, the process an upgrade or rollback
 	// restarts, so the signal failed both ways (measured): during a real
