@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -58,7 +60,7 @@ type hostHierarchy struct {
 // hostHierarchies lists this process's cgroup in every mounted hierarchy,
 // from /proc/self/cgroup and /proc/self/mountinfo.
 func hostHierarchies() ([]hostHierarchy, error) {
-	self, err := os.ReadFile("/proc/self/cgroup")
+	self, err := ProcessCgroups(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
@@ -109,12 +111,8 @@ func hostHierarchies() ([]hostHierarchy, error) {
 		return mount{}, false
 	}
 	var out []hostHierarchy
-	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		ctrls, path := parts[1], parts[2]
+	for _, ctrls := range slices.Sorted(maps.Keys(self)) {
+		path := self[ctrls]
 		var m mount
 		if ctrls == "" {
 			if v2 == nil {
@@ -259,11 +257,7 @@ func (n *Node) Cgroups() map[string]string {
 	if n.cgroups == nil {
 		return nil
 	}
-	out := make(map[string]string, len(n.cgroups.paths))
-	for k, v := range n.cgroups.paths {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(n.cgroups.paths)
 }
 
 // ProcessCgroups reads /proc/PID/cgroup of a host pid: hierarchy => path.
