@@ -37,6 +37,7 @@ build: ## Build the controller, the runner and the kubectl plugin (bin/kubectl-n
 
 .PHONY: image
 image: ## Build the controller+runner image without docker into bin/image/ (docker archive, as the Dockerfile describes it)
+	hack/kubeedge-deps.sh image
 	go run ./test/projectimage/cmd/image
 
 ##@ Generate
@@ -96,6 +97,10 @@ KUBEEDGE_VERSIONS ?= v1.21.0:edgecore v1.22.0
 .PHONY: kubeedge-bins
 kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_party/kubeedge into bin/kubeedge-<version>/ (cached)
 	hack/build-kubeedge.sh $(KUBEEDGE_VERSIONS)
+
+.PHONY: kubeedge-rootfs
+kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root; debootstrap)
+	hack/kubeedge-deps.sh rootfs
 
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)

@@ -3,6 +3,7 @@
 # test world (test/kubeedgeworld).
 #
 #   hack/kubeedge-deps.sh packages   install the Debian packages when missing
+#   hack/kubeedge-deps.sh image      only what `make image` needs (busybox-static)
 #   hack/kubeedge-deps.sh rootfs     build bin/kubeedge-rootfs-<ROOTFS_VERSION>.tar once
 #   hack/kubeedge-deps.sh            both
 #
@@ -21,19 +22,26 @@ node_pkgs=systemd,systemd-sysv,dbus,procps,sudo,iproute2,containerd,runc,contain
 
 log() { printf '[kubeedge-deps] %s\n' "$*" >&2; }
 
-packages() {
+# install_missing PKG...: apt-get install those of PKG that are not installed.
+install_missing() {
 	local missing=()
-	for p in "${host_pkgs[@]}"; do
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	if [[ ${#missing[@]} -eq 0 ]]; then
-		log "host packages: all present"
+		log "host packages: all present ($*)"
 		return 0
+	fi
+	if [[ $(id -u) -ne 0 ]]; then
+		log "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
+		exit 1
 	fi
 	log "host packages: installing ${missing[*]}"
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
+
+packages() { install_missing "${host_pkgs[@]}"; }
 
 rootfs() {
 	local out="$bin/kubeedge-rootfs-$ROOTFS_VERSION.tar"
@@ -60,7 +68,8 @@ rootfs() {
 
 case ${1:-all} in
 packages) packages ;;
+image) install_missing busybox-static ;;
 rootfs) rootfs ;;
 all) packages; rootfs ;;
-*) log "usage: $0 [packages|rootfs|all]"; exit 2 ;;
+*) log "usage: $0 [packages|image|rootfs|all]"; exit 2 ;;
 esac
