@@ -12,7 +12,7 @@ import (
 func TestExitMeaningNamesEveryFailureCode(t *testing.T) {
 	g := NewWithT(t)
 	codes := []int{ExitCheckFailed, ExitBackupFailed, ExitRolledBack, ExitNeedsAttention, ExitDeadline,
-		ExitBadArgs, ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun}
+		ExitBadArgs, ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun, ExitDetached}
 	seen := map[string]int{}
 	for _, code := range codes {
 		meaning := ExitMeaning(code)
@@ -21,7 +21,7 @@ func TestExitMeaningNamesEveryFailureCode(t *testing.T) {
 		seen[meaning] = code
 	}
 	g.Expect(ExitMeaning(ExitOK)).To(BeEmpty())
-	g.Expect(ExitMeaning(ExitNotRun+1)).To(BeEmpty(), "a code the runner does not use")
+	g.Expect(ExitMeaning(ExitDetached+1)).To(BeEmpty(), "a code the runner does not use")
 }
 
 func TestContainersAreNamedAfterTheirSteps(t *testing.T) {
@@ -29,6 +29,8 @@ func TestContainersAreNamedAfterTheirSteps(t *testing.T) {
 	g.Expect([]string{ContainerCheck, ContainerBackup, ContainerUpgrade}).To(Equal([]string{"check", "backup", "upgrade"}),
 		"the names are an API: kubectl logs -c and the plugin's logs command use them")
 	g.Expect(JobDir("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid"))
-	g.Expect(KeadmPath("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid/keadm"))
+	g.Expect(KeadmPath("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid/bin/keadm"))
+	g.Expect(HostRunnerPath("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid/bin/nodeupgrade-runner"))
+	g.Expect(UnitPath("uid")).To(Equal("/etc/systemd/system/nodeupgrade-uid.service"))
 	g.Expect(StepRecordFile(StepBackup)).To(Equal("backup.json"))
 }

@@ -99,6 +99,16 @@ func (o Options) hostArgv(hostPath string, args ...string) []string {
 	return append([]string{filepath.Join(o.HostRoot, hostPath)}, args...)
 }
 
+// hostCommand builds the argv running the command name, found on the host's
+// PATH (systemctl, say): through nsenter into PID 1's namespaces from the
+// pod, directly on the host (the job's unit) or in tests.
+func (o Options) hostCommand(name string, args ...string) []string {
+	if o.UseNsenter {
+		return append([]string{o.Nsenter, "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", name}, args...)
+	}
+	return append([]string{name}, args...)
+}
+
 // run executes argv (named label in errors), streaming its output to log and keeping a tail. The
 // command runs in its own process group and the whole group is killed when
 // ctx ends: keadm and the fake test scripts start children that would

@@ -183,6 +183,11 @@ func (h host) clearStaleKeadmLock() (string, error) {
 	return fmt.Sprintf("removed keadm's stale lock %s (no keadm was running)", KeadmLockPath), nil
 }
 
+// sync flushes the host's file systems: keadm copies edgecore without
+// syncing, and the unit must find on disk after a power cut what it saw
+// before.
+func (h host) sync() { syscall.Sync() }
+
 // clearKeadmReport removes keadm's last verdict, so that what is read after
 // a keadm run is that run's.
 func (h host) clearKeadmReport() error {

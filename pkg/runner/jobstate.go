@@ -8,19 +8,29 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 )
 
-// jobState records each step's outcome on the host, so that a step runs at
-// most once per job and node. Real edgecore removes a pod's finished
-// containers when keadm restarts it, and the kubelet that comes back then
-// runs a container again (seen on a real node: the upgrade container ran a
-// second time with Attempt 1, in a restartPolicy Never pod). A repeated step
-// finds its record and reports it instead of redoing the work.
+// jobState is the job's directory on the host: each step's outcome, so that
+// a step runs at most once per job and node (real edgecore removes a pod's
+// finished containers when keadm restarts it, and the kubelet that comes back
+// then runs a container again: seen on a real node, the upgrade container ran
+// a second time with Attempt 1 in a restartPolicy Never pod); the unit's
+// plan, the budget, the upgrade's guard and a cancellation.
+//
+// Records are written whole and synced (a temporary file, fsync, rename,
+// fsync of the directory), because the unit reads them again after a power
+// cut, and read without following symlinks.
 type jobState struct {
 	dir string // the job directory as seen by the runner
 }
+
+func (s jobState) path(name string) string { return filepath.Join(s.dir, name) }
+
+// binDir is the job's binaries directory (JobBinDir) as seen by the runner.
+func (s jobState) binDir() string { return filepath.Join(s.dir, "bin") }
 
 // stepRecord is one step's recorded outcome.
 type stepRecord struct {
@@ -28,12 +38,9 @@ type stepRecord struct {
 	Report   Report `json:"report"`
 }
 
-func (s jobState) recordPath(step Step) string  { return filepath.Join(s.dir, StepRecordFile(step)) }
-func (s jobState) startedPath(step Step) string { return filepath.Join(s.dir, StepStartedFile(step)) }
-
 // recorded returns the recorded outcome of step, if any.
 func (s jobState) recorded(step Step) (stepRecord, bool) {
-	data, err := os.ReadFile(s.recordPath(step))
+	data, err := readNoFollow(s.path(StepRecordFile(step)))
 	if err != nil {
 		return stepRecord{}, false
 	}
@@ -44,52 +51,67 @@ func (s jobState) recorded(step Step) (stepRecord, bool) {
 	return rec, true
 }
 
-// record saves step's outcome; written to a temporary file and renamed, so a
-// reader never sees half a record.
+// record saves step's outcome, whole and durable.
 func (s jobState) record(step Step, rep Report, code int) error {
 	data, err := json.Marshal(stepRecord{ExitCode: code, Report: rep})
 	if err != nil {
 		return err
 	}
-	tmp := s.recordPath(step) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.recordPath(step))
+	return writeFileDurable(s.path(StepRecordFile(step)), data)
 }
 
-// markStarted notes that step began changing the node, so that a later run
-// of the same step knows an earlier one was interrupted.
+// recordIfAbsent records step's outcome unless it has one: for a step that
+// will not run because of another's outcome.
+func (s jobState) recordIfAbsent(step Step, rep Report, code int) error {
+	if _, ok := s.recorded(step); ok {
+		return nil
+	}
+	return s.record(step, rep, code)
+}
+
+// markStarted notes, durably, that step began changing the node.
 func (s jobState) markStarted(step Step) error {
-	return os.WriteFile(s.startedPath(step), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+	return writeFileDurable(s.path(StepStartedFile(step)), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"))
 }
 
 func (s jobState) wasStarted(step Step) bool {
-	_, err := os.Stat(s.startedPath(step))
+	_, err := os.Lstat(s.path(StepStartedFile(step)))
 	return err == nil
 }
 
-// lockPoll is how often a step waiting for the job lock tries again.
-const lockPoll = 500 * time.Millisecond
-
-// lock takes the job's step lock, waiting while another run of this job's
-// pod (a container the kubelet started again) holds it, until ctx ends. The
-// lock is a flock, so the kernel releases it when its holder dies, however
-// it dies.
-func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
-	return flockWait(ctx, filepath.Join(s.dir, JobLockFile), "another run of this job's upgrade on this node still holds", nil)
+// requestCancel asks the unit not to start anything new.
+func (s jobState) requestCancel(why string) error {
+	return writeFileDurable(s.path(CancelFile), []byte(why+"\n"))
 }
 
-// lockNode takes the node's lock, shared by every job: one step of one job
-// runs on a node at a time. The controller keeps a node busy while it sees
-// another job's pod there, but on real KubeEdge a deleted pod leaves the API
-// at once (edgecore deletes it with grace period 0) while its runner still
-// stops keadm or rolls back for up to its grace period; this lock makes the
-// next job's runner wait for that one.
+// cancelled returns why the job's work on the node was cancelled, if it was.
+func (s jobState) cancelled() (string, bool) {
+	data, err := readNoFollow(s.path(CancelFile))
+	if err != nil {
+		return "", false
+	}
+	return firstLine(string(data)), true
+}
+
+// lockPoll is how often a runner waiting for a lock tries again.
+const lockPoll = 500 * time.Millisecond
+
+// lock takes the job's lock, waiting while another runner of this job
+// holds it, until ctx ends. The lock is a flock, so the kernel releases it
+// when its holder dies, however it dies.
+func (s jobState) lock(ctx context.Context) (unlock func(), err error) {
+	return flockWait(ctx, s.path(JobLockFile), "another runner of this job on this node still holds", nil)
+}
+
+// lockNode takes the node's lock, shared by every job: one job's unit (or
+// check) runs on a node at a time. The controller lets one upgrade pod exist
+// per node, but a deleted pod leaves the API while the unit it launched
+// still upgrades or rolls back on the host; this lock makes the next job
+// wait for it.
 func (s jobState) lockNode(ctx context.Context, log io.Writer) (unlock func(), err error) {
 	path := filepath.Join(filepath.Dir(s.dir), NodeLockFile)
-	return flockWait(ctx, path, "another job's upgrade step on this node still holds", func() {
-		fmt.Fprintf(log, "waiting for another job's upgrade step on this node to end (it holds %s)\n", path)
+	return flockWait(ctx, path, "another job's upgrade on this node still holds", func() {
+		fmt.Fprintf(log, "waiting for another job's upgrade on this node to end (it holds %s)\n", path)
 	})
 }
 
@@ -99,7 +121,7 @@ func flockWait(ctx context.Context, path, heldBy string, onWait func()) (unlock 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +150,121 @@ func flockWait(ctx context.Context, path, heldBy string, onWait func()) (unlock 
 	}
 }
 
-// removeKeadm deletes the job's copy of keadm (about 100 MB) once the pod's
-// work is over; the small records stay.
-func (s jobState) removeKeadm() error {
-	if err := os.Remove(filepath.Join(s.dir, "keadm")); err != nil && !errors.Is(err, os.ErrNotExist) {
+// removeBinaries deletes the job's copies of keadm and the runner (about
+// 150 MB) once the job's work on the node is over; the small records stay.
+func (s jobState) removeBinaries() error {
+	return os.RemoveAll(s.binDir())
+}
+
+// collectOldJobs removes what earlier jobs left in jobsDir, except the job
+// keep names and any job whose unit is still installed (running, or waiting
+// for the next boot to finish its upgrade): their binaries always (a pod
+// killed before its job's unit started leaves them), and their whole
+// directories beyond the keepRecords most recent. It returns what it
+// removed, for the log.
+func collectOldJobs(jobsDir, unitDir, keep string, keepRecords int) ([]string, error) {
+	entries, err := os.ReadDir(jobsDir)
+	if err != nil {
+		return nil, err
+	}
+	type job struct {
+		uid  string
+		time time.Time
+	}
+	var jobs []job
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		uid := e.Name()
+		if !e.IsDir() || uid == keep || !jobUIDRE.MatchString(uid) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(unitDir, UnitName(uid))); err == nil {
+			continue
+		}
+		// The directory's time before its binaries go (removing them
+		// touches it).
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		jobs = append(jobs, job{uid, info.ModTime()})
+		bin := filepath.Join(jobsDir, uid, "bin")
+		if _, err := os.Lstat(bin); err == nil {
+			if err := os.RemoveAll(bin); err != nil {
+				errs = append(errs, err)
+			} else {
+				removed = append(removed, uid+"/bin")
+			}
+		}
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].time.After(jobs[j].time) })
+	// The job being run counts as one of the kept.
+	for i, j := range jobs {
+		if i+1 < keepRecords {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(jobsDir, j.uid)); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, j.uid)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// readNoFollow reads a record, refusing a symlink in its place.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxRecordBytes))
+}
+
+// maxRecordBytes bounds what is read of a record: a report is at most
+// MaxTerminationMessageBytes, and a file that is much larger is not ours.
+const maxRecordBytes = 64 << 10
+
+// writeFileDurable replaces path with data, whole and durable.
+func writeFileDurable(path string, data []byte) error {
+	tmp, err := writeTemp(path, data)
+	if err != nil {
 		return err
 	}
-	return nil
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data to a new temporary file beside path and syncs it.
+func writeTemp(path string, data []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -23,10 +23,11 @@ const (
 	DefaultThreshold = 80
 	// DefaultCPUSampleInterval separates the two reads of /proc/stat.
 	DefaultCPUSampleInterval = time.Second
-	// DefaultRollbackTimeout bounds a rollback. A rollback may run past the
-	// deadline: the deadline forbids starting an upgrade, and leaving a node
-	// half-upgraded because the clock ran out would be worse.
-	DefaultRollbackTimeout = 2 * time.Minute
+	// RollbackTimeout bounds one keadm rollback. A rollback may run past the
+	// job's budget: the budget forbids starting an upgrade, and leaving a
+	// node half-upgraded because the clock ran out would be worse. Real
+	// keadm rolled back in about 1 s.
+	RollbackTimeout = 2 * time.Minute
 	// DefaultVersionQueryTimeout bounds `keadm version`.
 	DefaultVersionQueryTimeout = 15 * time.Second
 	// DefaultEdgecoreSettle is how long the new edgecore must run without
@@ -34,6 +35,15 @@ const (
 	// crashing edgecore after RestartSec (10 s in KubeEdge's unit), so the
 	// window must be longer than that to see a crash loop.
 	DefaultEdgecoreSettle = 15 * time.Second
+	// MinUpgradeBudget is the least time the job must have left on the
+	// node for its unit to start keadm upgrade: keadm (seconds, the image
+	// being pulled already by copy-keadm), the settle check (up to 2 x
+	// DefaultEdgecoreSettle) and room to spare. With less, nothing is
+	// touched and the node reports why.
+	MinUpgradeBudget = time.Minute
+	// DefaultKeepJobRecords is how many finished jobs' directories a node
+	// keeps (about 2 KB each); older ones are removed when a new job runs.
+	DefaultKeepJobRecords = 20
 )
 
 // Check items, as in v1alpha1.
@@ -47,16 +57,16 @@ const (
 // back, so the pod builder and the runner cannot drift apart.
 type Options struct {
 	HostRoot string
-	// JobUID keys the job's directory on the host (JobDir), where keadm
-	// and each step's recorded result live.
+	// JobUID keys the job's directory on the host (JobDir), where each
+	// step's recorded result lives, and names its systemd unit.
 	JobUID string
+	// JobName is the NodeUpgradeJob's name, for the unit's description
+	// and the logs.
+	JobName string
 	// After is the step whose recorded success this step waits for: the
 	// steps run as containers started together, and hand over through
 	// their records on the host ("" = start at once).
 	After Step
-	// StateDir overrides where the job's records are kept, as seen by the
-	// runner; empty means JobDir(JobUID) under HostRoot.
-	StateDir string
 	// Keadm and Edgecore are host paths; without nsenter they are resolved
 	// under HostRoot.
 	Keadm       string
@@ -66,7 +76,15 @@ type Options struct {
 	ToVersion   string
 	FromVersion string
 	Image       string
-	Deadline    time.Time
+	// Budget is the job's time on the node, counted on the node's own
+	// monotonic clock from the moment its first step started (see
+	// budget.go); no step starts after it, and no upgrade starts with less
+	// than MinUpgradeBudget of it left. A duration, not an instant: edge
+	// nodes' clocks are often wrong.
+	Budget time.Duration
+	// IssuedAt is the controller's clock when it made the pod; only logged,
+	// beside the node's clock, to show their skew.
+	IssuedAt time.Time
 
 	CheckItems        []string
 	CPUThreshold      int
@@ -74,8 +92,9 @@ type Options struct {
 	DiskThreshold     int
 	CPUSampleInterval time.Duration
 
-	RollbackTimeout        time.Duration
-	EdgecoreSettle         time.Duration
+	EdgecoreSettle time.Duration
+	// KeepJobRecords is how many job directories the node keeps.
+	KeepJobRecords         int
 	TerminationMessagePath string
 }
 
@@ -90,8 +109,8 @@ func DefaultOptions() Options {
 		MemThreshold:           DefaultThreshold,
 		DiskThreshold:          DefaultThreshold,
 		CPUSampleInterval:      DefaultCPUSampleInterval,
-		RollbackTimeout:        DefaultRollbackTimeout,
 		EdgecoreSettle:         DefaultEdgecoreSettle,
+		KeepJobRecords:         DefaultKeepJobRecords,
 		TerminationMessagePath: DefaultTerminationMessagePath,
 	}
 }
@@ -103,7 +122,7 @@ func (o Options) Args(step Step) []string {
 		string(step),
 		"--host-root=" + o.HostRoot,
 		"--job-uid=" + o.JobUID,
-		"--state-dir=" + o.StateDir,
+		"--job-name=" + o.JobName,
 		"--after=" + string(o.After),
 		"--keadm=" + o.Keadm,
 		"--edgecore=" + o.Edgecore,
@@ -112,7 +131,8 @@ func (o Options) Args(step Step) []string {
 		"--to-version=" + o.ToVersion,
 		"--from-version=" + o.FromVersion,
 		"--image=" + o.Image,
-		"--deadline=" + o.Deadline.UTC().Format(time.RFC3339),
+		"--budget=" + o.Budget.String(),
+		"--issued-at=" + o.IssuedAt.UTC().Format(time.RFC3339),
 		"--termination-message-path=" + o.TerminationMessagePath,
 	}
 	switch step {
@@ -124,20 +144,26 @@ func (o Options) Args(step Step) []string {
 			"--disk-threshold="+strconv.Itoa(o.DiskThreshold),
 			"--cpu-sample-interval="+o.CPUSampleInterval.String(),
 		)
-	case StepUpgrade:
+	case StepBackup:
+		// The backup container writes the unit's plan: these are the
+		// unit's settings.
 		args = append(args,
-			"--rollback-timeout="+o.RollbackTimeout.String(),
 			"--edgecore-settle="+o.EdgecoreSettle.String(),
+			"--keep-job-records="+strconv.Itoa(o.KeepJobRecords),
 		)
 	}
 	return args
 }
 
-var errMissingSubcommand = errors.New("missing subcommand: check, backup or upgrade")
+var errMissingSubcommand = errors.New("missing subcommand: check, backup, upgrade or host")
 
 // safeFromVersion bounds --from-version, which only ends up in reports: node
 // versions are not always plain semver (e.g. v1.30.7-kubeedge-v1.21.0).
 var safeFromVersion = regexp.MustCompile(`^[A-Za-z0-9_.+-]{0,128}$`)
+
+// jobNameRE bounds --job-name, which goes into the unit's description: a
+// Kubernetes object name.
+var jobNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 
 // ParseArgs parses argv (without the program name) for a step subcommand.
 // The returned step is set whenever the subcommand was recognised, even on
@@ -154,31 +180,32 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	case strings.HasPrefix(args[0], "-"):
 		step, flags, stepErr = "", args, errMissingSubcommand
 	case step != StepCheck && step != StepBackup && step != StepUpgrade:
-		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, backup or upgrade", args[0])
+		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, backup, upgrade or %s", args[0], SubcommandHost)
 	}
 
 	fs := flag.NewFlagSet("nodeupgrade-runner "+string(step), flag.ContinueOnError)
 	fs.SetOutput(output)
-	var deadline, checkItems string
+	var issuedAt, checkItems string
 	fs.StringVar(&o.HostRoot, "host-root", o.HostRoot, "where the host's / is mounted")
-	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host")
+	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host and names its unit")
+	fs.StringVar(&o.JobName, "job-name", "", "name of the NodeUpgradeJob, for the unit's description and logs")
 	fs.StringVar((*string)(&o.After), "after", "", "step (check or backup) whose recorded success this step waits for")
-	fs.StringVar(&o.StateDir, "state-dir", "", "where the job's step records are kept (default: the job's directory under --host-root)")
 	fs.StringVar(&o.Keadm, "keadm", "", "host path of keadm (default: the job's copy, "+KeadmPath("UID")+")")
 	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, watched to tell whether keadm touched it")
-	fs.BoolVar(&o.UseNsenter, "use-nsenter", o.UseNsenter, "run keadm and edgecore in the host's namespaces through nsenter")
+	fs.BoolVar(&o.UseNsenter, "use-nsenter", o.UseNsenter, "run host commands in the host's namespaces through nsenter")
 	fs.StringVar(&o.Nsenter, "nsenter", o.Nsenter, "nsenter binary in the runner image")
 	fs.StringVar(&o.ToVersion, "to-version", "", "target edgecore version")
 	fs.StringVar(&o.FromVersion, "from-version", "", "version the node reported, for reports")
 	fs.StringVar(&o.Image, "image", "", "normalised install image <repo>:<to-version>")
-	fs.StringVar(&deadline, "deadline", "", "RFC 3339 instant after which no step starts")
+	fs.DurationVar(&o.Budget, "budget", 0, "the job's time on the node, counted on the node's monotonic clock from its first step's start")
+	fs.StringVar(&issuedAt, "issued-at", "", "RFC 3339 instant the controller made the pod (logged beside the node's clock)")
 	fs.StringVar(&checkItems, "check-items", "", "comma-separated check items: cpu, mem, disk")
 	fs.IntVar(&o.CPUThreshold, "cpu-threshold", o.CPUThreshold, "cpu usage limit, percent")
 	fs.IntVar(&o.MemThreshold, "mem-threshold", o.MemThreshold, "memory usage limit, percent")
 	fs.IntVar(&o.DiskThreshold, "disk-threshold", o.DiskThreshold, "disk usage limit of the host's /, percent")
 	fs.DurationVar(&o.CPUSampleInterval, "cpu-sample-interval", o.CPUSampleInterval, "interval between the two /proc/stat reads; 0 means the average since boot")
-	fs.DurationVar(&o.RollbackTimeout, "rollback-timeout", o.RollbackTimeout, "time allowed for keadm rollback edge")
 	fs.DurationVar(&o.EdgecoreSettle, "edgecore-settle", o.EdgecoreSettle, "how long the new edgecore must run without restarting; 0 skips the wait")
+	fs.IntVar(&o.KeepJobRecords, "keep-job-records", o.KeepJobRecords, "how many job directories the node keeps")
 	fs.StringVar(&o.TerminationMessagePath, "termination-message-path", o.TerminationMessagePath, "where the JSON report is written")
 	if err := fs.Parse(flags); err != nil {
 		return step, o, fmt.Errorf("parse flags: %w", err)
@@ -195,16 +222,18 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	if o.Keadm == "" && jobUIDRE.MatchString(o.JobUID) {
 		o.Keadm = KeadmPath(o.JobUID)
 	}
-	if deadline == "" {
-		return step, o, errors.New("--deadline is required")
+	if issuedAt != "" {
+		t, err := time.Parse(time.RFC3339, issuedAt)
+		if err != nil {
+			return step, o, fmt.Errorf("--issued-at: %w", err)
+		}
+		o.IssuedAt = t
 	}
-	d, err := time.Parse(time.RFC3339, deadline)
-	if err != nil {
-		return step, o, fmt.Errorf("--deadline: %w", err)
-	}
-	o.Deadline = d
 	return step, o, o.validate(step)
 }
+
+// maxBudget bounds --budget: the CRD's timeoutSeconds is at most a day.
+const maxBudget = 48 * time.Hour
 
 // jobUIDRE bounds --job-uid, which becomes a directory name on the host:
 // Kubernetes UIDs are lower-case hex and dashes.
@@ -220,10 +249,16 @@ func (o Options) validate(step Step) error {
 	if !jobUIDRE.MatchString(o.JobUID) {
 		return fmt.Errorf("--job-uid %q must be a Kubernetes UID (lower-case letters, digits and dashes)", o.JobUID)
 	}
+	if o.JobName != "" && !jobNameRE.MatchString(o.JobName) {
+		return fmt.Errorf("--job-name %q is not a Kubernetes object name", o.JobName)
+	}
+	if o.Budget <= 0 || o.Budget > maxBudget {
+		return fmt.Errorf("--budget %s must be positive and at most %s", o.Budget, maxBudget)
+	}
 	if !safeFromVersion.MatchString(o.FromVersion) {
 		return fmt.Errorf("--from-version %q has unexpected characters or is too long", o.FromVersion)
 	}
-	if o.Image != "" || step == StepUpgrade {
+	if o.Image != "" || step == StepBackup {
 		norm, err := imageref.Normalize(o.Image, o.ToVersion)
 		if err != nil {
 			return fmt.Errorf("--image: %w", err)
@@ -246,9 +281,6 @@ func (o Options) validate(step Step) error {
 		return fmt.Errorf("--after %q: want %s or %s", o.After, StepCheck, StepBackup)
 	case o.After == step || (step == StepCheck):
 		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
-	}
-	if o.StateDir != "" && (!filepath.IsAbs(o.StateDir) || filepath.Clean(o.StateDir) != o.StateDir) {
-		return fmt.Errorf("--state-dir %q must be a clean absolute path", o.StateDir)
 	}
 	if o.UseNsenter && o.Nsenter == "" {
 		return errors.New("--nsenter must not be empty")
@@ -273,11 +305,11 @@ func (o Options) validate(step Step) error {
 			return fmt.Errorf("--cpu-sample-interval %s must be in [0, 1m]", o.CPUSampleInterval)
 		}
 	}
-	if step == StepUpgrade && o.RollbackTimeout <= 0 {
-		return fmt.Errorf("--rollback-timeout %s must be positive", o.RollbackTimeout)
-	}
-	if step == StepUpgrade && (o.EdgecoreSettle < 0 || o.EdgecoreSettle > 10*time.Minute) {
+	if o.EdgecoreSettle < 0 || o.EdgecoreSettle > 10*time.Minute {
 		return fmt.Errorf("--edgecore-settle %s must be in [0, 10m]", o.EdgecoreSettle)
+	}
+	if o.KeepJobRecords < 1 || o.KeepJobRecords > 1000 {
+		return fmt.Errorf("--keep-job-records %d must be in [1, 1000]", o.KeepJobRecords)
 	}
 	return nil
 }

@@ -90,16 +90,18 @@ func TestArgsRoundTrip(t *testing.T) {
 			o.ToVersion = "v1.21.0"
 			o.FromVersion = "v1.30.7-kubeedge-v1.20.0"
 			o.Image = "myreg:5000/kubeedge/installation-package:v1.21.0"
-			o.Deadline = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+			o.JobName = "fleet-1.21"
+			o.Budget = 7*time.Minute + 3*time.Second
+			o.IssuedAt = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 			o.UseNsenter = false
 			if step == StepCheck {
 				o.CheckItems = []string{"cpu", "disk"}
 				o.CPUThreshold, o.MemThreshold, o.DiskThreshold = 70, 0, 100
 				o.CPUSampleInterval = 250 * time.Millisecond
 			}
-			if step == StepUpgrade {
-				o.RollbackTimeout = 90 * time.Second
+			if step == StepBackup {
 				o.EdgecoreSettle = 3 * time.Second
+				o.KeepJobRecords = 7
 			}
 			gotStep, got, err := ParseArgs(o.Args(step), os.Stderr)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -116,7 +118,7 @@ func TestParseArgsErrors(t *testing.T) {
 		o.Keadm = KeadmPath(o.JobUID)
 		o.ToVersion = "v1.21.0"
 		o.Image = "docker.io/kubeedge/installation-package:v1.21.0"
-		o.Deadline = time.Now().Add(time.Hour)
+		o.Budget = time.Hour
 		o.CheckItems = []string{"cpu"}
 		return o
 	}
@@ -128,11 +130,12 @@ func TestParseArgsErrors(t *testing.T) {
 	}{
 		{"valid check", StepCheck, func(*Options) {}, ""},
 		{"valid upgrade", StepUpgrade, func(*Options) {}, ""},
-		{"image optional outside upgrade", StepBackup, func(o *Options) { o.Image = "" }, ""},
-		{"upgrade needs image", StepUpgrade, func(o *Options) { o.Image = "" }, "not the normalised image"},
+		{"valid backup", StepBackup, func(*Options) {}, ""},
+		{"image optional outside backup", StepUpgrade, func(o *Options) { o.Image = "" }, ""},
+		{"backup needs image", StepBackup, func(o *Options) { o.Image = "" }, "not the normalised image"},
 		{"bad version", StepBackup, func(o *Options) { o.ToVersion = "latest" }, "--to-version"},
-		{"image with shell", StepUpgrade, func(o *Options) { o.Image = "docker.io/x/$(reboot):v1.21.0" }, "forbidden character"},
-		{"short image", StepUpgrade, func(o *Options) { o.Image = "kubeedge/installation-package:v1.21.0" }, "not the normalised image"},
+		{"image with shell", StepBackup, func(o *Options) { o.Image = "docker.io/x/$(reboot):v1.21.0" }, "forbidden character"},
+		{"short image", StepBackup, func(o *Options) { o.Image = "kubeedge/installation-package:v1.21.0" }, "not the normalised image"},
 		{"bad from version", StepUpgrade, func(o *Options) { o.FromVersion = "v1 ; reboot" }, "--from-version"},
 		{"relative host root", StepCheck, func(o *Options) { o.HostRoot = "host" }, "--host-root"},
 		{"unclean keadm", StepBackup, func(o *Options) { o.Keadm = "/var/lib/../../bin/sh" }, "--keadm"},
@@ -141,13 +144,17 @@ func TestParseArgsErrors(t *testing.T) {
 		{"threshold over 100", StepCheck, func(o *Options) { o.MemThreshold = 101 }, "--mem-threshold 101"},
 		{"negative threshold", StepCheck, func(o *Options) { o.DiskThreshold = -1 }, "--disk-threshold -1"},
 		{"long interval", StepCheck, func(o *Options) { o.CPUSampleInterval = time.Hour }, "--cpu-sample-interval"},
-		{"zero rollback timeout", StepUpgrade, func(o *Options) { o.RollbackTimeout = 0 }, "--rollback-timeout"},
+		{"no budget", StepCheck, func(o *Options) { o.Budget = 0 }, "--budget"},
+		{"budget beyond two days", StepBackup, func(o *Options) { o.Budget = 49 * time.Hour }, "--budget"},
+		{"job name with a newline", StepBackup, func(o *Options) { o.JobName = "a\nExecStartPre=/bin/sh" }, "--job-name"},
+		{"job name with a percent", StepBackup, func(o *Options) { o.JobName = "a%n" }, "--job-name"},
+		{"no job records kept", StepBackup, func(o *Options) { o.KeepJobRecords = 0 }, "--keep-job-records"},
 		{"empty nsenter", StepUpgrade, func(o *Options) { o.Nsenter = "" }, "--nsenter"},
 		{"missing job uid", StepCheck, func(o *Options) { o.JobUID = "" }, "--job-uid"},
 		{"job uid escaping its directory", StepBackup, func(o *Options) { o.JobUID = "../../etc" }, "--job-uid"},
 		{"upper-case job uid", StepBackup, func(o *Options) { o.JobUID = "ABC" }, "--job-uid"},
-		{"negative settle", StepUpgrade, func(o *Options) { o.EdgecoreSettle = -time.Second }, "--edgecore-settle"},
-		{"long settle", StepUpgrade, func(o *Options) { o.EdgecoreSettle = time.Hour }, "--edgecore-settle"},
+		{"negative settle", StepBackup, func(o *Options) { o.EdgecoreSettle = -time.Second }, "--edgecore-settle"},
+		{"long settle", StepBackup, func(o *Options) { o.EdgecoreSettle = time.Hour }, "--edgecore-settle"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,8 +298,9 @@ func TestTailWriter(t *testing.T) {
 // The exit codes are a contract with the controller: pin them.
 func TestExitCodes(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect([]int{ExitOK, ExitCheckFailed, ExitBackupFailed, ExitRolledBack, ExitNeedsAttention, ExitDeadline, ExitBadArgs}).
-		To(Equal([]int{0, 1, 2, 3, 4, 5, 6}))
+	g.Expect([]int{ExitOK, ExitCheckFailed, ExitBackupFailed, ExitRolledBack, ExitNeedsAttention, ExitDeadline, ExitBadArgs,
+		ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun, ExitDetached}).
+		To(Equal([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}))
 	data, err := json.Marshal(Report{Step: StepUpgrade, Result: ResultSkipped})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(data)).To(Equal(`{"step":"upgrade","result":"skipped"}`))

@@ -19,26 +19,30 @@ const (
 	// InstallImageKeadm is where kubeedge/installation-package holds keadm.
 	InstallImageKeadm = "/usr/local/bin/keadm"
 
-	// RollbackTimeout is what the upgrade container allows keadm rollback.
-	RollbackTimeout = 90 * time.Second
-	// DeadlineGrace is added to the time left before the deadline to get
-	// the pod's activeDeadlineSeconds: the kubelet then kills a pod that
-	// outlives its deadline, but not a rollback that started at the deadline
-	// and is still within RollbackTimeout.
-	DeadlineGrace = RollbackTimeout + 30*time.Second
-	// TerminationGracePeriod lets a deleted pod's upgrade container, which
-	// kills keadm upgrade on SIGTERM, roll the node back before it is killed.
-	TerminationGracePeriod = RollbackTimeout + 15*time.Second
+	// DeadlineGrace is added to the job's budget to get the pod's
+	// activeDeadlineSeconds: the kubelet then kills a pod that outlives its
+	// budget, but not before its containers have followed the job's unit
+	// through a rollback that began at the end of the budget
+	// (runner.FollowGrace) and reported. Killing the pod never stops the
+	// unit: it only ends the following.
+	DeadlineGrace = runner.FollowGrace + 30*time.Second
+	// TerminationGracePeriod lets a stopped backup or upgrade container
+	// follow the job's unit for runner.FollowAfterStop and write its
+	// report. Nothing in the pod needs more: the work that cannot be
+	// cancelled (keadm, the settle check, a rollback) runs in the unit on
+	// the host, which the pod's end does not touch.
+	TerminationGracePeriod = runner.FollowAfterStop + 15*time.Second
 )
 
 // Volume names and the paths they are mounted at.
 const (
 	volumeHostRoot = "host-root"
-	volumeKeadmDir = "keadm-dir"
+	volumeBinDir   = "job-bin-dir"
 	volumeJobsDir  = "jobs-dir"
 
-	// keadmMountPath is where copy-keadm sees the host's keadm directory.
-	keadmMountPath = "/nodeupgrade-bin"
+	// binMountPath is where copy-keadm sees the job's binaries directory
+	// on the host: only that directory, not the job's records.
+	binMountPath = "/nodeupgrade-bin"
 )
 
 // Thresholds are the usage limits of the check items, in percent. A zero
@@ -62,7 +66,9 @@ type Params struct {
 	FromVersion string
 	CheckItems  []string
 	Thresholds  Thresholds
-	// Deadline is when no step may start any more.
+	// Deadline is when the controller gives up on the node, on its own
+	// clock. The runner gets the time left until then as a budget, counted
+	// on the node's monotonic clock (see pkg/runner/budget.go).
 	Deadline time.Time
 	OwnerRef *metav1.OwnerReference // may be nil
 }
@@ -77,24 +83,25 @@ func Build(p Params) *corev1.Pod {
 func BuildAt(p Params, now time.Time) *corev1.Pod {
 	opts := runner.DefaultOptions()
 	opts.JobUID = p.JobUID
+	opts.JobName = p.JobName
 	opts.Keadm = runner.KeadmPath(p.JobUID)
 	opts.ToVersion = p.Version
 	opts.FromVersion = p.FromVersion
 	opts.Image = p.InstallImage
-	opts.Deadline = p.Deadline
+	opts.Budget = budget(p.Deadline, now)
+	opts.IssuedAt = now
 	opts.CheckItems = p.CheckItems
 	opts.CPUThreshold = orDefault(p.Thresholds.CPU)
 	opts.MemThreshold = orDefault(p.Thresholds.Mem)
 	opts.DiskThreshold = orDefault(p.Thresholds.Disk)
-	opts.RollbackTimeout = RollbackTimeout
 
 	hostRootMount := corev1.VolumeMount{
 		Name:      volumeHostRoot,
 		MountPath: runner.DefaultHostRoot,
-		// Writable: the runner records each step's result in the job's
-		// directory on the host and clears keadm's stale lock and report
-		// (see pkg/runner). The backup and upgrade containers are
-		// privileged and enter the host's namespaces anyway, so a read-only
+		// Writable: the backup container copies the runner and writes the
+		// job's plan and unit file on the host, and both containers read
+		// the unit's records (see pkg/runner). They are privileged and
+		// enter the host's namespaces (systemctl) anyway, so a read-only
 		// mount would protect nothing there; the check's is read-only.
 	}
 	// Each step runs in the container named after it (runner.ContainerCheck
@@ -135,13 +142,14 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		Name:  runner.ContainerCopyKeadm,
 		Image: p.InstallImage,
 		// No shell: cp is in the install image. The target directory, the
-		// job's own directory on the host, is created by the kubelet
+		// job's binaries directory on the host, is created by the kubelet
 		// (DirectoryOrCreate), so no mkdir is needed, two jobs never
-		// overwrite each other's keadm, and this container gets no other
-		// host access.
-		Command:                  []string{"cp", InstallImageKeadm, keadmMountPath + "/keadm"},
+		// overwrite each other's keadm, and this container, which runs the
+		// install image's code, can write nothing else on the host: not
+		// the job's records, which the unit trusts.
+		Command:                  []string{"cp", InstallImageKeadm, binMountPath + "/keadm"},
 		ImagePullPolicy:          corev1.PullIfNotPresent,
-		VolumeMounts:             []corev1.VolumeMount{{Name: volumeKeadmDir, MountPath: keadmMountPath}},
+		VolumeMounts:             []corev1.VolumeMount{{Name: volumeBinDir, MountPath: binMountPath}},
 		Resources:                resources(),
 		SecurityContext:          unprivileged(),
 		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
@@ -202,8 +210,8 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 				{Name: volumeHostRoot, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: "/", Type: new(corev1.HostPathDirectory),
 				}}},
-				{Name: volumeKeadmDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: path.Dir(runner.KeadmPath(p.JobUID)), Type: new(corev1.HostPathDirectoryOrCreate),
+				{Name: volumeBinDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: runner.JobBinDir(p.JobUID), Type: new(corev1.HostPathDirectoryOrCreate),
 				}}},
 				{Name: volumeJobsDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: runner.JobsDir, Type: new(corev1.HostPathDirectoryOrCreate),
@@ -211,7 +219,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 			},
 			AutomountServiceAccountToken:  new(false),
 			EnableServiceLinks:            new(false),
-			ActiveDeadlineSeconds:         new(activeDeadlineSeconds(p.Deadline, now)),
+			ActiveDeadlineSeconds:         new(int64((opts.Budget + DeadlineGrace) / time.Second)),
 			TerminationGracePeriodSeconds: new(int64(TerminationGracePeriod / time.Second)),
 		},
 	}
@@ -221,17 +229,19 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	return pod
 }
 
-// activeDeadlineSeconds is the time left before deadline, rounded up, plus
-// DeadlineGrace. The kubelet counts it from the pod's start, which is after
-// now, so it never fires before the deadline.
-func activeDeadlineSeconds(deadline, now time.Time) int64 {
-	left := max(deadline.Sub(now), 0)
-	return int64(math.Ceil(left.Seconds())) + int64(DeadlineGrace/time.Second)
+// budget is the time left before deadline, in whole seconds rounded up,
+// and at least one second: the runner counts it on the node from its first
+// step's start. The kubelet counts activeDeadlineSeconds from the pod's
+// start too, so the pod outlives the budget by DeadlineGrace.
+func budget(deadline, now time.Time) time.Duration {
+	left := max(deadline.Sub(now), time.Second)
+	return time.Duration(math.Ceil(left.Seconds())) * time.Second
 }
 
 func resources() corev1.ResourceRequirements {
-	// keadm runs in this container's cgroup even through nsenter, so the
-	// limits must leave room for it copying edgecore (page cache counts).
+	// The containers check, copy a file or follow the job's unit; keadm
+	// runs in the unit's cgroup on the host, not here. The backup container
+	// reads its own executable (about 30 MB) to copy it to the host.
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("10m"),

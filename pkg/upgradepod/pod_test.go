@@ -106,7 +106,9 @@ func TestBuild(t *testing.T) {
 				g.Expect(string(step)).To(Equal(c.Name))
 				g.Expect(o.ToVersion).To(Equal("v1.21.0"))
 				g.Expect(o.Image).To(Equal("docker.io/kubeedge/installation-package:v1.21.0"))
-				g.Expect(o.Deadline.Equal(buildTime.Add(300 * time.Second))).To(BeTrue())
+				g.Expect(o.Budget).To(Equal(300*time.Second), "the time left before the controller's deadline, counted on the node")
+				g.Expect(o.IssuedAt.Equal(buildTime)).To(BeTrue())
+				g.Expect(o.JobName).To(Equal("upgrade-to-1-21"))
 				g.Expect(o.UseNsenter).To(BeTrue())
 				g.Expect(o.HostRoot).To(Equal("/host"))
 				if step == runner.StepCheck {
@@ -115,14 +117,22 @@ func TestBuild(t *testing.T) {
 				}
 			}
 		}},
-		{"copy-keadm writes where the runner runs keadm", nil, func(g Gomega, pod *corev1.Pod) {
+		{"copy-keadm writes where the unit runs keadm, and nowhere else", nil, func(g Gomega, pod *corev1.Pod) {
 			c := pod.Spec.InitContainers[0]
 			g.Expect(c.Image).To(Equal("docker.io/kubeedge/installation-package:v1.21.0"))
 			g.Expect(c.Command).To(Equal([]string{"cp", "/usr/local/bin/keadm", "/nodeupgrade-bin/keadm"}))
+			g.Expect(c.VolumeMounts).To(HaveLen(1))
 			vol := volume(pod, c.VolumeMounts[0].Name)
 			g.Expect(c.VolumeMounts[0].MountPath + "/keadm").To(Equal("/nodeupgrade-bin/keadm"))
-			g.Expect(vol.HostPath.Path + "/keadm").To(Equal(runner.KeadmPath(string(pod.OwnerReferences[0].UID))))
-			g.Expect(pod.Spec.Containers[0].Args).To(ContainElement("--keadm=" + runner.KeadmPath(string(pod.OwnerReferences[0].UID))))
+			uid := string(pod.OwnerReferences[0].UID)
+			g.Expect(vol.HostPath.Path + "/keadm").To(Equal(runner.KeadmPath(uid)))
+			// Not the job's records: the unit trusts them, and this
+			// container runs the install image's code.
+			g.Expect(vol.HostPath.Path).To(Equal(runner.JobBinDir(uid)))
+			g.Expect(vol.HostPath.Path).NotTo(Equal(runner.JobDir(uid)))
+			for _, c := range pod.Spec.Containers {
+				g.Expect(c.Args).To(ContainElement("--keadm=" + runner.KeadmPath(uid)))
+			}
 		}},
 		{"metadata", nil, func(g Gomega, pod *corev1.Pod) {
 			g.Expect(pod.Namespace).To(Equal("kubeedge"))
@@ -151,11 +161,17 @@ func TestBuild(t *testing.T) {
 			g.Expect(pod.Spec.NodeName).To(Equal(strings.Repeat("n", 250)))
 			g.Expect(validation.IsDNS1123Subdomain(pod.Name)).To(BeEmpty())
 		}},
-		{"active deadline rounds up and adds grace", func(p *Params) { p.Deadline = buildTime.Add(10*time.Second + time.Millisecond) }, func(g Gomega, pod *corev1.Pod) {
+		{"budget and active deadline round up and add grace", func(p *Params) { p.Deadline = buildTime.Add(10*time.Second + time.Millisecond) }, func(g Gomega, pod *corev1.Pod) {
 			g.Expect(*pod.Spec.ActiveDeadlineSeconds).To(Equal(int64(11) + int64(DeadlineGrace/time.Second)))
+			_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.Budget).To(Equal(11 * time.Second))
 		}},
-		{"past deadline still positive", func(p *Params) { p.Deadline = buildTime.Add(-time.Hour) }, func(g Gomega, pod *corev1.Pod) {
-			g.Expect(*pod.Spec.ActiveDeadlineSeconds).To(Equal(int64(DeadlineGrace / time.Second)))
+		{"past deadline still a valid budget", func(p *Params) { p.Deadline = buildTime.Add(-time.Hour) }, func(g Gomega, pod *corev1.Pod) {
+			g.Expect(*pod.Spec.ActiveDeadlineSeconds).To(Equal(int64(1) + int64(DeadlineGrace/time.Second)))
+			_, o, err := runner.ParseArgs(pod.Spec.Containers[1].Args, os.Stderr)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.Budget).To(Equal(time.Second), "the runner refuses to start anything with it")
 		}},
 		{"host access", nil, func(g Gomega, pod *corev1.Pod) {
 			s := pod.Spec
@@ -197,6 +213,29 @@ func TestBuild(t *testing.T) {
 			tt.check(NewWithT(t), BuildAt(p, buildTime))
 		})
 	}
+}
+
+// The pod's grace period covers what its containers do after a stop: follow
+// the job's unit for runner.FollowAfterStop and write the report. Nothing
+// that cannot be cancelled runs in the pod (keadm, the settle check and a
+// rollback run in the unit on the host), so nothing more is owed.
+func TestGracePeriodCoversWhatThePodDoesAfterAStop(t *testing.T) {
+	g := NewWithT(t)
+	pod := BuildAt(baseParams(), buildTime)
+	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	// Writing the report and exiting: the runner's own exit waits.
+	const reportMargin = 5 * time.Second
+	g.Expect(grace).To(BeNumerically(">=", runner.FollowAfterStop+reportMargin))
+	// The follower covers the settle check the new edgecore's first act
+	// (stopping the pod) interrupts.
+	g.Expect(runner.FollowAfterStop).To(BeNumerically(">=", 2*runner.DefaultEdgecoreSettle))
+	// A pod killed at its active deadline has followed a rollback begun at
+	// the end of the budget.
+	_, o, err := runner.ParseArgs(pod.Spec.Containers[2].Args, os.Stderr)
+	g.Expect(err).NotTo(HaveOccurred())
+	active := time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second
+	g.Expect(active).To(BeNumerically(">=", o.Budget+runner.FollowGrace+reportMargin))
+	g.Expect(runner.FollowGrace).To(BeNumerically(">=", 2*runner.DefaultEdgecoreSettle+runner.RollbackTimeout))
 }
 
 // The pod builder's inputs come from imageref in the controller; a pod built

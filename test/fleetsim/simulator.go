@@ -40,10 +40,12 @@ type Options struct {
 	// UpgradeDuration is how long an upgrade pod runs. Zero: DefaultUpgradeDuration.
 	// A node's nodeupgrade.test/duration annotation overrides it.
 	UpgradeDuration time.Duration
-	// RollbackDuration is how long the runner of a pod deleted in its upgrade
-	// step stays on the node after the pod has gone, rolling back; the next
-	// pod on the node waits for it (AnnotationRunnerBusyUntil). Zero: the
-	// node's upgrade duration.
+	// RollbackDuration is how long the job's unit of a pod deleted in its
+	// upgrade step stays on the node after the pod has gone when the
+	// upgrade fails there (it rolls back); the next pod on the node waits
+	// for it (AnnotationRunnerBusyUntil). Zero: the node's upgrade duration.
+	// An upgrade that succeeds there keeps the node until the pod would
+	// have ended, then the node reports the target version.
 	RollbackDuration time.Duration
 	// Namespace limits the pods run to one namespace. Empty: all.
 	Namespace string
@@ -342,11 +344,7 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	}
 	if pod.DeletionTimestamp != nil {
 		if inUpgradeStep(pod) {
-			linger := s.opts.RollbackDuration
-			if linger <= 0 {
-				linger = d
-			}
-			if err := s.holdNode(ctx, node, now.Add(linger)); err != nil {
+			if err := s.unitGoesOn(ctx, pod, node, d, now); err != nil {
 				return err
 			}
 		}
@@ -405,9 +403,55 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	return nil
 }
 
-// inUpgradeStep reports whether a pod's runner was in keadm upgrade (its
+// unitGoesOn plays the job's unit on the node of a pod deleted in its
+// upgrade step: on real nodes the backup and upgrade run in a systemd unit
+// that the pod's deletion does not touch (pkg/runner/unit.go), so the
+// upgrade goes on after the pod is gone. The node stays busy until the pod
+// would have ended and then reports the target version; an upgrade that
+// fails there rolls back instead, for RollbackDuration, and the node keeps
+// its version.
+func (s *Simulator) unitGoesOn(ctx context.Context, pod *corev1.Pod, node *corev1.Node, d time.Duration, now time.Time) error {
+	behavior, at, err := ParseBehavior(node.Annotations[AnnotationBehavior])
+	if err != nil {
+		s.log.Error(err, "treating node as succeeding", "node", node.Name)
+	}
+	st := s.state(pod, now)
+	p := newTimeline(pod, timelineInput{start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node)})
+	if !p.succeeds() {
+		linger := s.opts.RollbackDuration
+		if linger <= 0 {
+			linger = d
+		}
+		return s.holdNode(ctx, node, now.Add(linger))
+	}
+	done := p.end.at
+	if done.Before(now) {
+		done = now
+	}
+	if err := s.holdNode(ctx, node, done); err != nil {
+		return err
+	}
+	name, target := node.Name, TargetVersion(pod)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(done)):
+		}
+		n, err := s.nodes.Get(name)
+		if err != nil {
+			return
+		}
+		if err := s.reportVersion(ctx, n, target); err != nil {
+			s.log.Error(err, "report the version a deleted pod's unit upgraded to", "node", name)
+		}
+	}()
+	return nil
+}
+
+// inUpgradeStep reports whether a pod's unit was in keadm upgrade (its
 // upgrade container running after a successful backup), as its last status
-// shows: killed there, it rolls the node back after the pod is gone.
+// shows: deleted there, the unit goes on after the pod is gone.
 func inUpgradeStep(pod *corev1.Pod) bool {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return false
