@@ -458,11 +458,44 @@ func TestPodDeletedBehindOurBack(t *testing.T) {
 	c := cfg(1, "1")
 	nodes := fleet(2)
 	p := start(c, names(2), nodes)
-	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading, Deleting: true, Tracked: true}}, t0.Add(time.Minute))
+	p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodChecking, Deleting: true, Tracked: true}}, t0.Add(time.Minute))
 	g.Expect(entry(p, "node-00")).To(And(HaveField("Action", v1alpha1.ActionFailure), HaveField("Reason", ContainSubstring("deleted before it finished"))))
 	g.Expect(p.Releases()).To(Equal([]string{"node-00"}))
 	g.Expect(p.Deletions()).To(BeEmpty(), "already being deleted")
 	g.Expect(dispatched(p)).To(Equal([]string{"node-01"}))
+}
+
+// The backup and upgrade run in the job's unit on the node, which a pod's
+// deletion or its containers' death does not stop: the node itself shows
+// how the upgrade ends, and the entry follows it until the deadline.
+func TestUpgradeOutlivingItsPodIsJudgedByTheNode(t *testing.T) {
+	deleted := PodView{Phase: PodUpgrading, Deleting: true, Tracked: true}
+	detached := PodView{Phase: PodDetached, Tracked: true, Reason: "the upgrade pod ended before the node's upgrade unit reported (container upgrade exited 137 (killed))"}
+	for name, pod := range map[string]PodView{"pod deleted while upgrading": deleted, "pod's followers killed": detached} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := cfg(1, "1")
+			nodes := fleet(2)
+			p := start(c, names(2), nodes)
+			// Recorded as upgrading first, as the controller saw it.
+			p = step(p, c, nodes, map[string]PodView{"node-00": {Phase: PodUpgrading, Tracked: true}}, t0.Add(10*time.Second))
+			p = step(p, c, nodes, map[string]PodView{"node-00": pod}, t0.Add(time.Minute))
+			g.Expect(entry(p, "node-00")).To(And(HaveField("State", v1alpha1.StateUpgrading),
+				HaveField("Reason", ContainSubstring("verifying: waiting for the node to report v1.21.0 and Ready"))))
+			g.Expect(dispatched(p)).To(BeEmpty(), "the node holds its slot while its unit may run")
+
+			// The node comes back on the target: upgraded.
+			upgraded := map[string]NodeView{"node-00": edgeNode("v1.21.0"), "node-01": nodes["node-01"]}
+			done := step(p, c, upgraded, map[string]PodView{"node-00": pod}, t0.Add(2*time.Minute))
+			g.Expect(entry(done, "node-00")).To(And(HaveField("State", v1alpha1.StateSuccessful), HaveField("Action", v1alpha1.ActionSuccess)))
+			g.Expect(dispatched(done)).To(Equal([]string{"node-01"}))
+
+			// Or it never does: failed at the deadline, saying why.
+			late := step(p, c, nodes, map[string]PodView{"node-00": pod}, t0.Add(300*time.Second))
+			g.Expect(entry(late, "node-00")).To(And(HaveField("Action", v1alpha1.ActionFailure),
+				HaveField("Reason", ContainSubstring("the node reports v1.20.0, not v1.21.0 and Ready"))))
+		})
+	}
 }
 
 func TestMissingPodIsRecreatedUntilDeadline(t *testing.T) {

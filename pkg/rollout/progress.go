@@ -26,7 +26,18 @@ func (p *planner) progressInFlight() {
 		pod, hasPod := p.in.Pods[e.NodeName]
 		switch {
 		case hasPod && pod.Phase == PodSucceeded:
-			p.verify(e, deadline)
+			p.verify(e, deadline, "upgrade pod succeeded")
+		case hasPod && pod.Phase == PodDetached:
+			p.verify(e, deadline, pod.Reason)
+		case hasPod && pod.Deleting && unitMayRun(e, pod):
+			// The pod's containers only followed the job's unit on the
+			// node, which its deletion does not stop: the node shows
+			// how the upgrade ends.
+			reason := "upgrade pod was deleted while the node's upgrade unit ran"
+			if pod.Reason != "" {
+				reason += " (" + pod.Reason + ")"
+			}
+			p.verify(e, deadline, reason)
 		case hasPod && pod.Deleting:
 			// Checked before Failed: a kubelet that kills a deleted pod also
 			// marks it Failed, and the deletion is the cause worth telling.
@@ -59,6 +70,17 @@ func (p *planner) progressInFlight() {
 	}
 }
 
+// unitMayRun reports whether the node's upgrade unit may be running for a
+// pod: the pod got to its backup or upgrade (the unit's steps), as it shows
+// or as the status last recorded.
+func unitMayRun(e *v1alpha1.TaskStatus, pod PodView) bool {
+	switch {
+	case pod.Phase == PodBackingUp, pod.Phase == PodUpgrading, pod.Phase == PodDetached:
+		return true
+	}
+	return e.State == v1alpha1.StateBackingUp || e.State == v1alpha1.StateUpgrading
+}
+
 // phaseState maps a running pod's phase to the node's state and event.
 func phaseState(phase PodPhase) (string, string) {
 	switch phase {
@@ -72,9 +94,11 @@ func phaseState(phase PodPhase) (string, string) {
 	return v1alpha1.StateInit, v1alpha1.EventInit
 }
 
-// verify counts a node whose pod succeeded as upgraded only once the node
-// itself reports the target version and is Ready, within its deadline.
-func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time) {
+// verify counts a node as upgraded only once the node itself reports the
+// target version and is Ready, within its deadline: after its pod succeeded,
+// or after its pod ended without the verdict of the node's upgrade unit
+// (which goes on on the node). because says which, in the reasons.
+func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because string) {
 	node := p.in.Nodes[e.NodeName]
 	target := p.in.Config.TargetVersion
 	if node.Exists && node.Ready && nodeversion.AtLeast(node.Version, target) {
@@ -87,11 +111,14 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time) {
 	seen := describeNode(node)
 	if !p.now.Before(deadline) {
 		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventUpgrade,
-			fmt.Sprintf("upgrade pod succeeded but within %s the node %s, not %s and Ready", p.in.Config.Timeout, seen, target))
+			fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
 		return
 	}
 	e.State, e.Event = v1alpha1.StateUpgrading, v1alpha1.EventUpgrade
 	e.Reason = fmt.Sprintf("verifying: waiting for the node to report %s and Ready; it %s", target, seen)
+	if because != "upgrade pod succeeded" {
+		e.Reason += "; " + because
+	}
 	p.wakeAt(deadline)
 }
 

@@ -35,11 +35,18 @@ const (
 	PodUpgrading PodPhase = "Upgrading"
 	PodSucceeded PodPhase = "Succeeded"
 	PodFailed    PodPhase = "Failed"
+	// PodDetached is a pod whose containers ended without the verdict of
+	// the job's unit on the node (they were killed, or stopped following
+	// it): the backup and upgrade run in that unit, not in the pod, so the
+	// outcome is on the node, and the Node object shows it.
+	PodDetached PodPhase = "Detached"
 )
 
 // Terminated reports whether a pod in this phase has finished, one way or
 // the other: its containers no longer run.
-func (ph PodPhase) Terminated() bool { return ph == PodSucceeded || ph == PodFailed }
+func (ph PodPhase) Terminated() bool {
+	return ph == PodSucceeded || ph == PodFailed || ph == PodDetached
+}
 
 // PodView is what the cluster shows of one node's upgrade pod.
 type PodView struct {

@@ -93,7 +93,9 @@ func observe(pod *corev1.Pod) observation {
 	// A container that exited non-zero ends the pod (restartPolicy Never),
 	// even if the pod phase has not caught up yet. Look in run order: a
 	// step that did not run because the one before it failed exits
-	// non-zero too, after it.
+	// non-zero too, after it. A follower that ended without the unit's
+	// verdict (killed, or stopped following) ends nothing: the upgrade goes
+	// on in the job's unit on the node.
 	for _, c := range pod.Spec.InitContainers {
 		s := findStatus(st.InitContainerStatuses, c.Name)
 		if t := terminated(s); t != nil && t.ExitCode != 0 && !stepsStarted {
@@ -103,17 +105,29 @@ func observe(pod *corev1.Pod) observation {
 			return failedBy(obs, c.Name, t)
 		}
 	}
+	var lost []string
 	for _, c := range pod.Spec.Containers {
-		s := findStatus(st.ContainerStatuses, c.Name)
-		if t := terminated(s); t != nil && t.ExitCode != 0 {
+		t := terminated(findStatus(st.ContainerStatuses, c.Name))
+		switch {
+		case t == nil || t.ExitCode == 0:
+		case !isVerdict(c.Name, t):
+			lost = append(lost, lostFollower(c.Name, t))
+		default:
 			return failedBy(obs, c.Name, t)
 		}
+	}
+	if t := terminated(findStatus(st.ContainerStatuses, runner.ContainerUpgrade)); t != nil && t.ExitCode == 0 {
+		// The unit's verdict, whatever happened to the other containers.
+		return succeeded(obs, pod)
 	}
 
 	switch st.Phase {
 	case corev1.PodSucceeded:
 		return succeeded(obs, pod)
 	case corev1.PodFailed:
+		if len(lost) > 0 {
+			return detached(obs, lost)
+		}
 		obs.Phase = rollout.PodFailed
 		what := "the pod failed"
 		if st.Reason == "Evicted" {
@@ -141,11 +155,12 @@ func observe(pod *corev1.Pod) observation {
 		}
 	}
 	// The first step not finished successfully is where the pod is; the
-	// steps after it are waiting for it.
+	// steps after it are waiting for it. A lost follower is passed over:
+	// the one after it follows the same unit.
 	for i, c := range pod.Spec.Containers {
 		s := findStatus(st.ContainerStatuses, c.Name)
 		if terminated(s) != nil {
-			continue // exit 0, see above
+			continue // exit 0, or a lost follower (see above)
 		}
 		if s == nil || s.State.Running == nil {
 			// Not started yet: Pending while nothing has run.
@@ -164,8 +179,52 @@ func observe(pod *corev1.Pod) observation {
 		obs.Phase = rollout.PodPending
 		return obs
 	}
+	if len(lost) > 0 {
+		return detached(obs, lost)
+	}
 	// Every step exited 0: done, the pod phase lags.
 	return succeeded(obs, pod)
+}
+
+// isVerdict reports whether a step container's end says how its step went:
+// always for the check, which runs its step itself; for backup and upgrade,
+// which follow the job's unit on the host, only a report of the unit's
+// record does. A follower killed (an OOM, an eviction, the pod deleted) or
+// stopped before the unit recorded its step (runner.ExitDetached) says
+// nothing of the upgrade, which goes on on the node.
+func isVerdict(container string, t *corev1.ContainerStateTerminated) bool {
+	if container != runner.ContainerBackup && container != runner.ContainerUpgrade {
+		return true
+	}
+	if t.ExitCode == runner.ExitDetached {
+		return false
+	}
+	if _, err := runner.ParseReport(t.Message); err == nil {
+		return true
+	}
+	// A runner exit code stands for its verdict when the report was lost.
+	return runner.ExitMeaning(int(t.ExitCode)) != ""
+}
+
+// lostFollower describes a follower that ended without a verdict.
+func lostFollower(container string, t *corev1.ContainerStateTerminated) string {
+	if rep, err := runner.ParseReport(t.Message); err == nil && rep.Reason != "" {
+		return fmt.Sprintf("container %s: %s", container, firstLine(rep.Reason))
+	}
+	what := fmt.Sprintf("container %s exited %d", container, t.ExitCode)
+	if meaning := exitMeaning(container, t.ExitCode); meaning != "" {
+		what += " (" + meaning + ")"
+	}
+	return what
+}
+
+// detached is a pod whose followers all ended without the unit's verdict:
+// the outcome is on the node, and the Node object will show it.
+func detached(obs observation, lost []string) observation {
+	obs.Phase = rollout.PodDetached
+	obs.Reason = "the upgrade pod ended before the node's upgrade unit reported (" + strings.Join(lost, "; ") +
+		"); the unit goes on on the node"
+	return obs
 }
 
 // stepPhase is the phase while container name runs. copy-keadm prepares the
