@@ -37,7 +37,10 @@ type Config struct {
 	MaxConcurrentReconciles int
 	QPS                     float64
 	Burst                   int
-	pprofAddr               string
+	// Clock is the controller's clock; nil is the real one. Not a flag:
+	// tests run the controller with a clock that differs from the nodes'.
+	Clock     clock.PassiveClock
+	pprofAddr string
 }
 
 // Leader election (client-go's LeaseLock) gets, creates and updates its
@@ -166,7 +169,7 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("nodeupgrade-controller"),
-		Clock:     clock.RealClock{},
+		Clock:     c.clock(),
 		Options:   c.Controller,
 		Metrics:   controller.NewMetrics(),
 	}
@@ -174,6 +177,13 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("setting up the NodeUpgradeJob controller: %w", err)
 	}
 	return mgr, nil
+}
+
+func (c *Config) clock() clock.PassiveClock {
+	if c.Clock == nil {
+		return clock.RealClock{}
+	}
+	return c.Clock
 }
 
 // trimJobManagedFields keeps each managedFields entry of a job but its field set.

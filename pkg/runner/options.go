@@ -31,10 +31,13 @@ const (
 	// DefaultVersionQueryTimeout bounds `keadm version`.
 	DefaultVersionQueryTimeout = 15 * time.Second
 	// DefaultEdgecoreSettle is how long the new edgecore must run without
-	// a restart before an upgrade counts as done. systemd restarts a
-	// crashing edgecore after RestartSec (10 s in KubeEdge's unit), so the
-	// window must be longer than that to see a crash loop.
-	DefaultEdgecoreSettle = 15 * time.Second
+	// a restart before an upgrade counts as done (the commit). systemd
+	// restarts a crashing edgecore after RestartSec (10 s in KubeEdge's
+	// unit), so the window must be longer than that to see a crash loop,
+	// and long enough to see an edgecore that fails once it has started
+	// its modules and met the cloud (a few seconds to twenty on the real
+	// nodes here).
+	DefaultEdgecoreSettle = 30 * time.Second
 	// MinUpgradeBudget is the least time the job must have left on the
 	// node for its unit to start keadm upgrade: keadm (seconds, the image
 	// being pulled already by copy-keadm), the settle check (up to 2 x

@@ -19,6 +19,11 @@ const (
 	// BrokenVersion is an installation package holding keadm v1.22.0 and an
 	// edgecore that exits 1 at once: an upgrade to it must be rolled back.
 	BrokenVersion = "v1.22.1"
+	// LateCrashVersion is an installation package holding keadm of the
+	// newest version built and an edgecore that runs for 20 s, then exits
+	// 1: an upgrade that looks good at first and must still be rolled back
+	// by the node itself, its pod long gone. (Not a KubeEdge release.)
+	LateCrashVersion = "v1.22.9"
 	// RunnerImage holds the project's nodeupgrade-runner and busybox.
 	RunnerImage = "docker.io/nodeupgrade/nodeupgrade-runner:kubeedge-test"
 	// PauseImage is the nodes' sandbox_image: busybox sleeping.
@@ -28,6 +33,14 @@ const (
 // brokenEdgecore is the edgecore of the BrokenVersion package.
 const brokenEdgecore = `#!/bin/sh
 echo "edgecore: deliberately broken test build (kubeedgeworld ` + BrokenVersion + `), exiting 1" >&2
+exit 1
+`
+
+// lateCrashEdgecore is the edgecore of the LateCrashVersion package.
+const lateCrashEdgecore = `#!/bin/sh
+echo "edgecore: test build (kubeedgeworld ` + LateCrashVersion + `) that fails after 20 s" >&2
+sleep 20
+echo "edgecore: failing now" >&2
 exit 1
 `
 
@@ -64,6 +77,10 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 	if err := os.WriteFile(broken, []byte(brokenEdgecore), 0o755); err != nil {
 		return nil, err
 	}
+	lateCrash := filepath.Join(dir, "edgecore-late-crash")
+	if err := os.WriteFile(lateCrash, []byte(lateCrashEdgecore), 0o755); err != nil {
+		return nil, err
+	}
 	bb, err := imagebuild.Busybox(nil)
 	if err != nil {
 		return nil, err
@@ -87,7 +104,8 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 		specs = append(specs, pkg(v, BinaryPath(v, "keadm"), BinaryPath(v, "edgecore")))
 	}
 	// The broken package carries a working keadm of the newest version built.
-	specs = append(specs, pkg(BrokenVersion, BinaryPath(versions[len(versions)-1], "keadm"), broken))
+	specs = append(specs, pkg(BrokenVersion, BinaryPath(versions[len(versions)-1], "keadm"), broken),
+		pkg(LateCrashVersion, BinaryPath(versions[len(versions)-1], "keadm"), lateCrash))
 	specs = append(specs,
 		imageSpec{
 			file: "nodeupgrade-runner.tar",

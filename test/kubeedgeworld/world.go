@@ -568,6 +568,24 @@ func (w *World) StartController(ctx context.Context, args ...string) (*localclus
 	})
 }
 
+// StartControllerWithClockOffset runs the controller in the test process,
+// built by the same code as the binary (manager.BindFlags, manager.New),
+// with its clock offset from the machines' by offset: the nodes' clocks then
+// differ from the controller's by -offset, as an edge device without a
+// battery-backed clock does. (The kernel's real-time clock cannot be set per
+// machine: nspawn machines share the host's, and time namespaces offset only
+// the monotonic clocks.)
+func (w *World) StartControllerWithClockOffset(offset time.Duration, args ...string) (*localcluster.InProcessController, error) {
+	return w.Cluster.StartInProcessControllerWithClock(offsetClock{offset: offset},
+		append([]string{"--runner-image=" + RunnerImage, "--edge-node-label=" + EdgeLabel}, args...)...)
+}
+
+// offsetClock is the real clock moved by offset.
+type offsetClock struct{ offset time.Duration }
+
+func (c offsetClock) Now() time.Time                  { return time.Now().Add(c.offset) }
+func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
 // DumpDiagnostics logs what a failed test needs: each node's edgecore and
 // containerd journal tails and cloudcore's log tail.
 func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
@@ -38,18 +39,30 @@ func (c *Cluster) inProcessArgs(extra []string) []string {
 // NewInProcessManager parses args as the controller's command line
 // (after the defaults above) and builds its manager, not yet started.
 func (c *Cluster) NewInProcessManager(args ...string) (ctrl.Manager, error) {
+	return c.newInProcessManager(nil, args)
+}
+
+func (c *Cluster) newInProcessManager(clk clock.PassiveClock, args []string) (ctrl.Manager, error) {
 	fs := flag.NewFlagSet("nodeupgrade-controller", flag.ContinueOnError)
 	cfg := manager.BindFlags(fs)
 	if err := fs.Parse(c.inProcessArgs(args)); err != nil {
 		return nil, fmt.Errorf("localcluster: controller flags: %w", err)
 	}
+	cfg.Clock = clk
 	return manager.New(c.RESTConfig(), cfg)
 }
 
 // StartInProcessController builds a manager from args and starts it; it
 // runs until Stop or until the cluster stops.
 func (c *Cluster) StartInProcessController(args ...string) (*InProcessController, error) {
-	mgr, err := c.NewInProcessManager(args...)
+	return c.StartInProcessControllerWithClock(nil, args...)
+}
+
+// StartInProcessControllerWithClock is StartInProcessController with the
+// controller on clk (nil: the real clock), e.g. a clock that differs from
+// the nodes'.
+func (c *Cluster) StartInProcessControllerWithClock(clk clock.PassiveClock, args ...string) (*InProcessController, error) {
+	mgr, err := c.newInProcessManager(clk, args)
 	if err != nil {
 		return nil, err
 	}

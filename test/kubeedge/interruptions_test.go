@@ -1,0 +1,321 @@
+//go:build kubeedge
+
+package kubeedge
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
+)
+
+// These scenarios interrupt a real upgrade on a real node at the instants
+// that used to brick it: the upgrade pod's processes killed, the pod
+// force-deleted, the machine's power cut, the new edgecore failing once the
+// pod is gone, the link to the cloud down. After each, the node must end
+// Ready on exactly one of the two versions with no human action, keadm's
+// lock gone, edgecore active, nothing of the job's unit left, and a second
+// job must then bring it to the target. Each world's controller runs on a
+// clock ten minutes off the nodes' (ahead in one world, behind in the
+// other), as an edge device without a battery-backed clock has it.
+
+// instant is a moment of keadm upgrade on a node, seen from the host's
+// /proc within milliseconds.
+type instant struct {
+	name string
+	// reached reports whether the node is at the instant, given the host
+	// pid of edgecore before the job.
+	reached func(n *kubeedgeworld.Node, oldEdgecore int) bool
+}
+
+var (
+	// keadmUpgrading: keadm upgrade runs (pulling and copying edgecore
+	// out of the image); edgecore not touched yet.
+	keadmUpgrading = instant{"keadm upgrade runs, before it stops edgecore", func(n *kubeedgeworld.Node, old int) bool {
+		for _, pid := range n.Processes("keadm") {
+			if cmdlineHas(pid, "upgrade") && processAlive(old) {
+				return true
+			}
+		}
+		return false
+	}}
+	// edgecoreStopped: keadm has stopped edgecore and copies the new
+	// binary in.
+	edgecoreStopped = instant{"keadm stopped edgecore, copying the new binary", func(n *kubeedgeworld.Node, old int) bool {
+		return !processAlive(old) && len(n.Processes("edgecore")) == 0
+	}}
+	// newEdgecore: keadm started the new edgecore; the settle check has
+	// not passed yet.
+	newEdgecore = instant{"keadm started the new edgecore, before the settle check passed", func(n *kubeedgeworld.Node, old int) bool {
+		for _, pid := range n.Processes("edgecore") {
+			if pid != old {
+				return true
+			}
+		}
+		return false
+	}}
+)
+
+func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func cmdlineHas(pid int, word string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(strings.ReplaceAll(string(data), "\x00", " "), word)
+}
+
+// waitInstant polls the node until it is at the instant.
+func waitInstant(t *testing.T, n *kubeedgeworld.Node, at instant, oldEdgecore int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !at.reached(n, oldEdgecore) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s never reached the instant %q within %s", n.Name(), at.name, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("node %s: %s", n.Name(), at.name)
+}
+
+// interruption is one scenario: an instant and what happens to the node
+// there.
+type interruption struct {
+	name string
+	at   instant
+	// version is the job's target (default toVersion).
+	version string
+	// do interrupts; pod is the node's upgrade pod.
+	do func(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, pod *corev1.Pod)
+	// wantVersion, if set, is the version the node must end on.
+	wantVersion string
+	// timeout is the job's timeoutSeconds (default 600).
+	timeout int64
+}
+
+// killPod kills every process of the upgrade pod, as the container runtime
+// does when its containers die.
+func killPod(t *testing.T, _ context.Context, _ *kubeedgeworld.World, n *kubeedgeworld.Node, pod *corev1.Pod) {
+	killed, err := kubeedgeworld.KillContainer(string(pod.UID), "")
+	if err != nil {
+		t.Errorf("kill the upgrade pod's processes on %s: %v", n.Name(), err)
+	}
+	t.Logf("node %s: SIGKILLed %d processes of the upgrade pod", n.Name(), killed)
+	if killed == 0 {
+		t.Errorf("no process of the upgrade pod found on %s", n.Name())
+	}
+}
+
+// forceDelete deletes the upgrade pod with grace period 0, as kubectl
+// delete --force does.
+func forceDelete(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, pod *corev1.Pod) {
+	err := w.Cluster.Clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
+	if err != nil {
+		t.Errorf("force-delete %s: %v", pod.Name, err)
+	}
+	t.Logf("node %s: upgrade pod force-deleted", n.Name())
+}
+
+// powerCut cuts the machine's power and boots it again.
+func powerCut(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, _ *corev1.Pod) {
+	if err := w.PowerCut(n); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := w.PowerOn(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// linkDown takes the node's link to the cloud down for d.
+func linkDown(d time.Duration) func(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, pod *corev1.Pod) {
+	return func(t *testing.T, _ context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, _ *corev1.Pod) {
+		if err := w.SetLink(n, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d)
+		if err := w.SetLink(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runInterruptions runs each scenario on its own node of one world, at
+// the same time, the controller's clock offset by clockOffset.
+func runInterruptions(t *testing.T, clockOffset time.Duration, scenarios []interruption) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	t.Cleanup(cancel)
+	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: len(scenarios)})
+	ctrl, err := w.StartControllerWithClockOffset(clockOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ctrl.Stop() })
+	t.Logf("the controller's clock is %s off the nodes'", clockOffset)
+	for i, sc := range scenarios {
+		n := w.Nodes()[i]
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			runInterruption(t, ctx, w, n, sc)
+		})
+	}
+}
+
+func runInterruption(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, sc interruption) {
+	version := sc.version
+	if version == "" {
+		version = toVersion
+	}
+	old := n.Processes("edgecore")
+	if len(old) != 1 {
+		t.Fatalf("node %s runs %d edgecore processes before the job, want 1", n.Name(), len(old))
+	}
+	name := "job-" + n.Name()
+	jw := watchJob(ctx, w.Cluster.Client, name)
+	defer jw.stop()
+	job := newJob(name, version, []string{n.Name()}, 1, nil)
+	if sc.timeout > 0 {
+		job.Spec.TimeoutSeconds = sc.timeout
+	}
+	if err := w.Cluster.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	waitInstant(t, n, sc.at, old[0], 10*time.Minute)
+	pods := upgradePods(ctx, w, n.Name())
+	if len(pods) != 1 {
+		t.Fatalf("%d upgrade pods for %s, want 1", len(pods), n.Name())
+	}
+	sc.do(t, ctx, w, n, &pods[0])
+
+	// The node ends the story by itself: the job's unit gone from the
+	// machine, edgecore active on one of the two versions.
+	uid := string(pods[0].OwnerReferences[0].UID)
+	waitUnitGone(t, ctx, n, uid, 10*time.Minute)
+	if err := w.WaitNodesReady(ctx, 5*time.Minute, "", n.Name()); err != nil {
+		t.Fatal(err)
+	}
+	s := snapshot(t, ctx, w, n)
+	// One version: the one the node reports is the binary installed.
+	candidates := []string{fromVersion}
+	if version != kubeedgeworld.LateCrashVersion { // that one never reports itself
+		candidates = append(candidates, version)
+	}
+	ended := ""
+	for _, v := range candidates {
+		if strings.HasSuffix(s.kubelet, "kubeedge-"+v) && s.binSum == fileSum(t, kubeedgeworld.BinaryPath(v, "edgecore")) {
+			ended = v
+		}
+	}
+	t.Logf("node %s after the interruption: reports %q, edgecore %s; record: %s", n.Name(), s.kubelet, s.state.ActiveState, record(n, uid))
+	if ended == "" {
+		t.Fatalf("node %s is on no single version: reports %q, binary %s", n.Name(), s.kubelet, s.binSum)
+	}
+	if sc.wantVersion != "" && ended != sc.wantVersion {
+		t.Errorf("node %s ended on %s, want %s", n.Name(), ended, sc.wantVersion)
+	}
+	if s.state.ActiveState != "active" {
+		t.Errorf("edgecore %s on %s", s.state.ActiveState, n.Name())
+	}
+	if s.lockFile {
+		t.Errorf("keadm's lock left on %s", n.Name())
+	}
+	for _, p := range []string{runner.UnitPath(uid), runner.JobBinDir(uid)} {
+		if exists(n, p) {
+			t.Errorf("%s left on %s", p, n.Name())
+		}
+	}
+
+	// The job's own words about the node match the node.
+	final := jw.waitFinal(t, ctx, 15*time.Minute)
+	entry := final.Status.NodeStatus[0]
+	t.Logf("job %s: %s; node entry %s/%s/%s: %s", name, final.Status.State, entry.State, entry.Action, entry.Event, entry.Reason)
+	if (ended == version) != (entry.State == v1alpha1.StateSuccessful) {
+		t.Errorf("the node ended on %s but the job says %s: %s", ended, entry.State, entry.Reason)
+	}
+
+	if ended == version {
+		return
+	}
+	second := name + "-again"
+	jw2 := watchJob(ctx, w.Cluster.Client, second)
+	defer jw2.stop()
+	if err := w.Cluster.Client.Create(ctx, newJob(second, toVersion, []string{n.Name()}, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if job2 := jw2.waitFinal(t, ctx, 15*time.Minute); job2.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("the second job on %s: %s %+v", n.Name(), job2.Status.State, job2.Status.NodeStatus)
+	}
+	if err := w.WaitNodesReady(ctx, 5*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitUnitGone waits until the job's unit has removed itself from the
+// machine and its process has ended.
+func waitUnitGone(t *testing.T, ctx context.Context, n *kubeedgeworld.Node, uid string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		state := strings.TrimSpace(n.Exec(ctx, "systemctl", "is-active", runner.UnitName(uid)).Stdout)
+		if !exists(n, runner.UnitPath(uid)) && state != "active" && state != "activating" && state != "deactivating" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job's unit on %s is still there after %s (%s):\n%s", n.Name(), timeout, state,
+				n.Exec(ctx, "journalctl", "--no-pager", "-u", runner.UnitName(uid)).Stdout)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// exists reports whether p exists on the machine.
+func exists(n *kubeedgeworld.Node, p string) bool {
+	_, err := os.Lstat(n.HostPath(p))
+	return err == nil
+}
+
+// record is the job's upgrade record on the node.
+func record(n *kubeedgeworld.Node, uid string) string {
+	data, err := n.ReadFile(runner.JobDir(uid) + "/" + runner.StepRecordFile(runner.StepUpgrade))
+	if err != nil {
+		return fmt.Sprintf("(none: %v)", err)
+	}
+	return string(data)
+}
+
+// TestInterruptionsOfTheUpgrade: the upgrade pod's processes killed at
+// three instants of keadm upgrade, the pod force-deleted, and the power cut
+// at two instants; the controller's clock ten minutes behind the nodes'.
+func TestInterruptionsOfTheUpgrade(t *testing.T) {
+	runInterruptions(t, -10*time.Minute, []interruption{
+		{name: "pod killed before keadm stops edgecore", at: keadmUpgrading, do: killPod, wantVersion: toVersion},
+		{name: "pod killed while keadm copies the new binary", at: edgecoreStopped, do: killPod, wantVersion: toVersion},
+		{name: "pod killed after keadm started the new edgecore", at: newEdgecore, do: killPod, wantVersion: toVersion},
+		{name: "pod force-deleted while keadm runs", at: keadmUpgrading, do: forceDelete, wantVersion: toVersion},
+		{name: "power cut while keadm runs", at: keadmUpgrading, do: powerCut},
+		{name: "power cut before the settle check passed", at: newEdgecore, do: powerCut},
+	})
+}
+
+// TestNodeGoesOnAlone: the new edgecore fails 20 s after it started, its
+// pod long gone: the node goes back by itself; the link to the cloud down
+// for 90 s during the upgrade: the job ends Successful with one upgrade; a
+// plain upgrade beside them; the controller's clock ten minutes ahead of
+// the nodes'.
+func TestNodeGoesOnAlone(t *testing.T) {
+	runInterruptions(t, 10*time.Minute, []interruption{
+		{name: "new edgecore fails after the pod is gone", at: newEdgecore, version: kubeedgeworld.LateCrashVersion,
+			do: killPod, wantVersion: fromVersion, timeout: 240},
+		{name: "link down for 90 s during the upgrade", at: keadmUpgrading, do: linkDown(90 * time.Second), wantVersion: toVersion},
+		{name: "no interruption", at: keadmUpgrading, do: func(*testing.T, context.Context, *kubeedgeworld.World, *kubeedgeworld.Node, *corev1.Pod) {},
+			wantVersion: toVersion},
+	})
+}
