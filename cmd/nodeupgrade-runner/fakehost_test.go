@@ -173,7 +173,7 @@ esac
 const jobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
 
 type fakeHost struct {
-	root, state, termDir string
+	root, state, termDir, handoff string
 }
 
 func newFakeHost(t *testing.T) *fakeHost {
@@ -183,8 +183,9 @@ func newFakeHost(t *testing.T) *fakeHost {
 		root:    filepath.Join(base, "host"),
 		state:   filepath.Join(base, "state"),
 		termDir: filepath.Join(base, "termination"),
+		handoff: filepath.Join(base, "handoff"),
 	}
-	for _, d := range []string{h.state, h.termDir, filepath.Join(h.root, "etc/systemd/system")} {
+	for _, d := range []string{h.state, h.termDir, h.handoff, filepath.Join(h.root, "etc/systemd/system")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -313,6 +314,7 @@ func (h *fakeHost) options(step runner.Step) runner.Options {
 	o.CPUSampleInterval = 0
 	o.DiskThreshold = 100
 	o.TerminationMessagePath = filepath.Join(h.termDir, string(step))
+	o.HandoffDir = h.handoff
 	switch step {
 	case runner.StepBackup:
 		o.After = runner.StepCheck

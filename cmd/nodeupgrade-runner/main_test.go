@@ -128,6 +128,14 @@ func TestRunnerCheck(t *testing.T) {
 				g.Expect(res.report.Reason).To(ContainSubstring(want))
 			}
 			g.Expect(h.calls(t)).To(BeEmpty(), "a check runs no keadm")
+			// It writes nothing on the host: its outcome goes to the
+			// handoff directory, for the backup container.
+			for _, name := range []string{runner.StepRecordFile(runner.StepCheck), runner.BudgetFile} {
+				g.Expect(h.jobFile(jobUID, name)).NotTo(BeAnExistingFile())
+			}
+			if res.code != runner.ExitBadArgs {
+				g.Expect(filepath.Join(h.handoff, runner.StepRecordFile(runner.StepCheck))).To(BeAnExistingFile())
+			}
 		})
 	}
 }

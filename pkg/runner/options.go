@@ -66,6 +66,10 @@ type Options struct {
 	// JobName is the NodeUpgradeJob's name, for the unit's description
 	// and the logs.
 	JobName string
+	// HandoffDir is a directory the pod's containers share (an emptyDir):
+	// the unprivileged check, which cannot write the host, leaves its
+	// outcome there for the backup container.
+	HandoffDir string
 	// After is the step whose recorded success this step waits for: the
 	// steps run as containers started together, and hand over through
 	// their records on the host ("" = start at once).
@@ -127,6 +131,7 @@ func (o Options) Args(step Step) []string {
 		"--job-uid=" + o.JobUID,
 		"--job-name=" + o.JobName,
 		"--after=" + string(o.After),
+		"--handoff-dir=" + o.HandoffDir,
 		"--keadm=" + o.Keadm,
 		"--edgecore=" + o.Edgecore,
 		"--use-nsenter=" + strconv.FormatBool(o.UseNsenter),
@@ -193,6 +198,7 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host and names its unit")
 	fs.StringVar(&o.JobName, "job-name", "", "name of the NodeUpgradeJob, for the unit's description and logs")
 	fs.StringVar((*string)(&o.After), "after", "", "step (check or backup) whose recorded success this step waits for")
+	fs.StringVar(&o.HandoffDir, "handoff-dir", "", "directory shared by the pod's containers, where the check leaves its outcome")
 	fs.StringVar(&o.Keadm, "keadm", "", "host path of keadm (default: the job's copy, "+KeadmPath("UID")+")")
 	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, watched to tell whether keadm touched it")
 	fs.BoolVar(&o.UseNsenter, "use-nsenter", o.UseNsenter, "run host commands in the host's namespaces through nsenter")
@@ -284,6 +290,12 @@ func (o Options) validate(step Step) error {
 		return fmt.Errorf("--after %q: want %s or %s", o.After, StepCheck, StepBackup)
 	case o.After == step || (step == StepCheck):
 		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
+	}
+	if o.HandoffDir != "" && (!filepath.IsAbs(o.HandoffDir) || filepath.Clean(o.HandoffDir) != o.HandoffDir) {
+		return fmt.Errorf("--handoff-dir %q must be a clean absolute path", o.HandoffDir)
+	}
+	if step == StepCheck && o.HandoffDir == "" {
+		return errors.New("--handoff-dir is required for the check, which cannot write the host")
 	}
 	if o.UseNsenter && o.Nsenter == "" {
 		return errors.New("--nsenter must not be empty")

@@ -82,6 +82,9 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 		fmt.Fprintf(log, "step %s already ran for this job on this node; reporting its recorded result\n", step)
 		return rec.Report, rec.ExitCode
 	}
+	if step == StepCheck {
+		return r.check(ctx, base)
+	}
 	if err := os.MkdirAll(r.job.dir, 0o755); err != nil {
 		base.Result, base.Reason = ResultFailed, "nothing was run: cannot make the job's directory on the host: "+err.Error()
 		return base, ExitUnsupported
@@ -92,10 +95,7 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 		return base, ExitUnsupported
 	}
 	r.budget = budget
-	switch step {
-	case StepCheck:
-		return r.check(ctx, base)
-	case StepBackup:
+	if step == StepBackup {
 		return r.launchAndFollow(ctx, base)
 	}
 	return r.follow(ctx, StepUpgrade, base)
@@ -108,44 +108,51 @@ func (r *stepRunner) budgetCtx(ctx context.Context) (context.Context, context.Ca
 }
 
 // check reads the host's usage against the thresholds. It changes nothing
-// on the node, so it runs in its container.
+// on the node and runs as an unprivileged user that cannot write the host:
+// it hands its outcome to the backup container through the pod's handoff
+// directory (HandoffDir), and the backup container records it on the host.
 func (r *stepRunner) check(ctx context.Context, rep Report) (Report, int) {
-	ctx, cancel := r.budgetCtx(ctx)
-	defer cancel()
-	unlock, err := r.job.lock(ctx)
-	if err != nil {
-		rep.Result, rep.Reason = ResultFailed, "nothing was run: "+err.Error()
-		return r.recordOwn(StepCheck, rep, ExitDeadline)
-	}
-	defer unlock()
-	if rec, ok := r.job.recorded(StepCheck); ok {
-		return rec.Report, rec.ExitCode
-	}
-	if left, why := r.budget.left(r.host); left <= 0 {
-		rep.Result, rep.Reason = ResultFailed, "nothing was run: "+why
-		return r.recordOwn(StepCheck, rep, ExitDeadline)
-	}
 	summary, err := runChecks(ctx, r.o)
+	code := ExitOK
+	rep.Result, rep.Reason = ResultSucceeded, summary
 	if err != nil {
+		code = ExitCheckFailed
 		rep.Result = ResultFailed
 		rep.Reason = "check failed: " + err.Error()
 		if summary != "" {
 			rep.Reason += " (passed: " + summary + ")"
 		}
-		return r.recordOwn(StepCheck, rep, ExitCheckFailed)
 	}
-	rep.Result, rep.Reason = ResultSucceeded, summary
-	return r.recordOwn(StepCheck, rep, ExitOK)
-}
-
-// recordOwn records the outcome of a step the container ran itself.
-func (r *stepRunner) recordOwn(step Step, rep Report, code int) (Report, int) {
-	if err := r.job.record(step, rep, code); err != nil {
+	if err := r.handoff().record(StepCheck, rep, code); err != nil {
 		// The report still reaches the controller through the termination
-		// message; only a repeated run would lack it.
-		fmt.Fprintf(r.log, "record the result of step %s on the host: %v\n", step, err)
+		// message; the backup container then waits for the check until the
+		// budget ends.
+		fmt.Fprintf(r.log, "hand the check's outcome to the backup container: %v\n", err)
 	}
 	return rep, code
+}
+
+// handoff is the pod's handoff directory, where the check leaves its
+// outcome for the backup container.
+func (r *stepRunner) handoff() jobState { return jobState{dir: r.o.HandoffDir} }
+
+// recorded finds step's outcome: recorded on the host, or handed over in
+// the pod (then it is recorded on the host now, where a container run again
+// after the handoff directory is gone finds it).
+func (r *stepRunner) recorded(step Step) (stepRecord, bool) {
+	if rec, ok := r.job.recorded(step); ok {
+		return rec, true
+	}
+	if r.o.HandoffDir == "" {
+		return stepRecord{}, false
+	}
+	rec, ok := r.handoff().recorded(step)
+	if ok {
+		if err := r.job.recordIfAbsent(step, rec.Report, rec.ExitCode); err != nil {
+			fmt.Fprintf(r.log, "record step %s on the host: %v\n", step, err)
+		}
+	}
+	return rec, ok
 }
 
 // notLaunched records that backup and upgrade will not run, the unit never
@@ -177,7 +184,7 @@ func (r *stepRunner) waitFor(ctx context.Context, step Step) (stepRecord, error)
 	ctx, cancel := r.budgetCtx(ctx)
 	defer cancel()
 	for {
-		if rec, ok := r.job.recorded(step); ok {
+		if rec, ok := r.recorded(step); ok {
 			return rec, nil
 		}
 		select {

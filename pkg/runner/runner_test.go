@@ -94,6 +94,7 @@ func TestArgsRoundTrip(t *testing.T) {
 			o.Budget = 7*time.Minute + 3*time.Second
 			o.IssuedAt = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 			o.UseNsenter = false
+			o.HandoffDir = "/handoff"
 			if step == StepCheck {
 				o.CheckItems = []string{"cpu", "disk"}
 				o.CPUThreshold, o.MemThreshold, o.DiskThreshold = 70, 0, 100
@@ -119,6 +120,7 @@ func TestParseArgsErrors(t *testing.T) {
 		o.ToVersion = "v1.21.0"
 		o.Image = "docker.io/kubeedge/installation-package:v1.21.0"
 		o.Budget = time.Hour
+		o.HandoffDir = "/handoff"
 		o.CheckItems = []string{"cpu"}
 		return o
 	}
@@ -144,6 +146,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{"threshold over 100", StepCheck, func(o *Options) { o.MemThreshold = 101 }, "--mem-threshold 101"},
 		{"negative threshold", StepCheck, func(o *Options) { o.DiskThreshold = -1 }, "--disk-threshold -1"},
 		{"long interval", StepCheck, func(o *Options) { o.CPUSampleInterval = time.Hour }, "--cpu-sample-interval"},
+		{"check without a handoff directory", StepCheck, func(o *Options) { o.HandoffDir = "" }, "--handoff-dir"},
+		{"relative handoff directory", StepBackup, func(o *Options) { o.HandoffDir = "handoff" }, "--handoff-dir"},
 		{"no budget", StepCheck, func(o *Options) { o.Budget = 0 }, "--budget"},
 		{"budget beyond two days", StepBackup, func(o *Options) { o.Budget = 49 * time.Hour }, "--budget"},
 		{"job name with a newline", StepBackup, func(o *Options) { o.JobName = "a\nExecStartPre=/bin/sh" }, "--job-name"},

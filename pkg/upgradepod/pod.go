@@ -2,7 +2,6 @@ package upgradepod
 
 import (
 	"math"
-	"path"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,11 +37,13 @@ const (
 const (
 	volumeHostRoot = "host-root"
 	volumeBinDir   = "job-bin-dir"
-	volumeJobsDir  = "jobs-dir"
+	volumeHandoff  = "handoff"
 
 	// binMountPath is where copy-keadm sees the job's binaries directory
 	// on the host: only that directory, not the job's records.
 	binMountPath = "/nodeupgrade-bin"
+	// handoffMountPath is the pod's handoff directory (runner.HandoffDir).
+	handoffMountPath = "/handoff"
 )
 
 // Thresholds are the usage limits of the check items, in percent. A zero
@@ -95,6 +96,8 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	opts.MemThreshold = orDefault(p.Thresholds.Mem)
 	opts.DiskThreshold = orDefault(p.Thresholds.Disk)
 
+	opts.HandoffDir = handoffMountPath
+	handoffMount := corev1.VolumeMount{Name: volumeHandoff, MountPath: handoffMountPath}
 	hostRootMount := corev1.VolumeMount{
 		Name:      volumeHostRoot,
 		MountPath: runner.DefaultHostRoot,
@@ -110,17 +113,26 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		stepOpts := opts
 		stepOpts.After = after
 		mounts, security := []corev1.VolumeMount{hostRootMount}, privileged()
-		if step == runner.StepCheck {
+		switch step {
+		case runner.StepCheck:
 			// The check only reads the host's /proc/stat, /proc/meminfo and
-			// the usage of its root filesystem, and records its result in
-			// the jobs directory: it gets the host read-only, that directory
-			// writable, and no privilege. (hostPID is the pod's, for the
-			// steps that enter PID 1's namespaces.)
+			// the usage of its root file system (statfs): it runs as a
+			// user that is not root, with no capability, sees the host
+			// read-only (recursively where the runtime can: submounts such
+			// as /run stay writable in a plain read-only bind), and hands
+			// its outcome to the backup container in the pod's handoff
+			// directory. As that user it can neither write the host nor
+			// read root's files (/etc/kubeedge/certs) nor connect to
+			// containerd's socket. (hostPID is the pod's, for the steps
+			// that enter PID 1's namespaces.)
 			mounts = []corev1.VolumeMount{
-				{Name: volumeHostRoot, MountPath: runner.DefaultHostRoot, ReadOnly: true},
-				{Name: volumeJobsDir, MountPath: path.Join(runner.DefaultHostRoot, runner.JobsDir)},
+				{Name: volumeHostRoot, MountPath: runner.DefaultHostRoot, ReadOnly: true,
+					RecursiveReadOnly: new(corev1.RecursiveReadOnlyIfPossible)},
+				handoffMount,
 			}
-			security = unprivileged()
+			security = unprivilegedUser()
+		case runner.StepBackup:
+			mounts = append(mounts, handoffMount)
 		}
 		return corev1.Container{
 			Name:    string(step),
@@ -213,8 +225,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 				{Name: volumeBinDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: runner.JobBinDir(p.JobUID), Type: new(corev1.HostPathDirectoryOrCreate),
 				}}},
-				{Name: volumeJobsDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: runner.JobsDir, Type: new(corev1.HostPathDirectoryOrCreate),
+				// A few KB: the check's outcome.
+				{Name: volumeHandoff, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+					SizeLimit: new(resource.MustParse("1Mi")),
 				}}},
 			},
 			AutomountServiceAccountToken:  new(false),
@@ -254,14 +267,31 @@ func resources() corev1.ResourceRequirements {
 	}
 }
 
-// unprivileged is the security context of the containers that only copy a
-// file or read the host: root, to write the root-owned job directory, with
-// no capabilities and no way to gain any.
+// unprivileged is the security context of copy-keadm, which only copies a
+// file: root, to write the root-owned job directory, with no capabilities
+// and no way to gain any.
 func unprivileged() *corev1.SecurityContext {
 	return &corev1.SecurityContext{
 		Privileged: new(false), AllowPrivilegeEscalation: new(false), RunAsUser: new(int64(0)),
 		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// CheckUser is the user the check runs as: the runner image's own
+// unprivileged user (the Dockerfile's USER).
+const CheckUser = 65532
+
+// unprivilegedUser is the check's security context: not root, no
+// capability, no way to gain any, nothing writable but the handoff
+// directory.
+func unprivilegedUser() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged: new(false), AllowPrivilegeEscalation: new(false),
+		RunAsUser: new(int64(CheckUser)), RunAsGroup: new(int64(CheckUser)), RunAsNonRoot: new(true),
+		ReadOnlyRootFilesystem: new(true),
+		Capabilities:           &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:         &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

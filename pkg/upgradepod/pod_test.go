@@ -193,15 +193,30 @@ func TestBuild(t *testing.T) {
 			}
 			check := s.Containers[0]
 			g.Expect(check.Name).To(Equal(runner.ContainerCheck))
-			g.Expect(*check.SecurityContext.AllowPrivilegeEscalation).To(BeFalse())
-			g.Expect(check.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+			sc := check.SecurityContext
+			g.Expect(*sc.AllowPrivilegeEscalation).To(BeFalse())
+			g.Expect(sc.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+			g.Expect(*sc.RunAsNonRoot).To(BeTrue())
+			g.Expect(*sc.RunAsUser).To(Equal(int64(CheckUser)))
+			g.Expect(*sc.ReadOnlyRootFilesystem).To(BeTrue())
+			// The host read-only, recursively where the runtime can; the
+			// handoff directory, an emptyDir, the only thing it writes.
 			g.Expect(check.VolumeMounts).To(HaveLen(2))
-			g.Expect(check.VolumeMounts[1].MountPath).To(Equal("/host" + runner.JobsDir))
-			g.Expect(check.VolumeMounts[1].ReadOnly).To(BeFalse())
-			g.Expect(volume(pod, check.VolumeMounts[1].Name).HostPath.Path).To(Equal(runner.JobsDir))
-			// The job's directory, where the check records its result, is
-			// inside the writable mount.
-			g.Expect(strings.HasPrefix(runner.JobDir(baseParams().JobUID), runner.JobsDir+"/")).To(BeTrue())
+			g.Expect(*check.VolumeMounts[0].RecursiveReadOnly).To(Equal(corev1.RecursiveReadOnlyIfPossible))
+			g.Expect(check.VolumeMounts[1].MountPath).To(Equal("/handoff"))
+			g.Expect(volume(pod, check.VolumeMounts[1].Name).EmptyDir).NotTo(BeNil())
+			_, o, err := runner.ParseArgs(check.Args, os.Stderr)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(o.HandoffDir).To(Equal("/handoff"))
+			// The backup container reads the handoff; nothing of the host's
+			// jobs directory is mounted apart from the host's /.
+			backup := s.Containers[1]
+			g.Expect(backup.VolumeMounts).To(ContainElement(check.VolumeMounts[1]))
+			for _, v := range pod.Spec.Volumes {
+				if v.HostPath != nil {
+					g.Expect(v.HostPath.Path).To(Or(Equal("/"), Equal(runner.JobBinDir(baseParams().JobUID))), v.Name)
+				}
+			}
 		}},
 	}
 	for _, tt := range tests {

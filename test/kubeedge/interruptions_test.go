@@ -43,7 +43,7 @@ var (
 	// out of the image); edgecore not touched yet.
 	keadmUpgrading = instant{"keadm upgrade runs, before it stops edgecore", func(n *kubeedgeworld.Node, old int) bool {
 		for _, pid := range n.Processes("keadm") {
-			if cmdlineHas(pid, "upgrade") && processAlive(old) {
+			if isKeadm(pid, "upgrade") && processAlive(old) {
 				return true
 			}
 		}
@@ -68,9 +68,15 @@ var (
 
 func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-func cmdlineHas(pid int, word string) bool {
+// isKeadm reports whether pid runs `keadm <command> edge ...` (its path,
+// /var/lib/nodeupgrade/..., holds "upgrade" too: look at its arguments).
+func isKeadm(pid int, command string) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && strings.Contains(strings.ReplaceAll(string(data), "\x00", " "), word)
+	if err != nil {
+		return false
+	}
+	argv := strings.Split(string(data), "\x00")
+	return len(argv) > 2 && argv[1] == command && argv[2] == "edge"
 }
 
 // waitInstant polls the node until it is at the instant.
@@ -300,8 +306,8 @@ func TestInterruptionsOfTheUpgrade(t *testing.T) {
 		{name: "pod killed while keadm copies the new binary", at: edgecoreStopped, do: killPod, wantVersion: toVersion},
 		{name: "pod killed after keadm started the new edgecore", at: newEdgecore, do: killPod, wantVersion: toVersion},
 		{name: "pod force-deleted while keadm runs", at: keadmUpgrading, do: forceDelete, wantVersion: toVersion},
-		{name: "power cut while keadm runs", at: keadmUpgrading, do: powerCut},
-		{name: "power cut before the settle check passed", at: newEdgecore, do: powerCut},
+		{name: "power cut while keadm runs", at: keadmUpgrading, do: powerCut, timeout: 300},
+		{name: "power cut before the settle check passed", at: newEdgecore, do: powerCut, timeout: 300},
 	})
 }
 
