@@ -129,19 +129,23 @@ func readMemUsage(hostRoot string) (float64, error) {
 	return 100 * float64(total-avail) / float64(total), nil
 }
 
-// readDiskUsage is the used share of the filesystem holding the host's /,
-// computed like df: used / (used + available to unprivileged users).
+// readDiskUsage is the used share of the file system holding the host's
+// jobs directory (/var/lib/nodeupgrade/jobs, on most nodes the root file
+// system, where keadm writes its backup and the new edgecore too), computed
+// like df: used / (used + available to unprivileged users). The check's
+// container sees only that directory and /proc of the host.
 func readDiskUsage(hostRoot string) (float64, error) {
-	blocks, free, avail, err := statfs(hostRoot)
+	dir := filepath.Join(hostRoot, JobsDir)
+	blocks, free, avail, err := statfs(dir)
 	if err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", hostRoot, err)
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
 	if blocks < free {
-		return 0, fmt.Errorf("statfs %s: inconsistent block counts", hostRoot)
+		return 0, fmt.Errorf("statfs %s: inconsistent block counts", dir)
 	}
 	used := blocks - free
 	if used+avail == 0 {
-		return 0, fmt.Errorf("statfs %s: filesystem reports no blocks", hostRoot)
+		return 0, fmt.Errorf("statfs %s: filesystem reports no blocks", dir)
 	}
 	return 100 * float64(used) / float64(used+avail), nil
 }

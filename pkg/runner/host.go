@@ -165,22 +165,60 @@ func (h host) edgecore(binaryPath string) edgecoreState {
 func (h host) keadmRunning() []process { return h.processes("keadm") }
 
 // clearStaleKeadmLock removes keadm's lock file when no keadm runs on the
-// node, so that a keadm killed earlier (by this runner's deadline or SIGTERM,
-// or by anything else) does not block every later backup, upgrade and
-// rollback. It returns what it did, for the log, and an error when the lock
-// is held by a keadm that is still running.
+// node, so that a keadm killed earlier (a power cut, a kill) does not block
+// every later backup, upgrade and rollback. It returns what it did, for the
+// log, and an error when the lock is held by a keadm that is still running.
+//
+// It runs under the node lock, so no other runner of this project clears or
+// takes keadm's lock meanwhile. Against anyone else (a person, KubeEdge's
+// own edge task manager) there is no window in which a live keadm loses its
+// lock: keadm takes its lock only when the file does not exist (it checks,
+// then creates; idempotency.Occupy in keadm's source), so while the stale
+// file is there a keadm started after the process scan refuses and owns
+// nothing, and a keadm started before the scan is seen by it. The one way a
+// live keadm could own a file named like the one seen is for a third party
+// to remove the stale file and a keadm to create a new one between the scan
+// and the removal: the file is compared (same inode, same change time)
+// right before it is removed, and a new one is left alone.
 func (h host) clearStaleKeadmLock() (string, error) {
 	lock := h.path(KeadmLockPath)
-	if _, err := os.Stat(lock); errors.Is(err, os.ErrNotExist) {
+	seen, err := os.Lstat(lock)
+	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("keadm's lock %s: %w", KeadmLockPath, err)
 	}
 	if running := h.keadmRunning(); len(running) > 0 {
 		return "", fmt.Errorf("keadm is already running on this node (pid %d) and holds %s", running[0].PID, KeadmLockPath)
+	}
+	if beforeLockRemoval != nil {
+		beforeLockRemoval()
+	}
+	now, err := os.Lstat(lock)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil || !os.SameFile(seen, now) || changeTime(seen) != changeTime(now) {
+		return "", fmt.Errorf("keadm's lock %s was replaced while this runner looked at it (a keadm started meanwhile holds it); left alone", KeadmLockPath)
 	}
 	if err := os.Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("remove keadm's stale lock %s: %w", KeadmLockPath, err)
 	}
 	return fmt.Sprintf("removed keadm's stale lock %s (no keadm was running)", KeadmLockPath), nil
+}
+
+// beforeLockRemoval, when set (by tests only), runs between the process scan
+// and the removal of keadm's stale lock: the window a race would use.
+var beforeLockRemoval func()
+
+// changeTime is a file's status change time (ctime), which any rewrite of
+// the file moves.
+func changeTime(fi os.FileInfo) syscall.Timespec {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ctim
+	}
+	return syscall.Timespec{}
 }
 
 // sync flushes the host's file systems: keadm copies edgecore without

@@ -2,6 +2,7 @@ package upgradepod
 
 import (
 	"math"
+	"path"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,8 @@ const (
 	volumeHostRoot = "host-root"
 	volumeBinDir   = "job-bin-dir"
 	volumeHandoff  = "handoff"
+	volumeHostProc = "host-proc"
+	volumeJobsDir  = "jobs-dir"
 
 	// binMountPath is where copy-keadm sees the job's binaries directory
 	// on the host: only that directory, not the job's records.
@@ -115,19 +118,23 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		mounts, security := []corev1.VolumeMount{hostRootMount}, privileged()
 		switch step {
 		case runner.StepCheck:
-			// The check only reads the host's /proc/stat, /proc/meminfo and
-			// the usage of its root file system (statfs): it runs as a
-			// user that is not root, with no capability, sees the host
-			// read-only (recursively where the runtime can: submounts such
-			// as /run stay writable in a plain read-only bind), and hands
-			// its outcome to the backup container in the pod's handoff
-			// directory. As that user it can neither write the host nor
-			// read root's files (/etc/kubeedge/certs) nor connect to
-			// containerd's socket. (hostPID is the pod's, for the steps
-			// that enter PID 1's namespaces.)
+			// The check only reads the host's /proc/stat and /proc/meminfo
+			// and the usage of the file system holding the jobs directory
+			// (statfs): it gets exactly those two host directories,
+			// read-only, runs as a user that is not root, with no
+			// capability, and hands its outcome to the backup container in
+			// the pod's handoff directory. It cannot write anything on the
+			// host, nor read the host's other files (/etc/kubeedge/certs,
+			// edgecore's configuration), nor reach containerd's socket: the
+			// host's / is not mounted, so its writable submounts (/run/lock,
+			// /dev/shm) are out of reach with no need for a recursively
+			// read-only mount, which containerd before 2.0 cannot make and
+			// the kubelet of KubeEdge v1.21 (Kubernetes 1.30, feature gate
+			// off) refuses. (hostPID is the pod's, for the steps that enter
+			// PID 1's namespaces.)
 			mounts = []corev1.VolumeMount{
-				{Name: volumeHostRoot, MountPath: runner.DefaultHostRoot, ReadOnly: true,
-					RecursiveReadOnly: new(corev1.RecursiveReadOnlyIfPossible)},
+				readOnly(volumeHostProc, path.Join(runner.DefaultHostRoot, "proc")),
+				readOnly(volumeJobsDir, path.Join(runner.DefaultHostRoot, runner.JobsDir)),
 				handoffMount,
 			}
 			security = unprivilegedUser()
@@ -225,6 +232,12 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 				{Name: volumeBinDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 					Path: runner.JobBinDir(p.JobUID), Type: new(corev1.HostPathDirectoryOrCreate),
 				}}},
+				{Name: volumeHostProc, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: "/proc", Type: new(corev1.HostPathDirectory),
+				}}},
+				{Name: volumeJobsDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: runner.JobsDir, Type: new(corev1.HostPathDirectoryOrCreate),
+				}}},
 				// A few KB: the check's outcome.
 				{Name: volumeHandoff, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 					SizeLimit: new(resource.MustParse("1Mi")),
@@ -276,6 +289,11 @@ func unprivileged() *corev1.SecurityContext {
 		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+}
+
+// readOnly mounts a volume read-only.
+func readOnly(volume, at string) corev1.VolumeMount {
+	return corev1.VolumeMount{Name: volume, MountPath: at, ReadOnly: true}
 }
 
 // CheckUser is the user the check runs as: the runner image's own

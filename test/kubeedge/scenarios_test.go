@@ -239,7 +239,8 @@ func TestInterruptedUpgrade(t *testing.T) {
 }
 
 // TestCheckFails: a check over its threshold leaves the node untouched and
-// edgecore never restarts.
+// edgecore never restarts; the check's container, not root, reaches only
+// what its checks read.
 func TestCheckFails(t *testing.T) {
 	ctx, w := startWorld(t, 1, "--check-cpu-threshold=1", "--check-mem-threshold=1")
 	n := w.Nodes()[0]
@@ -277,6 +278,9 @@ func TestCheckFails(t *testing.T) {
 	if !strings.HasSuffix(after.kubelet, "kubeedge-"+fromVersion) || !after.ready {
 		t.Errorf("node at %q ready=%v", after.kubelet, after.ready)
 	}
+	// The check ran as its container runs it; now what that container
+	// could reach on the node.
+	probeCheckReach(t, ctx, w, n)
 }
 
 // TestConcurrencyOne: one job over two real nodes at concurrency 1 upgrades
