@@ -22,6 +22,10 @@ type Options struct {
 	AllowedImageRepositories []string
 	// Thresholds are the check items' usage limits, in percent.
 	Thresholds upgradepod.Thresholds
+	// NodeJobRecords is how many jobs' records each node keeps in
+	// /var/lib/nodeupgrade/jobs (about 2 KB each); a job's unit removes
+	// older ones when it ends. Zero: runner.DefaultKeepJobRecords.
+	NodeJobRecords int
 	// PodWorkers bounds the pod creates and deletes issued at once.
 	PodWorkers int
 	// StatusWriteInterval is the least time between two status writes of one

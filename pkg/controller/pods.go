@@ -70,15 +70,16 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
 	pod := upgradepod.BuildAt(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
-		Namespace:    r.Options.Namespace,
-		RunnerImage:  r.Options.RunnerImage,
-		InstallImage: installImage,
-		Version:      job.Spec.Version,
-		FromVersion:  d.FromVersion,
-		CheckItems:   job.Spec.CheckItems,
-		Thresholds:   r.Options.Thresholds,
-		Deadline:     d.Deadline,
-		OwnerRef:     metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
+		Namespace:      r.Options.Namespace,
+		RunnerImage:    r.Options.RunnerImage,
+		InstallImage:   installImage,
+		Version:        job.Spec.Version,
+		FromVersion:    d.FromVersion,
+		CheckItems:     job.Spec.CheckItems,
+		Thresholds:     r.Options.Thresholds,
+		KeepJobRecords: r.Options.NodeJobRecords,
+		Deadline:       d.Deadline,
+		OwnerRef:       metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
 	}, r.Clock.Now())
 	if err := r.Client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {

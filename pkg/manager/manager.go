@@ -22,6 +22,7 @@ import (
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
 	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
 // Config is everything the flags set.
@@ -66,6 +67,7 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Controller.Thresholds.CPU, "check-cpu-threshold", 80, "Usage percent at or above which the cpu check fails.")
 	fs.IntVar(&c.Controller.Thresholds.Mem, "check-mem-threshold", 80, "Usage percent at or above which the mem check fails.")
 	fs.IntVar(&c.Controller.Thresholds.Disk, "check-disk-threshold", 80, "Usage percent at or above which the disk check fails.")
+	fs.IntVar(&c.Controller.NodeJobRecords, "node-job-records", runner.DefaultKeepJobRecords, "How many jobs' records (about 2 KB each) each node keeps in /var/lib/nodeupgrade/jobs; older ones are removed when a job ends on the node.")
 	fs.IntVar(&c.Controller.PodWorkers, "pod-workers", 16, "Upgrade pod creates and deletes issued in parallel.")
 	fs.DurationVar(&c.Controller.StatusWriteInterval, "status-write-interval", time.Second, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
 	fs.DurationVar(&c.Controller.OrphanSweepInterval, "orphan-sweep-interval", controller.DefaultOrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
@@ -115,6 +117,9 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("--allowed-image-repositories: %w", err)
 	}
 	c.Controller.AllowedImageRepositories = allowed
+	if n := c.Controller.NodeJobRecords; n < 1 || n > 1000 {
+		return nil, fmt.Errorf("--node-job-records %d must be in [1, 1000]", n)
+	}
 	for _, t := range []int{c.Controller.Thresholds.CPU, c.Controller.Thresholds.Mem, c.Controller.Thresholds.Disk} {
 		if t < 1 || t > 100 {
 			return nil, fmt.Errorf("check thresholds must be within 1..100, got %d", t)

@@ -70,6 +70,9 @@ type Params struct {
 	FromVersion string
 	CheckItems  []string
 	Thresholds  Thresholds
+	// KeepJobRecords is how many jobs' records the node keeps; zero means
+	// runner.DefaultKeepJobRecords.
+	KeepJobRecords int
 	// Deadline is when the controller gives up on the node, on its own
 	// clock. The runner gets the time left until then as a budget, counted
 	// on the node's monotonic clock (see pkg/runner/budget.go).
@@ -98,6 +101,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	opts.CPUThreshold = orDefault(p.Thresholds.CPU)
 	opts.MemThreshold = orDefault(p.Thresholds.Mem)
 	opts.DiskThreshold = orDefault(p.Thresholds.Disk)
+	if p.KeepJobRecords > 0 {
+		opts.KeepJobRecords = p.KeepJobRecords
+	}
 
 	opts.HandoffDir = handoffMountPath
 	handoffMount := corev1.VolumeMount{Name: volumeHandoff, MountPath: handoffMountPath}
