@@ -83,9 +83,10 @@ test: tools ## Run every test: unit, envtest integration and kubectl end-to-end
 # (golang/go#75804, fixed in Go 1.27); a count never hits that path.
 FUZZ_TIME ?= 300000x
 .PHONY: fuzz
-fuzz: ## Fuzz the version and image validation briefly (FUZZ_TIME=300000x executions each, ~10s)
+fuzz: ## Fuzz the version and image validation and the node-text cleaning briefly (FUZZ_TIME=300000x executions each, ~10s)
 	go test -run='^$$' -fuzz='^FuzzNormalize$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
 	go test -run='^$$' -fuzz='^FuzzValidateVersion$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
+	go test -run='^$$' -fuzz='^FuzzClean$$' -fuzztime=$(FUZZ_TIME) ./pkg/nodetext
 
 .PHONY: test-e2e
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test (GO_TEST_ARGS=-ginkgo.focus=...)
