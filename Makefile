@@ -29,9 +29,16 @@ help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 ##@ Build
+# The release tag config/manager deploys, linked into the controller
+# (pkg/manager.Version): its runner image defaults to its own image,
+# ghcr.io/nodeupgrade/nodeupgrade:$(VERSION). The Dockerfile and `make image`
+# (test/projectimage) link the same.
+VERSION ?= $(shell sed -n 's/^  newTag: *//p' config/manager/kustomization.yaml)
+LDFLAGS := -X github.com/nodeupgrade/nodeupgrade/pkg/manager.Version=$(VERSION)
+
 .PHONY: build
 build: ## Build the controller, the runner and the kubectl plugin (bin/kubectl-nodeupgrade: put it on PATH) into bin/
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-runner ./cmd/nodeupgrade-runner
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-nodeupgrade ./cmd/kubectl-nodeupgrade
 

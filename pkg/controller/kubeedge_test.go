@@ -90,7 +90,7 @@ func TestReconcileStandsBackFromKubeEdge(t *testing.T) {
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(job).WithStatusSubresource(job).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &Reconciler{Client: c, APIReader: c, Recorder: rec, Clock: clocktesting.NewFakePassiveClock(time.Now()), Metrics: NewMetrics()}
+	r := &Reconciler{client: c, apiReader: c, recorder: rec, clock: clocktesting.NewFakePassiveClock(time.Now()), metrics: NewMetrics()}
 	req := ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}}
 	for range 3 {
 		if _, err := r.Reconcile(context.Background(), req); err != nil {

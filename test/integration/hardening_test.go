@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -26,6 +25,7 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/framework"
+	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 )
 
 // denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
@@ -163,11 +163,11 @@ var _ = Describe("Hardening", func() {
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, job)).To(Succeed())
 
-		r := &controller.Reconciler{
-			Client: podlessCache{k8s}, APIReader: k8s, Clock: clock.RealClock{},
-			Options: controller.Options{Namespace: podNamespace},
-		}
-		_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}})
+		opts := controller.DefaultOptions()
+		opts.Namespace, opts.RunnerImage, opts.AllowAnyImageRepository = podNamespace, localcluster.DefaultRunnerImage, true
+		r, err := controller.NewReconciler(controller.Deps{Client: podlessCache{k8s}, APIReader: k8s}, opts)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}})
 		Expect(err).NotTo(HaveOccurred())
 
 		Eventually(func() bool {
