@@ -155,7 +155,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 		if fresh.ResourceVersion != job.ResourceVersion {
 			log.V(4).Info("Cached job is stale, planning again", "cached", job.ResourceVersion, "live", fresh.ResourceVersion)
-			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+			return ctrl.Result{RequeueAfter: staleCacheRetry}, nil
 		}
 	}
 
@@ -169,7 +169,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
 	}
 	if more {
-		return ctrl.Result{RequeueAfter: 10 * time.Millisecond}, nil
+		return ctrl.Result{RequeueAfter: cleanupContinue}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }
@@ -247,6 +247,21 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 	return fmt.Errorf("writing status: %w", writeErr)
 }
 
+// Requeues that are not backoffs: each retries something expected to clear
+// at once, so the work queue's exponential backoff (from 5 ms, doubling)
+// would only add delay or, for a conflict, noise in the error log.
+const (
+	// staleCacheRetry: the cached job is older than the API server's; the
+	// informer is about to deliver the newer one.
+	staleCacheRetry = 100 * time.Millisecond
+	// cleanupContinue: this reconcile's cleanup budget ran out; the rest
+	// follows straight away, after the queue lets other jobs in.
+	cleanupContinue = 10 * time.Millisecond
+	// conflictRetry: a write lost an optimistic-lock race; plan again from
+	// the newer object.
+	conflictRetry = 50 * time.Millisecond
+)
+
 // maxConditionMessage bounds a condition's message (the API allows 32768).
 const maxConditionMessage = 1024
 
@@ -291,7 +306,7 @@ func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Ev
 // our cache was stale) into a quiet retry; other errors go to the caller.
 func requeueOnConflict(err error, doing string) (ctrl.Result, error) {
 	if apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	return ctrl.Result{}, fmt.Errorf("%s: %w", doing, err)
 }

@@ -2,7 +2,8 @@
 // config/manager deploys, without docker: the same two static binaries and
 // the same user and entrypoint as the Dockerfile, plus busybox for the
 // runner's nsenter. `make image` writes it as a docker-archive tarball that
-// `ctr images import` loads; test/incluster runs it on a real kubelet.
+// `ctr images import` loads; test/kubeedge's TestInCluster (make
+// test-incluster) runs it on a real kubelet.
 //
 // The Dockerfile stays for users with docker; projectimage_test.go checks
 // that the two describe the same image.
