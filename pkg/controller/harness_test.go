@@ -2,11 +2,15 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,6 +19,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -69,6 +74,46 @@ type harness struct {
 	// staleCache, when set, makes the reconciler's cached reads of the job
 	// return this resourceVersion instead of the stored one.
 	staleCache string
+	// requests are every API request the reconciler's reads and writes
+	// cost, as RBAC sees them, since the harness was built.
+	requests map[request]bool
+}
+
+// request is one API request as RBAC authorises it: a verb on a resource
+// ("pods", "nodeupgradejobs/status") in a namespace ("" cluster-wide).
+type request struct{ Verb, Resource, Namespace string }
+
+// request records the requests a read or write of obj (or list) costs.
+func (h *harness) request(obj runtime.Object, namespace string, verbs ...string) {
+	h.requestResource(h.resource(obj), namespace, verbs...)
+}
+
+func (h *harness) requestResource(resource, namespace string, verbs ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range verbs {
+		h.requests[request{Verb: v, Resource: resource, Namespace: namespace}] = true
+	}
+}
+
+// resource is obj's resource as RBAC names it: group/plural.
+func (h *harness) resource(obj runtime.Object) string {
+	gvk, err := apiutil.GVKForObject(obj, testScheme)
+	if err != nil {
+		h.t.Fatalf("resource of %T: %v", obj, err)
+	}
+	gvk.Kind = strings.TrimSuffix(gvk.Kind, "List")
+	mapping, err := h.api.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		h.t.Fatalf("resource of %s: %v", gvk, err)
+	}
+	return mapping.Resource.Group + "/" + mapping.Resource.Resource
+}
+
+func listNamespace(opts []client.ListOption) string {
+	lo := &client.ListOptions{}
+	lo.ApplyOptions(opts)
+	return lo.Namespace
 }
 
 var testScheme = func() *runtime.Scheme {
@@ -82,38 +127,79 @@ var testScheme = func() *runtime.Scheme {
 	return s
 }()
 
+// testRESTMapper knows the kinds the reconciler touches, each with its
+// real scope: the fake client's default takes every kind as namespaced.
+var testRESTMapper = func() meta.RESTMapper {
+	m := meta.NewDefaultRESTMapper(nil)
+	m.Add(v1alpha1.GroupVersion.WithKind("NodeUpgradeJob"), meta.RESTScopeRoot)
+	m.Add(corev1.SchemeGroupVersion.WithKind("Node"), meta.RESTScopeRoot)
+	m.Add(corev1.SchemeGroupVersion.WithKind("Pod"), meta.RESTScopeNamespace)
+	m.Add(coordinationv1.SchemeGroupVersion.WithKind("Lease"), meta.RESTScopeNamespace)
+	m.Add(eventsv1.SchemeGroupVersion.WithKind("Event"), meta.RESTScopeNamespace)
+	return m
+}()
+
 // newHarness stores job and nodes in a fake API and builds a Reconciler on
 // it with the default options (writes not coalesced) changed by adjust.
 func newHarness(t *testing.T, job *v1alpha1.NodeUpgradeJob, nodes []*corev1.Node, adjust func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, ctx: context.Background(), job: job.Name,
+	h := &harness{t: t, ctx: context.Background(), job: job.Name, requests: map[request]bool{},
 		clock:  clocktesting.NewFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)),
 		events: events.NewFakeRecorder(1000)}
 	objs := []client.Object{job}
 	for _, n := range nodes {
 		objs = append(objs, n)
 	}
-	h.api = fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).
+	h.api = fake.NewClientBuilder().WithScheme(testScheme).WithRESTMapper(testRESTMapper).WithObjects(objs...).
 		WithStatusSubresource(&v1alpha1.NodeUpgradeJob{}, &corev1.Pod{}).Build()
+	// The reconciler's Client stands for the manager's: reads from the
+	// informer cache (which lists and watches), writes to the API server.
 	cached := interceptor.NewClient(h.api, interceptor.Funcs{
 		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			h.request(obj, key.Namespace, "list", "watch")
 			err := c.Get(ctx, key, obj, opts...)
 			if _, isJob := obj.(*v1alpha1.NodeUpgradeJob); isJob && err == nil && h.staleCache != "" {
 				obj.SetResourceVersion(h.staleCache)
 			}
 			return err
 		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			h.request(list, listNamespace(opts), "list", "watch")
+			return c.List(ctx, list, opts...)
+		},
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			h.request(obj, obj.GetNamespace(), "create")
+			for _, ref := range obj.GetOwnerReferences() {
+				if ref.BlockOwnerDeletion != nil && *ref.BlockOwnerDeletion {
+					// The API server's OwnerReferencesPermissionEnforcement:
+					// blocking the owner's deletion takes update on its finalizers.
+					h.requestResource(v1alpha1.GroupVersion.Group+"/nodeupgradejobs/finalizers", "", "update")
+				}
+			}
 			return h.intercept(obj, "create", func() error { return c.Create(ctx, obj, opts...) })
 		},
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			h.request(obj, obj.GetNamespace(), "patch")
 			return h.intercept(obj, "patch", func() error { return c.Patch(ctx, obj, patch, opts...) })
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			h.request(obj, obj.GetNamespace(), "delete")
 			return h.intercept(obj, "delete", func() error { return c.Delete(ctx, obj, opts...) })
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			h.requestResource(h.resource(obj)+"/"+sub, obj.GetNamespace(), "patch")
 			return h.intercept(obj, "patch "+sub, func() error { return c.SubResource(sub).Patch(ctx, obj, patch, opts...) })
+		},
+	})
+	// The APIReader reads the API server directly.
+	direct := interceptor.NewClient(h.api, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			h.request(obj, key.Namespace, "get")
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			h.request(list, listNamespace(opts), "list")
+			return c.List(ctx, list, opts...)
 		},
 	})
 	opts := DefaultOptions()
@@ -123,7 +209,7 @@ func newHarness(t *testing.T, job *v1alpha1.NodeUpgradeJob, nodes []*corev1.Node
 	if adjust != nil {
 		adjust(&opts)
 	}
-	r, err := NewReconciler(Deps{Client: cached, APIReader: h.api, Recorder: h.events, Clock: h.clock, Metrics: NewMetrics()}, opts)
+	r, err := NewReconciler(Deps{Client: cached, APIReader: direct, Recorder: h.events, Clock: h.clock, Metrics: NewMetrics()}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
