@@ -7,8 +7,6 @@
 package nodetext
 
 import (
-	"fmt"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -34,28 +32,37 @@ func Clean(s string) string {
 	if i == len(s) {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(len(s) + 16)
-	b.WriteString(s[:i])
+	b := make([]byte, 0, len(s)+16)
+	b = append(b, s[:i]...)
 	for j := i; j < len(s); {
 		r, size := utf8.DecodeRuneInString(s[j:])
 		switch {
 		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[j])
+			b = appendEscape(b, `\x`, rune(s[j]), 2)
 		case r == '\r':
-			b.WriteString(`\r`)
-		case r < utf8.RuneSelf && unsafe(r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case unsafe(r) && r <= 0xffff:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		case unsafe(r):
-			fmt.Fprintf(&b, `\U%08x`, r)
+			b = append(b, `\r`...)
+		case !unsafe(r):
+			b = append(b, s[j:j+size]...)
+		case r < utf8.RuneSelf:
+			b = appendEscape(b, `\x`, r, 2)
+		case r <= 0xffff:
+			b = appendEscape(b, `\u`, r, 4)
 		default:
-			b.WriteString(s[j : j+size])
+			b = appendEscape(b, `\U`, r, 8)
 		}
 		j += size
 	}
-	return b.String()
+	return string(b)
+}
+
+// appendEscape appends prefix and r in digits lower-case hex digits.
+func appendEscape(b []byte, prefix string, r rune, digits int) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, prefix...)
+	for shift := 4 * (digits - 1); shift >= 0; shift -= 4 {
+		b = append(b, hex[(r>>shift)&0xf])
+	}
+	return b
 }
 
 // firstToEscape is the offset of the first rune or byte Clean escapes,
