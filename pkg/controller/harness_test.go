@@ -50,6 +50,9 @@ type write struct {
 	// Committed is the pod's node's state in the stored job's status when
 	// the write was made ("" for a write to the job, or a node with no entry).
 	Committed string
+	// Own is set for a write to a pod the job owns (its controller
+	// reference): the order checks are about the job's own pods.
+	Own bool
 	// Refused is set when refuse turned the write down.
 	Refused bool
 }
@@ -64,6 +67,7 @@ type harness struct {
 	clock  *clocktesting.FakeClock
 	events *events.FakeRecorder
 	job    string
+	jobUID types.UID
 	// writes are the writes of the last reconcile, in order (pod writes
 	// run in parallel: mu guards the log).
 	mu     sync.Mutex
@@ -143,7 +147,7 @@ var testRESTMapper = func() meta.RESTMapper {
 // it with the default options (writes not coalesced) changed by adjust.
 func newHarness(t *testing.T, job *v1alpha1.NodeUpgradeJob, nodes []*corev1.Node, adjust func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, ctx: context.Background(), job: job.Name, requests: map[request]bool{},
+	h := &harness{t: t, ctx: context.Background(), job: job.Name, jobUID: job.UID, requests: map[request]bool{},
 		clock:  clocktesting.NewFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)),
 		events: events.NewFakeRecorder(1000)}
 	objs := []client.Object{job}
@@ -224,6 +228,9 @@ func (h *harness) intercept(obj client.Object, verb string, do func() error) err
 	case *corev1.Pod:
 		w.Kind, w.Node = "Pod", o.Annotations[v1alpha1.AnnotationNode]
 		w.Committed = h.storedState(w.Node)
+		if ref := metav1.GetControllerOf(o); ref != nil {
+			w.Own = ref.UID == h.jobUID
+		}
 	case *v1alpha1.NodeUpgradeJob:
 		w.Kind = "NodeUpgradeJob"
 	}

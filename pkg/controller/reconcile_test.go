@@ -24,14 +24,14 @@ var jobsResource = schema.GroupResource{Group: v1alpha1.GroupVersion.Group, Reso
 // statusWrite matches the writes of the job's status.
 func statusWrite(w write) bool { return w.Verb == "patch status" }
 
-// expectCommittedFirst checks the last reconcile's writes: a pod is only
-// created once the API holds its node's dispatch, only released or deleted
-// once it holds the node's outcome, and no pod write comes before a status
-// write of the same reconcile.
+// expectCommittedFirst checks the last reconcile's writes: a pod of the
+// job's is only created once the API holds its node's dispatch, only
+// released or deleted once it holds the node's outcome, and no pod write
+// comes before a status write of the same reconcile.
 func expectCommittedFirst(g Gomega, h *harness) {
 	statusAt := slices.IndexFunc(h.writes, statusWrite)
 	for i, w := range h.writes {
-		if w.Kind != "Pod" {
+		if w.Kind != "Pod" || !w.Own {
 			continue
 		}
 		g.Expect(statusAt < 0 || statusAt < i).To(BeTrue(), "a pod write before the status write: %v", h.did())
