@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
@@ -71,7 +74,8 @@ func noPodWhy(e *v1alpha1.TaskStatus) string {
 }
 
 // writeLogs prints every container's log, init containers first, each
-// under a header. A container whose log cannot be read (not started yet, or
+// under a header, line by line through nodetext.Clean: the node writes the
+// logs, and no escape sequence of theirs reaches the terminal. A container whose log cannot be read (not started yet, or
 // its node unreachable) gets the reason in place of its log, and the others
 // are still printed; the error then says how many could not be read.
 func writeLogs(ctx context.Context, w io.Writer, pod *corev1.Pod, open logSource) error {
@@ -107,6 +111,17 @@ func copyLog(ctx context.Context, w io.Writer, container string, open logSource)
 		return err
 	}
 	defer func() { _ = r.Close() }()
-	_, err = io.Copy(w, r)
-	return err
+	lines := bufio.NewReader(r)
+	for {
+		line, err := lines.ReadString('\n')
+		if _, werr := io.WriteString(w, nodetext.Clean(line)); werr != nil {
+			return werr
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

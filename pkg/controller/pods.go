@@ -23,7 +23,7 @@ import (
 // cleanupBudget bounds the pod releases and deletes of one reconcile, so a
 // wave of finished nodes cannot hold up the next status write; the rest
 // follow in the next reconcile.
-func (r *Reconciler) cleanupBudget() int { return 4 * r.Options.PodWorkers }
+func (r *Reconciler) cleanupBudget() int { return 4 * r.opts.PodWorkers }
 
 // applyPodActions carries out a committed plan: create the dispatched pods,
 // take the tracking finalizer off pods whose outcome is recorded, and delete
@@ -32,7 +32,7 @@ func (r *Reconciler) cleanupBudget() int { return 4 * r.Options.PodWorkers }
 // left for later.
 func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, installImage string) (bool, error) {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.Options.PodWorkers)
+	g.SetLimit(r.opts.PodWorkers)
 	for _, d := range plan.Dispatch {
 		if _, exists := pods[d.Node]; exists {
 			continue
@@ -70,18 +70,18 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
 	pod := upgradepod.BuildAt(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
-		Namespace:      r.Options.Namespace,
-		RunnerImage:    r.Options.RunnerImage,
+		Namespace:      r.opts.Namespace,
+		RunnerImage:    r.opts.RunnerImage,
 		InstallImage:   installImage,
 		Version:        job.Spec.Version,
 		FromVersion:    d.FromVersion,
 		CheckItems:     job.Spec.CheckItems,
-		Thresholds:     r.Options.Thresholds,
-		KeepJobRecords: r.Options.NodeJobRecords,
+		Thresholds:     r.opts.Thresholds,
+		KeepJobRecords: r.opts.NodeJobRecords,
 		Deadline:       d.Deadline,
 		OwnerRef:       metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
-	}, r.Clock.Now())
-	if err := r.Client.Create(ctx, pod); err != nil {
+	}, r.clock.Now())
+	if err := r.client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return nil // created by an earlier reconcile whose pod the cache has not shown yet
 		}
@@ -89,7 +89,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 			Message: fmt.Sprintf("Creating the upgrade pod for node %s failed: %v", d.Node, err)}})
 		return fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
 	}
-	r.Metrics.dispatched(job)
+	r.metrics.dispatched(job)
 	log.V(2).Info("Upgrade pod created", "pod", klog.KObj(pod), "deadline", d.Deadline)
 	return nil
 }
@@ -101,7 +101,7 @@ func (r *Reconciler) releasePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	patched := pod.DeepCopy()
 	controllerutil.RemoveFinalizer(patched, v1alpha1.FinalizerPodTracking)
-	if err := r.Client.Patch(ctx, patched, client.MergeFrom(pod)); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.client.Patch(ctx, patched, client.MergeFrom(pod)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("releasing upgrade pod %s: %w", pod.Name, err)
 	}
 	return nil
@@ -113,7 +113,7 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel stri
 	if !pod.DeletionTimestamp.IsZero() {
 		return nil
 	}
-	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting upgrade pod %s: %w", pod.Name, err)
 	}

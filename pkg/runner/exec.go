@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 )
 
 // tailLines is how many lines of a command's output a report keeps.
@@ -55,8 +57,11 @@ func (t *tailWriter) appendPartial(p []byte) {
 	}
 }
 
+// push ends the partial line. Lines are made inert (nodetext.Clean): they
+// go into the report, and from there into the job's status, Events and
+// operators' terminals; keadm's output is the node's, not ours.
 func (t *tailWriter) push() {
-	line := strings.ToValidUTF8(strings.TrimRight(string(t.partial), "\r"), "?")
+	line := nodetext.Clean(strings.TrimRight(string(t.partial), "\r"))
 	t.partial = t.partial[:0]
 	t.lines = append(t.lines, line)
 	if len(t.lines) > tailLines {
@@ -70,7 +75,7 @@ func (t *tailWriter) String() string {
 	defer t.mu.Unlock()
 	lines := t.lines
 	if len(t.partial) > 0 {
-		lines = append(append([]string(nil), lines...), strings.ToValidUTF8(string(t.partial), "?"))
+		lines = append(append([]string(nil), lines...), nodetext.Clean(string(t.partial)))
 		if len(lines) > tailLines {
 			lines = lines[len(lines)-tailLines:]
 		}

@@ -286,7 +286,8 @@ func TestTailWriter(t *testing.T) {
 		{"split writes", []string{"hel", "lo\nwor", "ld"}, "hello\nworld"},
 		{"keeps last 20", []string{strings.Repeat("x\n", 30) + "last\n"}, strings.Repeat("x\n", 19) + "last"},
 		{"long line capped", []string{strings.Repeat("y", 2000) + "\n"}, strings.Repeat("y", maxLineBytes)},
-		{"crlf and invalid utf8", []string{"a\r\n\xff\n"}, "a\n?"},
+		{"crlf and invalid utf8", []string{"a\r\n\xff\n"}, "a\n\\xff"},
+		{"terminal escapes made inert", []string{"\x1b[2Jcleared\x07\n"}, "\\x1b[2Jcleared\\x07"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
