@@ -205,19 +205,23 @@ func runInterruption(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	// machine, edgecore active on one of the two versions.
 	uid := string(pods[0].OwnerReferences[0].UID)
 	waitUnitGone(t, ctx, n, uid, 10*time.Minute)
-	if err := w.WaitNodesReady(ctx, 5*time.Minute, "", n.Name()); err != nil {
-		t.Fatal(err)
-	}
-	s := snapshot(t, ctx, w, n)
-	// One version: the one the node reports is the binary installed.
+	// A node that was cut off reports its new version once it is back:
+	// wait until what it reports is the binary it runs.
 	candidates := []string{fromVersion}
 	if version != kubeedgeworld.LateCrashVersion { // that one never reports itself
 		candidates = append(candidates, version)
 	}
+	var s nodeSnapshot
 	ended := ""
-	for _, v := range candidates {
-		if strings.HasSuffix(s.kubelet, "kubeedge-"+v) && s.binSum == fileSum(t, kubeedgeworld.BinaryPath(v, "edgecore")) {
-			ended = v
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(2 * time.Second) {
+		s = snapshot(t, ctx, w, n)
+		for _, v := range candidates {
+			if s.ready && strings.HasSuffix(s.kubelet, "kubeedge-"+v) && s.binSum == fileSum(t, kubeedgeworld.BinaryPath(v, "edgecore")) {
+				ended = v
+			}
+		}
+		if ended != "" || time.Now().After(deadline) {
+			break
 		}
 	}
 	t.Logf("node %s after the interruption: reports %q, edgecore %s; record: %s", n.Name(), s.kubelet, s.state.ActiveState, record(n, uid))
