@@ -310,8 +310,8 @@ func TestInterruptionsOfTheUpgrade(t *testing.T) {
 		{name: "pod killed while keadm copies the new binary", at: edgecoreStopped, do: killPod, wantVersion: toVersion},
 		{name: "pod killed after keadm started the new edgecore", at: newEdgecore, do: killPod, wantVersion: toVersion},
 		{name: "pod force-deleted while keadm runs", at: keadmUpgrading, do: forceDelete, wantVersion: toVersion},
-		{name: "power cut while keadm runs", at: keadmUpgrading, do: powerCut, timeout: 300},
-		{name: "power cut before the settle check passed", at: newEdgecore, do: powerCut, timeout: 300},
+		{name: "power cut while keadm runs", at: keadmUpgrading, do: powerCut, timeout: 240},
+		{name: "power cut before the settle check passed", at: newEdgecore, do: powerCut, timeout: 240},
 	})
 }
 
@@ -323,7 +323,7 @@ func TestInterruptionsOfTheUpgrade(t *testing.T) {
 func TestNodeGoesOnAlone(t *testing.T) {
 	runInterruptions(t, 10*time.Minute, []interruption{
 		{name: "new edgecore fails after the pod is gone", at: newEdgecore, version: kubeedgeworld.LateCrashVersion,
-			do: killPod, wantVersion: fromVersion, timeout: 240},
+			do: killPod, wantVersion: fromVersion, timeout: 180},
 		{name: "link down for 90 s during the upgrade", at: keadmUpgrading, do: linkDown(90 * time.Second), wantVersion: toVersion},
 		{name: "no interruption", at: keadmUpgrading, do: func(*testing.T, context.Context, *kubeedgeworld.World, *kubeedgeworld.Node, *corev1.Pod) {},
 			wantVersion: toVersion},
