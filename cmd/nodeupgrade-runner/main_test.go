@@ -391,8 +391,11 @@ func TestRunnerUpgradeSurvivesThePod(t *testing.T) {
 			g.Expect(h.edgecoreRunning(t)).To(BeTrue())
 			h.expectClean(t, jobUID)
 
-			// The kubelet starts the containers again (Attempt 1).
+			// The kubelet starts the containers again (Attempt 1),
+			// copy-keadm first, which puts a keadm back.
+			h.installKeadm(t, jobUID)
 			again := h.runStep(t, h.options(runner.StepUpgrade), runner.StepUpgrade)
+			g.Expect(filepath.Join(h.root, runner.JobBinDir(jobUID))).NotTo(BeAnExistingFile(), "removed again")
 			g.Expect(again.code).To(Equal(runner.ExitOK), again.output)
 			g.Expect(again.report.Reason).To(ContainSubstring("upgraded edgecore from v1.20.0 to v1.21.0"))
 			g.Expect(again.output).To(ContainSubstring("already ran for this job on this node"))

@@ -81,6 +81,10 @@ type Report struct {
 	// NeedsAttention: the upgrade failed and so did the rollback, or the
 	// job's unit on the node could not be followed to an outcome.
 	NeedsAttention bool `json:"needsAttention,omitempty"`
+	// Detached: the container stopped following the job's unit before it
+	// recorded the step (ExitDetached); the report says nothing of how the
+	// step ends.
+	Detached bool `json:"detached,omitempty"`
 	// BackupVersion names keadm's backup the backup step made (the
 	// directory under /etc/kubeedge/backup), which a rollback restores.
 	BackupVersion string `json:"backupVersion,omitempty"`

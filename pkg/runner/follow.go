@@ -223,7 +223,7 @@ func (r *stepRunner) checkUnit(ctx context.Context, step Step, rep Report, seenU
 // detached is the report of a follower that stops before the unit recorded
 // step: the unit goes on by itself.
 func (r *stepRunner) detached(step Step, rep Report, why string) (Report, int) {
-	rep.Step, rep.Result = step, ResultFailed
+	rep.Step, rep.Result, rep.Detached = step, ResultFailed, true
 	rep.Reason = fmt.Sprintf("stopped following the upgrade on the node before step %s ended (%s); "+
 		"the job's unit %s goes on there and ends with edgecore on one version", step, why, UnitName(r.o.JobUID))
 	return rep, ExitDetached

@@ -80,6 +80,7 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 
 	if rec, ok := r.job.recorded(step); ok {
 		fmt.Fprintf(log, "step %s already ran for this job on this node; reporting its recorded result\n", step)
+		r.removeLeftBinaries()
 		return rec.Report, rec.ExitCode
 	}
 	if step == StepCheck {
@@ -99,6 +100,24 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 		return r.launchAndFollow(ctx, base)
 	}
 	return r.follow(ctx, StepUpgrade, base)
+}
+
+// removeLeftBinaries removes the job's binaries when its work on the node is
+// over (the upgrade recorded, the unit gone) but they are back: a kubelet
+// that runs the pod again after edgecore restarted (seen on real nodes)
+// runs copy-keadm again too, after the unit removed them.
+func (r *stepRunner) removeLeftBinaries() {
+	if _, done := r.job.recorded(StepUpgrade); !done || r.systemd.installed() {
+		return
+	}
+	if _, err := os.Lstat(r.job.binDir()); err != nil {
+		return
+	}
+	if err := r.job.removeBinaries(); err != nil {
+		fmt.Fprintf(r.log, "remove the job's binaries, back after its end: %v\n", err)
+		return
+	}
+	fmt.Fprintln(r.log, "removed the job's binaries, which a container run again had put back")
 }
 
 // budgetCtx is ctx ended when the job's budget on the node runs out.

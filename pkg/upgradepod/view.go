@@ -113,14 +113,14 @@ func observe(pod *corev1.Pod) observation {
 	for _, c := range pod.Spec.Containers {
 		t := terminated(findStatus(st.ContainerStatuses, c.Name))
 		switch {
-		case t == nil || t.ExitCode == 0:
-		case !isVerdict(c.Name, t):
+		case t == nil || ended(c.Name, t) == endedSucceeded:
+		case ended(c.Name, t) == endedLost:
 			lost = append(lost, lostFollower(c.Name, t))
 		default:
 			return failedBy(obs, c.Name, t)
 		}
 	}
-	if t := terminated(findStatus(st.ContainerStatuses, runner.ContainerUpgrade)); t != nil && t.ExitCode == 0 {
+	if t := terminated(findStatus(st.ContainerStatuses, runner.ContainerUpgrade)); t != nil && ended(runner.ContainerUpgrade, t) == endedSucceeded {
 		// The unit's verdict, whatever happened to the other containers.
 		return succeeded(obs, pod)
 	}
@@ -190,24 +190,46 @@ func observe(pod *corev1.Pod) observation {
 	return succeeded(obs, pod)
 }
 
-// isVerdict reports whether a step container's end says how its step went:
-// always for the check, which runs its step itself; for backup and upgrade,
-// which follow the job's unit on the host, only a report of the unit's
-// record does. A follower killed (an OOM, an eviction, the pod deleted) or
-// stopped before the unit recorded its step (runner.ExitDetached) says
-// nothing of the upgrade, which goes on on the node.
-func isVerdict(container string, t *corev1.ContainerStateTerminated) bool {
-	if container != runner.ContainerBackup && container != runner.ContainerUpgrade {
-		return true
+// How a step container ended, for the pod's outcome.
+const (
+	endedSucceeded = "succeeded"
+	endedFailed    = "failed"
+	// endedLost: a follower (backup, upgrade) that ended without the
+	// unit's verdict.
+	endedLost = "lost"
+)
+
+// ended says how a terminated step container ended. Its report, when it
+// left one, is the verdict whatever its exit code: a container killed just
+// after it wrote its report (seen on a real node) exits 137 with it. The
+// check runs its step itself, so its end is always a verdict; backup and
+// upgrade follow the job's unit on the host, and a follower killed (an OOM,
+// an eviction, the pod deleted) or stopped before the unit recorded its
+// step (runner.ExitDetached) says nothing of the upgrade, which goes on on
+// the node.
+func ended(container string, t *corev1.ContainerStateTerminated) string {
+	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade
+	if rep, err := runner.ParseReport(t.Message); err == nil {
+		switch {
+		case rep.Result == runner.ResultSucceeded || rep.Result == runner.ResultSkipped:
+			return endedSucceeded
+		case rep.Detached && follower:
+			return endedLost
+		}
+		return endedFailed
 	}
-	if t.ExitCode == runner.ExitDetached {
-		return false
+	switch {
+	case t.ExitCode == 0:
+		return endedSucceeded
+	case !follower:
+		return endedFailed
+	case t.ExitCode == runner.ExitDetached:
+		return endedLost
+	case runner.ExitMeaning(int(t.ExitCode)) != "":
+		// A runner exit code stands for its verdict when the report was lost.
+		return endedFailed
 	}
-	if _, err := runner.ParseReport(t.Message); err == nil {
-		return true
-	}
-	// A runner exit code stands for its verdict when the report was lost.
-	return runner.ExitMeaning(int(t.ExitCode)) != ""
+	return endedLost
 }
 
 // lostFollower describes a follower that ended without a verdict.
