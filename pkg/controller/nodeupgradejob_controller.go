@@ -119,15 +119,15 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 
 	r.recordEvents(job, plan.Events)
 	r.Metrics.observePlan(job, in, plan)
-	more, err := r.applyPodActions(ctx, job, pods, plan, installImage)
+	soon, err := r.applyPodActions(ctx, job, pods, plan, installImage)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if plan.Finished {
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
 	}
-	if more {
-		return ctrl.Result{RequeueAfter: 10 * time.Millisecond}, nil
+	if soon > 0 && (plan.RequeueAfter == 0 || soon < plan.RequeueAfter) {
+		return ctrl.Result{RequeueAfter: soon}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }
@@ -171,7 +171,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 // outcome the stored status already records are still released and
 // deleted; nothing new starts, because nothing is committed. The error goes
 // back to the work queue, which retries with backoff.
-func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, writeErr error) error {
+func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.NodeUpgradeJob, pods observedPods, plan rollout.Plan, writeErr error) error {
 	log := klog.FromContext(ctx)
 	message := rollout.Truncate(writeErr.Error(), maxConditionMessage)
 	reason := string(apierrors.ReasonForError(writeErr))
@@ -198,7 +198,7 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 		log.Error(err, "Recording a failed status write on the job")
 	}
 
-	cleanup := rollout.Cleanup(stored.Status, podViews(pods))
+	cleanup := rollout.Cleanup(stored.Status, podViews(pods.own))
 	if _, err := r.applyPodActions(ctx, stored, pods, cleanup, ""); err != nil {
 		log.Error(err, "Cleaning up pods after a failed status write")
 	}
