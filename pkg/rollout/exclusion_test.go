@@ -14,15 +14,15 @@ import (
 // exclusion (one pod name per node, upgradepod.PodName); these rules make a
 // job that lost the race wait, rather than fail.
 
-// withNode returns nodes with name's view changed by change.
-func withNode(nodes map[string]NodeView, name string, change func(*NodeView)) map[string]NodeView {
+// withNode00 returns nodes with node-00's view changed by change.
+func withNode00(nodes map[string]NodeView, change func(*NodeView)) map[string]NodeView {
 	out := make(map[string]NodeView, len(nodes))
 	for k, v := range nodes {
 		out[k] = v
 	}
-	v := out[name]
+	v := out["node-00"]
 	change(&v)
-	out[name] = v
+	out["node-00"] = v
 	return out
 }
 
@@ -66,7 +66,7 @@ func TestRefusedDispatchWaitsAsBusy(t *testing.T) {
 			p := start(c, names(2), nodes)
 			g.Expect(dispatched(p)).To(Equal([]string{"node-00"}))
 			now := t0.Add(tt.at)
-			p2 := step(p, c, withNode(nodes, "node-00", tt.node), tt.pods, now)
+			p2 := step(p, c, withNode00(nodes, tt.node), tt.pods, now)
 			e := entry(p2, "node-00")
 			g.Expect(e.State).To(Equal(tt.wantState))
 			g.Expect(e.Reason).To(Equal(tt.wantReason))
@@ -89,7 +89,7 @@ func TestRefusedDispatchThenItsTurnAgain(t *testing.T) {
 	c := cfg(1, "1")
 	nodes := fleet(1)
 	p := start(c, names(1), nodes)
-	busy := withNode(nodes, "node-00", busyWith("other"))
+	busy := withNode00(nodes, busyWith("other"))
 	p = step(p, c, busy, nil, t0.Add(time.Second))
 	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateNone))
 
@@ -108,7 +108,7 @@ func TestRefusedDispatchThenItsTurnAgain(t *testing.T) {
 func TestKeptPodOfAnotherJobIsReplaced(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(1, "1")
-	nodes := withNode(fleet(1), "node-00", func(v *NodeView) { v.KeptPodOf = "older" })
+	nodes := withNode00(fleet(1), func(v *NodeView) { v.KeptPodOf = "older" })
 	p := start(c, names(1), nodes)
 	g.Expect(p.Dispatch).To(Equal([]Dispatch{{Node: "node-00", FromVersion: "v1.20.0", Deadline: t0.Add(300 * time.Second), Replaces: "older"}}))
 
@@ -117,7 +117,7 @@ func TestKeptPodOfAnotherJobIsReplaced(t *testing.T) {
 		"asked for again, with the kept pod still in the way")
 
 	// A pod that still holds the node is waited for, never deleted.
-	both := withNode(nodes, "node-00", busyWith("newer"))
+	both := withNode00(nodes, busyWith("newer"))
 	p3 := start(c, names(1), both)
 	g.Expect(p3.Dispatch).To(BeEmpty())
 	g.Expect(entry(p3, "node-00").Reason).To(Equal("waiting: another upgrade is running on this node (job newer)"))
@@ -153,10 +153,10 @@ func TestTwoTargetsOnOneNodeEndAtTheHigher(t *testing.T) {
 			// Both jobs dispatched from the same stale view; the waiting one
 			// lost the create.
 			p := start(tt.waiting, names(1), nodes)
-			p = step(p, tt.waiting, withNode(nodes, "node-00", busyWith("other")), nil, t0.Add(time.Second))
+			p = step(p, tt.waiting, withNode00(nodes, busyWith("other")), nil, t0.Add(time.Second))
 			g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateNone))
 			// The other upgrade ends; its pod is kept (terminated, released).
-			nodes["node-00"] = withNode(nodes, "node-00", func(v *NodeView) { v.Version, v.KeptPodOf = tt.done, "other" })["node-00"]
+			nodes["node-00"] = withNode00(nodes, func(v *NodeView) { v.Version, v.KeptPodOf = tt.done, "other" })["node-00"]
 			p = step(p, tt.waiting, nodes, nil, t0.Add(time.Minute))
 			e := entry(p, "node-00")
 			g.Expect(e.State).To(Equal(tt.wantState))

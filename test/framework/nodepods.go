@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/onsi/ginkgo/v2"
-	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -38,16 +36,18 @@ type NodePodWatcher struct {
 }
 
 // WatchNodePods starts watching the upgrade pods in namespace on nodes,
-// before the jobs that create them exist. It stops at the spec's cleanup.
-func WatchNodePods(ctx context.Context, cs kubernetes.Interface, namespace string, nodes []string) *NodePodWatcher {
-	ginkgo.GinkgoHelper()
+// before the jobs that create them exist. Stop ends it. It needs no Ginkgo:
+// the real-KubeEdge tests use it too.
+func WatchNodePods(ctx context.Context, cs kubernetes.Interface, namespace string, nodes []string) (*NodePodWatcher, error) {
 	w := &NodePodWatcher{nodes: map[string]bool{}, present: map[string]map[types.UID]string{}, peak: map[string]int{},
 		order: map[string][]string{}, done: make(chan struct{})}
 	for _, n := range nodes {
 		w.nodes[n] = true
 	}
 	list, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelNode})
-	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	if err != nil {
+		return nil, fmt.Errorf("list upgrade pods: %w", err)
+	}
 	for i := range list.Items {
 		w.observe(watch.Added, &list.Items[i])
 	}
@@ -58,7 +58,10 @@ func WatchNodePods(ctx context.Context, cs kubernetes.Interface, namespace strin
 			return cs.CoreV1().Pods(namespace).Watch(ctx, opts)
 		},
 	})
-	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	if err != nil {
+		w.cancel()
+		return nil, fmt.Errorf("watch upgrade pods: %w", err)
+	}
 	go func() {
 		defer close(w.done)
 		defer rw.Stop()
@@ -82,8 +85,7 @@ func WatchNodePods(ctx context.Context, cs kubernetes.Interface, namespace strin
 			}
 		}
 	}()
-	ginkgo.DeferCleanup(w.Stop)
-	return w
+	return w, nil
 }
 
 func (w *NodePodWatcher) observe(t watch.EventType, pod *corev1.Pod) {
@@ -119,14 +121,14 @@ func (w *NodePodWatcher) observe(t watch.EventType, pod *corev1.Pod) {
 	}
 }
 
-// Stop ends the watch and fails the spec if it failed.
-func (w *NodePodWatcher) Stop() {
-	ginkgo.GinkgoHelper()
+// Stop ends the watch, and says whether it failed. It may be called more
+// than once.
+func (w *NodePodWatcher) Stop() error {
 	w.cancel()
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	gomega.Expect(w.err).NotTo(gomega.HaveOccurred())
+	return w.err
 }
 
 // Overlaps lists every instant a node had more than one upgrade pod.

@@ -31,7 +31,9 @@ var _ = Describe("Two jobs created at once", func() {
 			specs := framework.Fleet(prefix, 3)
 			createFleet(specs)
 			nodes := framework.NodeNames(specs)
-			watcher := framework.WatchNodePods(suiteCtx, clientset, podNamespace, nodes)
+			watcher, err := framework.WatchNodePods(suiteCtx, clientset, podNamespace, nodes)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(watcher.Stop)
 			jobs := map[string]*v1alpha1.NodeUpgradeJob{}
 			for _, version := range []string{low, high} {
 				jobs[version] = framework.NewJob(fmt.Sprintf("%s-%s", prefix, version[1:5]), func(s *v1alpha1.NodeUpgradeJobSpec) {
@@ -79,7 +81,7 @@ var _ = Describe("Two jobs created at once", func() {
 				}
 				GinkgoWriter.Printf("round %d: node %s: pods of %v\n", round, node, watcher.Order(node))
 			}
-			watcher.Stop()
+			Expect(watcher.Stop()).To(Succeed(), "the pod watch must not have failed")
 		}
 	})
 
