@@ -148,7 +148,7 @@ func (r *Reconciler) alreadyExists(ctx context.Context, job *v1alpha1.NodeUpgrad
 	}
 	klog.FromContext(ctx).Info("Node busy: another job's upgrade pod holds it", "node", node,
 		"pod", klog.KObj(pod), "otherJob", other, "podUID", pod.UID, "phase", state)
-	r.recordEvents(job, []rollout.Event{{Reason: rollout.ReasonNodeDeferred, Node: node,
+	r.recordEvents(job, []rollout.Event{{Reason: "NodeBusy", Node: node,
 		Message: fmt.Sprintf("Node %s is busy: job %s's upgrade pod %s (%s) is on it; the node waits for it", node, other, name, state)}})
 	return true, nil
 }
