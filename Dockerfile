@@ -7,13 +7,19 @@
 # The controller passes its own image as --runner-image (config/manager), so
 # the controller and the runner it schedules are always the same build.
 #
-#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/nodeupgrade/nodeupgrade:v0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=v0.1.0 -t ghcr.io/nodeupgrade/nodeupgrade:v0.1.0 .
+#
+# VERSION is linked into the controller (pkg/manager.Version), whose
+# --runner-image then defaults to ghcr.io/nodeupgrade/nodeupgrade:$VERSION:
+# build with the tag you push. Its default is the tag config/manager deploys
+# (test/projectimage checks the two agree).
 
 # Build on the build machine's platform and cross-compile: both binaries are
 # pure Go (CGO_ENABLED=0), static, so no emulation is needed.
 FROM --platform=$BUILDPLATFORM golang:1.26 AS builder
 ARG TARGETOS=linux
 ARG TARGETARCH
+ARG VERSION=v0.1.0
 WORKDIR /src
 # Dependencies first, so source edits reuse the module download layer.
 COPY go.mod go.sum ./
@@ -24,7 +30,7 @@ COPY pkg/ pkg/
 ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-controller ./cmd/nodeupgrade-controller && \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w -X github.com/nodeupgrade/nodeupgrade/pkg/manager.Version=${VERSION}" -o /out/nodeupgrade-controller ./cmd/nodeupgrade-controller && \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/nodeupgrade-runner ./cmd/nodeupgrade-runner
 
 # The runner needs nsenter to enter the host's namespaces and run keadm

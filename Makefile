@@ -29,9 +29,16 @@ help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 ##@ Build
+# The release tag config/manager deploys, linked into the controller
+# (pkg/manager.Version): its runner image defaults to its own image,
+# ghcr.io/nodeupgrade/nodeupgrade:$(VERSION). The Dockerfile and `make image`
+# (test/projectimage) link the same.
+VERSION ?= $(shell sed -n 's/^  newTag: *//p' config/manager/kustomization.yaml)
+LDFLAGS := -X github.com/nodeupgrade/nodeupgrade/pkg/manager.Version=$(VERSION)
+
 .PHONY: build
 build: ## Build the controller, the runner and the kubectl plugin (bin/kubectl-nodeupgrade: put it on PATH) into bin/
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nodeupgrade-controller ./cmd/nodeupgrade-controller
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nodeupgrade-runner ./cmd/nodeupgrade-runner
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-nodeupgrade ./cmd/kubectl-nodeupgrade
 
@@ -83,9 +90,10 @@ test: tools ## Run every test: unit, envtest integration and kubectl end-to-end
 # (golang/go#75804, fixed in Go 1.27); a count never hits that path.
 FUZZ_TIME ?= 300000x
 .PHONY: fuzz
-fuzz: ## Fuzz the version and image validation briefly (FUZZ_TIME=300000x executions each, ~10s)
+fuzz: ## Fuzz the version and image validation and the node-text cleaning briefly (FUZZ_TIME=300000x executions each, ~10s)
 	go test -run='^$$' -fuzz='^FuzzNormalize$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
 	go test -run='^$$' -fuzz='^FuzzValidateVersion$$' -fuzztime=$(FUZZ_TIME) ./pkg/imageref
+	go test -run='^$$' -fuzz='^FuzzClean$$' -fuzztime=$(FUZZ_TIME) ./pkg/nodetext
 
 .PHONY: test-e2e
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test (GO_TEST_ARGS=-ginkgo.focus=...)

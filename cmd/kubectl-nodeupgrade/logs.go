@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
@@ -86,7 +89,8 @@ func noPodWhy(e *v1alpha1.TaskStatus) string {
 }
 
 // writeLogs prints every container's log, init containers first, each
-// under a header. A container whose log cannot be read (not started yet, or
+// under a header, line by line through nodetext.Clean: the node writes the
+// logs, and no escape sequence of theirs reaches the terminal. A container whose log cannot be read (not started yet, or
 // its node unreachable) gets the reason in place of its log, and the others
 // are still printed; the error then says how many could not be read.
 func writeLogs(ctx context.Context, w io.Writer, pod *corev1.Pod, open logSource) error {
@@ -122,6 +126,17 @@ func copyLog(ctx context.Context, w io.Writer, container string, open logSource)
 		return err
 	}
 	defer func() { _ = r.Close() }()
-	_, err = io.Copy(w, r)
-	return err
+	lines := bufio.NewReader(r)
+	for {
+		line, err := lines.ReadString('\n')
+		if _, werr := io.WriteString(w, nodetext.Clean(line)); werr != nil {
+			return werr
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

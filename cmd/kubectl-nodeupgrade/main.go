@@ -22,6 +22,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 )
 
 // defaultNamespace is the controller's default --namespace, where the
@@ -49,8 +50,9 @@ func main() {
 	err := newRootCommand(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		// One line, so a script's log shows the whole refusal.
-		fmt.Fprintln(os.Stderr, "error: "+strings.ReplaceAll(err.Error(), "\n", " "))
+		// One line, so a script's log shows the whole refusal; cleaned, as
+		// an error may quote a node's text.
+		fmt.Fprintln(os.Stderr, "error: "+nodetext.Clean(strings.ReplaceAll(err.Error(), "\n", " ")))
 		os.Exit(1)
 	}
 }

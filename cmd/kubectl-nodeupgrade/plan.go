@@ -19,6 +19,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
@@ -293,7 +294,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %s selected by %s\n", r.Job, r.TargetVersion, plural(len(r.Nodes), "node"), r.SelectedBy)
 	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
 	if r.Refusal != "" {
-		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", r.Refusal)
+		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", nodetext.Clean(r.Refusal))
 	}
 	if r.Suspended {
 		fmt.Fprintf(w, "\nspec.suspend is true: nothing is dispatched until `kubectl nodeupgrade resume %s`; the waves below follow the resume\n", r.Job)
@@ -301,7 +302,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	if len(r.Nodes) > 0 {
 		rows := make([][]string, 0, len(r.Nodes))
 		for _, n := range r.Nodes {
-			rows = append(rows, []string{n.Name, orDash(n.Version), n.Action, waveText(n.Wave), n.Reason})
+			rows = append(rows, []string{n.Name, orDash(n.Version), n.Action, waveText(n.Wave), nodetext.Clean(n.Reason)})
 		}
 		writeTable(w, []string{"NODE", "VERSION", "ACTION", "WAVE", "REASON"}, rows)
 	}
@@ -318,7 +319,7 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	}
 	fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
 	for _, warning := range slices.Sorted(slices.Values(r.Warnings)) {
-		fmt.Fprintf(w, "Warning: %s\n", warning)
+		fmt.Fprintf(w, "Warning: %s\n", nodetext.Clean(warning))
 	}
 	return nil
 }

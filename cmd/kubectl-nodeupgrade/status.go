@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 )
 
@@ -111,7 +112,9 @@ func (a *app) followEvents(ctx context.Context, w watch.Interface, job *v1alpha1
 	return job, nil
 }
 
-// writeStatus renders a job's progress as of now.
+// writeStatus renders a job's progress as of now. Reasons and events carry
+// text from the nodes: they are printed through nodetext.Clean, so no
+// escape sequence reaches the terminal.
 func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	st := &job.Status
 	c := st.Counts
@@ -122,7 +125,7 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	cfg, _ := rollout.ConfigFromSpec(&job.Spec)
 	fmt.Fprintf(w, "NodeUpgradeJob %s: %s, to %s (concurrency %d, timeout %s per node)\n", job.Name, state, job.Spec.Version, cfg.Concurrency, cfg.Timeout)
 	if st.Reason != "" {
-		fmt.Fprintf(w, "%s\n", st.Reason)
+		fmt.Fprintf(w, "%s\n", nodetext.Clean(st.Reason))
 	}
 	paused := job.Spec.Suspend && !rollout.JobFinal(st.State)
 	if paused {
@@ -150,7 +153,7 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	if len(failed) > 0 {
 		rows := make([][]string, 0, len(failed))
 		for _, e := range failed {
-			rows = append(rows, []string{e.NodeName, orDash(e.Event), e.Reason})
+			rows = append(rows, []string{e.NodeName, orDash(nodetext.Clean(e.Event)), nodetext.Clean(e.Reason)})
 		}
 		writeTable(w, []string{"FAILED", "EVENT", "REASON"}, rows)
 	}
@@ -162,14 +165,14 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 				age = now.Sub(t).Round(time.Second).String()
 				deadline = deadlineText(cfg.Deadline(t), now)
 			}
-			rows = append(rows, []string{e.NodeName, e.State, age, deadline})
+			rows = append(rows, []string{e.NodeName, nodetext.Clean(e.State), age, deadline})
 		}
 		writeTable(w, []string{"IN FLIGHT", "STATE", "AGE", "DEADLINE"}, rows)
 	}
 	if len(waiting) > 0 {
 		rows := make([][]string, 0, len(waiting))
 		for _, e := range waiting {
-			rows = append(rows, []string{e.NodeName, e.Reason})
+			rows = append(rows, []string{e.NodeName, nodetext.Clean(e.Reason)})
 		}
 		writeTable(w, []string{"WAITING", "REASON"}, rows)
 	}

@@ -30,9 +30,17 @@ func main() {
 		log.Error(err, "Building the manager")
 		os.Exit(1)
 	}
-	log.Info("Starting nodeupgrade-controller", "namespace", cfg.Controller.Namespace, "leaderElect", cfg.LeaderElect)
+	log.Info("Starting nodeupgrade-controller", "version", orUnset(manager.Version), "namespace", cfg.Controller.Namespace,
+		"runnerImage", cfg.Controller.RunnerImage, "leaderElect", cfg.LeaderElect)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+func orUnset(v string) string {
+	if v == "" {
+		return "(not set at build time)"
+	}
+	return v
 }

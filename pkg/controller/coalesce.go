@@ -13,12 +13,12 @@ import (
 // untilNextWrite says how long a status write must wait to keep
 // StatusWriteInterval. The first write and a job's final write never wait.
 func (r *Reconciler) untilNextWrite(job string, plan rollout.Plan) time.Duration {
-	if r.Options.StatusWriteInterval <= 0 || plan.Finished {
+	if r.opts.StatusWriteInterval <= 0 || plan.Finished {
 		return 0
 	}
 	last, ok := r.lastWrite.Load(job)
 	if !ok {
 		return 0
 	}
-	return last.(time.Time).Add(r.Options.StatusWriteInterval).Sub(r.Clock.Now())
+	return last.(time.Time).Add(r.opts.StatusWriteInterval).Sub(r.clock.Now())
 }

@@ -28,7 +28,7 @@ func TestUntilNextWrite(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
-			r := &Reconciler{Clock: clocktesting.NewFakePassiveClock(now), Options: Options{StatusWriteInterval: c.interval}}
+			r := &Reconciler{clock: clocktesting.NewFakePassiveClock(now), opts: Options{StatusWriteInterval: c.interval}}
 			if c.lastWrite > 0 {
 				r.lastWrite.Store("job", now.Add(-c.lastWrite))
 			}

@@ -30,7 +30,7 @@ type observedPods struct {
 // readInput gathers the planner's input from the cache: the job's config, its
 // selection (only while status has none), its nodes and its pods.
 func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, observedPods, string, error) {
-	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.Clock.Now()}
+	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.clock.Now()}
 	cfg, err := rollout.ConfigFromSpec(&job.Spec)
 	if err != nil {
 		// Only an object stored before validation could get here; refuse it
@@ -43,21 +43,21 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	if cfg.Refusal == "" {
 		cfg.Refusal = refusal
 	}
-	cfg.EdgeNodeLabel = r.Options.EdgeNodeLabel
+	cfg.EdgeNodeLabel = r.opts.EdgeNodeLabel
 	in.Config = cfg
 
 	nodes := &corev1.NodeList{}
 	// The nodes are only read; skipping the deep copy keeps a reconcile of a
 	// 10,000-node job cheap.
-	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return in, observedPods{}, "", fmt.Errorf("listing nodes: %w", err)
 	}
-	if err := rollout.ObserveNodes(&in, job, nodes.Items, r.Options.EdgeNodeLabel); err != nil {
+	if err := rollout.ObserveNodes(&in, job, nodes.Items, r.opts.EdgeNodeLabel); err != nil {
 		in.Config.Refusal = err.Error()
 	}
 
 	var pods observedPods
-	if pods.own, err = r.listPods(ctx, r.Client, job); err != nil {
+	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
 		return in, pods, "", err
 	}
 	in.Pods = podViews(pods.own)
@@ -92,8 +92,8 @@ func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
 	if err != nil {
 		return "", fmt.Sprintf("spec.image: %v", err)
 	}
-	if !imageref.RepositoryAllowed(repo, r.Options.AllowedImageRepositories) {
-		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, r.Options.AllowedImageRepositories)
+	if !imageref.RepositoryAllowed(repo, r.opts.AllowedImageRepositories) {
+		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, r.opts.AllowedImageRepositories)
 	}
 	return image, ""
 }
@@ -104,7 +104,7 @@ func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
 // node, is never taken for this job's.
 func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
 	list := &corev1.PodList{}
-	if err := reader.List(ctx, list, client.InNamespace(r.Options.Namespace),
+	if err := reader.List(ctx, list, client.InNamespace(r.opts.Namespace),
 		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
 		return nil, fmt.Errorf("listing upgrade pods: %w", err)
 	}
@@ -133,7 +133,7 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 		return nil, nil
 	}
 	list := &corev1.PodList{}
-	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.Namespace), client.HasLabels{v1alpha1.LabelNode},
+	if err := r.client.List(ctx, list, client.InNamespace(r.opts.Namespace), client.HasLabels{v1alpha1.LabelNode},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing upgrade pods of other jobs: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestCheckImage(t *testing.T) {
-	r := &Reconciler{Options: Options{AllowedImageRepositories: []string{"docker.io/kubeedge/installation-package", "registry.example.com/kubeedge/"}}}
+	r := &Reconciler{opts: Options{AllowedImageRepositories: []string{"docker.io/kubeedge/installation-package", "registry.example.com/kubeedge/"}}}
 	for _, tc := range []struct {
 		image, version string
 		wantImage      string
@@ -48,7 +48,7 @@ func TestCheckImage(t *testing.T) {
 func TestRecordEventsAtScale(t *testing.T) {
 	record := func(nodes int, evs []rollout.Event) []string {
 		rec := events.NewFakeRecorder(100)
-		r := &Reconciler{Recorder: rec}
+		r := &Reconciler{recorder: rec}
 		job := &v1alpha1.NodeUpgradeJob{ObjectMeta: metav1.ObjectMeta{Name: "job"}}
 		job.Status.NodeStatus = make([]v1alpha1.TaskStatus, nodes)
 		r.recordEvents(job, evs)

@@ -74,8 +74,8 @@ func (r *Reconciler) standBack(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		return ctrl.Result{}, nil
 	}
 	log.Info("Leaving the job alone", "reason", reason, "message", message)
-	if r.Recorder != nil {
-		r.Recorder.Eventf(job, nil, corev1.EventTypeWarning, reason, "NotHandled", "%s", message)
+	if r.recorder != nil {
+		r.recorder.Eventf(job, nil, corev1.EventTypeWarning, reason, "NotHandled", "%s", message)
 	}
 	cond := apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionNotHandled)
 	if cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == reason && cond.Message == message {
@@ -88,7 +88,7 @@ func (r *Reconciler) standBack(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		Type: v1alpha1.ConditionNotHandled, Status: metav1.ConditionTrue, Reason: reason, Message: message,
 		ObservedGeneration: job.Generation,
 	})
-	if err := r.Client.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil {
+	if err := r.client.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil {
 		r.notHandled.Delete(key)
 		return requeueOnConflict(err, "writing the NotHandled condition")
 	}

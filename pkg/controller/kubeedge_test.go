@@ -1,22 +1,12 @@
 package controller
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
@@ -76,32 +66,22 @@ func TestHandledElsewhere(t *testing.T) {
 // A job kubeedge-controller-manager holds gets one NotHandled condition and
 // one Warning event, and nothing else: no finalizer of ours, no pod.
 func TestReconcileStandsBackFromKubeEdge(t *testing.T) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
 	job := &v1alpha1.NodeUpgradeJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubeedge-job", UID: "uid-1", Finalizers: []string{v1alpha1.FinalizerKubeEdgeController}},
 		Spec:       v1alpha1.NodeUpgradeJobSpec{NodeNames: []string{"edge-1"}, Version: "v1.22.0"},
 		Status:     v1alpha1.NodeUpgradeJobStatus{Phase: "InProgress"},
 	}
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(job).WithStatusSubresource(job).Build()
-	rec := events.NewFakeRecorder(10)
-	r := &Reconciler{Client: c, APIReader: c, Recorder: rec, Clock: clocktesting.NewFakePassiveClock(time.Now()), Metrics: NewMetrics()}
-	req := ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}}
+	h := newHarness(t, job, edgeNodes("edge-1"), nil)
+	var did []string
 	for range 3 {
-		if _, err := r.Reconcile(context.Background(), req); err != nil {
-			t.Fatal(err)
-		}
+		h.mustReconcile()
+		did = append(did, h.did()...)
+	}
+	if !slices.Equal(did, []string{"patch status NodeUpgradeJob"}) {
+		t.Errorf("writes = %q, want the condition's alone, once", did)
 	}
 
-	got := &v1alpha1.NodeUpgradeJob{}
-	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
-		t.Fatal(err)
-	}
+	got := h.stored()
 	if !slices.Equal(got.Finalizers, []string{v1alpha1.FinalizerKubeEdgeController}) {
 		t.Errorf("finalizers = %v, want KubeEdge's alone", got.Finalizers)
 	}
@@ -113,14 +93,13 @@ func TestReconcileStandsBackFromKubeEdge(t *testing.T) {
 	if got.Status.Phase != "InProgress" || got.Status.State != "" || len(got.Status.NodeStatus) != 0 {
 		t.Errorf("status beyond the condition changed: %+v", got.Status)
 	}
-	pods := &corev1.PodList{}
-	if err := c.List(context.Background(), pods); err != nil || len(pods.Items) != 0 {
-		t.Errorf("pods = %v (%v), want none", len(pods.Items), err)
+	if pods := h.pods(); len(pods) != 0 {
+		t.Errorf("pods = %v, want none", len(pods))
 	}
-	if n := len(rec.Events); n != 1 {
+	if n := len(h.events.Events); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
-	if e := <-rec.Events; !strings.HasPrefix(e, "Warning KubeEdgeControllerManager") || !strings.Contains(e, "disableNodeTaskV1alpha2") {
+	if e := <-h.events.Events; !strings.HasPrefix(e, "Warning KubeEdgeControllerManager") || !strings.Contains(e, "disableNodeTaskV1alpha2") {
 		t.Errorf("event %q", e)
 	}
 }

@@ -39,7 +39,7 @@ func NewMetrics() *Metrics {
 	metricsOnce.Do(func() {
 		m := &Metrics{
 			jobNodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "nodeupgrade_job_nodes", Help: "Nodes of each unfinished NodeUpgradeJob by state (pending, in_flight, succeeded, failed, not_attempted).",
+				Name: "nodeupgrade_job_nodes", Help: "Nodes of each unfinished NodeUpgradeJob by state (pending, in_flight, succeeded, failed, not_attempted, skipped).",
 			}, []string{"job", "state"}),
 			nodeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name: "nodeupgrade_node_upgrade_duration_seconds", Help: "Time from a node's dispatch to its final result.",
@@ -52,7 +52,7 @@ func NewMetrics() *Metrics {
 				Name: "nodeupgrade_node_dispatches_total", Help: "Upgrade pods created.",
 			}),
 			nodeResults: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "nodeupgrade_node_results_total", Help: "Nodes that reached a final result: Success, Failure, TimeOut or NotAttempted.",
+				Name: "nodeupgrade_node_results_total", Help: "Nodes that reached a final result: Success, Failure, TimeOut, NotAttempted or Skipped (not an edge node, or no such node).",
 			}, []string{"result"}),
 			toleranceWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 				Name: "nodeupgrade_job_tolerance_wait_seconds", Help: "How long a job stopped by failureTolerate waited for its in-flight nodes before it ended.",

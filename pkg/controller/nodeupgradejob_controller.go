@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
@@ -25,15 +27,15 @@ import (
 
 // Reconciler drives NodeUpgradeJobs. It keeps no state a restart would lose:
 // every decision is recorded in the job's status or in a pod before it matters.
+// Build it with NewReconciler: its fields are unexported so that options
+// cannot skip Options.Validate, and a zero Reconciler refuses to reconcile.
 type Reconciler struct {
-	Client client.Client
-	// APIReader reads around the cache, to confirm the cached job is current
-	// before creating pods from a plan that wrote no status.
-	APIReader client.Reader
-	Recorder  events.EventRecorder
-	Clock     clock.PassiveClock
-	Options   Options
-	Metrics   *Metrics
+	client    client.Client
+	apiReader client.Reader
+	recorder  events.EventRecorder
+	clock     clock.PassiveClock
+	opts      Options
+	metrics   *Metrics
 
 	// lastWrite remembers when each job's status was last written, to
 	// coalesce writes (Options.StatusWriteInterval). Losing it on a restart
@@ -45,6 +47,43 @@ type Reconciler struct {
 	notHandled sync.Map
 }
 
+// Deps are what a Reconciler reads and writes through.
+type Deps struct {
+	// Client is the manager's client: reads from the informer cache,
+	// writes to the API server. Required.
+	Client client.Client
+	// APIReader reads around the cache, to confirm the cached job is
+	// current before creating pods from a plan that wrote no status, and to
+	// list a deleted job's pods. Required.
+	APIReader client.Reader
+	// Recorder records Events on jobs; nil records none.
+	Recorder events.EventRecorder
+	// Clock is the controller's clock; nil is the real one.
+	Clock clock.PassiveClock
+	// Metrics are recorded into; nil records none.
+	Metrics *Metrics
+}
+
+// NewReconciler returns a Reconciler working through deps with opts, once
+// opts pass Options.Validate.
+func NewReconciler(deps Deps, opts Options) (*Reconciler, error) {
+	if deps.Client == nil || deps.APIReader == nil {
+		return nil, errors.New("controller: NewReconciler needs a Client and an APIReader")
+	}
+	opts, err := opts.Validate()
+	if err != nil {
+		return nil, err
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.RealClock{}
+	}
+	return &Reconciler{client: deps.Client, apiReader: deps.APIReader, recorder: deps.Recorder,
+		clock: deps.Clock, opts: opts, metrics: deps.Metrics}, nil
+}
+
+// errNotBuilt is what a Reconciler not made by NewReconciler returns.
+var errNotBuilt = reconcile.TerminalError(errors.New("controller: Reconciler used without NewReconciler"))
+
 // Jobs and their status are only ever patched (finalizer, status), never
 // updated. Update on finalizers is what the API server asks of a pod
 // creator that sets blockOwnerDeletion on its owner reference to the job.
@@ -55,8 +94,11 @@ type Reconciler struct {
 
 // Reconcile moves one job forward.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if r.client == nil {
+		return ctrl.Result{}, errNotBuilt
+	}
 	job := &v1alpha1.NodeUpgradeJob{}
-	if err := r.Client.Get(ctx, req.NamespacedName, job); err != nil {
+	if err := r.client.Get(ctx, req.NamespacedName, job); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	log := klog.FromContext(ctx).WithValues("nodeupgradejob", klog.KObj(job))
@@ -71,7 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		base := job.DeepCopy()
 		controllerutil.AddFinalizer(job, v1alpha1.FinalizerJobCleanup)
-		if err := r.Client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return requeueOnConflict(err, "adding the cleanup finalizer")
 		}
 	}
@@ -96,29 +138,29 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		// from a stale cache fails here, before any pod is touched.
 		base := job.DeepCopy()
 		job.Status = plan.Status
-		if err := r.Client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsConflict(err) {
 				return requeueOnConflict(err, "writing status")
 			}
 			return ctrl.Result{}, r.statusWriteFailed(ctx, base, pods, plan, err)
 		}
-		r.lastWrite.Store(job.Name, r.Clock.Now())
-		r.Metrics.observeStatusWrite(job)
+		r.lastWrite.Store(job.Name, r.clock.Now())
+		r.metrics.observeStatusWrite(job)
 	} else if len(plan.Dispatch) > 0 {
 		// No write to carry the precondition, yet pods are to be created: make
 		// sure the cached status is the latest before trusting it.
 		fresh := &v1alpha1.NodeUpgradeJob{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), fresh); err != nil {
+		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(job), fresh); err != nil {
 			return ctrl.Result{}, fmt.Errorf("reading the job around the cache: %w", err)
 		}
 		if fresh.ResourceVersion != job.ResourceVersion {
 			log.V(4).Info("Cached job is stale, planning again", "cached", job.ResourceVersion, "live", fresh.ResourceVersion)
-			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+			return ctrl.Result{RequeueAfter: staleCacheRetry}, nil
 		}
 	}
 
 	r.recordEvents(job, plan.Events)
-	r.Metrics.observePlan(job, in, plan)
+	r.metrics.observePlan(job, in, plan)
 	soon, err := r.applyPodActions(ctx, job, pods, plan, installImage)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -144,7 +186,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		return nil
 	}
-	pods, err := r.listPods(ctx, r.APIReader, job)
+	pods, err := r.listPods(ctx, r.apiReader, job)
 	if err != nil {
 		return err
 	}
@@ -159,7 +201,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 	klog.FromContext(ctx).Info("Job deleted, upgrade pods cancelled", "pods", len(pods))
 	base := job.DeepCopy()
 	controllerutil.RemoveFinalizer(job, v1alpha1.FinalizerJobCleanup)
-	if err := r.Client.Patch(ctx, job, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.client.Patch(ctx, job, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing the cleanup finalizer: %w", err)
 	}
 	return nil
@@ -178,7 +220,7 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 	if reason == "" {
 		reason = "Unknown"
 	}
-	r.Metrics.statusWriteFailed(stored, reason, plan.Status)
+	r.metrics.statusWriteFailed(stored, reason, plan.Status)
 
 	job := stored.DeepCopy()
 	cond := meta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)
@@ -192,9 +234,9 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 	base := job.DeepCopy()
 	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionStatusWriteFailed, Status: metav1.ConditionTrue, Reason: reason,
-		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(r.Clock.Now()),
+		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(r.clock.Now()),
 	})
-	if err := r.Client.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil {
+	if err := r.client.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil {
 		log.Error(err, "Recording a failed status write on the job")
 	}
 
@@ -204,6 +246,25 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 	}
 	return fmt.Errorf("writing status: %w", writeErr)
 }
+
+// Requeues that are not backoffs: each retries something expected to clear
+// at once, so the work queue's exponential backoff (from 5 ms, doubling)
+// would only add delay or, for a conflict, noise in the error log.
+const (
+	// staleCacheRetry: the cached job is older than the API server's; the
+	// informer is about to deliver the newer one.
+	staleCacheRetry = 100 * time.Millisecond
+	// cleanupContinue: this reconcile's cleanup budget ran out; the rest
+	// follows straight away, after the queue lets other jobs in.
+	cleanupContinue = 10 * time.Millisecond
+	// refusedCreateRecheck: the API server refused a pod because another
+	// job's pod has the node's pod name; by then the cache shows that pod,
+	// and the node goes back to waiting.
+	refusedCreateRecheck = 200 * time.Millisecond
+	// conflictRetry: a write lost an optimistic-lock race; plan again from
+	// the newer object.
+	conflictRetry = 50 * time.Millisecond
+)
 
 // maxConditionMessage bounds a condition's message (the API allows 32768).
 const maxConditionMessage = 1024
@@ -218,7 +279,7 @@ const perNodeEventLimit = 100
 const maxEventNote = 1024
 
 func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Event) {
-	if r.Recorder == nil {
+	if r.recorder == nil {
 		return
 	}
 	large := len(job.Status.NodeStatus) > perNodeEventLimit
@@ -241,7 +302,7 @@ func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Ev
 			related = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.Node}}
 		}
 		// events.k8s.io refuses a note over 1 kB, and the event would be lost.
-		r.Recorder.Eventf(job, related, typ, e.Reason, "Upgrade", "%s", rollout.Truncate(e.Message, maxEventNote))
+		r.recorder.Eventf(job, related, typ, e.Reason, "Upgrade", "%s", rollout.Truncate(e.Message, maxEventNote))
 	}
 }
 
@@ -249,7 +310,7 @@ func (r *Reconciler) recordEvents(job *v1alpha1.NodeUpgradeJob, evs []rollout.Ev
 // our cache was stale) into a quiet retry; other errors go to the caller.
 func requeueOnConflict(err error, doing string) (ctrl.Result, error) {
 	if apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	return ctrl.Result{}, fmt.Errorf("%s: %w", doing, err)
 }

@@ -25,7 +25,7 @@ import (
 // cleanupBudget bounds the pod releases and deletes of one reconcile, so a
 // wave of finished nodes cannot hold up the next status write; the rest
 // follow in the next reconcile.
-func (r *Reconciler) cleanupBudget() int { return 4 * r.Options.PodWorkers }
+func (r *Reconciler) cleanupBudget() int { return 4 * r.opts.PodWorkers }
 
 // applyPodActions carries out a committed plan: create the dispatched pods,
 // take the tracking finalizer off pods whose outcome is recorded, and delete
@@ -37,7 +37,7 @@ func (r *Reconciler) cleanupBudget() int { return 4 * r.Options.PodWorkers }
 // a wait.
 func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pods observedPods, plan rollout.Plan, installImage string) (time.Duration, error) {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.Options.PodWorkers)
+	g.SetLimit(r.opts.PodWorkers)
 	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
 		if _, exists := pods.own[d.Node]; exists {
@@ -83,17 +83,12 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	err := g.Wait()
 	switch {
 	case more:
-		return 10 * time.Millisecond, err
+		return cleanupContinue, err
 	case refused.Load():
 		return refusedCreateRecheck, err
 	}
 	return 0, err
 }
-
-// refusedCreateRecheck is how soon a job plans again after the API server
-// refused one of its pods because another job's pod holds the node: by
-// then the cache shows that pod, and the node goes back to waiting.
-const refusedCreateRecheck = 200 * time.Millisecond
 
 // createPod creates a dispatched node's upgrade pod. It reports busy when
 // the API server refused it because another job's upgrade pod has the
@@ -103,17 +98,17 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
 	pod := upgradepod.BuildAt(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
-		Namespace:    r.Options.Namespace,
-		RunnerImage:  r.Options.RunnerImage,
+		Namespace:    r.opts.Namespace,
+		RunnerImage:  r.opts.RunnerImage,
 		InstallImage: installImage,
 		Version:      job.Spec.Version,
 		FromVersion:  d.FromVersion,
 		CheckItems:   job.Spec.CheckItems,
-		Thresholds:   r.Options.Thresholds,
+		Thresholds:   r.opts.Thresholds,
 		Deadline:     d.Deadline,
 		OwnerRef:     metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
-	}, r.Clock.Now())
-	if err := r.Client.Create(ctx, pod); err != nil {
+	}, r.clock.Now())
+	if err := r.client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return r.alreadyExists(ctx, job, d.Node, pod.Name)
 		}
@@ -121,7 +116,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 			Message: fmt.Sprintf("Creating the upgrade pod for node %s failed: %v", d.Node, err)}})
 		return false, fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
 	}
-	r.Metrics.dispatched(job)
+	r.metrics.dispatched(job)
 	log.V(2).Info("Upgrade pod created", "pod", klog.KObj(pod), "deadline", d.Deadline)
 	return false, nil
 }
@@ -132,7 +127,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 // node is busy: that is told, and reported as busy.
 func (r *Reconciler) alreadyExists(ctx context.Context, job *v1alpha1.NodeUpgradeJob, node, name string) (bool, error) {
 	pod := &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: name}, pod); err != nil {
+	if err := r.apiReader.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, pod); err != nil {
 		if apierrors.IsNotFound(err) {
 			return true, nil // gone since: the next plan dispatches the node again
 		}
@@ -163,7 +158,7 @@ func (r *Reconciler) deleteKeptPod(ctx context.Context, job *v1alpha1.NodeUpgrad
 		return nil
 	}
 	node := pod.Annotations[v1alpha1.AnnotationNode]
-	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 	switch {
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		return nil
@@ -190,7 +185,7 @@ func (r *Reconciler) releasePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	patched := pod.DeepCopy()
 	controllerutil.RemoveFinalizer(patched, v1alpha1.FinalizerPodTracking)
-	if err := r.Client.Patch(ctx, patched, client.MergeFrom(pod)); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.client.Patch(ctx, patched, client.MergeFrom(pod)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("releasing upgrade pod %s: %w", pod.Name, err)
 	}
 	return nil
@@ -202,7 +197,7 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel stri
 	if !pod.DeletionTimestamp.IsZero() {
 		return nil
 	}
-	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting upgrade pod %s: %w", pod.Name, err)
 	}

@@ -22,12 +22,14 @@ import (
 
 // SetupWithManager wires the reconciler: jobs, their pods (by owner) and the
 // node changes that matter to a rollout (readiness, version, labels).
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
-	r.Options.applyDefaults()
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.client == nil {
+		return errNotBuilt
+	}
 	if err := reportKubeEdgeAtStartup(mgr); err != nil {
 		return err
 	}
-	if err := mgr.Add(orphanSweep{r: r, interval: r.Options.OrphanSweepInterval}); err != nil {
+	if err := mgr.Add(orphanSweep{r: r, interval: r.opts.OrphanSweepInterval}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -35,7 +37,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles 
 		For(&v1alpha1.NodeUpgradeJob{}).
 		Owns(&corev1.Pod{}).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.activeJobs), builder.WithPredicates(nodeChanged())).
-		WithOptions(ctrlOptions(maxConcurrentReconciles)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
 }
 
@@ -46,11 +48,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles 
 // node events, and a restarted controller plans every job once.
 func (r *Reconciler) activeJobs(ctx context.Context, _ client.Object) []reconcile.Request {
 	jobs := &v1alpha1.NodeUpgradeJobList{}
-	if err := r.Client.List(ctx, jobs, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.client.List(ctx, jobs, client.UnsafeDisableDeepCopy); err != nil {
 		klog.FromContext(ctx).Error(err, "Listing NodeUpgradeJobs for a node change")
 		return nil
 	}
-	now := r.Clock.Now()
+	now := r.clock.Now()
 	var reqs []reconcile.Request
 	for i := range jobs.Items {
 		if status := jobs.Items[i].Status; !rollout.JobFinal(status.State) || rollout.Watching(status, now) {
@@ -75,15 +77,4 @@ func nodeChanged() predicate.Predicate {
 				!maps.Equal(oldNode.Labels, newNode.Labels)
 		},
 	}
-}
-
-func ctrlOptions(maxConcurrentReconciles int) controller.Options {
-	if maxConcurrentReconciles <= 0 {
-		maxConcurrentReconciles = 4
-	}
-	// Name validation guards against registering one controller twice by
-	// mistake; tests deliberately run several managers in one process to
-	// exercise restarts and leader election.
-	skip := true
-	return controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles, SkipNameValidation: &skip}
 }

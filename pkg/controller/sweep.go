@@ -15,10 +15,6 @@ import (
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
 
-// DefaultOrphanSweepInterval is how often tracked pods of vanished jobs are
-// looked for, after the sweep at start.
-const DefaultOrphanSweepInterval = 5 * time.Minute
-
 // orphanSweep releases and deletes every tracked upgrade pod whose job no
 // longer exists: once the job is gone, no reconcile ever looks at its pods
 // again, and the tracking finalizer would keep them forever. The job's
@@ -40,7 +36,7 @@ func (s orphanSweep) Start(ctx context.Context) error {
 func (r *Reconciler) sweepOrphans(ctx context.Context) {
 	log := klog.FromContext(ctx).WithName("orphan-sweep")
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(r.Options.Namespace), client.HasLabels{v1alpha1.LabelJob}); err != nil {
+	if err := r.client.List(ctx, pods, client.InNamespace(r.opts.Namespace), client.HasLabels{v1alpha1.LabelJob}); err != nil {
 		log.Error(err, "Listing upgrade pods")
 		return
 	}
@@ -69,10 +65,10 @@ func (r *Reconciler) sweepOrphans(ctx context.Context) {
 // so a lagging cache never releases a live job's pod.
 func (r *Reconciler) jobGone(ctx context.Context, name, uid string) bool {
 	job := &v1alpha1.NodeUpgradeJob{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, job); err == nil && string(job.UID) == uid {
+	if err := r.client.Get(ctx, client.ObjectKey{Name: name}, job); err == nil && string(job.UID) == uid {
 		return false
 	}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, job)
+	err := r.apiReader.Get(ctx, client.ObjectKey{Name: name}, job)
 	switch {
 	case apierrors.IsNotFound(err):
 		return true

@@ -6,12 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -21,23 +23,46 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
-	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 )
+
+// ImageRepository is the project's image, which holds the controller and
+// the runner (the Dockerfile; config/manager deploys it).
+const ImageRepository = "ghcr.io/nodeupgrade/nodeupgrade"
+
+// VersionVariable is Version's name for the linker: make build, make image
+// (test/projectimage) and the Dockerfile set it with
+// -ldflags "-X <VersionVariable>=<tag>", the tag config/manager deploys.
+const VersionVariable = "github.com/nodeupgrade/nodeupgrade/pkg/manager.Version"
+
+// Version is this build's release tag, set at link time (VersionVariable).
+// The runner image defaults to ImageRepository:Version, the controller's
+// own image, so upgrade pods run the build that created them. A build
+// without it (plain go build, go test) has no default: --runner-image must
+// then be given.
+var Version string
+
+// DefaultRunnerImage is the controller's own image, ImageRepository:Version;
+// "" when this build carries no version.
+func DefaultRunnerImage() string {
+	if Version == "" {
+		return ""
+	}
+	return ImageRepository + ":" + Version
+}
 
 // Config is everything the flags set.
 type Config struct {
-	Controller              controller.Options
-	MetricsAddr             string
-	ProbeAddr               string
-	LeaderElect             bool
-	LeaderElectionID        string
-	LeaseDuration           time.Duration
-	RenewDeadline           time.Duration
-	RetryPeriod             time.Duration
-	MaxConcurrentReconciles int
-	QPS                     float64
-	Burst                   int
-	pprofAddr               string
+	Controller       controller.Options
+	MetricsAddr      string
+	ProbeAddr        string
+	LeaderElect      bool
+	LeaderElectionID string
+	LeaseDuration    time.Duration
+	RenewDeadline    time.Duration
+	RetryPeriod      time.Duration
+	QPS              float64
+	Burst            int
+	pprofAddr        string
 }
 
 // Leader election (client-go's LeaseLock) gets, creates and updates its
@@ -45,27 +70,31 @@ type Config struct {
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodeupgrade-system,resources=leases,verbs=get;create;update
 
 // BindFlags registers the controller's flags on fs and returns the config
-// they fill.
+// they fill. The reconciler's flags start from controller.DefaultOptions.
 func BindFlags(fs *flag.FlagSet) *Config {
-	c := &Config{}
-	fs.StringVar(&c.Controller.Namespace, "namespace", v1alpha1.DefaultNamespace, "Namespace of the upgrade pods and the leader-election Lease.")
-	fs.StringVar(&c.Controller.EdgeNodeLabel, "edge-node-label", controller.DefaultEdgeNodeLabel, "Label key that marks edge nodes; only nodes with it are upgraded.")
-	fs.StringVar(&c.Controller.RunnerImage, "runner-image", "ghcr.io/nodeupgrade/nodeupgrade:latest", "Image holding nodeupgrade-runner, run in every upgrade pod.")
-	fs.Func("allowed-image-repositories", "Comma-separated install-image repositories (or prefixes ending in /) jobs may use, e.g. docker.io/kubeedge/installation-package. Empty allows any: see the README's security notes.", func(v string) error {
-		c.Controller.AllowedImageRepositories = nil
+	c := &Config{Controller: controller.DefaultOptions()}
+	o := &c.Controller
+	o.RunnerImage = DefaultRunnerImage()
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the upgrade pods and the leader-election Lease.")
+	fs.StringVar(&o.EdgeNodeLabel, "edge-node-label", o.EdgeNodeLabel, "Label key that marks edge nodes; only nodes with it are upgraded.")
+	fs.StringVar(&o.RunnerImage, "runner-image", o.RunnerImage, "Image holding nodeupgrade-runner, run in every upgrade pod. Defaults to the controller's own image, "+ImageRepository+":<version>; required when the binary was built without a version.")
+	fs.Func("allowed-image-repositories", "Comma-separated install-image repositories (or prefixes ending in /) jobs may use, e.g. docker.io/kubeedge/installation-package. Required, unless --allow-any-image-repository is set.", func(v string) error {
+		o.AllowedImageRepositories = nil
 		for _, repo := range strings.Split(v, ",") {
 			if repo = strings.TrimSpace(repo); repo != "" {
-				c.Controller.AllowedImageRepositories = append(c.Controller.AllowedImageRepositories, repo)
+				o.AllowedImageRepositories = append(o.AllowedImageRepositories, repo)
 			}
 		}
 		return nil
 	})
-	fs.IntVar(&c.Controller.Thresholds.CPU, "check-cpu-threshold", 80, "Usage percent at or above which the cpu check fails.")
-	fs.IntVar(&c.Controller.Thresholds.Mem, "check-mem-threshold", 80, "Usage percent at or above which the mem check fails.")
-	fs.IntVar(&c.Controller.Thresholds.Disk, "check-disk-threshold", 80, "Usage percent at or above which the disk check fails.")
-	fs.IntVar(&c.Controller.PodWorkers, "pod-workers", 16, "Upgrade pod creates and deletes issued in parallel.")
-	fs.DurationVar(&c.Controller.StatusWriteInterval, "status-write-interval", time.Second, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
-	fs.DurationVar(&c.Controller.OrphanSweepInterval, "orphan-sweep-interval", controller.DefaultOrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
+	fs.BoolVar(&o.AllowAnyImageRepository, "allow-any-image-repository", false, "Let jobs name any install image, instead of --allowed-image-repositories: whoever may create a NodeUpgradeJob then picks the code that runs as root on its nodes.")
+	fs.IntVar(&o.Thresholds.CPU, "check-cpu-threshold", o.Thresholds.CPU, "Usage percent at or above which the cpu check fails.")
+	fs.IntVar(&o.Thresholds.Mem, "check-mem-threshold", o.Thresholds.Mem, "Usage percent at or above which the mem check fails.")
+	fs.IntVar(&o.Thresholds.Disk, "check-disk-threshold", o.Thresholds.Disk, "Usage percent at or above which the disk check fails.")
+	fs.IntVar(&o.PodWorkers, "pod-workers", o.PodWorkers, "Upgrade pod creates and deletes issued in parallel.")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "Jobs reconciled in parallel.")
+	fs.DurationVar(&o.StatusWriteInterval, "status-write-interval", o.StatusWriteInterval, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
+	fs.DurationVar(&o.OrphanSweepInterval, "orphan-sweep-interval", o.OrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "Elect a leader through a Lease, so only one replica acts.")
@@ -73,7 +102,6 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before taking over an unrenewed lease.")
 	fs.DurationVar(&c.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leading.")
 	fs.DurationVar(&c.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader-election clients retry.")
-	fs.IntVar(&c.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "Jobs reconciled in parallel.")
 	// Each upgraded node costs the controller three requests (create, release,
 	// delete); 200/s lets a 500-wide window turn over without client-side
 	// throttling, and API Priority and Fairness still protects the server.
@@ -97,38 +125,32 @@ func utilruntimeMust(err error) {
 	}
 }
 
-// New builds the manager and registers the reconciler on it.
-func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
+// New builds the manager and registers the reconciler on it. The options
+// are checked first (controller.Options.Validate), so bad flags stop the
+// start with every problem named before anything connects. adjust, if
+// given, edits the manager's options last: the in-process test harness
+// runs several managers in one process, which controller-runtime's
+// controller-name check refuses unless told to skip it.
+func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.Manager, error) {
+	opts, err := c.Controller.Validate()
+	if err != nil {
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	warnPermissive(klog.Background().WithName("setup"), opts)
 	restCfg = rest.CopyConfig(restCfg)
 	restCfg.QPS, restCfg.Burst = float32(c.QPS), c.Burst
-	if c.Controller.Namespace == "" {
-		return nil, fmt.Errorf("--namespace must not be empty")
-	}
-	// The same normalisation as job images, so "kubeedge/" matches
-	// docker.io/kubeedge/...; an entry that does not parse stops the start
-	// rather than refusing every job for no visible reason.
-	allowed, err := imageref.NormalizeAllowList(c.Controller.AllowedImageRepositories)
-	if err != nil {
-		return nil, fmt.Errorf("--allowed-image-repositories: %w", err)
-	}
-	c.Controller.AllowedImageRepositories = allowed
-	for _, t := range []int{c.Controller.Thresholds.CPU, c.Controller.Thresholds.Mem, c.Controller.Thresholds.Disk} {
-		if t < 1 || t > 100 {
-			return nil, fmt.Errorf("check thresholds must be within 1..100, got %d", t)
-		}
-	}
 	hasJobLabel, err := labels.NewRequirement(v1alpha1.LabelJob, selection.Exists, nil)
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr},
 		HealthProbeBindAddress:  c.ProbeAddr,
 		PprofBindAddress:        c.pprofAddr,
 		LeaderElection:          c.LeaderElect,
 		LeaderElectionID:        c.LeaderElectionID,
-		LeaderElectionNamespace: c.Controller.Namespace,
+		LeaderElectionNamespace: opts.Namespace,
 		LeaseDuration:           &c.LeaseDuration,
 		RenewDeadline:           &c.RenewDeadline,
 		RetryPeriod:             &c.RetryPeriod,
@@ -139,7 +161,7 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				// Only this controller's pods, only in its namespace.
 				&corev1.Pod{}: {
-					Namespaces: map[string]cache.Config{c.Controller.Namespace: {}},
+					Namespaces: map[string]cache.Config{opts.Namespace: {}},
 					Label:      labels.NewSelector().Add(*hasJobLabel),
 				},
 				// Nodes are most of the cache at fleet scale: keep what the
@@ -152,7 +174,11 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
-	})
+	}
+	for _, f := range adjust {
+		f(&mgrOpts)
+	}
+	mgr, err := ctrl.NewManager(restCfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
@@ -162,18 +188,44 @@ func New(restCfg *rest.Config, c *Config) (ctrl.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
-	r := &controller.Reconciler{
+	r, err := controller.NewReconciler(controller.Deps{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("nodeupgrade-controller"),
 		Clock:     clock.RealClock{},
-		Options:   c.Controller,
 		Metrics:   controller.NewMetrics(),
+	}, opts)
+	if err != nil {
+		return nil, err
 	}
-	if err := r.SetupWithManager(mgr, c.MaxConcurrentReconciles); err != nil {
+	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the NodeUpgradeJob controller: %w", err)
 	}
 	return mgr, nil
+}
+
+// warnPermissive logs, at start, the settings that weaken what the defaults
+// protect: any install image allowed, and a runner image nodes may hold a
+// stale copy of (pulled IfNotPresent, so a moving tag is not re-pulled).
+func warnPermissive(log logr.Logger, opts controller.Options) {
+	if opts.AllowAnyImageRepository {
+		log.Info("WARNING: --allow-any-image-repository is set: any NodeUpgradeJob may name any install image, " +
+			"so whoever may create one picks the code that runs as root on its nodes; list the repositories in --allowed-image-repositories instead")
+	}
+	if !pinned(opts.RunnerImage) {
+		log.Info("WARNING: --runner-image is not pinned to a version: nodes that pulled it before keep their copy, "+
+			"which may not match this controller; name it by its version tag or digest", "runnerImage", opts.RunnerImage)
+	}
+}
+
+// pinned reports whether image names a digest or a tag other than latest.
+func pinned(image string) bool {
+	if strings.Contains(image, "@") {
+		return true
+	}
+	slash := strings.LastIndexByte(image, '/')
+	colon := strings.LastIndexByte(image, ':')
+	return colon > slash && image[colon+1:] != "latest"
 }
 
 // trimJobManagedFields keeps each managedFields entry of a job but its field set.

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
@@ -18,10 +19,13 @@ import (
 // step a failed pod ended on, why, and whether it is deleted or still
 // tracked). The planner (pkg/rollout) owns the phases it decides on; this
 // package only reads pods into them, by the contract in
-// pkg/runner/contract.go. It never panics, whatever the pod.
+// pkg/runner/contract.go. It never panics, whatever the pod. The reason is
+// the node's text (termination and waiting messages), so it is cleaned
+// here, where it enters the controller, before it reaches status, Events
+// and logs.
 func View(pod *corev1.Pod) rollout.PodView {
 	obs := observe(pod)
-	view := rollout.PodView{Phase: obs.Phase, Reason: obs.Reason, Deleting: obs.Deleting}
+	view := rollout.PodView{Phase: obs.Phase, Reason: nodetext.Clean(obs.Reason), Deleting: obs.Deleting}
 	if pod != nil {
 		view.Tracked = slices.Contains(pod.Finalizers, v1alpha1.FinalizerPodTracking)
 	}
@@ -197,7 +201,7 @@ func succeeded(obs observation, pod *corev1.Pod) observation {
 	if t := terminated(findStatus(pod.Status.ContainerStatuses, runner.ContainerUpgrade)); t != nil {
 		if rep, err := runner.ParseReport(t.Message); err == nil {
 			obs.Report = &rep
-			obs.Reason = firstLine(rep.Reason)
+			obs.Reason, _, _ = strings.Cut(rep.Reason, "\n")
 		}
 	}
 	return obs
@@ -217,7 +221,7 @@ func failedBy(obs observation, container string, t *corev1.ContainerStateTermina
 		obs.Reason += " (" + meaning + ")"
 	}
 	if msg := strings.TrimSpace(t.Message); msg != "" {
-		obs.Reason += ": " + truncate(msg, maxMessage)
+		obs.Reason += ": " + rollout.Truncate(msg, maxMessage)
 	} else if t.Reason != "" {
 		obs.Reason += ": " + t.Reason
 	}
@@ -249,7 +253,7 @@ func waitingReason(name string, s *corev1.ContainerStatus) string {
 	case "", "PodInitializing", "ContainerCreating":
 		return ""
 	}
-	return joinNonEmpty(": ", "container "+name+" waiting", s.State.Waiting.Reason, truncate(s.State.Waiting.Message, maxMessage))
+	return joinNonEmpty(": ", "container "+name+" waiting", s.State.Waiting.Reason, rollout.Truncate(s.State.Waiting.Message, maxMessage))
 }
 
 func findStatus(statuses []corev1.ContainerStatus, name string) *corev1.ContainerStatus {
@@ -276,22 +280,6 @@ func joinNonEmpty(sep string, parts ...string) string {
 		}
 	}
 	return strings.Join(out, sep)
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && (s[i]&0xC0) == 0x80 {
-		i--
-	}
-	return s[:i] + "..."
 }
 
 // MarkBusy tells the planner what other jobs' upgrade pods leave on the

@@ -3,7 +3,7 @@
 // binary) while breaking things: SIGKILLing the controller, killing the
 // leader of two replicas, restarting kube-apiserver, taking nodes offline
 // and deleting upgrade pods behind the controller's back. An independent
-// observer (test/bench/observer: its own watches, none of the controller's
+// observer (test/observer: its own watches, none of the controller's
 // code) checks the controller's promises on every run.
 //
 // The tests share one world, started by the first of them and stopped by

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -26,57 +26,69 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 	"github.com/nodeupgrade/nodeupgrade/test/framework"
+	"github.com/nodeupgrade/nodeupgrade/test/localcluster"
 )
 
-// denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
-// write with node entries on jobs named deny-status-*: a stand-in, on the
-// real API server, for every non-conflict refusal (too large, invalid,
-// forbidden). It returns a function that removes the policy's binding.
-func denyNodeStatus() func() {
+// admissionPolicy installs a ValidatingAdmissionPolicy, named name, that
+// refuses UPDATEs of resource (in group) on objects matching the CEL
+// expression match unless allow holds, with message. probe is called until
+// it returns an error holding message: the policy takes a moment to load.
+// It returns a function that removes the policy.
+func admissionPolicy(name, group, resource, match, allow, message string, probe func() error) func() {
 	GinkgoHelper()
 	policy := &admissionv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-node-status"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionv1.RuleWithOperations{
 					Operations: []admissionv1.OperationType{admissionv1.Update},
-					Rule: admissionv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-						Resources: []string{"nodeupgradejobs/status"}},
+					Rule:       admissionv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: []string{resource}},
 				},
 			}}},
-			MatchConditions: []admissionv1.MatchCondition{{Name: "test-jobs", Expression: `object.metadata.name.startsWith("deny-status-")`}},
-			Validations: []admissionv1.Validation{{
-				Expression: `!has(object.status.nodeStatus) || size(object.status.nodeStatus) == 0`,
-				Message:    "test policy refuses node entries",
-			}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "test-objects", Expression: match}},
+			Validations:     []admissionv1.Validation{{Expression: allow, Message: message}},
 		},
 	}
 	Expect(k8s.Create(suiteCtx, policy)).To(Succeed())
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-node-status"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
 	}
 	Expect(k8s.Create(suiteCtx, binding)).To(Succeed())
-	// The policy takes a moment to load: probe it with a job of our own.
-	probe := framework.NewJob("deny-status-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
-	Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
-	Eventually(func() error {
-		p := probe.DeepCopy()
-		p.Status.NodeStatus = []v1alpha1.TaskStatus{{NodeName: "nowhere"}}
-		err := k8s.Status().Update(suiteCtx, p)
-		if err == nil {
-			p.Status.NodeStatus = nil
-			Expect(k8s.Status().Update(suiteCtx, p)).To(Succeed())
-			probe = p
-		}
-		return err
-	}, 20*time.Second, 200*time.Millisecond).Should(MatchError(ContainSubstring("test policy refuses node entries")))
-	Expect(k8s.Delete(suiteCtx, probe)).To(Succeed())
+	Eventually(probe, 20*time.Second, 200*time.Millisecond).Should(MatchError(ContainSubstring(message)))
 	return func() {
 		Expect(k8s.Delete(suiteCtx, binding)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, policy)).To(Succeed())
 	}
+}
+
+// denyNodeStatus installs a ValidatingAdmissionPolicy that refuses any status
+// write with node entries on jobs named deny-status-*: a stand-in, on the
+// real API server, for every non-conflict refusal (too large, invalid,
+// forbidden). It returns a function that removes the policy.
+func denyNodeStatus() func() {
+	GinkgoHelper()
+	// A job of our own, to see when the policy is in force.
+	probe := framework.NewJob("deny-status-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
+	Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
+	remove := admissionPolicy("deny-node-status", v1alpha1.GroupVersion.Group, "nodeupgradejobs/status",
+		`object.metadata.name.startsWith("deny-status-")`,
+		`!has(object.status.nodeStatus) || size(object.status.nodeStatus) == 0`,
+		"test policy refuses node entries",
+		func() error {
+			p := probe.DeepCopy()
+			p.Status.NodeStatus = []v1alpha1.TaskStatus{{NodeName: "nowhere"}}
+			err := k8s.Status().Update(suiteCtx, p)
+			if err == nil {
+				p.Status.NodeStatus = nil
+				Expect(k8s.Status().Update(suiteCtx, p)).To(Succeed())
+				probe = p
+			}
+			return err
+		})
+	Expect(k8s.Delete(suiteCtx, probe)).To(Succeed())
+	return remove
 }
 
 func statusWriteFailures() float64 {
@@ -130,6 +142,127 @@ var _ = Describe("Hardening", func() {
 		Expect(apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)).To(BeNil(), "the first write that goes through removes it")
 	})
 
+	// Issue 29 item 5: every status write refused, the condition's too,
+	// with pods in flight. The pods whose outcome the stored status holds
+	// are still released and deleted (the cleanup path of a refused
+	// write), nothing new starts, and the outcomes not written wait in
+	// their pods until a write goes through.
+	It("keeps cleaning up while every status write is refused, with pods in flight", func() {
+		specs := framework.Fleet("deny-all", 4)
+		a, b, c, d := specs[0].Name, specs[1].Name, specs[2].Name, specs[3].Name
+		specs[0].Duration, specs[1].Duration, specs[2].Duration = time.Second, 4*time.Second, 15*time.Second
+		createFleet(specs)
+
+		// a's pod cannot be released at first, so it outlives its recorded outcome.
+		const tracking = v1alpha1.FinalizerPodTracking
+		holdProbe := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "hold-release-probe", Namespace: podNamespace,
+				Annotations: map[string]string{v1alpha1.AnnotationNode: "hold-release-probe"}, Finalizers: []string{tracking}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "probe"}}},
+		}
+		Expect(k8s.Create(suiteCtx, holdProbe)).To(Succeed())
+		node := `object.metadata.?annotations[?"` + v1alpha1.AnnotationNode + `"].orValue("")`
+		allowRelease := admissionPolicy("hold-release", "", "pods",
+			node+` == "`+a+`" || `+node+` == "hold-release-probe"`,
+			`!("`+tracking+`" in oldObject.metadata.?finalizers.orValue([])) || "`+tracking+`" in object.metadata.?finalizers.orValue([])`,
+			"test policy holds the pod's tracking finalizer",
+			func() error {
+				// Until the policy is in force the finalizer comes off: put it back.
+				finalizers := func(f string) client.Patch {
+					return client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":`+f+`}}`))
+				}
+				if err := k8s.Patch(suiteCtx, holdProbe.DeepCopy(), finalizers(`null`)); err != nil {
+					return err
+				}
+				Expect(k8s.Patch(suiteCtx, holdProbe.DeepCopy(), finalizers(`["`+tracking+`"]`))).To(Succeed())
+				return nil
+			})
+		released := false
+		defer func() {
+			if !released {
+				allowRelease()
+			}
+			Expect(k8s.Patch(suiteCtx, holdProbe, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))).To(Succeed())
+			Expect(client.IgnoreNotFound(k8s.Delete(suiteCtx, holdProbe))).To(Succeed())
+		}()
+
+		// Every status write of a deny-all-* job is refused once its stored
+		// status records a success: the write that records a's goes through.
+		probe := framework.NewJob("deny-all-probe", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = []string{"nowhere"} })
+		Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
+		probe.Status.Counts.Succeeded = 1
+		Expect(k8s.Status().Update(suiteCtx, probe)).To(Succeed())
+		allowStatus := admissionPolicy("deny-all-status", v1alpha1.GroupVersion.Group, "nodeupgradejobs/status",
+			`object.metadata.name.startsWith("deny-all-")`,
+			`oldObject.?status.?counts.?succeeded.orValue(0) == 0`,
+			"test policy refuses every status write",
+			func() error { return k8s.Status().Update(suiteCtx, probe) })
+		statusAllowed := false
+		defer func() {
+			if !statusAllowed {
+				allowStatus()
+			}
+		}()
+		Expect(k8s.Delete(suiteCtx, probe)).To(Succeed())
+
+		failuresBefore := statusWriteFailures()
+		ctl := startController()
+		defer stopController(ctl)
+		Expect(k8s.Create(suiteCtx, framework.NewJob("deny-all-job", func(s *v1alpha1.NodeUpgradeJobSpec) {
+			s.NodeNames, s.Concurrency = framework.NodeNames(specs), 2
+		}))).To(Succeed())
+		podsByNode := func() map[string]corev1.Pod {
+			out := map[string]corev1.Pod{}
+			for _, p := range remainingPods("deny-all-job") {
+				out[p.Annotations[v1alpha1.AnnotationNode]] = p
+			}
+			return out
+		}
+
+		// a's outcome is committed (c dispatched in the same write); its
+		// pod stays, held; then the next changes (c's and b's progress, b's
+		// end) are refused.
+		Eventually(func() string { return nodeState(getJob("deny-all-job"), a) }, 20*time.Second, 100*time.Millisecond).
+			Should(Equal(v1alpha1.StateSuccessful))
+		stored := getJob("deny-all-job").Status
+		Expect(podsByNode()).To(HaveKey(a))
+		Eventually(func() corev1.PodPhase { return podsByNode()[b].Status.Phase }, 20*time.Second, 100*time.Millisecond).
+			Should(Equal(corev1.PodSucceeded))
+		// From the first refused write on, the controller holds changes
+		// the API does not: every reconcile takes the refused path.
+		Eventually(statusWriteFailures, 10*time.Second, 100*time.Millisecond).Should(BeNumerically(">", failuresBefore))
+
+		allowRelease()
+		released = true
+		// The policy's removal is no event for the controller: a touch of
+		// the job's annotations brings the next reconcile forward.
+		touch := 0
+		Eventually(func() map[string]corev1.Pod {
+			touch++
+			Expect(k8s.Patch(suiteCtx, getJob("deny-all-job"), client.RawPatch(types.MergePatchType,
+				[]byte(fmt.Sprintf(`{"metadata":{"annotations":{"test.nodeupgrade.io/touch":"%d"}}}`, touch))))).To(Succeed())
+			return podsByNode()
+		}, 20*time.Second, 500*time.Millisecond).ShouldNot(HaveKey(a), "a's outcome is recorded: its pod is released and deleted while writes fail")
+
+		job := getJob("deny-all-job")
+		Expect(job.Status.NodeStatus).To(Equal(stored.NodeStatus), "no status write went through")
+		Expect(apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionStatusWriteFailed)).To(BeNil(), "the condition's write is refused too")
+		Expect(jobEvents(job)).To(ContainElement(v1alpha1.ConditionStatusWriteFailed), "the Warning event shows the refusal")
+		pods := podsByNode()
+		Expect(pods).To(HaveKey(b))
+		Expect(pods[b].Finalizers).To(ContainElement(tracking), "b's outcome is not recorded: its pod stays tracked")
+		Expect(nodeState(job, b)).NotTo(Equal(v1alpha1.StateSuccessful))
+		Expect(pods).To(HaveKey(c), "c in flight")
+		Expect(pods).NotTo(HaveKey(d), "b's slot is not given to d: nothing was committed")
+		Consistently(func() map[string]corev1.Pod { return podsByNode() }, 2*time.Second, 200*time.Millisecond).ShouldNot(HaveKey(d))
+
+		allowStatus()
+		statusAllowed = true
+		job = waitFinished("deny-all-job", 60*time.Second)
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
+		Expect(nodeEntry(job, b).Action).To(Equal(v1alpha1.ActionSuccess), "b's outcome, kept by its pod, is recorded once a write goes through")
+	})
+
 	It("normalises the image allow-list at startup and refuses an entry that does not parse", func() {
 		_, err := cluster.NewInProcessManager("--allowed-image-repositories=docker.io/kubeedge/installation-package:v1.21.0")
 		Expect(err).To(MatchError(ContainSubstring("--allowed-image-repositories")))
@@ -164,11 +297,11 @@ var _ = Describe("Hardening", func() {
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, job)).To(Succeed())
 
-		r := &controller.Reconciler{
-			Client: podlessCache{k8s}, APIReader: k8s, Clock: clock.RealClock{},
-			Options: controller.Options{Namespace: podNamespace},
-		}
-		_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}})
+		opts := controller.DefaultOptions()
+		opts.Namespace, opts.RunnerImage, opts.AllowAnyImageRepository = podNamespace, localcluster.DefaultRunnerImage, true
+		r, err := controller.NewReconciler(controller.Deps{Client: podlessCache{k8s}, APIReader: k8s}, opts)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Name: job.Name}})
 		Expect(err).NotTo(HaveOccurred())
 
 		Eventually(func() bool {

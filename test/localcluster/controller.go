@@ -22,6 +22,12 @@ import (
 // pulls it: the simulator plays the pods.
 const DefaultRunnerImage = "ghcr.io/nodeupgrade/nodeupgrade:localcluster"
 
+// DefaultAllowedImageRepositories is the --allowed-image-repositories the
+// controllers get: the Deployment's (config/manager), KubeEdge's own
+// installation package, which jobs name by default. A later
+// --allowed-image-repositories in the arguments replaces it.
+const DefaultAllowedImageRepositories = "docker.io/kubeedge/installation-package"
+
 // buildMu keeps two Clusters of one process from building at once; the
 // file lock in BuildController does the same across processes.
 var buildMu sync.Mutex
@@ -127,6 +133,7 @@ func (c *Cluster) StartController(ctx context.Context, opts ControllerOptions) (
 		"--metrics-bind-address=" + metricsAddr,
 		"--health-probe-bind-address=" + probeAddr,
 		"--runner-image=" + opts.RunnerImage,
+		"--allowed-image-repositories=" + DefaultAllowedImageRepositories,
 		"-v=" + strconv.Itoa(opts.Verbosity),
 	}
 	if opts.LeaderElect {

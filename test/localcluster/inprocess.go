@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
@@ -30,6 +31,7 @@ func (c *Cluster) inProcessArgs(extra []string) []string {
 	return append([]string{
 		"--namespace=" + c.opts.Namespace,
 		"--runner-image=" + DefaultRunnerImage,
+		"--allowed-image-repositories=" + DefaultAllowedImageRepositories,
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=0",
 	}, extra...)
@@ -37,13 +39,18 @@ func (c *Cluster) inProcessArgs(extra []string) []string {
 
 // NewInProcessManager parses args as the controller's command line
 // (after the defaults above) and builds its manager, not yet started.
+// Several run in one test process, one after the other or side by side,
+// so controller-runtime's check that a controller name is registered once
+// per process is skipped here (and only here: the binary keeps it).
 func (c *Cluster) NewInProcessManager(args ...string) (ctrl.Manager, error) {
 	fs := flag.NewFlagSet("nodeupgrade-controller", flag.ContinueOnError)
 	cfg := manager.BindFlags(fs)
 	if err := fs.Parse(c.inProcessArgs(args)); err != nil {
 		return nil, fmt.Errorf("localcluster: controller flags: %w", err)
 	}
-	return manager.New(c.RESTConfig(), cfg)
+	return manager.New(c.RESTConfig(), cfg, func(o *ctrl.Options) {
+		o.Controller.SkipNameValidation = ptr.To(true)
+	})
 }
 
 // StartInProcessController builds a manager from args and starts it; it

@@ -284,6 +284,12 @@ func TestControllerArgsParse(t *testing.T) {
 	g.Expect(cfg.Controller.RunnerImage).To(Equal(c.Image))
 	// The leader-election Lease goes in --namespace, which the Role covers.
 	g.Expect(cfg.LeaderElectionID).NotTo(BeEmpty())
+	// The binary starts with these flags alone: an allow-list and not
+	// allow-any, every option in range (what manager.New checks first).
+	opts, err := cfg.Controller.Validate()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(opts.AllowAnyImageRepository).To(BeFalse())
+	g.Expect(opts.AllowedImageRepositories).To(Equal([]string{"docker.io/kubeedge/installation-package"}))
 
 	svc := typed(t, find(t, objs, "Service", systemNamespace, metricsService), &corev1.Service{})
 	g.Expect(labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(dep.Spec.Template.Labels))).To(BeTrue(),

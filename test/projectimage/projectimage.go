@@ -2,7 +2,8 @@
 // config/manager deploys, without docker: the same two static binaries and
 // the same user and entrypoint as the Dockerfile, plus busybox for the
 // runner's nsenter. `make image` writes it as a docker-archive tarball that
-// `ctr images import` loads; test/incluster runs it on a real kubelet.
+// `ctr images import` loads; test/kubeedge's TestInCluster (make
+// test-incluster) runs it on a real kubelet.
 //
 // The Dockerfile stays for users with docker; projectimage_test.go checks
 // that the two describe the same image.
@@ -18,13 +19,14 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
 // Repository is the image config/manager names.
-const Repository = "ghcr.io/nodeupgrade/nodeupgrade"
+const Repository = manager.ImageRepository
 
 // The image's paths, user and entrypoint: the Dockerfile's.
 const (
@@ -80,6 +82,14 @@ func Spec(ref, controller, runner string) (imagebuild.Image, error) {
 	}, nil
 }
 
+// LDFlags are the linker flags of the image ref's binaries: trimmed, as
+// the Dockerfile's, and with the tag linked into the controller, so its
+// runner image defaults to this very image (pkg/manager.Version). The
+// runner links no such variable, and the linker ignores it there.
+func LDFlags(ref string) string {
+	return "-s -w -X " + manager.VersionVariable + "=" + ref[strings.LastIndexByte(ref, ':')+1:]
+}
+
 // Build compiles both binaries as the Dockerfile does (static, trimmed)
 // into dir and writes the image there, unless the tarball is current. It
 // returns the tarball's path and the image's reference.
@@ -92,8 +102,9 @@ func Build(ctx context.Context, dir string) (string, string, error) {
 		return "", "", err
 	}
 	controller, runner := filepath.Join(dir, "nodeupgrade-controller"), filepath.Join(dir, "nodeupgrade-runner")
+	ldflags := LDFlags(ref)
 	for out, pkg := range map[string]string{controller: "./cmd/nodeupgrade-controller", runner: "./cmd/nodeupgrade-runner"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, pkg)
 		cmd.Dir = testenv.RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {

@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
@@ -125,4 +128,34 @@ func TestRefIsTheDeployedTag(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "manager", "manager.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(data)).To(ContainSubstring("image: "+ref), "config/manager's kustomization and Deployment name the same image")
+}
+
+// The controller knows its version, so its runner image defaults to its
+// own image: make build, the Dockerfile and make image all link the tag
+// config/manager deploys into pkg/manager.Version, and a binary linked so
+// offers that image as --runner-image's default.
+func TestVersionIsLinkedIn(t *testing.T) {
+	g := NewWithT(t)
+	ref, err := Ref()
+	g.Expect(err).NotTo(HaveOccurred())
+	tag := ref[strings.LastIndexByte(ref, ':')+1:]
+	linked := "-X " + manager.VersionVariable + "="
+
+	out, err := exec.Command("make", "-s", "-n", "-C", testenv.RepoRoot(), "build").CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(string(out)).To(ContainSubstring(linked+tag+"'"), "make build links the deployed tag")
+
+	df, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "Dockerfile"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(df)).To(ContainSubstring("\nARG VERSION="+tag+"\n"), "the Dockerfile's default VERSION is the deployed tag")
+	g.Expect(string(df)).To(ContainSubstring(linked + "${VERSION}"))
+
+	bin := filepath.Join(t.TempDir(), "nodeupgrade-controller")
+	build := exec.Command("go", "build", "-ldflags="+LDFlags(ref), "-o", bin, "./cmd/nodeupgrade-controller")
+	build.Dir = testenv.RepoRoot()
+	out, err = build.CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	usage, _ := exec.Command(bin, "-help").CombinedOutput()
+	flagHelp := regexp.MustCompile(`-runner-image string\n[^\n]*`).FindString(string(usage))
+	g.Expect(flagHelp).To(HaveSuffix(`(default "` + ref + `")`))
 }
