@@ -14,9 +14,10 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
-// otherJobsPod is the upgrade pod another job (UID uid-<job>) has on node,
-// as the controller builds it.
-func otherJobsPod(job, node string) *corev1.Pod {
+// otherJobsPod is the upgrade pod another job (UID uid-<job>) has on node
+// a, as the controller builds it.
+func otherJobsPod(job string) *corev1.Pod {
+	const node = "a"
 	owner := testJob(job, 1, node)
 	pod := upgradepod.Build(upgradepod.Params{
 		JobName: job, JobUID: string(owner.UID), NodeName: node, Namespace: v1alpha1.DefaultNamespace,
@@ -45,7 +46,7 @@ func drainEvents(h *harness) []string {
 func TestCreateRefusedByAnotherJobsPodWaits(t *testing.T) {
 	g := NewWithT(t)
 	h := newHarness(t, testJob("late", 1, "a"), edgeNodes("a"), nil)
-	other := otherJobsPod("early", "a")
+	other := otherJobsPod("early")
 	created := false
 	h.refuse = func(w write) error {
 		if w.Verb == "create" && w.Kind == "Pod" && !created {
@@ -80,7 +81,7 @@ func TestCreateRefusedByItsOwnPodIsFine(t *testing.T) {
 	h := newHarness(t, job, edgeNodes("a"), nil)
 	h.refuse = func(w write) error {
 		if w.Verb == "create" && w.Kind == "Pod" {
-			own := otherJobsPod("own", "a")
+			own := otherJobsPod("own")
 			if err := h.api.Create(h.ctx, own); err != nil {
 				return err
 			}
@@ -100,7 +101,7 @@ func TestCreateRefusedByItsOwnPodIsFine(t *testing.T) {
 func TestKeptPodOfAnotherJobIsDeletedBeforeTheCreate(t *testing.T) {
 	g := NewWithT(t)
 	h := newHarness(t, testJob("next", 1, "a"), edgeNodes("a"), nil)
-	kept := otherJobsPod("before", "a")
+	kept := otherJobsPod("before")
 	kept.Finalizers = nil
 	g.Expect(h.api.Create(h.ctx, kept)).To(Succeed())
 	kept.Status.Phase = corev1.PodFailed
@@ -122,7 +123,7 @@ func TestKeptPodOfAnotherJobIsDeletedBeforeTheCreate(t *testing.T) {
 func TestRunningPodOfAnotherJobIsNotDeleted(t *testing.T) {
 	g := NewWithT(t)
 	h := newHarness(t, testJob("polite", 1, "a"), edgeNodes("a"), nil)
-	running := otherJobsPod("busy", "a")
+	running := otherJobsPod("busy")
 	g.Expect(h.api.Create(h.ctx, running)).To(Succeed())
 	h.mustReconcile()
 	g.Expect(h.did()).To(Equal([]string{"patch NodeUpgradeJob", "patch status NodeUpgradeJob"}))
