@@ -61,6 +61,11 @@ const (
 	// job's rollout, and False (reason Resumed or Finished) once it no longer
 	// does. A job never suspended has no such condition.
 	ConditionSuspended = "Suspended"
+	// ConditionNeedsAttention is True while a node that timed out is
+	// NotReady: how its upgrade ended is unknown until it reports, and
+	// someone should look at it. It goes False once every such node has
+	// reported; a job none of whose nodes needed attention has none.
+	ConditionNeedsAttention = "NeedsAttention"
 	// ConditionStatusWriteFailed is True when the controller's last status
 	// write was refused for a reason other than a conflict; its message is
 	// the API server's. The next write that succeeds removes it.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
@@ -48,18 +47,34 @@ func (a *app) logs(ctx context.Context, jobName, node string) error {
 	if entry == nil {
 		return fmt.Errorf("node %s is not in %s", node, jobRef(jobName))
 	}
-	name := upgradepod.PodName(string(job.UID), node)
-	pod := &corev1.Pod{}
-	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: name}, pod); err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("node %s of %s has no upgrade pod (pod %s/%s): %s", node, jobRef(jobName), a.namespace, name, noPodWhy(entry))
-		}
-		return apiError(err, "get", "pod "+a.namespace+"/"+name)
+	pod, err := a.jobPod(ctx, job, node)
+	if err != nil {
+		return err
+	}
+	if pod == nil {
+		return fmt.Errorf("node %s of %s has no upgrade pod (pod %s/%s): %s", node, jobRef(jobName), a.namespace, upgradepod.PodName(node), noPodWhy(entry))
 	}
 	open := func(ctx context.Context, container string) (io.ReadCloser, error) {
-		return a.kube.CoreV1().Pods(a.namespace).GetLogs(name, &corev1.PodLogOptions{Container: container}).Stream(ctx)
+		return a.kube.CoreV1().Pods(a.namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container}).Stream(ctx)
 	}
 	return writeLogs(ctx, a.out, pod, open)
+}
+
+// jobPod finds the job's upgrade pod on node, nil when it has none. The pod
+// is named after the node, whichever job it belongs to (an earlier
+// controller named it after the job too): the job's own is the one it owns.
+func (a *app) jobPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, node string) (*corev1.Pod, error) {
+	pods := &corev1.PodList{}
+	if err := a.client.List(ctx, pods, client.InNamespace(a.namespace),
+		client.MatchingLabels{v1alpha1.LabelNode: upgradepod.NodeLabelValue(node)}); err != nil {
+		return nil, apiError(err, "list", "pods in "+a.namespace)
+	}
+	for i := range pods.Items {
+		if pod := &pods.Items[i]; pod.Annotations[v1alpha1.AnnotationNode] == node && upgradepod.Owns(string(job.UID), pod) {
+			return pod, nil
+		}
+	}
+	return nil, nil
 }
 
 // noPodWhy explains a missing pod from the node's entry.
@@ -70,7 +85,7 @@ func noPodWhy(e *v1alpha1.TaskStatus) string {
 	case e.Action == v1alpha1.ActionSuccess:
 		return "the pods of upgraded nodes are deleted once their outcome is recorded"
 	}
-	return "it was deleted (failed pods are kept until the job is deleted, unless someone deleted it)"
+	return "it was deleted (failed pods are kept until the job is deleted, or until a later job needs the node)"
 }
 
 // writeLogs prints every container's log, init containers first, each

@@ -83,7 +83,7 @@ func planFixture() (*v1alpha1.NodeUpgradeJob, []corev1.Node, []corev1.Pod) {
 		node("edge-busy", "v1.20.0", true, true), node("not-selected", "v1.20.0", true, true),
 	}
 	busy := corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name:        upgradepod.PodName("other-uid", "edge-busy"),
+		Name:        upgradepod.PodName("edge-busy"),
 		Labels:      map[string]string{v1alpha1.LabelJob: "older-job", v1alpha1.LabelNode: "edge-busy"},
 		Annotations: map[string]string{v1alpha1.AnnotationNode: "edge-busy"},
 	}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
@@ -322,7 +322,7 @@ func TestConfirm(t *testing.T) {
 }
 
 func TestLogs(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "nodeupgrade-system", Name: upgradepod.PodName("uid-1", "edge-c")}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "nodeupgrade-system", Name: upgradepod.PodName("edge-c")}}
 	pod.Spec.InitContainers = []corev1.Container{{Name: runner.ContainerCopyKeadm}}
 	pod.Spec.Containers = []corev1.Container{{Name: runner.ContainerCheck}, {Name: runner.ContainerBackup}, {Name: runner.ContainerUpgrade}}
 	var order []string

@@ -13,12 +13,23 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
 
-// jobPods are a job's upgrade pods keyed by node name.
+// jobPods are upgrade pods keyed by node name: a job's own, or other jobs'
+// pods kept for their logs on the job's nodes (see upgradepod.MarkBusy).
 type jobPods map[string]*corev1.Pod
+
+// observedPods are the upgrade pods a plan was made from.
+type observedPods struct {
+	// own are the job's pods.
+	own jobPods
+	// kept are other jobs' finished pods, released and kept for their logs,
+	// that have the name of a node of this job: a dispatch that Replaces
+	// one deletes it first.
+	kept jobPods
+}
 
 // readInput gathers the planner's input from the cache: the job's config, its
 // selection (only while status has none), its nodes and its pods.
-func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, jobPods, string, error) {
+func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, observedPods, string, error) {
 	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.clock.Now()}
 	cfg, err := rollout.ConfigFromSpec(&job.Spec)
 	if err != nil {
@@ -39,20 +50,20 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	// The nodes are only read; skipping the deep copy keeps a reconcile of a
 	// 10,000-node job cheap.
 	if err := r.client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return in, nil, "", fmt.Errorf("listing nodes: %w", err)
+		return in, observedPods{}, "", fmt.Errorf("listing nodes: %w", err)
 	}
 	if err := rollout.ObserveNodes(&in, job, nodes.Items, r.opts.EdgeNodeLabel); err != nil {
 		in.Config.Refusal = err.Error()
 	}
 
-	pods, err := r.listPods(ctx, r.client, job)
-	if err != nil {
-		return in, nil, "", err
+	var pods observedPods
+	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
+		return in, pods, "", err
 	}
-	if err := r.markBusyNodes(ctx, job, in.Nodes); err != nil {
-		return in, nil, "", err
+	in.Pods = podViews(pods.own)
+	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
+		return in, pods, "", err
 	}
-	in.Pods = podViews(pods)
 	in.ObjectBytes = rollout.ObjectBytes(job)
 	return in, pods, installImage, nil
 }
@@ -88,8 +99,9 @@ func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
 }
 
 // listPods returns the job's upgrade pods from reader (the cache, or the API
-// server itself), keyed by node. Pods of an older job with the same name
-// (another UID) are ignored.
+// server itself), keyed by node: those the job owns (upgradepod.Owns), so
+// the pod of an older job of the same name, or of another job on the
+// node, is never taken for this job's.
 func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
 	list := &corev1.PodList{}
 	if err := reader.List(ctx, list, client.InNamespace(r.opts.Namespace),
@@ -100,7 +112,7 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 	for i := range list.Items {
 		pod := &list.Items[i]
 		node := pod.Annotations[v1alpha1.AnnotationNode]
-		if node == "" || pod.Name != upgradepod.PodName(string(job.UID), node) {
+		if node == "" || !upgradepod.Owns(string(job.UID), pod) {
 			continue
 		}
 		pods[node] = pod
@@ -108,19 +120,26 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 	return pods, nil
 }
 
-// markBusyNodes sets BusyWith on the job's pending nodes where an upgrade
-// pod of another job still runs or is being deleted (an overlapping job, or
-// a deleted or re-created job whose pod still rolls back), so that the
-// planner does not start a second upgrade beside it.
-func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgradeJob, nodes map[string]rollout.NodeView) error {
-	if !rollout.MayStartNodes(job.Status) {
-		return nil
+// markBusyNodes sets BusyWith on the job's nodes where an upgrade pod of
+// another job still holds the node (an overlapping job, or a deleted or
+// re-created job whose pod still rolls back), so that the planner does not
+// start a second upgrade beside it, and KeptPodOf where another job's
+// finished pod, kept for its logs, has the node's pod name. It returns
+// those kept pods. The cache may not show a pod created a moment ago: the
+// API server's refusal of a second pod of one name is what keeps one
+// upgrade per node (see createPod); this check spares the attempt.
+func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgradeJob, nodes map[string]rollout.NodeView, own map[string]rollout.PodView) (jobPods, error) {
+	if !rollout.MayStartNodes(job.Status, own) {
+		return nil, nil
 	}
 	list := &corev1.PodList{}
 	if err := r.client.List(ctx, list, client.InNamespace(r.opts.Namespace), client.HasLabels{v1alpha1.LabelNode},
 		client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("listing upgrade pods of other jobs: %w", err)
+		return nil, fmt.Errorf("listing upgrade pods of other jobs: %w", err)
 	}
-	upgradepod.MarkBusy(list.Items, string(job.UID), nodes)
-	return nil
+	kept := upgradepod.MarkBusy(list.Items, string(job.UID), nodes)
+	for node, pod := range kept {
+		kept[node] = pod.DeepCopy() // the list shares the cache's objects
+	}
+	return kept, nil
 }

@@ -161,15 +161,15 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 
 	r.recordEvents(job, plan.Events)
 	r.metrics.observePlan(job, in, plan)
-	more, err := r.applyPodActions(ctx, job, pods, plan, installImage)
+	soon, err := r.applyPodActions(ctx, job, pods, plan, installImage)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if plan.Finished {
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
 	}
-	if more {
-		return ctrl.Result{RequeueAfter: cleanupContinue}, nil
+	if soon > 0 && (plan.RequeueAfter == 0 || soon < plan.RequeueAfter) {
+		return ctrl.Result{RequeueAfter: soon}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }
@@ -213,7 +213,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgr
 // outcome the stored status already records are still released and
 // deleted; nothing new starts, because nothing is committed. The error goes
 // back to the work queue, which retries with backoff.
-func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, writeErr error) error {
+func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.NodeUpgradeJob, pods observedPods, plan rollout.Plan, writeErr error) error {
 	log := klog.FromContext(ctx)
 	message := rollout.Truncate(writeErr.Error(), maxConditionMessage)
 	reason := string(apierrors.ReasonForError(writeErr))
@@ -240,7 +240,7 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 		log.Error(err, "Recording a failed status write on the job")
 	}
 
-	cleanup := rollout.Cleanup(stored.Status, podViews(pods))
+	cleanup := rollout.Cleanup(stored.Status, podViews(pods.own))
 	if _, err := r.applyPodActions(ctx, stored, pods, cleanup, ""); err != nil {
 		log.Error(err, "Cleaning up pods after a failed status write")
 	}
@@ -257,6 +257,10 @@ const (
 	// cleanupContinue: this reconcile's cleanup budget ran out; the rest
 	// follows straight away, after the queue lets other jobs in.
 	cleanupContinue = 10 * time.Millisecond
+	// refusedCreateRecheck: the API server refused a pod because another
+	// job's pod has the node's pod name; by then the cache shows that pod,
+	// and the node goes back to waiting.
+	refusedCreateRecheck = 200 * time.Millisecond
 	// conflictRetry: a write lost an optimistic-lock race; plan again from
 	// the newer object.
 	conflictRetry = 50 * time.Millisecond

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -28,16 +30,31 @@ func (r *Reconciler) cleanupBudget() int { return 4 * r.opts.PodWorkers }
 // applyPodActions carries out a committed plan: create the dispatched pods,
 // take the tracking finalizer off pods whose outcome is recorded, and delete
 // the pods that are cancelled or done. Creates and cancellations come first,
-// then routine cleanup within cleanupBudget. It reports whether cleanup was
-// left for later.
-func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pods jobPods, plan rollout.Plan, installImage string) (bool, error) {
+// then routine cleanup within cleanupBudget. It says how soon to plan again
+// for what it could not do (0: as the plan says): cleanup left for later,
+// or a create the API server refused because another job's pod holds the
+// node, which the next plan, from a cache that shows that pod, turns into
+// a wait.
+func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pods observedPods, plan rollout.Plan, installImage string) (time.Duration, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.PodWorkers)
+	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
-		if _, exists := pods[d.Node]; exists {
+		if _, exists := pods.own[d.Node]; exists {
 			continue
 		}
-		g.Go(func() error { return r.createPod(gctx, job, d, installImage) })
+		g.Go(func() error {
+			if d.Replaces != "" {
+				if err := r.deleteKeptPod(gctx, job, pods.kept[d.Node]); err != nil {
+					return err
+				}
+			}
+			busy, err := r.createPod(gctx, job, d, installImage)
+			if busy {
+				refused.Store(true)
+			}
+			return err
+		})
 	}
 	// The plan orders its cleanup, cancellations first; only the budget is
 	// the controller's.
@@ -47,7 +64,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 		cleanup = cleanup[:r.cleanupBudget()]
 	}
 	for _, c := range cleanup {
-		pod, ok := pods[c.Node]
+		pod, ok := pods.own[c.Node]
 		if !ok {
 			continue
 		}
@@ -63,10 +80,21 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 			return nil
 		})
 	}
-	return more, g.Wait()
+	err := g.Wait()
+	switch {
+	case more:
+		return cleanupContinue, err
+	case refused.Load():
+		return refusedCreateRecheck, err
+	}
+	return 0, err
 }
 
-func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) error {
+// createPod creates a dispatched node's upgrade pod. It reports busy when
+// the API server refused it because another job's upgrade pod has the
+// node's pod name: the node is busy, and the next plan puts it back to
+// wait (rollout's requeueBusy).
+func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) (busy bool, err error) {
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
 	pod := upgradepod.BuildAt(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
@@ -83,14 +111,71 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	}, r.clock.Now())
 	if err := r.client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return nil // created by an earlier reconcile whose pod the cache has not shown yet
+			return r.alreadyExists(ctx, job, d.Node, pod.Name)
 		}
 		r.recordEvents(job, []rollout.Event{{Warning: true, Reason: "PodCreateFailed", Node: d.Node,
 			Message: fmt.Sprintf("Creating the upgrade pod for node %s failed: %v", d.Node, err)}})
-		return fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
+		return false, fmt.Errorf("creating upgrade pod for node %s: %w", d.Node, err)
 	}
 	r.metrics.dispatched(job)
 	log.V(2).Info("Upgrade pod created", "pod", klog.KObj(pod), "deadline", d.Deadline)
+	return false, nil
+}
+
+// alreadyExists finds out whose pod has the name of the node's upgrade
+// pod, reading around the cache (which may not show it yet). The job's own
+// pod, created by an earlier reconcile, is fine. Another job's means the
+// node is busy: that is told, and reported as busy.
+func (r *Reconciler) alreadyExists(ctx context.Context, job *v1alpha1.NodeUpgradeJob, node, name string) (bool, error) {
+	pod := &corev1.Pod{}
+	if err := r.apiReader.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: name}, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil // gone since: the next plan dispatches the node again
+		}
+		return false, fmt.Errorf("reading upgrade pod %s, which refused node %s's: %w", name, node, err)
+	}
+	if upgradepod.Owns(string(job.UID), pod) {
+		return false, nil // created by an earlier reconcile whose pod the cache has not shown yet
+	}
+	other := upgradepod.JobOf(pod)
+	state := string(upgradepod.View(pod).Phase)
+	if pod.DeletionTimestamp != nil {
+		state += ", being deleted"
+	}
+	klog.FromContext(ctx).Info("Node busy: another job's upgrade pod holds it", "node", node,
+		"pod", klog.KObj(pod), "otherJob", other, "podUID", pod.UID, "phase", state)
+	r.recordEvents(job, []rollout.Event{{Reason: "NodeBusy", Node: node,
+		Message: fmt.Sprintf("Node %s is busy: job %s's upgrade pod %s (%s) is on it; the node waits for it", node, other, name, state)}})
+	return true, nil
+}
+
+// deleteKeptPod deletes another job's finished upgrade pod, released and
+// kept for its logs, that has the name this job's pod needs
+// (rollout.Dispatch.Replaces): only that pod (UID precondition); a pod of
+// that name that is not it any more, or is gone, is left to the create.
+// Both jobs are told, since the other job's logs of that node go with it.
+func (r *Reconciler) deleteKeptPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, pod *corev1.Pod) error {
+	if pod == nil {
+		return nil
+	}
+	node := pod.Annotations[v1alpha1.AnnotationNode]
+	err := r.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	switch {
+	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("deleting job %s's finished upgrade pod %s on node %s: %w", upgradepod.JobOf(pod), pod.Name, node, err)
+	}
+	other := upgradepod.JobOf(pod)
+	klog.FromContext(ctx).Info("Deleted another job's finished upgrade pod, kept for its logs, to upgrade the node",
+		"node", node, "pod", klog.KObj(pod), "podUID", pod.UID, "otherJob", other)
+	r.recordEvents(job, []rollout.Event{{Reason: "KeptPodDeleted", Node: node,
+		Message: fmt.Sprintf("Deleted job %s's finished upgrade pod %s on node %s, kept for its logs, to upgrade the node", other, pod.Name, node)}})
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		owner := &v1alpha1.NodeUpgradeJob{ObjectMeta: metav1.ObjectMeta{Name: ref.Name, UID: ref.UID}}
+		r.recordEvents(owner, []rollout.Event{{Reason: "KeptPodDeleted", Node: node,
+			Message: fmt.Sprintf("Job %s deleted this job's finished upgrade pod %s on node %s, kept for its logs, to upgrade the node", job.Name, pod.Name, node)}})
+	}
 	return nil
 }
 

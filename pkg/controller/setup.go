@@ -41,17 +41,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// activeJobs maps a node change to every unfinished job: there are few at a
-// time, and the node may be among their selections.
+// activeJobs maps a node change to every unfinished job, and to every
+// finished job that still watches a node that timed out (rollout.Watching):
+// there are few at a time, and the node may be among their selections. A
+// finished job needs no timer: what its timed-out nodes report comes as
+// node events, and a restarted controller plans every job once.
 func (r *Reconciler) activeJobs(ctx context.Context, _ client.Object) []reconcile.Request {
 	jobs := &v1alpha1.NodeUpgradeJobList{}
 	if err := r.client.List(ctx, jobs, client.UnsafeDisableDeepCopy); err != nil {
 		klog.FromContext(ctx).Error(err, "Listing NodeUpgradeJobs for a node change")
 		return nil
 	}
+	now := r.clock.Now()
 	var reqs []reconcile.Request
 	for i := range jobs.Items {
-		if !rollout.JobFinal(jobs.Items[i].Status.State) {
+		if status := jobs.Items[i].Status; !rollout.JobFinal(status.State) || rollout.Watching(status, now) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: jobs.Items[i].Name}})
 		}
 	}

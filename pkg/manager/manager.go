@@ -242,7 +242,8 @@ func trimJobManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// trimNode keeps a node's name, labels, readiness and reported version.
+// trimNode keeps a node's name, labels, readiness (and since when: a
+// timed-out node's reason tells it) and reported version.
 func trimNode(obj any) (any, error) {
 	node, ok := obj.(*corev1.Node)
 	if !ok {
@@ -255,7 +256,7 @@ func trimNode(obj any) (any, error) {
 	trimmed.Status.NodeInfo.KubeletVersion = node.Status.NodeInfo.KubeletVersion
 	for _, cond := range node.Status.Conditions {
 		if cond.Type == corev1.NodeReady {
-			trimmed.Status.Conditions = []corev1.NodeCondition{{Type: cond.Type, Status: cond.Status}}
+			trimmed.Status.Conditions = []corev1.NodeCondition{{Type: cond.Type, Status: cond.Status, LastTransitionTime: cond.LastTransitionTime}}
 		}
 	}
 	return trimmed, nil

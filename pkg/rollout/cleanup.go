@@ -63,8 +63,10 @@ func cancelReason(e *v1alpha1.TaskStatus) string {
 	if e.Action == v1alpha1.ActionTimeOut {
 		why = "node timed out"
 	}
-	if e.Reason != "" {
-		why += ": " + e.Reason
+	// What the node showed since (the note before a timed-out node's
+	// reason) is not why its pod stops.
+	if _, reason := splitNote(e.Reason); reason != "" {
+		why += ": " + reason
 	}
 	return why
 }

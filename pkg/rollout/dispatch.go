@@ -51,7 +51,7 @@ func (p *planner) startPending() {
 		free--
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
-		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline})
+		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
 		p.event(false, ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
@@ -89,7 +89,8 @@ func (p *planner) draining() int {
 
 // waitReason says why a pending node cannot start now, as its reason in
 // status ("" when it can): it is NotReady, or another job's upgrade pod
-// still exists on it (running, rolling back, or being deleted).
+// still holds it (running, rolling back, being deleted, or not yet
+// released by its job; see NodeView.BusyWith).
 func waitReason(node NodeView) string {
 	switch {
 	case !node.Ready:

@@ -28,8 +28,8 @@
 //
 // Selection (first plan only):
 //   - Whether the first plan is recorded: [Initialized]; whether a plan may
-//     start a node, so needs to know busy nodes: [MayStartNodes]
-//     (planner.go).
+//     start a node or create a pod, so needs to know busy nodes:
+//     [MayStartNodes] (planner.go).
 //   - spec.nodeNames or spec.labelSelector, taken once: [SelectNodes],
 //     [ObserveNodes] (nodes.go).
 //   - Every selected node gets its entry, sorted and deduplicated:
@@ -61,17 +61,33 @@
 //     its deadline: planner.progressInFlight (progress.go, case !hasPod).
 //
 // Deferral (NotReady, or busy with another job's pod) (dispatch.go):
-//   - Why a node cannot start: waitReason.
+//   - Why a node cannot start: waitReason. What holds a node (a pod of
+//     another job that runs, is being deleted or is not yet released) is
+//     read by upgradepod.MarkBusy into [NodeView] BusyWith.
 //   - The wait starts when the node's turn comes, without a slot:
 //     planner.deferNode; a busy node is looked at again every
 //     [BusyRecheck].
 //   - A wait longer than the timeout fails the node: planner.expireDeferral.
 //
+// One upgrade per node across jobs (the API server refuses a second pod of
+// the node's name, upgradepod.PodName):
+//   - A dispatched node with no pod of its own, whose node another job
+//     holds, lost the create: it goes back to pending and waits as a busy
+//     node: planner.requeueBusy (progress.go).
+//   - Another job's finished pod, released and kept for its logs, holds
+//     nothing but the name: a dispatch to its node deletes it first,
+//     [Dispatch] Replaces from [NodeView] KeptPodOf (dispatch.go,
+//     progress.go).
+//   - Two targets on one node: the jobs run one after the other, and a node
+//     at or above a job's target is settled before each dispatch round
+//     (planner.settleIfNeedless), so the node ends at the higher target and
+//     no job downgrades it.
+//
 // Timeout (progress.go):
 //   - Past its deadline an in-flight node is TimeOut:
 //     planner.progressInFlight.
 //   - A pod that succeeded but whose node is not verified by the deadline
-//     fails: planner.verify.
+//     times out too: planner.verify.
 //
 // Pod outcomes (progress.go):
 //   - Running phase to node state: phaseState.
@@ -80,7 +96,17 @@
 //
 // Verification (progress.go):
 //   - A succeeded pod counts only once the node reports the target version
-//     and is Ready: planner.verify, describeNode.
+//     and is Ready: planner.verify, describeNode; not by the deadline, the
+//     node times out (TimeOut).
+//
+// After the timeout (late.go):
+//   - A timed-out node (Failed, action TimeOut) is watched for
+//     [WatchAfterTimeout], in finished jobs too: a note before its reason
+//     says it needs attention (NotReady) or upgraded after its timeout
+//     (Ready on the target); state, counts and the job's result stand:
+//     planner.watchTimedOut, lateNote, splitNote.
+//   - The NeedsAttention condition: planner.setNeedsAttention.
+//   - Which finished jobs node changes still wake: [Watching].
 //
 // Tolerance:
 //   - failed/eligible > failureTolerate, exactly: [Config.ToleranceExceeded]
@@ -104,10 +130,12 @@
 //
 // Pod actions:
 //   - Create: [Plan.Dispatch], from planner.startPending and
-//     planner.progressInFlight.
+//     planner.progressInFlight; with Replaces, after deleting another
+//     job's kept pod of the node's name.
 //   - Release, delete, cancel: drop the tracking finalizer once the outcome
 //     is recorded; delete the pods of upgraded or cancelled nodes, with the
-//     reason of each cancellation; keep failed ones for their logs;
+//     reason of each cancellation; keep failed ones for their logs (until
+//     the job is deleted, or another job needs the node);
 //     cancellations first: planner.planCleanup, [PodCleanup] (cleanup.go);
 //     without a status write: [Cleanup] (planner.go). The controller only
 //     applies them, within its per-reconcile budget.

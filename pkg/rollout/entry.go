@@ -10,9 +10,9 @@ import (
 // entry's state. KubeEdge's TaskStatus has one time field, which this
 // controller uses for three clocks: the dispatch of an in-flight node, the
 // start of a pending node's wait, and the finish of a final node (shown to
-// users, read by no rule). This is the one place that decodes it; a time
-// that is not RFC 3339 (a hand-edited status) reads as zero, and the
-// planner restarts that clock.
+// users; a timed-out node is watched from it). This is the one place that
+// decodes it; a time that is not RFC 3339 (a hand-edited status) reads as
+// zero, and the planner restarts that clock.
 type EntryTime struct {
 	// Dispatched is when an in-flight node was dispatched; its deadline is
 	// Config.Deadline(Dispatched).
@@ -21,6 +21,9 @@ type EntryTime struct {
 	// NotReady or busy); it fails at Config.Deadline(DeferredSince). Zero
 	// while the node is not waiting.
 	DeferredSince time.Time
+	// Finished is when a final node got its final entry. A node that timed
+	// out is watched for WatchAfterTimeout from then (watchTimedOut).
+	Finished time.Time
 }
 
 // ReadEntryTime decodes e's time.
@@ -34,6 +37,8 @@ func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
 		return EntryTime{Dispatched: t}
 	case e.State == v1alpha1.StateNone:
 		return EntryTime{DeferredSince: t}
+	case NodeFinal(e.State):
+		return EntryTime{Finished: t}
 	}
 	return EntryTime{}
 }

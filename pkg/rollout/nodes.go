@@ -71,7 +71,15 @@ func ViewNode(node *corev1.Node, edgeNodeLabel string) NodeView {
 	reported := node.Status.NodeInfo.KubeletVersion
 	version, _ := nodeversion.Edgecore(reported)
 	_, edge := node.Labels[edgeNodeLabel]
-	return NodeView{Exists: true, Edge: edge, Ready: NodeReady(node), Version: version, Reported: reported}
+	view := NodeView{Exists: true, Edge: edge, Ready: NodeReady(node), Version: version, Reported: reported}
+	if view.Ready {
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				view.ReadySince = c.LastTransitionTime.UTC()
+			}
+		}
+	}
+	return view
 }
 
 // NodeReady reports the node's Ready condition; a node without one is not Ready.

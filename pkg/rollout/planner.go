@@ -19,8 +19,10 @@ import (
 //  3. progressInFlight (progress.go): follow every dispatched node's pod to
 //     its outcome or its deadline.
 //  4. startPending (dispatch.go): dispatch, defer, or stop on tolerance.
-//  5. summarize (summarize.go): counters, conditions and the final state.
-//  6. fitStatus (size.go) and planCleanup (cleanup.go): keep the status in
+//  5. watchTimedOut (late.go), in finished jobs too (their only phase):
+//     what timed-out nodes reported since.
+//  6. summarize (summarize.go): counters, conditions and the final state.
+//  7. fitStatus (size.go) and planCleanup (cleanup.go): keep the status in
 //     etcd's limit, and decide what happens to the pods of final nodes.
 func Decide(in Input) Plan {
 	p := newPlanner(in)
@@ -33,7 +35,11 @@ func Decide(in Input) Plan {
 		}
 		p.progressInFlight()
 		p.startPending()
+		p.watchTimedOut()
 		p.summarize()
+	} else {
+		// Finished: a node that timed out may still report.
+		p.watchTimedOut()
 	}
 	// A plan's write that succeeds ends an earlier write failure.
 	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)
@@ -59,16 +65,18 @@ func Initialized(status v1alpha1.NodeUpgradeJobStatus) bool {
 	return status.State != v1alpha1.StateNone || len(status.NodeStatus) > 0
 }
 
-// MayStartNodes reports whether a plan of this job may start a node: it is
-// not initialised yet, or a node is pending. Only then do the planner's
-// NodeViews need BusyWith, which costs the controller a list of every
-// upgrade pod.
-func MayStartNodes(status v1alpha1.NodeUpgradeJobStatus) bool {
+// MayStartNodes reports whether a plan of this job may start a node or
+// create a pod: it is not initialised yet, a node is pending, or a
+// dispatched node has no pod among pods (the job's own, by node). Only then
+// do the planner's NodeViews need BusyWith and KeptPodOf, which cost the
+// controller a list of every upgrade pod.
+func MayStartNodes(status v1alpha1.NodeUpgradeJobStatus, pods map[string]PodView) bool {
 	if !Initialized(status) {
 		return true
 	}
 	for i := range status.NodeStatus {
-		if status.NodeStatus[i].State == v1alpha1.StateNone {
+		e := &status.NodeStatus[i]
+		if _, hasPod := pods[e.NodeName]; e.State == v1alpha1.StateNone || NodeInFlight(e.State) && !hasPod {
 			return true
 		}
 	}

@@ -25,6 +25,8 @@ func (p *planner) progressInFlight() {
 		deadline := p.deadline(dispatched)
 		pod, hasPod := p.in.Pods[e.NodeName]
 		switch {
+		case !hasPod && p.in.Nodes[e.NodeName].BusyWith != "":
+			p.requeueBusy(e)
 		case hasPod && pod.Phase == PodSucceeded:
 			p.verify(e, deadline, "upgrade pod succeeded")
 		case hasPod && pod.Phase == PodDetached:
@@ -61,7 +63,8 @@ func (p *planner) progressInFlight() {
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
 			// the pod. Creating it again is idempotent (its name is fixed).
-			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: p.in.Nodes[e.NodeName].Version, Deadline: deadline})
+			node := p.in.Nodes[e.NodeName]
+			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
 			p.wakeAt(deadline)
 		default:
 			e.State, e.Event = phaseState(pod.Phase)
@@ -79,6 +82,20 @@ func unitMayRun(e *v1alpha1.TaskStatus, pod PodView) bool {
 		return true
 	}
 	return e.State == v1alpha1.StateBackingUp || e.State == v1alpha1.StateUpgrading
+}
+
+// requeueBusy puts a dispatched node back among the pending ones when it
+// has no pod of this job and another job's pod holds it: the API server
+// refused this job's pod (the name is the node's, see upgradepod.PodName),
+// or will. Two jobs that planned from caches which did not yet show each
+// other's pods both dispatch; one create wins, and the other job's node
+// waits as any busy node does (startPending: deferred without a slot, its
+// wait starting when its turn comes, failing after the timeout), rather
+// than holding a slot until it times out with "upgrade pod not created".
+// Should this job's pod exist after all, unseen by a lagging cache, its
+// next dispatch finds it (AlreadyExists, its own) and follows it.
+func (p *planner) requeueBusy(e *v1alpha1.TaskStatus) {
+	e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateNone, v1alpha1.EventInit, "", "", ""
 }
 
 // phaseState maps a running pod's phase to the node's state and event.
@@ -110,7 +127,9 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because str
 	}
 	seen := describeNode(node)
 	if !p.now.Before(deadline) {
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventUpgrade,
+		// A timeout like any other: the job stops waiting, and what the
+		// node reports later is watched (watchTimedOut).
+		p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
 			fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
 		return
 	}

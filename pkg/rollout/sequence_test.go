@@ -71,6 +71,9 @@ type seqScenario struct {
 	nodes       map[string]*seqNode
 	// at lists what happens to the world before the plan of a tick.
 	at map[int]seqStep
+	// afterFinish is how many ticks to plan on once the job is finished
+	// and its pods are let go: what its nodes do later.
+	afterFinish int
 }
 
 func seqFleet(n int) map[string]*seqNode {
@@ -91,6 +94,12 @@ func with(nodes map[string]*seqNode, name string, change func(n *seqNode)) map[s
 
 func setReady(name string, ready bool) func(w *seqWorld) {
 	return func(w *seqWorld) { w.nodes[name].view.Ready = ready }
+}
+
+// setReported makes a node Ready or not on a version, as if an upgrade
+// ended on the host while nobody watched.
+func setReported(name, version string, ready bool) func(w *seqWorld) {
+	return func(w *seqWorld) { w.nodes[name].view.Version, w.nodes[name].view.Ready = version, ready }
 }
 
 func setRefusal(why string) func(w *seqWorld) {
@@ -149,6 +158,17 @@ func sequenceScenarios() []seqScenario {
 		at: map[int]seqStep{
 			2: {"controller restarted: image repository not allowed", setRefusal(`image repository "docker.io/kubeedge/installation-package" is not allowed (allowed: [registry.example.com/kubeedge])`)},
 		},
+	}, {
+		name:        "timed-out-node-reports-later",
+		about:       "node-00 goes NotReady in its upgrade and times out: it needs attention; the job ends within failureTolerate 0.5 and, later, node-00 reports v1.21.0 and Ready: its reason says it upgraded after its timeout, the job's result stands",
+		concurrency: 2, tolerate: "0.5", timeout: 150 * time.Second, tick: 30 * time.Second,
+		selection: names(2),
+		nodes:     seqFleet(2),
+		at: map[int]seqStep{
+			2: {"node-00 goes NotReady (its link is down)", setReady("node-00", false)},
+			8: {"node-00 is Ready again, on v1.21.0: the upgrade ended on the host", setReported("node-00", c21, true)},
+		},
+		afterFinish: 4,
 	}, {
 		name:        "skipped-nodes",
 		about:       "a missing node and a cloud node are Skipped, a node at the target version is Successful at once; only the rest are upgraded",
@@ -246,7 +266,10 @@ func runSequence(t *testing.T, sc seqScenario) string {
 		w.apply(p)
 		prev = p
 		if p.Finished && len(p.Dispatch)+len(p.Cleanup) == 0 {
-			break
+			if sc.afterFinish == 0 {
+				break
+			}
+			sc.afterFinish--
 		}
 	}
 	return b.String()

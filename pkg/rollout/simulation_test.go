@@ -5,8 +5,12 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
@@ -231,6 +235,45 @@ func TestSimulatedRollouts(t *testing.T) {
 			w.advance(time.Duration(1+w.rng.IntN(20)) * time.Second)
 		}
 		checkFinal(t, seed, c, w, status)
+		checkAfterFinish(t, seed, c, w, status, selection, finalSeen)
+	}
+}
+
+// checkAfterFinish goes on planning a finished job while its nodes change:
+// they go NotReady and back, and an upgrade the job gave up on may end on
+// the host after all. The job's result stays what it was; only the notes of
+// timed-out nodes follow the nodes, and NeedsAttention names the timed-out
+// nodes that are NotReady.
+func checkAfterFinish(t *testing.T, seed uint64, c Config, w *world, status v1alpha1.NodeUpgradeJobStatus, selection []string, finalSeen map[string]v1alpha1.TaskStatus) {
+	t.Helper()
+	for range 20 {
+		w.advance(time.Duration(1+w.rng.IntN(600)) * time.Second)
+		for _, name := range sortedKeys(w.nodes) {
+			if w.rng.IntN(10) == 0 {
+				w.nodes[name].view.Version = "v1.21.0" // an abandoned upgrade ended on the host
+			}
+		}
+		p := Decide(w.input(c, status, selection))
+		checkInvariants(t, seed, c, w, status, p, finalSeen)
+		if p.Status.State != status.State || p.Status.Counts != status.Counts || p.Status.Reason != status.Reason || len(p.Dispatch) > 0 {
+			t.Fatalf("seed %d: a finished job changed: %s/%+v/%q to %s/%+v/%q, dispatching %v", seed,
+				status.State, status.Counts, status.Reason, p.Status.State, p.Status.Counts, p.Status.Reason, p.Dispatch)
+		}
+		var attention []string
+		for i := range p.Status.NodeStatus {
+			e := &p.Status.NodeStatus[i]
+			if n := w.nodes[e.NodeName]; timedOut(e) && n != nil && !n.view.Ready {
+				attention = append(attention, e.NodeName)
+			}
+		}
+		cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionNeedsAttention)
+		switch {
+		case len(attention) > 0 && (cond == nil || cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, attention[0])):
+			t.Fatalf("seed %d: timed-out nodes %v are NotReady, condition %+v", seed, attention, cond)
+		case len(attention) == 0 && cond != nil && cond.Status == metav1.ConditionTrue:
+			t.Fatalf("seed %d: no timed-out node is NotReady, condition %+v", seed, cond)
+		}
+		status = p.Status
 	}
 }
 
@@ -250,8 +293,11 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 		if e.State == v1alpha1.StateSkipped && w.creations[e.NodeName] > 0 {
 			t.Fatalf("seed %d: skipped node %s got an upgrade pod", seed, e.NodeName)
 		}
-		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) {
+		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) && !onlyLateNoteChanged(old, e) {
 			t.Fatalf("seed %d: final node %s changed from %+v to %+v", seed, e.NodeName, old, e)
+		}
+		if timedOut(&e) {
+			checkLateNote(t, seed, e, w.nodes[e.NodeName])
 		}
 		if NodeFinal(e.State) {
 			finalSeen[e.NodeName] = e
@@ -279,6 +325,35 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 	}
 	if !p.Finished && (p.Status.State == v1alpha1.StateSuspended) != c.Suspended {
 		t.Fatalf("seed %d: unfinished job in state %s with suspend %v", seed, p.Status.State, c.Suspended)
+	}
+}
+
+// onlyLateNoteChanged reports whether a final entry changed only in the
+// note watchTimedOut puts before a timed-out node's reason.
+func onlyLateNoteChanged(old, e v1alpha1.TaskStatus) bool {
+	if !timedOut(&old) || !timedOut(&e) {
+		return false
+	}
+	_, oldBase := splitNote(old.Reason)
+	_, base := splitNote(e.Reason)
+	old.Reason, e.Reason = oldBase, base
+	return reflect.DeepEqual(old, e)
+}
+
+// checkLateNote checks a timed-out node's note against what the node shows.
+func checkLateNote(t *testing.T, seed uint64, e v1alpha1.TaskStatus, node *simNode) {
+	t.Helper()
+	note, _ := splitNote(e.Reason)
+	want := ""
+	switch {
+	case node == nil:
+	case !node.view.Ready:
+		want = noteNeedsAttention
+	case node.view.Version == "v1.21.0":
+		want = noteUpgraded
+	}
+	if noteKind(note) != want {
+		t.Fatalf("seed %d: timed-out node %s (%+v) has reason %q, want the note %q", seed, e.NodeName, node.view, e.Reason, want)
 	}
 }
 

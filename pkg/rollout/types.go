@@ -18,10 +18,21 @@ type NodeView struct {
 	Version string
 	// Reported is the raw status.nodeInfo.kubeletVersion, quoted in reasons.
 	Reported string
-	// BusyWith names another job whose upgrade pod still runs on the node
-	// ("" when none). Two upgrade pods on one node would run two keadms
-	// against one edgecore, and keadm's own lock would fail one of them.
+	// ReadySince is when the node last became Ready (its Ready condition's
+	// lastTransitionTime); zero when it is not Ready or does not say.
+	ReadySince time.Time
+	// BusyWith names another job whose upgrade pod still holds the node
+	// ("" when none): it runs, is being deleted, or its job has not yet
+	// recorded its outcome. Two upgrade pods on one node would run two
+	// keadms against one edgecore. The pod's name (the node's) also keeps
+	// this job's pod from being created while it exists.
 	BusyWith string
+	// KeptPodOf names another job whose finished upgrade pod, released and
+	// kept on the node for its logs, still has the node's pod name ("" when
+	// none): it holds nothing, but the API server refuses this job's pod
+	// until it is gone, so a dispatch to the node deletes it first
+	// (Dispatch.Replaces).
+	KeptPodOf string
 }
 
 // PodPhase is how far an upgrade pod has got, read from its status.
@@ -87,6 +98,10 @@ type Dispatch struct {
 	Node        string
 	FromVersion string
 	Deadline    time.Time
+	// Replaces names the other job whose finished pod, kept on the node for
+	// its logs, the controller deletes first (NodeView.KeptPodOf): one
+	// upgrade pod name per node, and this dispatch needs it.
+	Replaces string
 }
 
 // Event is something worth telling the user about, recorded on the job.
@@ -132,4 +147,9 @@ const (
 	ReasonProgress          = "Progress"
 	ReasonSuspended         = "Suspended"
 	ReasonResumed           = "Resumed"
+	// ReasonNodeNeedsAttention: a node that timed out is NotReady.
+	ReasonNodeNeedsAttention = "NodeNeedsAttention"
+	// ReasonNodeReportedAfterTimeout: a node that timed out is Ready again,
+	// on the target version or not.
+	ReasonNodeReportedAfterTimeout = "NodeReportedAfterTimeout"
 )

@@ -213,7 +213,7 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      PodName(p.JobUID, p.NodeName),
+			Name:      PodName(p.NodeName),
 			Namespace: p.Namespace,
 			Labels:    labels,
 			Annotations: map[string]string{

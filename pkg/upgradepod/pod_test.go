@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
@@ -287,6 +288,47 @@ func volume(pod *corev1.Pod, name string) corev1.Volume {
 }
 
 func TestPodName(t *testing.T) {
+	const prefix = "nodeupgrade-"
+	tests := []struct {
+		name    string
+		node    string
+		want    string // exact, or "" to only check validity
+		wantLen int
+	}{
+		{"short", "edge-1", prefix + "edge-1", 0},
+		{"dotted", "edge-1.example.com", prefix + "edge-1.example.com", 0},
+		{"fits exactly", strings.Repeat("a", 253-len(prefix)), prefix + strings.Repeat("a", 253-len(prefix)), 253},
+		{"one too long", strings.Repeat("a", 254-len(prefix)), "", 253},
+		{"max node name", strings.Repeat("a", 253), "", 253},
+		{"cut lands on a dot", strings.Repeat("a", 223) + "." + strings.Repeat("b", 29), prefix + strings.Repeat("a", 223) + "-" + shortHash(strings.Repeat("a", 223)+"."+strings.Repeat("b", 29), 16), 0},
+		{"invalid node name hashed", "Edge_1", prefix + shortHash("Edge_1", 16), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got := PodName(tt.node)
+			g.Expect(validation.IsDNS1123Subdomain(got)).To(BeEmpty(), got)
+			g.Expect(PodName(tt.node)).To(Equal(got), "deterministic")
+			g.Expect(got).To(HavePrefix(prefix))
+			if tt.want != "" {
+				g.Expect(got).To(Equal(tt.want))
+			}
+			if tt.wantLen != 0 {
+				g.Expect(got).To(HaveLen(tt.wantLen))
+			}
+			g.Expect(PodName(tt.node+"x")).NotTo(Equal(got), "different nodes, different pods")
+			g.Expect(LegacyPodName("uid-1", tt.node)).NotTo(Equal(got), "never a legacy name")
+		})
+	}
+	// Two long names sharing their first 220 bytes still get different pods.
+	a := PodName(strings.Repeat("a", 240) + "1")
+	b := PodName(strings.Repeat("a", 240) + "2")
+	NewWithT(t).Expect(a).NotTo(Equal(b))
+}
+
+// TestLegacyPodName pins the per-job names of earlier controllers, which a
+// controller upgraded mid-rollout must still recognise.
+func TestLegacyPodName(t *testing.T) {
 	uidHash := "nodeupgrade-" + shortHash("uid-1", 8) + "-"
 	tests := []struct {
 		name      string
@@ -302,27 +344,59 @@ func TestPodName(t *testing.T) {
 		{"cut lands on a dot", "uid-1", strings.Repeat("a", 214) + "." + strings.Repeat("b", 38), "", 0},
 		{"invalid node name hashed", "uid-1", "Edge_1", uidHash + shortHash("Edge_1", 16), 0},
 		{"empty uid", "", "edge-1", "nodeupgrade-" + shortHash("", 8) + "-edge-1", 0},
+		// The value an earlier controller computed for this job and node.
+		{"as before", "0b1e7a7e-0000-4000-8000-000000000001", "edge-node-1", "nodeupgrade-" + shortHash("0b1e7a7e-0000-4000-8000-000000000001", 8) + "-edge-node-1", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			got := PodName(tt.uid, tt.node)
+			got := LegacyPodName(tt.uid, tt.node)
 			g.Expect(validation.IsDNS1123Subdomain(got)).To(BeEmpty(), got)
-			g.Expect(PodName(tt.uid, tt.node)).To(Equal(got), "deterministic")
-			g.Expect(got).To(HavePrefix(uidHash[:len("nodeupgrade-")]))
 			if tt.want != "" {
 				g.Expect(got).To(Equal(tt.want))
 			}
 			if tt.wantLen != 0 {
 				g.Expect(got).To(HaveLen(tt.wantLen))
 			}
-			g.Expect(PodName(tt.uid+"x", tt.node)).NotTo(Equal(got), "different jobs, different pods")
+			g.Expect(LegacyPodName(tt.uid+"x", tt.node)).NotTo(Equal(got), "different jobs, different pods")
 		})
 	}
-	// Two long names sharing their first 215 bytes still get different pods.
-	a := PodName("u", strings.Repeat("a", 240)+"1")
-	b := PodName("u", strings.Repeat("a", 240)+"2")
-	NewWithT(t).Expect(a).NotTo(Equal(b))
+}
+
+func TestOwns(t *testing.T) {
+	const uid, node = "job-uid", "edge-1"
+	pod := func(name, ownerUID string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{v1alpha1.AnnotationNode: node}}}
+		if ownerUID != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob",
+				Name: "job", UID: types.UID(ownerUID), Controller: new(true)}}
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"named after the node, owned by the job", pod(PodName(node), uid), true},
+		{"named after the node, owned by another job", pod(PodName(node), "other-uid"), false},
+		{"a re-created job's name, the old job's pod", pod(PodName(node), "old-uid"), false},
+		{"named after the node, no owner", pod(PodName(node), ""), false},
+		{"legacy name of the job, no owner", pod(LegacyPodName(uid, node), ""), true},
+		{"legacy name of the job, owned by it", pod(LegacyPodName(uid, node), uid), true},
+		{"legacy name of another job", pod(LegacyPodName("other-uid", node), "other-uid"), false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			NewWithT(t).Expect(Owns(uid, tt.pod)).To(Equal(tt.want))
+		})
+	}
+	// A non-controller owner reference names no job.
+	p := pod(PodName(node), uid)
+	p.OwnerReferences[0].Controller = nil
+	NewWithT(t).Expect(Owns(uid, p)).To(BeFalse())
+	NewWithT(t).Expect(Owns("", pod(PodName(node), ""))).To(BeFalse(), "no job owns everything")
 }
 
 func TestLabelValues(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
@@ -363,29 +364,74 @@ func joinNonEmpty(sep string, parts ...string) string {
 	return strings.Join(out, sep)
 }
 
-// MarkBusy sets BusyWith on the nodes where an upgrade pod of another job
-// than jobUID's still runs or is being deleted, so that the planner does not
-// start a second upgrade beside it. The controller and the plugin's plan
-// both mark nodes here, so they agree on which nodes wait.
-func MarkBusy(pods []corev1.Pod, jobUID string, nodes map[string]rollout.NodeView) {
+// MarkBusy tells the planner what other jobs' upgrade pods leave on the
+// nodes: it sets BusyWith on a node where another job than jobUID's has an
+// upgrade pod that still holds it, and KeptPodOf where another job's pod
+// that holds nothing any more still has the node's pod name. It returns
+// those kept pods by node, for the controller to delete before it creates
+// its own (see rollout.Dispatch.Replaces). The controller and the plugin's
+// plan both mark nodes here, so they agree on which nodes wait.
+//
+// A pod holds its node while it runs, while it is being deleted (whatever
+// its status says: a real one rolls back in its grace period, and an
+// offline node's status is stale), and while its job has not recorded its
+// outcome (the tracking finalizer is still on). A finished pod its job has
+// released is kept only for its logs: it holds nothing, but while it exists
+// the API server refuses another pod of its name (PodName), so a job that
+// needs the node deletes it. A pod with a legacy per-job name blocks no name.
+func MarkBusy(pods []corev1.Pod, jobUID string, nodes map[string]rollout.NodeView) map[string]*corev1.Pod {
+	kept := map[string]*corev1.Pod{}
+	// Of several pods holding one node, the one with the node's pod name
+	// is named, then the first job by name: a reason that changed from
+	// plan to plan would cost a status write each time.
+	holder := map[string]*corev1.Pod{}
 	for i := range pods {
 		pod := &pods[i]
 		name := pod.Annotations[v1alpha1.AnnotationNode]
-		view, ok := nodes[name]
-		if !ok || pod.Name == PodName(jobUID, name) {
+		if _, ok := nodes[name]; !ok || Owns(jobUID, pod) {
 			continue
 		}
-		// A finished pod (kept for its logs) holds nothing. A pod being
-		// deleted does, whatever its status says, until it is gone: a real
-		// one rolls back in its grace period, and an offline node's status
-		// is stale.
-		if obs := observe(pod); !obs.Deleting && obs.Phase.Terminated() {
-			continue
+		obs := observe(pod)
+		tracked := slices.Contains(pod.Finalizers, v1alpha1.FinalizerPodTracking)
+		switch {
+		case obs.Deleting || !obs.Phase.Terminated() || tracked:
+			if h := holder[name]; h == nil || holdsBefore(pod, h, name) {
+				holder[name] = pod
+			}
+		case pod.Name == PodName(name):
+			kept[name] = pod
 		}
-		view.BusyWith = pod.Labels[v1alpha1.LabelJob]
-		if view.BusyWith == "" {
-			view.BusyWith = "(unknown)"
-		}
+	}
+	for name, pod := range holder {
+		view := nodes[name]
+		view.BusyWith = JobOf(pod)
 		nodes[name] = view
 	}
+	for name, pod := range kept {
+		view := nodes[name]
+		view.KeptPodOf = JobOf(pod)
+		nodes[name] = view
+	}
+	return kept
+}
+
+// holdsBefore orders the pods holding one node: the one with the node's
+// pod name first, then by job.
+func holdsBefore(a, b *corev1.Pod, node string) bool {
+	if an, bn := a.Name == PodName(node), b.Name == PodName(node); an != bn {
+		return an
+	}
+	return JobOf(a) < JobOf(b)
+}
+
+// JobOf names the job an upgrade pod belongs to, for reasons and events:
+// its owner's name, else its job label (which may be shortened).
+func JobOf(pod *corev1.Pod) string {
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Name != "" {
+		return ref.Name
+	}
+	if job := pod.Labels[v1alpha1.LabelJob]; job != "" {
+		return job
+	}
+	return "(unknown)"
 }

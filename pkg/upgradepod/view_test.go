@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
@@ -293,4 +294,81 @@ func TestViewFailedEventAndTracking(t *testing.T) {
 	g.Expect(view.Tracked).To(BeFalse())
 	g.Expect(view.Deleting).To(BeTrue())
 	g.Expect(View(nil)).To(Equal(rollout.PodView{Phase: rollout.PodPending}), "a missing pod reads as not started, and View does not panic")
+}
+
+// otherPod is an upgrade pod of job (UID jobUID) on node, as Build makes
+// it, named name ("" for the node's pod name), in the given phase.
+func otherPod(job, jobUID, node, name string, phase corev1.PodPhase, tracked, deleting bool) corev1.Pod {
+	p := baseParams()
+	p.JobName, p.JobUID, p.NodeName = job, jobUID, node
+	p.OwnerRef = &metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob", Name: job,
+		UID: types.UID(jobUID), Controller: new(true)}
+	pod := BuildAt(p, buildTime)
+	if name != "" {
+		pod.Name = name
+	}
+	pod.Status.Phase = phase
+	if phase == corev1.PodSucceeded {
+		pod.Status.ContainerStatuses = steps(exited(0, "{}"), exited(0, "{}"), exited(0, upgraded))
+	}
+	if !tracked {
+		pod.Finalizers = nil
+	}
+	if deleting {
+		pod.DeletionTimestamp = &metav1.Time{Time: buildTime}
+	}
+	return *pod
+}
+
+func TestMarkBusy(t *testing.T) {
+	const me, node = "my-uid", "edge-1"
+	legacy := func(uid string) string { return LegacyPodName(uid, node) }
+	tests := []struct {
+		name     string
+		pods     []corev1.Pod
+		wantBusy string
+		wantKept string
+	}{
+		{name: "no pod"},
+		{name: "the job's own pod, running", pods: []corev1.Pod{otherPod("mine", me, node, "", corev1.PodRunning, true, false)}},
+		{name: "the job's own pod with its legacy name", pods: []corev1.Pod{otherPod("mine", me, node, legacy(me), corev1.PodRunning, true, false)}},
+		{name: "another job's pod, running", pods: []corev1.Pod{otherPod("other", "o-uid", node, "", corev1.PodRunning, true, false)}, wantBusy: "other"},
+		{name: "a re-created job's old pod, running", pods: []corev1.Pod{otherPod("mine", "old-uid", node, "", corev1.PodRunning, true, false)}, wantBusy: "mine"},
+		{name: "another job's pod, finished, outcome not yet recorded", pods: []corev1.Pod{otherPod("other", "o-uid", node, "", corev1.PodFailed, true, false)}, wantBusy: "other"},
+		{name: "another job's pod, finished and released: kept for its logs", pods: []corev1.Pod{otherPod("other", "o-uid", node, "", corev1.PodFailed, false, false)}, wantKept: "other"},
+		{name: "another job's pod, succeeded and released, not yet deleted", pods: []corev1.Pod{otherPod("other", "o-uid", node, "", corev1.PodSucceeded, false, false)}, wantKept: "other"},
+		{name: "another job's pod, finished, being deleted", pods: []corev1.Pod{otherPod("other", "o-uid", node, "", corev1.PodFailed, false, true)}, wantBusy: "other"},
+		{name: "another job's legacy pod, running", pods: []corev1.Pod{otherPod("other", "o-uid", node, legacy("o-uid"), corev1.PodRunning, true, false)}, wantBusy: "other"},
+		{name: "another job's legacy pod, finished and released: blocks no name", pods: []corev1.Pod{otherPod("other", "o-uid", node, legacy("o-uid"), corev1.PodFailed, false, false)}},
+		{name: "a legacy pod and the node's pod hold it: the node's pod is named", pods: []corev1.Pod{
+			otherPod("a-legacy", "a-uid", node, legacy("a-uid"), corev1.PodRunning, true, false),
+			otherPod("z-new", "z-uid", node, "", corev1.PodRunning, true, false),
+		}, wantBusy: "z-new"},
+		{name: "two legacy pods hold it: the first job by name", pods: []corev1.Pod{
+			otherPod("z-legacy", "z-uid", node, legacy("z-uid"), corev1.PodRunning, true, false),
+			otherPod("a-legacy", "a-uid", node, legacy("a-uid"), corev1.PodRunning, true, false),
+		}, wantBusy: "a-legacy"},
+		{name: "a running legacy pod beside a kept one", pods: []corev1.Pod{
+			otherPod("legacy", "l-uid", node, legacy("l-uid"), corev1.PodRunning, true, false),
+			otherPod("kept", "k-uid", node, "", corev1.PodFailed, false, false),
+		}, wantBusy: "legacy", wantKept: "kept"},
+		{name: "a pod on a node the job does not have", pods: []corev1.Pod{otherPod("other", "o-uid", "edge-2", "", corev1.PodRunning, true, false)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			nodes := map[string]rollout.NodeView{node: {Exists: true, Edge: true, Ready: true}}
+			kept := MarkBusy(tt.pods, me, nodes)
+			g.Expect(nodes[node].BusyWith).To(Equal(tt.wantBusy))
+			g.Expect(nodes[node].KeptPodOf).To(Equal(tt.wantKept))
+			g.Expect(nodes).NotTo(HaveKey("edge-2"), "only the job's nodes are marked")
+			if tt.wantKept == "" {
+				g.Expect(kept).To(BeEmpty())
+				return
+			}
+			g.Expect(kept).To(HaveKey(node))
+			g.Expect(kept[node].Name).To(Equal(PodName(node)))
+			g.Expect(JobOf(kept[node])).To(Equal(tt.wantKept))
+		})
+	}
 }

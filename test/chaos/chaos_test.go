@@ -388,7 +388,8 @@ func controllerLog(t *testing.T, c *localcluster.Controller) string {
 // fleet (named after the job) it created an upgrade pod for.
 func podCreations(t *testing.T, c *localcluster.Controller, prefix string) []string {
 	t.Helper()
-	line := regexp.MustCompile(`"Upgrade pod created".*pod="[^"]*/nodeupgrade-[0-9a-f]{8}-(` + regexp.QuoteMeta(prefix) + `-[0-9]+)"`)
+	// The pod is named after its node (upgradepod.PodName).
+	line := regexp.MustCompile(`"Upgrade pod created".*pod="[^"]*/nodeupgrade-(` + regexp.QuoteMeta(prefix) + `-[0-9]+)"`)
 	var nodes []string
 	for _, m := range line.FindAllStringSubmatch(controllerLog(t, c), -1) {
 		nodes = append(nodes, m[1])

@@ -516,14 +516,18 @@ func (s *Simulator) reportVersion(ctx context.Context, node *corev1.Node, v stri
 
 // writeStatus replaces the pod's status. A JSON merge patch swaps whole
 // lists, and needs no resourceVersion: the simulator is the only writer of
-// upgrade pod status, as the kubelet is on a real node.
+// upgrade pod status, as the kubelet is on a real node. It carries the
+// pod's UID, as the kubelet's status patch does: an upgrade pod is named
+// after its node, so a later job's pod may have taken the name of the one
+// a stale cache shows, and the API server then refuses the patch (the UID
+// is immutable) rather than give that pod another's status.
 func (s *Simulator) writeStatus(ctx context.Context, pod *corev1.Pod, status corev1.PodStatus) error {
-	patch, err := json.Marshal(map[string]any{"status": status})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": pod.UID}, "status": status})
 	if err != nil {
 		return fmt.Errorf("fleetsim: status patch: %w", err)
 	}
 	_, err = s.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) && pod.UID != "" && s.replaced(ctx, pod) {
 		return nil
 	}
 	if err != nil {
@@ -531,6 +535,13 @@ func (s *Simulator) writeStatus(ctx context.Context, pod *corev1.Pod, status cor
 	}
 	s.stats.statusWrites.Add(1)
 	return nil
+}
+
+// replaced reports whether the pod of this name is no longer this one
+// (another UID, or none): the pod it was is gone.
+func (s *Simulator) replaced(ctx context.Context, pod *corev1.Pod) bool {
+	cur, err := s.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	return apierrors.IsNotFound(err) || err == nil && cur.UID != pod.UID
 }
 
 // kill does what a kubelet does with a deleted pod: stop its containers,

@@ -285,10 +285,11 @@ var _ = Describe("Hardening", func() {
 		Expect(k8s.Create(suiteCtx, job)).To(Succeed())
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
-				Name: upgradepod.PodName(string(job.UID), "orphan-node"), Namespace: podNamespace,
-				Labels:      map[string]string{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name), v1alpha1.LabelNode: "orphan-node"},
-				Annotations: map[string]string{v1alpha1.AnnotationNode: "orphan-node"},
-				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
+				Name: upgradepod.PodName("orphan-node"), Namespace: podNamespace,
+				Labels:          map[string]string{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name), v1alpha1.LabelNode: "orphan-node"},
+				Annotations:     map[string]string{v1alpha1.AnnotationNode: "orphan-node"},
+				Finalizers:      []string{v1alpha1.FinalizerPodTracking},
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob"))},
 			},
 			// Unbound, so that with no kubelet its deletion is immediate.
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: runner.ContainerUpgrade, Image: "runner"}}},
@@ -324,7 +325,7 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		// Every pod event on the node, in order, from a watch of our own.
 		type podEvent struct {
 			typ       watch.EventType
-			name      string
+			uid       types.UID
 			terminate bool
 		}
 		var mu sync.Mutex
@@ -336,7 +337,7 @@ var _ = Describe("One upgrade per node across jobs", func() {
 			for ev := range w.ResultChan() {
 				if pod, ok := ev.Object.(*corev1.Pod); ok && pod.Annotations[v1alpha1.AnnotationNode] == node {
 					mu.Lock()
-					events = append(events, podEvent{ev.Type, pod.Name, pod.DeletionTimestamp != nil})
+					events = append(events, podEvent{ev.Type, pod.UID, pod.DeletionTimestamp != nil})
 					mu.Unlock()
 				}
 			}
@@ -346,7 +347,7 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		Expect(k8s.Create(suiteCtx, first)).To(Succeed())
 		Eventually(func() []corev1.Pod { return remainingPods("recreate") }, 10*time.Second).Should(HaveLen(1))
 		old := remainingPods("recreate")[0]
-		oldPod := old.Name
+		oldPod := old.UID
 		// The old pod outlives its job's deletion, as a real one does while
 		// its runner rolls back within the grace period: a finalizer of the
 		// test's own holds it.
@@ -354,7 +355,8 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		Expect(k8s.Patch(suiteCtx, &old, client.RawPatch(types.MergePatchType,
 			[]byte(`{"metadata":{"finalizers":["`+v1alpha1.FinalizerPodTracking+`","`+hold+`"]}}`)))).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, first)).To(Succeed())
-		// The same name again, at once: its pods have another UID in their name.
+		// The same name again, at once: a job of another UID, whose pod on
+		// the node would have the old pod's name (the node's).
 		Eventually(func() error {
 			return k8s.Create(suiteCtx, framework.NewJob("recreate", func(s *v1alpha1.NodeUpgradeJobSpec) { s.NodeNames = framework.NodeNames(specs) }))
 		}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
@@ -376,9 +378,9 @@ var _ = Describe("One upgrade per node across jobs", func() {
 		oldGone, newAdded := -1, -1
 		for i, ev := range events {
 			switch {
-			case ev.name == oldPod && ev.typ == watch.Deleted && oldGone < 0:
+			case ev.uid == oldPod && ev.typ == watch.Deleted && oldGone < 0:
 				oldGone = i
-			case ev.name != oldPod && ev.typ == watch.Added && newAdded < 0:
+			case ev.uid != oldPod && ev.typ == watch.Added && newAdded < 0:
 				newAdded = i
 			}
 		}
@@ -435,7 +437,7 @@ var _ = Describe("Orphan sweep", func() {
 	It("releases and deletes, at start, a tracked pod whose job no longer exists", func() {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
-				Name: upgradepod.PodName("0b1e7a7e-0000-4000-8000-000000000001", "gone-node"), Namespace: podNamespace,
+				Name: upgradepod.PodName("gone-node"), Namespace: podNamespace,
 				Labels:      map[string]string{v1alpha1.LabelJob: upgradepod.JobLabelValue("gone"), v1alpha1.LabelNode: "gone-node"},
 				Annotations: map[string]string{v1alpha1.AnnotationNode: "gone-node"},
 				Finalizers:  []string{v1alpha1.FinalizerPodTracking},
@@ -454,7 +456,8 @@ var _ = Describe("Orphan sweep", func() {
 		Expect(k8s.Create(suiteCtx, live)).To(Succeed())
 		kept := pod.DeepCopy()
 		kept.ResourceVersion, kept.UID = "", ""
-		kept.Name, kept.Labels[v1alpha1.LabelJob] = upgradepod.PodName(string(live.UID), "live-node"), upgradepod.JobLabelValue("live")
+		kept.Name, kept.Labels[v1alpha1.LabelJob] = upgradepod.PodName("live-node"), upgradepod.JobLabelValue("live")
+		kept.Labels[v1alpha1.LabelNode], kept.Annotations[v1alpha1.AnnotationNode] = "live-node", "live-node"
 		kept.OwnerReferences[0].Name, kept.OwnerReferences[0].UID = live.Name, live.UID
 		Expect(k8s.Create(suiteCtx, kept)).To(Succeed())
 
