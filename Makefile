@@ -111,7 +111,7 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 	hack/kubeedge-deps.sh rootfs
 
 .PHONY: test-kubeedge
-test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
+test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
 	go test -tags kubeedge -count=1 -p 1 -parallel 8 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 

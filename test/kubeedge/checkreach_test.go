@@ -65,7 +65,9 @@ func probeCheckReach(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = pods.Delete(context.WithoutCancel(ctx), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}) }()
+	defer func() {
+		_ = pods.Delete(context.WithoutCancel(ctx), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
+	}()
 	deadline := time.Now().Add(3 * time.Minute)
 	var out string
 	for {

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
@@ -105,6 +107,10 @@ type interruption struct {
 	wantVersion string
 	// timeout is the job's timeoutSeconds (default 600).
 	timeout int64
+	// judge checks the job's words about the node, given the version the
+	// node ended on; default: Successful exactly when it ended on the
+	// target.
+	judge func(t *testing.T, ctx context.Context, w *kubeedgeworld.World, job *v1alpha1.NodeUpgradeJob, ended string)
 }
 
 // killPod kills every process of the upgrade pod, as the container runtime
@@ -154,12 +160,66 @@ func linkDown(d time.Duration) func(t *testing.T, ctx context.Context, w *kubeed
 	}
 }
 
+// linkDownPastTimeout takes the node's link down until the controller has
+// timed the node out and, the node being NotReady, says it needs attention;
+// then the link comes back.
+func linkDownPastTimeout(t *testing.T, ctx context.Context, w *kubeedgeworld.World, n *kubeedgeworld.Node, pod *corev1.Pod) {
+	if err := w.SetLink(n, false); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := w.SetLink(n, true); err != nil {
+			t.Error(err)
+		}
+	}()
+	name := "job-" + n.Name()
+	waitJob(t, ctx, w, name, 6*time.Minute, "the node timed out and needs attention", func(job *v1alpha1.NodeUpgradeJob) bool {
+		e := job.Status.NodeStatus[0]
+		return e.Action == v1alpha1.ActionTimeOut && strings.HasPrefix(e.Reason, "needs attention: the node is NotReady") &&
+			meta.IsStatusConditionTrue(job.Status.Conditions, v1alpha1.ConditionNeedsAttention)
+	})
+}
+
+// upgradedAfterItsTimeout: the node timed out while it was cut off and
+// upgraded alone; once it is back, the job says so, and nothing needs
+// attention any more. The job's result stays what it was.
+func upgradedAfterItsTimeout(t *testing.T, ctx context.Context, w *kubeedgeworld.World, job *v1alpha1.NodeUpgradeJob, ended string) {
+	if ended != toVersion {
+		t.Errorf("the node ended on %s, want %s", ended, toVersion)
+	}
+	waitJob(t, ctx, w, job.Name, 5*time.Minute, "the job says the node upgraded after its timeout", func(job *v1alpha1.NodeUpgradeJob) bool {
+		e := job.Status.NodeStatus[0]
+		return e.State == v1alpha1.StateFailed && e.Action == v1alpha1.ActionTimeOut &&
+			strings.HasPrefix(e.Reason, "upgraded after its timeout: the node reports "+toVersion+" and is Ready") &&
+			!meta.IsStatusConditionTrue(job.Status.Conditions, v1alpha1.ConditionNeedsAttention)
+	})
+}
+
+// waitJob polls the job until ok holds.
+func waitJob(t *testing.T, ctx context.Context, w *kubeedgeworld.World, name string, timeout time.Duration, what string, ok func(*v1alpha1.NodeUpgradeJob) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	job := &v1alpha1.NodeUpgradeJob{}
+	for {
+		if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Name: name}, job); err == nil && len(job.Status.NodeStatus) == 1 && ok(job) {
+			t.Logf("job %s: %s: %s", name, what, job.Status.NodeStatus[0].Reason)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s: not %q after %s: %+v", name, what, timeout, job.Status)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
 // runInterruptions runs each scenario on its own node of one world, at
-// the same time, the controller's clock offset by clockOffset.
-func runInterruptions(t *testing.T, clockOffset time.Duration, scenarios []interruption) {
+// the same time, the controller's clock offset by clockOffset; with
+// nodeLifecycle, kube-controller-manager's node lifecycle controller marks
+// silent nodes NotReady, as on a real cluster.
+func runInterruptions(t *testing.T, clockOffset time.Duration, nodeLifecycle bool, scenarios []interruption) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	t.Cleanup(cancel)
-	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: len(scenarios)})
+	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: len(scenarios), NodeLifecycle: nodeLifecycle})
 	ctrl, err := w.StartControllerWithClockOffset(clockOffset)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +314,9 @@ func runInterruption(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	final := jw.waitFinal(t, ctx, 15*time.Minute)
 	entry := final.Status.NodeStatus[0]
 	t.Logf("job %s: %s; node entry %s/%s/%s: %s", name, final.Status.State, entry.State, entry.Action, entry.Event, entry.Reason)
-	if (ended == version) != (entry.State == v1alpha1.StateSuccessful) {
+	if sc.judge != nil {
+		sc.judge(t, ctx, w, &final, ended)
+	} else if (ended == version) != (entry.State == v1alpha1.StateSuccessful) {
 		t.Errorf("the node ended on %s but the job says %s: %s", ended, entry.State, entry.Reason)
 	}
 
@@ -312,7 +374,7 @@ func record(n *kubeedgeworld.Node, uid string) string {
 // three instants of keadm upgrade, the pod force-deleted, and the power cut
 // at two instants; the controller's clock ten minutes behind the nodes'.
 func TestInterruptionsOfTheUpgrade(t *testing.T) {
-	runInterruptions(t, -10*time.Minute, []interruption{
+	runInterruptions(t, -10*time.Minute, false, []interruption{
 		{name: "pod killed before keadm stops edgecore", at: keadmUpgrading, do: killPod, wantVersion: toVersion},
 		{name: "pod killed while keadm copies the new binary", at: edgecoreStopped, do: killPod, wantVersion: toVersion},
 		{name: "pod killed after keadm started the new edgecore", at: newEdgecore, do: killPod, wantVersion: toVersion},
@@ -324,14 +386,19 @@ func TestInterruptionsOfTheUpgrade(t *testing.T) {
 
 // TestNodeGoesOnAlone: the new edgecore fails 20 s after it started, its
 // pod long gone: the node goes back by itself; the link to the cloud down
-// for 90 s during the upgrade: the job ends Successful with one upgrade; a
-// plain upgrade beside them; the controller's clock ten minutes ahead of
-// the nodes'.
+// for 90 s during the upgrade: the job ends Successful with one upgrade;
+// down past the node's timeout: the node upgrades alone and the job's words
+// about it follow the truth (needs attention while it is NotReady, upgraded
+// after its timeout once it is back); a plain upgrade beside them; the
+// controller's clock ten minutes ahead of the nodes'; the node lifecycle
+// controller running, as on a real cluster.
 func TestNodeGoesOnAlone(t *testing.T) {
-	runInterruptions(t, 10*time.Minute, []interruption{
+	runInterruptions(t, 10*time.Minute, true, []interruption{
 		{name: "new edgecore fails after the pod is gone", at: newEdgecore, version: kubeedgeworld.LateCrashVersion,
 			do: killPod, wantVersion: fromVersion, timeout: 180},
 		{name: "link down for 90 s during the upgrade", at: keadmUpgrading, do: linkDown(90 * time.Second), wantVersion: toVersion},
+		{name: "link down past the node's timeout", at: keadmUpgrading, do: linkDownPastTimeout, wantVersion: toVersion,
+			timeout: 120, judge: upgradedAfterItsTimeout},
 		{name: "no interruption", at: keadmUpgrading, do: func(*testing.T, context.Context, *kubeedgeworld.World, *kubeedgeworld.Node, *corev1.Pod) {},
 			wantVersion: toVersion},
 	})

@@ -133,27 +133,15 @@ func kubeletRole(n *Node, kubeletKubeconfig, proxyKubeconfig []byte, podSubnet s
 // the host, each under its own identity, as a kubeadm control plane runs
 // them (the controller manager with one ServiceAccount per controller).
 func (w *World) startKubeComponents(ctx context.Context) error {
-	dir := filepath.Join(w.dir, "control-plane")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	ca := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(ca, w.Cluster.CAPEM(), 0o644); err != nil {
+	dir, err := w.controlPlaneDir()
+	if err != nil {
 		return err
 	}
 	schedKubeconfig, err := w.Cluster.UserKubeconfig("system:kube-scheduler")
 	if err != nil {
 		return err
 	}
-	kcmKubeconfig, err := w.Cluster.UserKubeconfig("system:kube-controller-manager")
-	if err != nil {
-		return err
-	}
 	schedPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	kcmPort, err := freePort()
 	if err != nil {
 		return err
 	}
@@ -163,15 +151,9 @@ func (w *World) startKubeComponents(ctx context.Context) error {
 		return err
 	}
 	w.Cluster.AdoptProcessGroup(w.scheduler.cmd.Process.Pid)
-	if w.controllerManager, err = startHostProcess("kube-controller-manager", KubeBinary("kube-controller-manager"), dir, filepath.Join(dir, "kube-controller-manager.log"),
-		"--kubeconfig="+kcmKubeconfig, "--authentication-kubeconfig="+kcmKubeconfig, "--authorization-kubeconfig="+kcmKubeconfig,
-		"--use-service-account-credentials=true",
-		"--root-ca-file="+ca, "--service-account-private-key-file="+w.Cluster.ServiceAccountKeyFile(),
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+kcmPort,
-		"--controllers=*", "-v=1"); err != nil {
+	if err := w.startControllerManager(ctx, "*"); err != nil {
 		return err
 	}
-	w.Cluster.AdoptProcessGroup(w.controllerManager.cmd.Process.Pid)
 	// The kubelets' and kube-proxy's rights. A real cluster gives kubelets
 	// theirs through the Node authorizer, which envtest's apiserver does not
 	// run (RBAC only); system:node is the ClusterRole that stands for it.
@@ -183,7 +165,46 @@ func (w *World) startKubeComponents(ctx context.Context) error {
 	if _, err := w.Cluster.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("bind system:node: %w", err)
 	}
-	w.logf("kube-scheduler and kube-controller-manager %s up", KubeVersion)
+	w.logf("kube-scheduler %s up", KubeVersion)
+	return nil
+}
+
+// controlPlaneDir is the folder of the host's control-plane components,
+// with the cluster's CA in it.
+func (w *World) controlPlaneDir() (string, error) {
+	dir := filepath.Join(w.dir, "control-plane")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "ca.crt"), w.Cluster.CAPEM(), 0o644)
+}
+
+// startControllerManager starts kube-controller-manager on the host with
+// the given controllers ("*": all of them), under its own identity and one
+// ServiceAccount per controller.
+func (w *World) startControllerManager(_ context.Context, controllers string) error {
+	dir, err := w.controlPlaneDir()
+	if err != nil {
+		return err
+	}
+	kcmKubeconfig, err := w.Cluster.UserKubeconfig("system:kube-controller-manager")
+	if err != nil {
+		return err
+	}
+	kcmPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	if w.controllerManager, err = startHostProcess("kube-controller-manager", KubeBinary("kube-controller-manager"), dir, filepath.Join(dir, "kube-controller-manager.log"),
+		"--kubeconfig="+kcmKubeconfig, "--authentication-kubeconfig="+kcmKubeconfig, "--authorization-kubeconfig="+kcmKubeconfig,
+		"--use-service-account-credentials=true",
+		"--root-ca-file="+filepath.Join(dir, "ca.crt"), "--service-account-private-key-file="+w.Cluster.ServiceAccountKeyFile(),
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+kcmPort,
+		"--controllers="+controllers, "-v=1"); err != nil {
+		return err
+	}
+	w.Cluster.AdoptProcessGroup(w.controllerManager.cmd.Process.Pid)
+	w.logf("kube-controller-manager %s up (controllers %s)", KubeVersion, controllers)
 	return nil
 }
 

@@ -71,6 +71,13 @@ type Options struct {
 	// cluster as users deploy it. Zero: none, and the control plane stays
 	// on loopback.
 	KubeletNodes int
+	// NodeLifecycle runs kube-controller-manager's node lifecycle
+	// controller on the host (with no kubelet node): a node whose edgecore
+	// stops reporting (its link down, say) then turns NotReady after the
+	// controller's grace period, as on a real cluster. Without it nothing
+	// marks a silent node NotReady and its Node keeps saying Ready. Implied
+	// by KubeletNodes.
+	NodeLifecycle bool
 	// ExtraImages are image tarballs imported into every node besides the
 	// world's own (e.g. the project's image from `make image`).
 	ExtraImages []string
@@ -211,8 +218,11 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		builds = append(builds, opts.NodeVersion+":edgecore")
 	}
 	scripts := [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, builds...)}
-	if opts.KubeletNodes > 0 {
+	switch {
+	case opts.KubeletNodes > 0:
 		scripts = append(scripts, []string{"hack/build-tools.sh", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"})
+	case opts.NodeLifecycle:
+		scripts = append(scripts, []string{"hack/build-tools.sh", "kube-controller-manager"})
 	}
 	for _, script := range scripts {
 		w.logf("%s", strings.Join(script, " "))
@@ -289,6 +299,11 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		return nil, err
 	}
 	w.logf("nodes Ready: %v", names)
+	if opts.NodeLifecycle && opts.KubeletNodes == 0 {
+		if err := w.startControllerManager(ctx, "nodelifecycle"); err != nil {
+			return nil, err
+		}
+	}
 	if opts.KubeletNodes > 0 {
 		if err := w.startKubeComponents(ctx); err != nil {
 			return nil, err

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/utils/ptr"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
