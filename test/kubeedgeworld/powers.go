@@ -59,15 +59,10 @@ func (w *World) PowerOn(ctx context.Context, n *Node) error {
 	if n.LeaderPID() != 0 {
 		return fmt.Errorf("node %s is running", n.name)
 	}
-	if err := n.boot(w.bridge); err != nil {
-		return err
-	}
-	w.Cluster.AdoptProcessGroup(n.cmd.Process.Pid)
-	pid, err := n.findLeader(ctx, 30*time.Second)
+	pid, err := w.startMachine(ctx, n)
 	if err != nil {
 		return err
 	}
-	w.Cluster.AdoptProcessGroup(pid)
 	if err := n.waitSystemd(ctx, 3*time.Minute); err != nil {
 		return err
 	}

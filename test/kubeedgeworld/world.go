@@ -505,18 +505,25 @@ func (w *World) bootMachine(ctx context.Context, n *Node) (err error) {
 			return err
 		}
 	}
+	_, err = w.startMachine(ctx, n)
+	return err
+}
+
+// startMachine boots a prepared node in its cgroups, hands nspawn and the
+// machine's PID 1 to the sentinel, and returns PID 1's host pid.
+func (w *World) startMachine(ctx context.Context, n *Node) (int, error) {
 	if err := n.boot(w.bridge); err != nil {
-		return err
+		return 0, err
 	}
 	w.Cluster.AdoptProcessGroup(n.cmd.Process.Pid)
 	pid, err := n.findLeader(ctx, 30*time.Second)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// The machine's PID 1 leads its own session and group (nspawn calls
 	// setsid), so the sentinel can kill the whole machine.
 	w.Cluster.AdoptProcessGroup(pid)
-	return nil
+	return pid, nil
 }
 
 // WaitNodesReady waits until each named node is Ready with a kubeletVersion
