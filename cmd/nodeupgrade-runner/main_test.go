@@ -709,3 +709,22 @@ func TestRunnerCheckRealProc(t *testing.T) {
 		})
 	}
 }
+
+// A unit that cannot read its plan (damage: the backup container writes it
+// before it starts the unit) records why and removes itself, rather than
+// being started again forever by Restart=on-failure.
+func TestRunnerUnitWithADamagedPlanGivesUp(t *testing.T) {
+	g := NewWithT(t)
+	h := newFakeHost(t)
+	h.touch(t, "pause-backup")
+	j := h.startJob(t, nil)
+	h.waitPaused(t, "backup")
+	h.killAll()
+	h.write(t, strings.TrimPrefix(runner.JobDir(jobUID), "/")+"/"+runner.PlanFile, "{not json")
+	_ = os.Remove(filepath.Join(h.state, "pause-backup"))
+	res := j.upgrade.wait(t, 60*time.Second)
+	g.Expect(res.code).To(Equal(runner.ExitNotRun), res.output+h.unitLog(jobUID))
+	g.Expect(res.report.Reason).To(ContainSubstring("the job's plan or budget on the node cannot be read"))
+	h.waitUnitGone(t, jobUID, 30*time.Second)
+	h.expectClean(t, jobUID)
+}

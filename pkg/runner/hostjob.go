@@ -103,14 +103,16 @@ func HostMain(stop context.Context, args []string, log io.Writer) int {
 	job := jobState{dir: filepath.Join(hostRoot, JobDir(jobUID))}
 	h := host{root: hostRoot}
 	budget, err := job.readBudget()
-	if err != nil {
-		fmt.Fprintf(log, "the job's budget record: %v\n", err)
-		return ExitBadArgs
+	var o Options
+	if err == nil {
+		o, err = readPlan(hostRoot, jobUID, budget.Budget)
 	}
-	o, err := readPlan(hostRoot, jobUID, budget.Budget)
 	if err != nil {
-		fmt.Fprintln(log, err)
-		return ExitBadArgs
+		// The backup container writes both before it starts the unit, so
+		// only damage gets here. Starting again would not mend it: say so
+		// in the records and go, rather than restart forever.
+		abandon(log, hostRoot, jobUID, job, err)
+		return ExitOK
 	}
 	u := &unitRunner{o: o, log: log, host: h, job: job, stop: stop}
 	fmt.Fprintf(log, "unit of job %s (%s): upgrade to %s\n", o.JobName, o.JobUID, o.ToVersion)
@@ -137,6 +139,47 @@ func HostMain(stop context.Context, args []string, log io.Writer) int {
 	}
 	u.finish()
 	return ExitOK
+}
+
+// abandon ends a unit that cannot read what it is to run: it records the
+// job's steps as not run (or, if an upgrade was started, as needing
+// attention), and removes its binaries and itself.
+func abandon(log io.Writer, hostRoot, jobUID string, job jobState, why error) {
+	fmt.Fprintf(log, "the job's records on the node cannot be read (%v); giving up\n", why)
+	rep := Report{Step: StepUpgrade, Result: ResultFailed}
+	code := ExitNotRun
+	rep.Reason = fmt.Sprintf("nothing was run: the job's plan or budget on the node cannot be read (%v)", why)
+	if job.wasStarted(StepUpgrade) {
+		rep.NeedsAttention, code = true, ExitNeedsAttention
+		rep.Reason = fmt.Sprintf("the upgrade was started, but the job's plan or budget on the node cannot be read any more (%v); "+
+			"the node needs attention", why)
+	}
+	backup := rep
+	backup.Step, backup.NeedsAttention = StepBackup, false
+	for _, r := range []struct {
+		step Step
+		rep  Report
+		code int
+	}{{StepBackup, backup, ExitNotRun}, {StepUpgrade, rep, code}} {
+		if err := job.recordIfAbsent(r.step, r.rep, r.code); err != nil {
+			fmt.Fprintf(log, "record step %s: %v\n", r.step, err)
+		}
+	}
+	o := DefaultOptions()
+	o.HostRoot, o.UseNsenter, o.JobUID = hostRoot, false, jobUID
+	if did, err := (host{root: hostRoot}).clearStaleKeadmLock(); err != nil {
+		fmt.Fprintf(log, "keadm lock: %v\n", err)
+	} else if did != "" {
+		fmt.Fprintln(log, did)
+	}
+	if err := job.removeBinaries(); err != nil {
+		fmt.Fprintf(log, "remove the job's binaries: %v\n", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*systemctlTimeout)
+	defer cancel()
+	if err := (systemd{o: o, log: log}).remove(ctx); err != nil {
+		fmt.Fprintf(log, "remove the unit: %v\n", err)
+	}
 }
 
 func parseHostArgs(args []string) (hostRoot, jobUID string, err error) {
