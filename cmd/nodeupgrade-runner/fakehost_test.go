@@ -242,8 +242,9 @@ func (h *fakeHost) exists(rel string) bool {
 	return err == nil
 }
 
-func (h *fakeHost) jobFile(uid, name string) string {
-	return filepath.Join(h.root, runner.JobDir(uid), name)
+// jobFile is a file of the job's directory on the fake node.
+func (h *fakeHost) jobFile(name string) string {
+	return filepath.Join(h.root, runner.JobDir(jobUID), name)
 }
 
 // calls is everything the fake keadm was run with, in order.
@@ -340,7 +341,7 @@ type runResult struct {
 func (h *fakeHost) runStep(t *testing.T, o runner.Options, step runner.Step) runResult {
 	t.Helper()
 	c := h.startStep(t, o, step)
-	return c.wait(t, 60*time.Second)
+	return c.wait(t)
 }
 
 // container is a step's runner process, started as the pod starts it.
@@ -370,8 +371,12 @@ func (h *fakeHost) startStep(t *testing.T, o runner.Options, step runner.Step) *
 	return c
 }
 
-func (c *container) wait(t *testing.T, timeout time.Duration) runResult {
+// containerTimeout bounds a runner container's run in these tests.
+const containerTimeout = 60 * time.Second
+
+func (c *container) wait(t *testing.T) runResult {
 	t.Helper()
+	timeout := containerTimeout
 	var err error
 	select {
 	case err = <-c.done:

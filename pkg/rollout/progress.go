@@ -77,8 +77,8 @@ func (p *planner) progressInFlight() {
 // pod: the pod got to its backup or upgrade (the unit's steps), as it shows
 // or as the status last recorded.
 func unitMayRun(e *v1alpha1.TaskStatus, pod PodView) bool {
-	switch {
-	case pod.Phase == PodBackingUp, pod.Phase == PodUpgrading, pod.Phase == PodDetached:
+	switch pod.Phase {
+	case PodBackingUp, PodUpgrading, PodDetached:
 		return true
 	}
 	return e.State == v1alpha1.StateBackingUp || e.State == v1alpha1.StateUpgrading
