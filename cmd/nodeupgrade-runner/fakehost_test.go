@@ -84,7 +84,8 @@ backup)
   if [ -e "$dir/fail-backup" ]; then verdict false "backup exploded"; rm -f "$lock"; echo "backup exploded" >&2; exit 7; fi
   running=$(sed 's/edgecore //' "$root/usr/local/bin/edgecore")
   mkdir -p "$root/etc/kubeedge/backup/$running"
-  cp "$root/usr/local/bin/edgecore" "$root/etc/kubeedge/backup/$running/edgecore" ;;
+  cp "$root/usr/local/bin/edgecore" "$root/etc/kubeedge/backup/$running/edgecore"
+  cp "$root/etc/kubeedge/config/edgecore.yaml" "$root/etc/kubeedge/backup/$running/edgecore.yaml" ;;
 upgrade)
   pause pull
   if [ -e "$dir/fail-pull" ]; then
@@ -103,7 +104,10 @@ upgrade)
   if [ -e "$dir/fail-upgrade" ]; then verdict false "upgrade exploded"; rm -f "$lock"; echo "upgrade exploded" >&2; exit 1; fi
   echo "edgecore $to" > "$root/usr/local/bin/edgecore"
   pause copied
-  start_edgecore ;;
+  start_edgecore
+  # The new edgecore rewrites its configuration at its first start (its
+  # version field); cut off in that instant, the file is left truncated.
+  if [ -e "$dir/truncate-config" ]; then head -c 20 "$root/etc/kubeedge/config/edgecore.yaml" > "$dir/cfg" && mv "$dir/cfg" "$root/etc/kubeedge/config/edgecore.yaml"; fi ;;
 rollback)
   if [ -e "$dir/fail-rollback" ]; then verdict false "rollback exploded"; rm -f "$lock"; echo "rollback exploded" >&2; exit 1; fi
   version=""; prev=""
@@ -115,6 +119,7 @@ rollback)
   stop_edgecore
   pause rollback
   cp "$root/etc/kubeedge/backup/$version/edgecore" "$root/usr/local/bin/edgecore"
+  cp "$root/etc/kubeedge/backup/$version/edgecore.yaml" "$root/etc/kubeedge/config/edgecore.yaml"
   to=$version
   start_edgecore ;;
 esac
@@ -172,6 +177,21 @@ esac
 
 const jobUID = "0b6e9f3c-7d2a-4c51-9e8b-1f2a3b4c5d6e"
 
+// fakeEdgecoreConfig is the part of edgecore.yaml that ties edgecore to
+// its cloud and node.
+const fakeEdgecoreConfig = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+database:
+  dataSource: /var/lib/kubeedge/edgecore.db
+modules:
+  edgeHub:
+    httpServer: https://10.251.1.1:10002
+    websocket:
+      server: 10.251.1.1:10000
+  edged:
+    hostnameOverride: edge-1
+    nodeIP: 10.251.1.10
+`
+
 type fakeHost struct {
 	root, state, termDir, handoff string
 }
@@ -196,7 +216,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 	h.write(t, "proc/100/comm", "edgecore\n")
 	h.write(t, "proc/100/stat", "100 (edgecore) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n")
 	h.write(t, "proc/sys/kernel/random/boot_id", "boot-1\n")
-	h.write(t, "etc/kubeedge/config/edgecore.yaml", "fake\n")
+	h.write(t, strings.TrimPrefix(runner.EdgecoreConfigPath, "/"), fakeEdgecoreConfig)
 	h.write(t, "proc/stat", "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 100 0 100 700 100 0 0 0 0 0\n")
 	h.write(t, "proc/meminfo", "MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    700 kB\n")
 	h.installKeadm(t, jobUID)

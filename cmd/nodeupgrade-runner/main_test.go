@@ -449,6 +449,14 @@ func TestRunnerPowerCut(t *testing.T) {
 		{name: "after keadm finished, the new edgecore broken", point: "verdict", setup: func(t *testing.T, h *fakeHost) { h.touch(t, "crash-edgecore") },
 			wantCode: runner.ExitRolledBack, wantEdgecore: fromV, wantReason: "rollback succeeded",
 			wantCalls: []string{versionCall, backupCall, upgradeCall, rollbackCall}},
+		// keadm finished and the new edgecore was cut off while it
+		// rewrote its configuration (seen on a real node): it runs at boot,
+		// steadily, but with a truncated configuration, cut off from its
+		// cloud; the node goes back.
+		{name: "after keadm finished, the new edgecore's configuration torn", point: "verdict",
+			setup:    func(t *testing.T, h *fakeHost) { h.touch(t, "truncate-config") },
+			wantCode: runner.ExitRolledBack, wantEdgecore: fromV, wantReason: "changed modules.edgeHub.websocket.server",
+			wantCalls: []string{versionCall, backupCall, upgradeCall, rollbackCall}},
 		// The rollback itself was cut: it runs again.
 		{name: "during the rollback", point: "rollback", setup: func(t *testing.T, h *fakeHost) { h.touch(t, "fail-upgrade") },
 			wantCode: runner.ExitRolledBack, wantEdgecore: fromV, wantReason: "an earlier rollback was interrupted",
@@ -481,6 +489,11 @@ func TestRunnerPowerCut(t *testing.T) {
 			g.Expect(h.calls(t)).To(Equal(tt.wantCalls), h.unitLog(jobUID))
 			g.Expect(h.edgecoreBinary(t)).To(Equal(tt.wantEdgecore))
 			g.Expect(h.edgecoreRunning(t)).To(BeTrue(), "edgecore runs after the boot")
+			if tt.wantEdgecore == fromV {
+				cfg, err := os.ReadFile(filepath.Join(h.root, runner.EdgecoreConfigPath))
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(string(cfg)).To(Equal(fakeEdgecoreConfig), "the configuration is the backup's")
+			}
 			h.expectClean(t, jobUID)
 
 			// The follower of the job's pod, started again, reports it.
@@ -491,8 +504,9 @@ func TestRunnerPowerCut(t *testing.T) {
 				return
 			}
 			// A second job brings the node to the target.
-			_ = os.Remove(filepath.Join(h.state, "crash-edgecore"))
-			_ = os.Remove(filepath.Join(h.state, "fail-upgrade"))
+			for _, flag := range []string{"crash-edgecore", "fail-upgrade", "truncate-config"} {
+				_ = os.Remove(filepath.Join(h.state, flag))
+			}
 			second := "1c7f0a4d-0000-4000-8000-000000000002"
 			h.installKeadm(t, second)
 			out := h.runJob2(t, second)

@@ -451,8 +451,8 @@ func (u *unitRunner) rollback(rep Report, upReason string) (Report, int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), RollbackTimeout)
 	defer cancel()
 	args := []string{"rollback", "edge"}
-	if rec, ok := u.job.recorded(StepBackup); ok && rec.Report.BackupVersion != "" {
-		args = append(args, "--historical-version", rec.Report.BackupVersion)
+	if v := u.backupVersion(); v != "" {
+		args = append(args, "--historical-version", v)
 	}
 	rb, kr := u.keadmMutating(ctx, args...)
 
@@ -493,6 +493,11 @@ func (u *unitRunner) waitEdgecoreStable() error {
 			since, last = time.Now(), cur
 		case time.Since(since) >= u.o.EdgecoreSettle:
 			fmt.Fprintf(u.log, "edgecore (%s) has run for %s since the upgrade\n", cur, u.o.EdgecoreSettle)
+			// A steady edgecore that lost its configuration runs cut off
+			// from its cloud: that is no upgrade to keep.
+			if damage := u.host.configDamage(u.backupVersion()); damage != "" {
+				return errors.New(damage)
+			}
 			return nil
 		}
 		select {
@@ -507,6 +512,14 @@ func (u *unitRunner) waitEdgecoreStable() error {
 		case <-tick.C:
 		}
 	}
+}
+
+// backupVersion names this job's keadm backup ("" when unknown).
+func (u *unitRunner) backupVersion() string {
+	if rec, ok := u.job.recorded(StepBackup); ok {
+		return rec.Report.BackupVersion
+	}
+	return ""
 }
 
 // settlePoll is how often waitEdgecoreStable looks at the host's processes.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // keadm runs the job's keadm with args on the host.
@@ -201,4 +203,72 @@ func (h host) syncBackup(version string) error {
 		}
 	}
 	return syncDir(dir)
+}
+
+// EdgecoreConfigPath is edgecore's configuration, keadm's --config default;
+// keadm backup copies it into its backup directory as edgecore.yaml.
+const EdgecoreConfigPath = "/etc/kubeedge/config/edgecore.yaml"
+
+// edgecoreIdentity are the settings that tie edgecore to its cloud and to
+// its node. No upgrade changes them, so the new edgecore's configuration
+// must hold the backup's.
+var edgecoreIdentity = [][]string{
+	{"modules", "edgeHub", "websocket", "server"},
+	{"modules", "edgeHub", "quic", "server"},
+	{"modules", "edgeHub", "httpServer"},
+	{"modules", "edged", "hostnameOverride"},
+	{"modules", "edged", "nodeIP"},
+	{"database", "dataSource"},
+}
+
+// configDamage says how edgecore's configuration lost what ties it to its
+// cloud and node since the backup ("" when it did not, or when there is no
+// backup to compare with). Found on a real node: edgecore v1.22 rewrites its
+// configuration in place at its first start on a new version (its version
+// field), and a power cut in that instant left a truncated file; the new
+// edgecore then ran, steadily, with defaults, cut off from its cloud, which
+// only a person at the node could mend.
+func (h host) configDamage(backupVersion string) string {
+	if backupVersion == "" {
+		return ""
+	}
+	want, err := os.ReadFile(h.path(filepath.Join(KeadmBackupDir, backupVersion, "edgecore.yaml")))
+	if err != nil {
+		return ""
+	}
+	var before map[string]any
+	if err := yaml.Unmarshal(want, &before); err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(h.path(EdgecoreConfigPath))
+	if err != nil {
+		return fmt.Sprintf("edgecore's configuration %s cannot be read: %v", EdgecoreConfigPath, err)
+	}
+	var now map[string]any
+	if err := yaml.Unmarshal(data, &now); err != nil {
+		return fmt.Sprintf("edgecore's configuration %s is no longer valid YAML (%d bytes): %v", EdgecoreConfigPath, len(data), err)
+	}
+	for _, key := range edgecoreIdentity {
+		b, a := lookup(before, key), lookup(now, key)
+		if b != a {
+			return fmt.Sprintf("edgecore's configuration %s changed %s from %q to %q since the backup", EdgecoreConfigPath, strings.Join(key, "."), b, a)
+		}
+	}
+	return ""
+}
+
+// lookup is the value at key in a YAML document, as text; "" when absent.
+func lookup(doc map[string]any, key []string) string {
+	var v any = doc
+	for _, k := range key {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		v = m[k]
+	}
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
 }
