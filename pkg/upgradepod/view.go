@@ -347,11 +347,19 @@ func findStatus(statuses []corev1.ContainerStatus, name string) *corev1.Containe
 	return nil
 }
 
+// terminated is how a container ended, the first time it did: real
+// edgecore's kubelet runs a pod's finished containers again after keadm
+// restarts it (Attempt 1, in a restartPolicy Never pod), and the container
+// then shows waiting or running with its first end as its last state. Its
+// step is over all the same (the run again reports the same record).
 func terminated(s *corev1.ContainerStatus) *corev1.ContainerStateTerminated {
-	if s == nil {
+	switch {
+	case s == nil:
 		return nil
+	case s.State.Terminated != nil:
+		return s.State.Terminated
 	}
-	return s.State.Terminated
+	return s.LastTerminationState.Terminated
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

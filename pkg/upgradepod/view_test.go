@@ -178,6 +178,18 @@ func TestView(t *testing.T) {
 		{"backup follower killed, upgrade follower still follows", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
 			ContainerStatuses: steps(ok, exited(137, ""), running()),
 		}), rollout.PodUpgrading, nil, nil, false},
+		// Run again by edgecore's kubelet after keadm restarted it (seen
+		// on a real node): its first end still counts, so the pod is in
+		// its upgrade, not back in its backup.
+		{"backup run again after its end", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,
+			ContainerStatuses: func() []corev1.ContainerStatus {
+				cs := steps(ok, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}, running())
+				cs[1].RestartCount = 1
+				cs[1].LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0,
+					Message: `{"step":"backup","result":"succeeded","reason":"backup done"}`}}
+				return cs
+			}(),
+		}), rollout.PodUpgrading, nil, nil, false},
 		// Killed just after it wrote its report (seen on a real node):
 		// the report is the verdict, not the exit code.
 		{"backup follower killed after its report", testPod(true, corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied,

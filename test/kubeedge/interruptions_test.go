@@ -300,15 +300,11 @@ func runInterruption(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	if exists(n, runner.UnitPath(uid)) {
 		t.Errorf("%s left on %s", runner.UnitPath(uid), n.Name())
 	}
-	// The unit removed the job's binaries; a kubelet that runs the pod
-	// again after edgecore restarts runs copy-keadm again too, and the
-	// pod's containers, run again, remove them once more.
-	for deadline := time.Now().Add(3 * time.Minute); exists(n, runner.JobBinDir(uid)); time.Sleep(2 * time.Second) {
-		if time.Now().After(deadline) {
-			t.Errorf("%s left on %s", runner.JobBinDir(uid), n.Name())
-			break
-		}
-	}
+	// The unit removed the job's binaries. A kubelet that runs the pod
+	// again after edgecore restarts runs copy-keadm again too; the pod's
+	// containers, run again, remove them once more, and the next job's unit
+	// removes what earlier jobs left.
+	defer noBinariesLeft(t, n, uid)
 
 	// The job's own words about the node match the node.
 	final := jw.waitFinal(t, ctx, 15*time.Minute)
@@ -334,6 +330,17 @@ func runInterruption(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 	}
 	if err := w.WaitNodesReady(ctx, 5*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noBinariesLeft checks, within a while, that the job's binaries are gone.
+func noBinariesLeft(t *testing.T, n *kubeedgeworld.Node, uid string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); exists(n, runner.JobBinDir(uid)); time.Sleep(2 * time.Second) {
+		if time.Now().After(deadline) {
+			t.Errorf("%s left on %s", runner.JobBinDir(uid), n.Name())
+			return
+		}
 	}
 }
 
