@@ -113,7 +113,7 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -parallel 8 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 
 .PHONY: kube-bins
 kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-manager into bin/ (cached), for the in-cluster world

@@ -26,6 +26,7 @@ import (
 // (the two pods' steps fought over the node lock), although its timeout
 // was 900 s.
 func TestTwoJobsAtOnce(t *testing.T) {
+	t.Parallel()
 	ctx, w := startWorld(t, 1)
 	n := w.Nodes()[0]
 	start := time.Now()

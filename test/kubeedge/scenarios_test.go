@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
@@ -35,6 +34,7 @@ func startWorld(t *testing.T, nodes int, controllerArgs ...string) (context.Cont
 // TestUpgrade: one job upgrades a real v1.21.0 node to v1.22.0 with real
 // keadm, exactly once, and edgecore outlives the upgrade pod.
 func TestUpgrade(t *testing.T) {
+	t.Parallel()
 	ctx, w := startWorld(t, 1)
 	n := w.Nodes()[0]
 	before := snapshot(t, ctx, w, n)
@@ -111,6 +111,7 @@ func fileSumOf(t *testing.T, p string) string { return fileSum(t, p) }
 // TestFailedUpgradeRollsBack: the target's edgecore exits at once; real
 // keadm rollback puts the node back on v1.21.0 and the job fails.
 func TestFailedUpgradeRollsBack(t *testing.T) {
+	t.Parallel()
 	ctx, w := startWorld(t, 1)
 	n := w.Nodes()[0]
 	before := snapshot(t, ctx, w, n)
@@ -161,87 +162,11 @@ func TestFailedUpgradeRollsBack(t *testing.T) {
 	}
 }
 
-// TestInterruptedUpgrade: the upgrade pod is deleted while keadm runs. The
-// node ends Ready on one version with no keadm lock left, and a second job
-// then brings it to v1.22.0.
-func TestInterruptedUpgrade(t *testing.T) {
-	ctx, w := startWorld(t, 1)
-	n := w.Nodes()[0]
-
-	jw := watchJob(ctx, w.Cluster.Client, "interrupted")
-	if err := w.Cluster.Client.Create(ctx, newJob("interrupted", toVersion, []string{n.Name()}, 1, nil)); err != nil {
-		t.Fatal(err)
-	}
-	// Wait for keadm upgrade itself on the machine, then delete the pod:
-	// the runner must stop keadm and leave the node on one version.
-	deadline := time.Now().Add(10 * time.Minute)
-	caught := ""
-	for caught == "" && time.Now().Before(deadline) {
-		res := n.Exec(ctx, "pgrep", "-af", "keadm upgrade edge")
-		if res.Err == nil && strings.TrimSpace(res.Stdout) != "" {
-			caught = strings.TrimSpace(res.Stdout)
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if caught == "" {
-		t.Fatalf("keadm never seen running on %s", n.Name())
-	}
-	t.Logf("keadm running on the node: %s; deleting the upgrade pod", caught)
-	for _, p := range upgradePods(ctx, w, n.Name()) {
-		if err := w.Cluster.Clientset.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("delete %s: %v", p.Name, err)
-		}
-	}
-	job := jw.waitFinal(t, ctx, jobTimeout)
-	jw.stop()
-	t.Logf("interrupted job: %s, nodes %+v", job.Status.State, job.Status.NodeStatus)
-	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
-	// The pod leaves the API at once (edgecore deletes it with grace period
-	// 0) while its runner still stops keadm and, if edgecore was touched,
-	// rolls back: judge the node once that runner is gone from the machine.
-	gone := time.Now()
-	for {
-		res := n.Exec(ctx, "pgrep", "-f", string(job.UID))
-		if strings.TrimSpace(res.Stdout) == "" {
-			break
-		}
-		if time.Since(gone) > 3*time.Minute {
-			t.Fatalf("the interrupted job's runner still runs on %s: %s", n.Name(), res.Stdout)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Logf("the interrupted job's runner ended on the machine %s after its pod left the API", time.Since(gone).Round(100*time.Millisecond))
-	if err := w.WaitNodesReady(ctx, 3*time.Minute, "", n.Name()); err != nil {
-		t.Fatal(err)
-	}
-	mid := snapshot(t, ctx, w, n)
-	if mid.lockFile {
-		t.Errorf("keadm's lock /etc/kubeedge/idempotency_record left after the interruption")
-	}
-	if !strings.HasSuffix(mid.kubelet, "kubeedge-"+fromVersion) && !strings.HasSuffix(mid.kubelet, "kubeedge-"+toVersion) {
-		t.Errorf("node at %q", mid.kubelet)
-	}
-	t.Logf("after the interruption: node at %s, edgecore %s", mid.kubelet, mid.state.ActiveState)
-
-	jw2 := watchJob(ctx, w.Cluster.Client, "second")
-	defer jw2.stop()
-	if err := w.Cluster.Client.Create(ctx, newJob("second", toVersion, []string{n.Name()}, 1, nil)); err != nil {
-		t.Fatal(err)
-	}
-	job2 := jw2.waitFinal(t, ctx, jobTimeout)
-	if job2.Status.State != v1alpha1.StateSuccessful {
-		t.Fatalf("second job %s: %+v", job2.Status.State, job2.Status)
-	}
-	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestCheckFails: a check over its threshold leaves the node untouched and
 // edgecore never restarts; the check's container, not root, reaches only
 // what its checks read.
 func TestCheckFails(t *testing.T) {
+	t.Parallel()
 	ctx, w := startWorld(t, 1, "--check-cpu-threshold=1", "--check-mem-threshold=1")
 	n := w.Nodes()[0]
 	before := snapshot(t, ctx, w, n)
@@ -286,6 +211,7 @@ func TestCheckFails(t *testing.T) {
 // TestConcurrencyOne: one job over two real nodes at concurrency 1 upgrades
 // them one after the other, judged from the machines' own journals.
 func TestConcurrencyOne(t *testing.T) {
+	t.Parallel()
 	ctx, w := startWorld(t, 2)
 	nodes := w.Nodes()
 	names := []string{nodes[0].Name(), nodes[1].Name()}
