@@ -366,9 +366,11 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 	if upErr == nil && kr != nil && !kr.Success {
 		upErr = fmt.Errorf("keadm reported failure: %s", kr.ErrorMessage)
 	}
+	settleFailed := false
 	if upErr == nil {
 		// keadm does not check that the new edgecore runs.
 		upErr = u.waitEdgecoreStable()
+		settleFailed = upErr != nil
 		if u.stopped() && upErr != nil {
 			// A shutdown stops edgecore too; judge it at the next start.
 			return rep, exitStopped
@@ -378,6 +380,10 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 		return u.committed(rep, fmt.Sprintf("upgraded edgecore from %s to %s", orUnknown(rep.FromVersion), u.o.ToVersion))
 	}
 	upReason := keadmFailure(fmt.Sprintf("upgrade to %s failed", u.o.ToVersion), cmdResult{err: upErr, tail: res.tail}, kr, "keadm upgrade edge")
+	if settleFailed {
+		// Why the new edgecore would not run is in its own log.
+		upReason = withTail(upReason, "edgecore's journal", u.edgecoreJournal())
+	}
 	if after := u.host.edgecore(u.o.Edgecore); after == before && before.Processes != "" {
 		// keadm stops edgecore only after it has pulled the image and
 		// copied the new binary out; a failure before that (a failed pull,
@@ -421,7 +427,8 @@ func (u *unitRunner) resume(rep Report) (Report, int) {
 		if u.stopped() {
 			return rep, exitStopped
 		}
-		return u.rollback(rep, fmt.Sprintf("keadm upgraded to %s before the interruption, but %v", u.o.ToVersion, err))
+		return u.rollback(rep, withTail(fmt.Sprintf("keadm upgraded to %s before the interruption, but %v", u.o.ToVersion, err),
+			"edgecore's journal", u.edgecoreJournal()))
 	}
 	why := "the upgrade was interrupted before keadm reported it done"
 	if kr != nil && !kr.Success && kr.ErrorMessage != "" {
@@ -512,6 +519,18 @@ func (u *unitRunner) waitEdgecoreStable() error {
 		case <-tick.C:
 		}
 	}
+}
+
+// edgecoreJournal is the end of edgecore's log on the host ("" when it
+// cannot be read).
+func (u *unitRunner) edgecoreJournal() string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), systemctlTimeout)
+	defer cancel()
+	res := run(ctx, io.Discard, "journalctl", u.o.hostCommand("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "edgecore.service"))
+	if res.err != nil {
+		return ""
+	}
+	return res.tail
 }
 
 // backupVersion names this job's keadm backup ("" when unknown).

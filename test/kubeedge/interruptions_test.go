@@ -228,7 +228,18 @@ func waitJob(t *testing.T, ctx context.Context, w *kubeedgeworld.World, name str
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s: not %q after %s: %+v", name, what, timeout, job.Status)
+			ready := "?"
+			if len(job.Status.NodeStatus) == 1 {
+				if node, err := w.Cluster.Clientset.CoreV1().Nodes().Get(ctx, job.Status.NodeStatus[0].NodeName, metav1.GetOptions{}); err == nil {
+					for _, c := range node.Status.Conditions {
+						if c.Type == corev1.NodeReady {
+							ready = fmt.Sprintf("%s since %s (%s)", c.Status, c.LastTransitionTime, c.Reason)
+						}
+					}
+				}
+			}
+			t.Fatalf("job %s: not %q after %s: nodes %+v, conditions %+v; the node is Ready=%s", name, what, timeout,
+				job.Status.NodeStatus, job.Status.Conditions, ready)
 		}
 		time.Sleep(2 * time.Second)
 	}

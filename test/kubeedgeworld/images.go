@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
@@ -61,9 +62,15 @@ func buildRunner(ctx context.Context, out string) error {
 	return nil
 }
 
+// imagesMu serialises buildImages: worlds started side by side in one test
+// process write the same cached files.
+var imagesMu sync.Mutex
+
 // buildImages writes the world's image tarballs into bin/kubeedge-images/
 // (cached by their source files' sizes and times, imagebuild.WriteCached) and returns their paths.
 func buildImages(ctx context.Context, versions []string) ([]string, error) {
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
 	root := testenv.RepoRoot()
 	dir := filepath.Join(root, "bin", "kubeedge-images")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
