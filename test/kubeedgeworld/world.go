@@ -300,7 +300,7 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	}
 	w.logf("nodes Ready: %v", names)
 	if opts.NodeLifecycle && opts.KubeletNodes == 0 {
-		if err := w.startControllerManager(ctx, "nodelifecycle"); err != nil {
+		if err := w.startControllerManager(ctx, "node-lifecycle-controller"); err != nil {
 			return nil, err
 		}
 	}
