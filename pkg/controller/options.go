@@ -20,6 +20,9 @@ type Options struct {
 	// AllowedImageRepositories lists the install-image repositories (or
 	// prefixes ending in "/") a job may name; empty allows any.
 	AllowedImageRepositories []string
+	// ImagePullSecrets name Secrets in Namespace that every upgrade pod
+	// lists as imagePullSecrets (--image-pull-secrets).
+	ImagePullSecrets []string
 	// Thresholds are the check items' usage limits, in percent.
 	Thresholds upgradepod.Thresholds
 	// PodWorkers bounds the pod creates and deletes issued at once.

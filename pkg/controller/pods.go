@@ -73,6 +73,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		Namespace:    r.Options.Namespace,
 		RunnerImage:  r.Options.RunnerImage,
 		InstallImage: installImage,
+		PullSecrets:  r.Options.ImagePullSecrets,
 		Version:      job.Spec.Version,
 		FromVersion:  d.FromVersion,
 		CheckItems:   job.Spec.CheckItems,

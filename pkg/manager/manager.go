@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -56,6 +57,18 @@ func BindFlags(fs *flag.FlagSet) *Config {
 		for _, repo := range strings.Split(v, ",") {
 			if repo = strings.TrimSpace(repo); repo != "" {
 				c.Controller.AllowedImageRepositories = append(c.Controller.AllowedImageRepositories, repo)
+			}
+		}
+		return nil
+	})
+	fs.Func("image-pull-secrets", "Comma-separated names of kubernetes.io/dockerconfigjson Secrets in --namespace that the upgrade pods name as imagePullSecrets, for registries that need credentials to pull the runner image or the installation package. The controller does not read them: the nodes' kubelets (edgecore) do.", func(v string) error {
+		c.Controller.ImagePullSecrets = nil
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+					return fmt.Errorf("secret name %q: %s", name, strings.Join(errs, "; "))
+				}
+				c.Controller.ImagePullSecrets = append(c.Controller.ImagePullSecrets, name)
 			}
 		}
 		return nil
