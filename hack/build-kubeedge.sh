@@ -4,8 +4,8 @@
 # one folder per version, so a second run costs nothing. Sources are unpacked
 # once into bin/kubeedge-src/<version>/. Builds run one at a time (2 cores).
 #
-# Usage: hack/build-kubeedge.sh [VERSION[:BINARY,...]...]   (default: v1.21.0 v1.22.0)
-#   v1.22.0                keadm, edgecore and cloudcore
+# Usage: hack/build-kubeedge.sh [VERSION[:BINARY,...]...]   (default: v1.23.1)
+#   v1.23.1                keadm, edgecore and cloudcore
 #   v1.21.0:edgecore       only edgecore (each binary costs minutes cold)
 set -euo pipefail
 
@@ -21,7 +21,7 @@ if [[ -z ${KUBEEDGE_SRC_DIR:-} && ! -d $src_dir ]]; then
 	fi
 fi
 versions=("$@")
-[[ ${#versions[@]} -gt 0 ]] || versions=(v1.21.0 v1.22.0)
+[[ ${#versions[@]} -gt 0 ]] || versions=(v1.23.1)
 
 log() { printf '[build-kubeedge] %s\n' "$*" >&2; }
 

@@ -3,7 +3,8 @@
 # test world (test/kubeedgeworld).
 #
 #   hack/kubeedge-deps.sh packages   install the Debian packages when missing
-#   hack/kubeedge-deps.sh image      only what `make image` needs (busybox-static)
+#   hack/kubeedge-deps.sh image      only what `make image` needs (busybox-static,
+#                                    also for arm64 and armhf in bin/busybox-<arch>/)
 #   hack/kubeedge-deps.sh rootfs     build bin/kubeedge-rootfs-<ROOTFS_VERSION>.tar once
 #   hack/kubeedge-deps.sh            both
 #
@@ -17,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/bin"
 ROOTFS_VERSION=${ROOTFS_VERSION:-bookworm-1}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-host_pkgs=(debootstrap systemd-container containerd runc containernetworking-plugins busybox-static xz-utils)
+host_pkgs=(debootstrap systemd-container containerd runc containernetworking-plugins busybox-static xz-utils docker-registry apache2-utils)
 node_pkgs=systemd,systemd-sysv,dbus,procps,sudo,iproute2,containerd,runc,containernetworking-plugins,busybox-static,ca-certificates
 
 log() { printf '[kubeedge-deps] %s\n' "$*" >&2; }
@@ -42,6 +43,46 @@ install_missing() {
 }
 
 packages() { install_missing "${host_pkgs[@]}"; }
+
+# busybox-static for the images' other platforms (test/projectimage and the
+# world's multi-platform images), as bin/busybox-<arch>/busybox from Debian's
+# own .deb of the same release. apt-get works in a folder of its own
+# (package lists and cache under a temporary folder, the architectures given
+# on the command line), so the host's apt state and dpkg's architectures stay
+# as they were.
+IMAGE_ARCHES=${IMAGE_ARCHES:-arm64 armhf}
+busybox_foreign() {
+	local missing=()
+	for a in $IMAGE_ARCHES; do
+		[[ -x "$bin/busybox-$a/busybox" ]] || missing+=("$a")
+	done
+	if [[ ${#missing[@]} -eq 0 ]]; then
+		log "busybox-static: cached for $IMAGE_ARCHES"
+		return 0
+	fi
+	local tmp opts=()
+	tmp=$(mktemp -d /tmp/kubeedge-busybox.XXXXXX)
+	trap 'rm -rf "$tmp"' RETURN
+	mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs"
+	chmod -R a+rwx "$tmp"
+	opts=(-o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o "APT::Architectures::=$(dpkg --print-architecture)")
+	for a in "${missing[@]}"; do opts+=(-o "APT::Architectures::=$a"); done
+	log "busybox-static: downloading for ${missing[*]}"
+	apt-get "${opts[@]}" update -qq
+	(cd "$tmp/debs" && apt-get "${opts[@]}" download "${missing[@]/#/busybox-static:}")
+	for a in "${missing[@]}"; do
+		local deb
+		deb=$(ls "$tmp/debs/"busybox-static_*_"$a".deb)
+		rm -rf "$tmp/x" "$bin/busybox-$a.tmp"
+		dpkg-deb -x "$deb" "$tmp/x"
+		mkdir -p "$bin/busybox-$a.tmp"
+		cp "$tmp/x/bin/busybox" "$bin/busybox-$a.tmp/busybox"
+		basename "$deb" >"$bin/busybox-$a.tmp/deb"
+		rm -rf "$bin/busybox-$a"
+		mv "$bin/busybox-$a.tmp" "$bin/busybox-$a"
+		log "busybox-static: $a from $(basename "$deb")"
+	done
+}
 
 rootfs() {
 	local out="$bin/kubeedge-rootfs-$ROOTFS_VERSION.tar"
@@ -68,8 +109,8 @@ rootfs() {
 
 case ${1:-all} in
 packages) packages ;;
-image) install_missing busybox-static ;;
+image) install_missing busybox-static; busybox_foreign ;;
 rootfs) rootfs ;;
-all) packages; rootfs ;;
+all) packages; busybox_foreign; rootfs ;;
 *) log "usage: $0 [packages|image|rootfs|all]"; exit 2 ;;
 esac

@@ -16,23 +16,28 @@ import (
 )
 
 const (
-	fromVersion = "v1.21.0"
-	toVersion   = "v1.22.0"
+	fromVersion = kubeedgeworld.DefaultNodeVersion
+	toVersion   = kubeedgeworld.DefaultTargetVersion
 	jobTimeout  = 15 * time.Minute
 )
 
 func startWorld(t *testing.T, nodes int, controllerArgs ...string) (context.Context, *kubeedgeworld.World) {
 	t.Helper()
+	return startWorldWith(t, kubeedgeworld.Options{Nodes: nodes}, controllerArgs...)
+}
+
+func startWorldWith(t *testing.T, opts kubeedgeworld.Options, controllerArgs ...string) (context.Context, *kubeedgeworld.World) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	t.Cleanup(cancel)
-	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: nodes})
+	w := kubeedgeworld.StartT(t, ctx, opts)
 	if _, err := w.StartController(ctx, controllerArgs...); err != nil {
 		t.Fatalf("start controller: %v", err)
 	}
 	return ctx, w
 }
 
-// TestUpgrade: one job upgrades a real v1.21.0 node to v1.22.0 with real
+// TestUpgrade: one job upgrades a real v1.22.0 node to v1.23.1 with real
 // keadm, exactly once, and edgecore outlives the upgrade pod.
 func TestUpgrade(t *testing.T) {
 	ctx, w := startWorld(t, 1)
@@ -109,7 +114,7 @@ func TestUpgrade(t *testing.T) {
 func fileSumOf(t *testing.T, p string) string { return fileSum(t, p) }
 
 // TestFailedUpgradeRollsBack: the target's edgecore exits at once; real
-// keadm rollback puts the node back on v1.21.0 and the job fails.
+// keadm rollback puts the node back on v1.22.0 and the job fails.
 func TestFailedUpgradeRollsBack(t *testing.T) {
 	ctx, w := startWorld(t, 1)
 	n := w.Nodes()[0]
@@ -163,7 +168,7 @@ func TestFailedUpgradeRollsBack(t *testing.T) {
 
 // TestInterruptedUpgrade: the upgrade pod is deleted while keadm runs. The
 // node ends Ready on one version with no keadm lock left, and a second job
-// then brings it to v1.22.0.
+// then brings it to v1.23.1.
 func TestInterruptedUpgrade(t *testing.T) {
 	ctx, w := startWorld(t, 1)
 	n := w.Nodes()[0]

@@ -2,7 +2,7 @@
 // control plane (test/localcluster without its simulators), KubeEdge's CRDs,
 // a real cloudcore, and real edge nodes. Each node is a Debian machine booted
 // by systemd-nspawn with systemd as PID 1, in a network namespace of its own
-// on a bridge the world makes, running containerd and edgecore (v1.21.0 by
+// on a bridge the world makes, running containerd and edgecore (DefaultNodeVersion by
 // default) as systemd services, with keadm in /usr/local/bin, as a node
 // joined by `keadm join` has. The real nodeupgrade-controller binary runs
 // against it through the embedded localcluster.Cluster.
@@ -47,19 +47,17 @@ const EdgeLabel = "node-role.kubernetes.io/edge"
 // RootfsVersion keys the cached node rootfs tarball (hack/kubeedge-deps.sh).
 const RootfsVersion = "bookworm-1"
 
-// CRDVersion is the KubeEdge release whose build/crds the world installs.
-const CRDVersion = "v1.22.0"
-
 var metaGet = metav1.GetOptions{}
 
 // Options configures Start.
 type Options struct {
 	// Nodes is how many edge nodes; zero: 2.
 	Nodes int
-	// NodeVersion is the edgecore and keadm the nodes start with; empty: v1.21.0.
+	// NodeVersion is the edgecore the nodes start with; empty:
+	// DefaultNodeVersion.
 	NodeVersion string
 	// Versions are the installation packages built and imported; empty:
-	// v1.22.0 (plus BrokenVersion, always). Of NodeVersion only edgecore is
+	// DefaultTargetVersion (plus BrokenVersion, always). Of NodeVersion only edgecore is
 	// built unless it is one of them: no scenario upgrades to it, and each
 	// KubeEdge binary costs minutes on a cold build.
 	Versions []string
@@ -96,7 +94,8 @@ type World struct {
 	kubeletNodes      []*Node
 	scheduler         *hostProcess
 	controllerManager *hostProcess
-	images            []string
+	images            []string // imported into every node
+	registries        *registries
 	start             time.Time
 	stopOnce          sync.Once
 	stopErr           error
@@ -168,10 +167,10 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		opts.Nodes = 2
 	}
 	if opts.NodeVersion == "" {
-		opts.NodeVersion = "v1.21.0"
+		opts.NodeVersion = DefaultNodeVersion
 	}
 	if len(opts.Versions) == 0 {
-		opts.Versions = []string{"v1.22.0"}
+		opts.Versions = []string{DefaultTargetVersion}
 	}
 	if opts.CloudcoreVersion == "" {
 		opts.CloudcoreVersion = CRDVersion
@@ -223,11 +222,17 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 			return nil, fmt.Errorf("%s: %w\n%s", script[0], err, out)
 		}
 	}
-	if w.images, err = buildImages(ctx, opts.Versions); err != nil {
+	images, err := buildImages(ctx, opts.Versions)
+	if err != nil {
 		return nil, fmt.Errorf("build images: %w", err)
 	}
+	for _, img := range images {
+		if img.imported {
+			w.images = append(w.images, img.file)
+		}
+	}
 	w.images = append(w.images, opts.ExtraImages...)
-	w.logf("images ready: %d", len(w.images))
+	w.logf("images ready: %d", len(images))
 
 	if err := w.makeBridge(); err != nil {
 		return nil, err
@@ -244,6 +249,19 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		return nil, err
 	}
 	w.logf("control plane up")
+	if err := w.startRegistries(ctx); err != nil {
+		return nil, err
+	}
+	for _, img := range images {
+		if !img.imported {
+			if err := w.push(ctx, img.file, img.index.Ref); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.createPullSecret(ctx, RegistryUser, RegistryPassword); err != nil {
+		return nil, fmt.Errorf("pull secret: %w", err)
+	}
 	if err := w.applyKubeEdgeCRDs(ctx); err != nil {
 		return nil, err
 	}
@@ -457,7 +475,9 @@ func (w *World) startNodes(ctx context.Context, token string) error {
 			return err
 		}
 		start := time.Now()
-		if err := prepareRootfs(tarball, n, w.gateway, edgeRole(edgecore, cfg), w.images); err != nil {
+		role := edgeRole(edgecore, cfg)
+		role.files = append(role.files, rootfsFile{registryCAPath, string(w.registries.caPEM), 0o644})
+		if err := prepareRootfs(tarball, n, w.gateway, role, w.images); err != nil {
 			return fmt.Errorf("node %s rootfs: %w", n.name, err)
 		}
 		w.logf("node %s: rootfs ready in %.1fs", n.name, time.Since(start).Seconds())
@@ -505,7 +525,7 @@ func (w *World) bootMachine(ctx context.Context, n *Node) (err error) {
 }
 
 // WaitNodesReady waits until each named node is Ready with a kubeletVersion
-// ending in versionSuffix (e.g. "kubeedge-v1.22.0"; empty: any).
+// ending in versionSuffix (e.g. "kubeedge-v1.23.1"; empty: any).
 func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versionSuffix string, names ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -564,7 +584,7 @@ func NodeReady(n *corev1.Node) bool {
 func (w *World) StartController(ctx context.Context, args ...string) (*localcluster.Controller, error) {
 	return w.Cluster.StartController(ctx, localcluster.ControllerOptions{
 		RunnerImage: RunnerImage,
-		Args:        append([]string{"--edge-node-label=" + EdgeLabel}, args...),
+		Args:        append([]string{"--edge-node-label=" + EdgeLabel, "--image-pull-secrets=" + RegistrySecret}, args...),
 	})
 }
 
@@ -635,6 +655,9 @@ func (w *World) Stop() error {
 			if err := p.stop(); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if err := w.registries.stop(); err != nil {
+			errs = append(errs, err)
 		}
 		// The control plane before the bridge: an apiserver serving on the
 		// bridge's address (kubelet nodes) talks to itself through it and

@@ -33,7 +33,7 @@ func TestWorldSmoke(t *testing.T) {
 		if _, ok := node.Labels[kubeedgeworld.EdgeLabel]; !ok {
 			t.Errorf("node %s lacks label %s: %v", n.Name(), kubeedgeworld.EdgeLabel, node.Labels)
 		}
-		if v := node.Status.NodeInfo.KubeletVersion; !strings.HasSuffix(v, "kubeedge-v1.21.0") {
+		if v := node.Status.NodeInfo.KubeletVersion; !strings.HasSuffix(v, "kubeedge-"+kubeedgeworld.DefaultNodeVersion) {
 			t.Errorf("node %s kubeletVersion %q", n.Name(), v)
 		}
 		st, err := n.Edgecore(ctx)
