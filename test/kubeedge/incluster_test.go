@@ -56,6 +56,19 @@ func TestInCluster(t *testing.T) {
 		runFromRepo(t, ctx, w, argv)
 	}
 	t.Logf("installed and rolled out in %s", time.Since(start).Round(time.Second))
+	// The installation packages are in the world's registry with basic
+	// auth: the README's private-registry step names the world's Secret.
+	for _, argv := range readmeCommands(t, "Private registries", "create secret") {
+		for i, a := range argv {
+			a = strings.ReplaceAll(a, "kubeedge-mirror", kubeedgeworld.RegistrySecret)
+			if k, v, ok := strings.Cut(a, "='"); ok && strings.HasSuffix(v, "'") {
+				a = k + "=" + strings.TrimSuffix(v, "'") // the shell's quotes
+			}
+			argv[i] = a
+		}
+		runFromRepo(t, ctx, w, argv)
+	}
+	runFromRepo(t, ctx, w, []string{"kubectl", "rollout", "status", "-n", controllerNS, "deployment/" + controllerName, "--timeout=5m"})
 
 	pods := controllerPods(t, ctx, c)
 	if len(pods) != 2 {

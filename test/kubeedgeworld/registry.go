@@ -161,12 +161,13 @@ func (w *World) startRegistry(ctx context.Context, r *registry) (err error) {
 			if resp.StatusCode == http.StatusOK || (r.auth && resp.StatusCode == http.StatusUnauthorized) {
 				return nil
 			}
+			err = errors.New(resp.Status)
 		}
 		if perr := r.proc.running(); perr != nil {
 			return perr
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering on %s: %v", r.name, r.addr, err)
+			return fmt.Errorf("%s not answering on %s: %w", r.name, r.addr, err)
 		}
 		select {
 		case <-ctx.Done():
