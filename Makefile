@@ -92,12 +92,12 @@ test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end
 	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/... $(GO_TEST_ARGS)
 
 # What `make test-kubeedge` runs: v1.23.1 entirely (the target: keadm,
-# edgecore, cloudcore); v1.22.0's edgecore (the nodes' starting version) and
-# keadm (the target of the v1.21.0 -> v1.22.0 matrix cell CI runs); of
-# v1.21.0 only edgecore. Each binary costs 3-7 min cold on 2 cores.
-KUBEEDGE_VERSIONS ?= v1.21.0:edgecore v1.22.0:keadm,edgecore v1.23.1
-# The version matrix adds the oldest nodes' edgecore.
-KUBEEDGE_MATRIX_VERSIONS ?= $(KUBEEDGE_VERSIONS) v1.20.0:edgecore
+# edgecore, cloudcore) and v1.22.0's edgecore (the nodes' starting version).
+# Each binary costs 3-7 min cold on 2 cores (about 10 under load).
+KUBEEDGE_VERSIONS ?= v1.22.0:edgecore v1.23.1
+# The version matrix adds the older nodes' edgecores and v1.22.0's keadm
+# (the target of its v1.21.0 -> v1.22.0 cell).
+KUBEEDGE_MATRIX_VERSIONS ?= $(KUBEEDGE_VERSIONS) v1.20.0:edgecore v1.21.0:edgecore v1.22.0:keadm
 .PHONY: kubeedge-bins
 kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_party/kubeedge into bin/kubeedge-<version>/ (cached)
 	hack/build-kubeedge.sh $(KUBEEDGE_VERSIONS)
@@ -109,13 +109,13 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -timeout 50m -skip '^(TestInCluster|TestVersionMatrix)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 
 .PHONY: test-kubeedge-matrix
 test-kubeedge-matrix: tools ## The measured version matrix on real KubeEdge (root): nodes on v1.20.0-v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a real rollback (docs/kubeedge.md)
 	hack/build-kubeedge.sh $(KUBEEDGE_MATRIX_VERSIONS)
 	hack/kubeedge-deps.sh
-	KUBEEDGE_MATRIX=all go test -tags kubeedge -count=1 -p 1 -timeout 60m -v -run '^TestVersionMatrix$$' ./test/kubeedge/
+	go test -tags kubeedge -count=1 -p 1 -timeout 60m -v -run '^TestVersionMatrix$$' ./test/kubeedge/
 
 .PHONY: kube-bins
 kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-manager into bin/ (cached), for the in-cluster world
