@@ -85,8 +85,9 @@ func pullRefused(msg string) bool { return refusedPull.MatchString(msg) }
 // causeWrappers are the layers containerd and CRI put around the registry's
 // own words: `rpc error: code = X desc = `, `failed to pull and unpack image
 // "REF": `, `failed to resolve reference "REF": `, `failed to do request:
-// Head "URL": ` (the URL says what the image reference says).
-var causeWrappers = regexp.MustCompile(`^(rpc error: code = \w+ desc = |failed to [a-z ]+ "[^"]*": |failed to do request: [A-Za-z]+ "[^"]*": )`)
+// Head "URL": `, `pulling from host HOST failed with status code [manifests
+// TAG]: ` (the image reference says what the URL, host and tag say).
+var causeWrappers = regexp.MustCompile(`^(rpc error: code = \w+ desc = |failed to [a-z ]+ "[^"]*": |failed to do request: [A-Za-z]+ "[^"]*": |pulling from host \S+ failed with status code \[[^\]]*\]: )`)
 
 // pullCause is msg without the wrappers around the registry's answer, and
 // without the image's own name before it (containerd repeats it).

@@ -10,18 +10,21 @@ import (
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
-// The messages are containerd 1.6's (Debian bookworm's, the world's nodes')
-// through edgecore's kubelet, for a registry:2 (docker-registry 2.8.2).
+// The messages are containerd 1.6.20's (Debian bookworm's, the world's
+// nodes') through edgecore v1.22.0's kubelet, for a registry:2
+// (docker-registry 2.8.2), as TestRegistry's nodes logged them; msgNoAuthHead
+// and msgHubDenied are other registries' forms of a refusal.
 const (
 	pkgRef = "docker.io/kubeedge/installation-package:v1.21.0"
 	// runnerRef is baseParams' runner image.
-	runnerRef    = "ghcr.io/nodeupgrade/nodeupgrade-runner:v0.1.0"
-	msgNotFound  = `rpc error: code = NotFound desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": ` + pkgRef + `: not found`
-	msgNoAuth    = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": unexpected status from HEAD request to https://10.251.7.1:5000/v2/kubeedge/installation-package/manifests/v1.21.0: 401 Unauthorized`
-	msgHubDenied = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed`
-	msgDown      = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": failed to do request: Head "https://10.251.7.1:5000/v2/kubeedge/installation-package/manifests/v1.21.0": dial tcp 10.251.7.1:5000: connect: connection refused`
-	msgPlatform  = `rpc error: code = NotFound desc = failed to pull and unpack image "` + runnerRef + `": no match for platform in manifest: not found`
-	msgNoDNS     = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": failed to do request: Head "https://registry-1.docker.io/v2/kubeedge/installation-package/manifests/v1.21.0": dial tcp: lookup registry-1.docker.io on 10.251.7.1:53: no such host`
+	runnerRef     = "ghcr.io/nodeupgrade/nodeupgrade-runner:v0.1.0"
+	msgNotFound   = `rpc error: code = NotFound desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": ` + pkgRef + `: not found`
+	msgNoAuth     = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": pulling from host docker.io failed with status code [manifests v1.21.0]: 401 Unauthorized`
+	msgNoAuthHead = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": unexpected status from HEAD request to https://10.251.7.1:5000/v2/kubeedge/installation-package/manifests/v1.21.0: 401 Unauthorized`
+	msgHubDenied  = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed`
+	msgDown       = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": failed to do request: Head "https://10.251.7.1:5000/v2/kubeedge/installation-package/manifests/v1.21.0": dial tcp 10.251.7.1:5000: connect: connection refused`
+	msgPlatform   = `rpc error: code = NotFound desc = failed to pull and unpack image "` + runnerRef + `": no match for platform in manifest: not found`
+	msgNoDNS      = `rpc error: code = Unknown desc = failed to pull and unpack image "` + pkgRef + `": failed to resolve reference "` + pkgRef + `": failed to do request: Head "https://registry-1.docker.io/v2/kubeedge/installation-package/manifests/v1.21.0": dial tcp: lookup registry-1.docker.io on 10.251.7.1:53: no such host`
 )
 
 // A waiting container's pull: refused (fails the node at once), retrying
@@ -40,7 +43,9 @@ func TestPullState(t *testing.T) {
 	}{
 		{"no such tag", copyKeadm(waiting("ErrImagePull", msgNotFound)), rollout.PullRefused, rollout.PodPending,
 			"copy-keadm: cannot pull " + pkgRef + ": not found"},
-		{"no credentials for the repository", copyKeadm(waiting("ErrImagePull", msgNoAuth)), rollout.PullRefused, rollout.PodPending,
+		{"no or a wrong credential", copyKeadm(waiting("ErrImagePull", msgNoAuth)), rollout.PullRefused, rollout.PodPending,
+			"copy-keadm: cannot pull " + pkgRef + ": 401 Unauthorized"},
+		{"no credential, another form", copyKeadm(waiting("ErrImagePull", msgNoAuthHead)), rollout.PullRefused, rollout.PodPending,
 			"copy-keadm: cannot pull " + pkgRef + ": unexpected status from HEAD request to https://10.251.7.1:5000/v2/kubeedge/installation-package/manifests/v1.21.0: 401 Unauthorized"},
 		{"Docker Hub's denial", copyKeadm(waiting("ErrImagePull", msgHubDenied)), rollout.PullRefused, rollout.PodPending,
 			"copy-keadm: cannot pull " + pkgRef + ": pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed"},
