@@ -107,7 +107,7 @@ func TestUpgrade(t *testing.T) {
 	if stops != 1 {
 		t.Errorf("edgecore stopped %d times by systemd, want 1 (one keadm upgrade)", stops)
 	}
-	copies := containerdLines(ctx, n, "RunPodSandbox for", "installation-package")
+	copies := containerdLines(ctx, n, "RunPodSandbox for &PodSandboxMetadata{Name:edgecore,")
 	t.Logf("keadm's CRI copy sandboxes: %d", len(copies))
 }
 
