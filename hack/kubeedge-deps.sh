@@ -6,6 +6,7 @@
 #   hack/kubeedge-deps.sh image      only what `make image` needs (busybox-static,
 #                                    also for arm64 and armhf in bin/busybox-<arch>/)
 #   hack/kubeedge-deps.sh rootfs     build bin/kubeedge-rootfs-<ROOTFS_VERSION>.tar once
+#   hack/kubeedge-deps.sh rootfs-arm64  the arm64 nodes' (…-arm64.tar), under QEMU
 #   hack/kubeedge-deps.sh            both
 #
 # The rootfs is Debian bookworm (debootstrap minbase) with systemd, containerd,
@@ -107,10 +108,69 @@ rootfs() {
 	log "rootfs: built in $((SECONDS - start)) s at ${out#"$root"/}"
 }
 
+# binfmt_on registers QEMU's arm64 interpreter with binfmt_misc (flags POF,
+# Debian's qemu-user-static entry: F opens the interpreter at registration,
+# so arm64 programs run in chroots and machines that lack it too), mounting
+# binfmt_misc first if needed. It prints what it did, for binfmt_off: the host
+# is left as it was found.
+binfmt_on() {
+	local did=""
+	if [[ ! -e /proc/sys/fs/binfmt_misc/register ]]; then
+		mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+		did+=" mounted"
+	fi
+	if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+		grep -v '^#' /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
+		did+=" registered"
+	fi
+	echo "$did"
+}
+binfmt_off() {
+	[[ $1 == *registered* ]] && echo -1 >/proc/sys/fs/binfmt_misc/qemu-aarch64
+	[[ $1 == *mounted* ]] && umount /proc/sys/fs/binfmt_misc
+	return 0
+}
+
+# The arm64 edge nodes' root file system: the same packages for arm64
+# (debootstrap under QEMU user emulation), with one native part: Debian's
+# arm64 runc cannot create a container under QEMU (user-mode emulation
+# refuses its namespace clone: "read init-p: connection reset by peer"), so
+# the host's x86-64 runc, its loader and its two libraries go into the
+# machine (/usr/sbin/runc, /lib64, /lib/x86_64-linux-gnu: no clash with
+# arm64's paths). Everything else in the machine is arm64.
+rootfs_arm64() {
+	local out="$bin/kubeedge-rootfs-$ROOTFS_VERSION-arm64.tar"
+	if [[ -f $out ]]; then
+		log "rootfs arm64: cached at ${out#"$root"/}"
+		return 0
+	fi
+	install_missing qemu-user-static runc
+	local dir did
+	dir=$(mktemp -d /tmp/kubeedge-rootfs-arm64.XXXXXX)
+	did=$(binfmt_on)
+	trap 'binfmt_off "$did"; rm -rf "$dir"' RETURN
+	log "rootfs arm64: debootstrap --arch=arm64 bookworm into $dir (first time only; QEMU${did:+;$did binfmt})"
+	local start=$SECONDS
+	debootstrap --arch=arm64 --variant=minbase --include="$node_pkgs" bookworm "$dir/root" "$MIRROR" >"$dir/debootstrap.log" 2>&1 || {
+		tail -n 30 "$dir/debootstrap.log" >&2
+		exit 1
+	}
+	rm -rf "$dir/root/var/cache/apt/archives/"*.deb "$dir/root/var/lib/apt/lists/"*
+	mkdir -p "$dir/root/lib64" "$dir/root/lib/x86_64-linux-gnu"
+	cp /usr/sbin/runc "$dir/root/usr/sbin/runc"
+	cp -L /lib64/ld-linux-x86-64.so.2 "$dir/root/lib64/"
+	cp -L /lib/x86_64-linux-gnu/libc.so.6 /lib/x86_64-linux-gnu/libseccomp.so.2 "$dir/root/lib/x86_64-linux-gnu/"
+	mkdir -p "$bin"
+	tar -C "$dir/root" --numeric-owner -cf "$out.tmp" .
+	mv "$out.tmp" "$out"
+	log "rootfs arm64: built in $((SECONDS - start)) s at ${out#"$root"/}"
+}
+
 case ${1:-all} in
 packages) packages ;;
 image) install_missing busybox-static; busybox_foreign ;;
 rootfs) rootfs ;;
+rootfs-arm64) rootfs_arm64 ;;
 all) packages; busybox_foreign; rootfs ;;
-*) log "usage: $0 [packages|image|rootfs|all]"; exit 2 ;;
+*) log "usage: $0 [packages|image|rootfs|rootfs-arm64|all]"; exit 2 ;;
 esac

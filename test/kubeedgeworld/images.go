@@ -104,20 +104,24 @@ func buildImages(ctx context.Context, versions []string) ([]worldImage, error) {
 			Entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}})
 	}
 	// An installation package for each platform its KubeEdge binaries
-	// were built for (the build machine's always).
+	// were built for, as KubeEdge's own are: the build machine's always,
+	// linux/arm64 when hack/build-kubeedge.sh VERSION@arm64 built them.
 	pkg := func(version, keadmVersion, edgecore string) (worldImage, error) {
 		var images []imagebuild.Image
-		for _, p := range []imagebuild.Platform{imagebuild.LinuxAMD64} {
+		for _, p := range []imagebuild.Platform{imagebuild.LinuxAMD64, imagebuild.LinuxARM64} {
+			keadm, ec := BinaryPathArch(keadmVersion, p.Architecture, "keadm"), edgecore
+			if ec == "" {
+				ec = BinaryPathArch(version, p.Architecture, "edgecore")
+			}
+			if p != imagebuild.LinuxAMD64 && (!exists(keadm) || !exists(ec)) {
+				continue
+			}
 			bb, err := imagebuild.BusyboxFrom(imagebuild.BusyboxBinary(binDir, p), nil)
 			if err != nil {
 				return worldImage{}, err
 			}
-			ec := edgecore
-			if ec == "" {
-				ec = BinaryPath(version, "edgecore")
-			}
 			images = append(images, imagebuild.Image{Platform: p, Entries: append([]imagebuild.Entry{
-				{Path: "/usr/local/bin/keadm", Source: BinaryPath(keadmVersion, "keadm"), Mode: 0o755},
+				{Path: "/usr/local/bin/keadm", Source: keadm, Mode: 0o755},
 				{Path: "/usr/local/bin/edgecore", Source: ec, Mode: 0o755},
 			}, bb...), Cmd: []string{"/bin/sh"}})
 		}
@@ -148,6 +152,11 @@ func buildImages(ctx context.Context, versions []string) ([]worldImage, error) {
 		}
 	}
 	return out, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // BinaryPath is where hack/build-kubeedge.sh puts a KubeEdge binary.

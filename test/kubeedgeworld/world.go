@@ -53,6 +53,9 @@ var metaGet = metav1.GetOptions{}
 type Options struct {
 	// Nodes is how many edge nodes; zero: 2.
 	Nodes int
+	// Arm64Nodes is how many arm64 edge nodes (edge-arm64-1, ...) to add
+	// after them, under QEMU user emulation (arm64.go).
+	Arm64Nodes int
 	// NodeVersion is the edgecore the nodes start with; empty:
 	// DefaultNodeVersion.
 	NodeVersion string
@@ -96,6 +99,7 @@ type World struct {
 	controllerManager *hostProcess
 	images            []string // imported into every node
 	registries        *registries
+	binfmt            *binfmtState // what the world changed for arm64 nodes
 	start             time.Time
 	stopOnce          sync.Once
 	stopErr           error
@@ -209,7 +213,13 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if !slices.Contains(builds, opts.NodeVersion) {
 		builds = append(builds, opts.NodeVersion+":edgecore")
 	}
+	if opts.Arm64Nodes > 0 {
+		builds = append(builds, arm64Builds(opts.NodeVersion, opts.Versions)...)
+	}
 	scripts := [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, builds...)}
+	if opts.Arm64Nodes > 0 {
+		scripts = append(scripts, []string{"hack/kubeedge-deps.sh", "rootfs-arm64"})
+	}
 	if opts.KubeletNodes > 0 {
 		scripts = append(scripts, []string{"hack/build-tools.sh", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"})
 	}
@@ -458,23 +468,37 @@ func (w *World) edgecoreConfig(binary string, n *Node, token string) ([]byte, er
 }
 
 func (w *World) startNodes(ctx context.Context, token string) error {
-	tarball := filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-rootfs-"+RootfsVersion+".tar")
 	runID := filepath.Base(w.dir)[len("kubeedgeworld-"):]
-	edgecore := BinaryPath(w.opts.NodeVersion, "edgecore")
-	for i := range w.opts.Nodes {
+	// The config comes from the build machine's edgecore of the same
+	// version (an arm64 one would run emulated for the same YAML).
+	configFrom := BinaryPath(w.opts.NodeVersion, "edgecore")
+	if w.opts.Arm64Nodes > 0 {
+		st, err := enableARM64Emulation()
+		w.binfmt = &st
+		if err != nil {
+			return err
+		}
+	}
+	for i := range w.opts.Nodes + w.opts.Arm64Nodes {
+		name, arch := fmt.Sprintf("edge-%d", i+1), ""
+		if i >= w.opts.Nodes {
+			name, arch = fmt.Sprintf("edge-arm64-%d", i+1-w.opts.Nodes), ArchARM64
+		}
 		n := &Node{
-			name:    fmt.Sprintf("edge-%d", i+1),
+			name:    name,
+			arch:    arch,
 			machine: fmt.Sprintf("kew%s%d", runID[:min(len(runID), 6)], i+1),
-			dir:     filepath.Join(w.dir, "nodes", fmt.Sprintf("edge-%d", i+1)),
+			dir:     filepath.Join(w.dir, "nodes", name),
 			ip:      strings.TrimSuffix(w.gateway, ".1") + fmt.Sprintf(".%d", 10+i),
 		}
 		n.rootfs = filepath.Join(n.dir, "rootfs")
 		n.logPath = filepath.Join(n.dir, "console.log")
-		cfg, err := w.edgecoreConfig(edgecore, n, token)
+		cfg, err := w.edgecoreConfig(configFrom, n, token)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
+		tarball, edgecore := rootfsTarball(arch), BinaryPathArch(w.opts.NodeVersion, arch, "edgecore")
 		role := edgeRole(edgecore, cfg)
 		role.files = append(role.files, rootfsFile{registryCAPath, string(w.registries.caPEM), 0o644})
 		if err := prepareRootfs(tarball, n, w.gateway, role, w.images); err != nil {
@@ -658,6 +682,11 @@ func (w *World) Stop() error {
 		}
 		if err := w.registries.stop(); err != nil {
 			errs = append(errs, err)
+		}
+		if w.binfmt != nil {
+			if err := w.binfmt.undo(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		// The control plane before the bridge: an apiserver serving on the
 		// bridge's address (kubelet nodes) talks to itself through it and
