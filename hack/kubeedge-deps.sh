@@ -7,6 +7,7 @@
 #                                    also for arm64 and armhf in bin/busybox-<arch>/)
 #   hack/kubeedge-deps.sh rootfs     build bin/kubeedge-rootfs-<ROOTFS_VERSION>.tar once
 #   hack/kubeedge-deps.sh rootfs-arm64  the arm64 nodes' (…-arm64.tar), under QEMU
+#   hack/kubeedge-deps.sh arm64-tools   QEMU and the arm64 cross C compiler
 #   hack/kubeedge-deps.sh            both
 #
 # The rootfs is Debian bookworm (debootstrap minbase) with systemd, containerd,
@@ -171,6 +172,7 @@ packages) packages ;;
 image) install_missing busybox-static; busybox_foreign ;;
 rootfs) rootfs ;;
 rootfs-arm64) rootfs_arm64 ;;
+arm64-tools) install_missing qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross ;;
 all) packages; busybox_foreign; rootfs ;;
-*) log "usage: $0 [packages|image|rootfs|rootfs-arm64|all]"; exit 2 ;;
+*) log "usage: $0 [packages|image|rootfs|rootfs-arm64|arm64-tools|all]"; exit 2 ;;
 esac
