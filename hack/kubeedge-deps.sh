@@ -133,19 +133,22 @@ binfmt_off() {
 }
 
 # The arm64 edge nodes' root file system: the same packages for arm64
-# (debootstrap under QEMU user emulation), with one native part: Debian's
+# (debootstrap under QEMU user emulation), with two native parts: Debian's
 # arm64 runc cannot create a container under QEMU (user-mode emulation
-# refuses its namespace clone: "read init-p: connection reset by peer"), so
-# the host's x86-64 runc, its loader and its two libraries go into the
-# machine (/usr/sbin/runc, /lib64, /lib/x86_64-linux-gnu: no clash with
-# arm64's paths). Everything else in the machine is arm64.
+# refuses its namespace clone: "read init-p: connection reset by peer"), and
+# neither can containerd's arm64 runc shim start ("failed to start shim:
+# start failed: io.containerd.runc.v2: invalid argument", measured in the
+# world), so the host's x86-64 runc and containerd-shim-runc-v2, their loader
+# and libraries go into the machine (/usr/sbin/runc, /usr/bin/..., /lib64,
+# /lib/x86_64-linux-gnu: no clash with arm64's paths). Everything else in the
+# machine is arm64, and so is every container's code.
 rootfs_arm64() {
 	local out="$bin/kubeedge-rootfs-$ROOTFS_VERSION-arm64.tar"
 	if [[ -f $out ]]; then
 		log "rootfs arm64: cached at ${out#"$root"/}"
 		return 0
 	fi
-	install_missing qemu-user-static runc
+	install_missing qemu-user-static runc containerd
 	local dir did
 	dir=$(mktemp -d /tmp/kubeedge-rootfs-arm64.XXXXXX)
 	did=$(binfmt_on)
@@ -159,6 +162,7 @@ rootfs_arm64() {
 	rm -rf "$dir/root/var/cache/apt/archives/"*.deb "$dir/root/var/lib/apt/lists/"*
 	mkdir -p "$dir/root/lib64" "$dir/root/lib/x86_64-linux-gnu"
 	cp /usr/sbin/runc "$dir/root/usr/sbin/runc"
+	cp /usr/bin/containerd-shim-runc-v2 "$dir/root/usr/bin/containerd-shim-runc-v2"
 	cp -L /lib64/ld-linux-x86-64.so.2 "$dir/root/lib64/"
 	cp -L /lib/x86_64-linux-gnu/libc.so.6 /lib/x86_64-linux-gnu/libseccomp.so.2 "$dir/root/lib/x86_64-linux-gnu/"
 	mkdir -p "$bin"
