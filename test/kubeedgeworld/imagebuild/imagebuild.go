@@ -329,13 +329,19 @@ func WriteCached(out string, img Image) error {
 	if err != nil {
 		return err
 	}
+	return writeIfStale(out, key, func() error { return Write(out, img) })
+}
+
+// writeIfStale runs write unless out exists and the stamp beside it
+// (out + ".key") holds key, and then records key.
+func writeIfStale(out, key string, write func() error) error {
 	stamp := out + ".key"
 	if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
 		if _, err := os.Stat(out); err == nil {
 			return nil
 		}
 	}
-	if err := Write(out, img); err != nil {
+	if err := write(); err != nil {
 		return err
 	}
 	return os.WriteFile(stamp, []byte(key), 0o644)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -284,16 +283,7 @@ func WriteOCICached(out string, idx Index) error {
 	if err != nil {
 		return err
 	}
-	stamp := out + ".key"
-	if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
-		if _, err := os.Stat(out); err == nil {
-			return nil
-		}
-	}
-	if err := WriteOCI(out, idx); err != nil {
-		return err
-	}
-	return os.WriteFile(stamp, []byte(key), 0o644)
+	return writeIfStale(out, key, func() error { return WriteOCI(out, idx) })
 }
 
 func indexKey(idx Index) (string, error) {
@@ -313,43 +303,12 @@ func indexKey(idx Index) (string, error) {
 // ReadOCIIndex reads the platforms an OCI layout tarball written by WriteOCI
 // holds, in its index's order, and the reference it names.
 func ReadOCIIndex(file string) (string, []Platform, error) {
-	f, err := os.Open(file)
+	small, top, err := readSmall(file)
 	if err != nil {
 		return "", nil, err
 	}
-	defer f.Close()
-	blobs := map[string][]byte{}
-	var top ociIndex
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return "", nil, err
-		}
-		if h.Size > 1<<20 {
-			continue // a layer
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			return "", nil, err
-		}
-		switch {
-		case h.Name == "index.json":
-			if err := json.Unmarshal(data, &top); err != nil {
-				return "", nil, err
-			}
-		case strings.HasPrefix(h.Name, "blobs/sha256/"):
-			blobs["sha256:"+path.Base(h.Name)] = data
-		}
-	}
-	if len(top.Manifests) != 1 {
-		return "", nil, fmt.Errorf("%s: index.json names %d images, want 1", file, len(top.Manifests))
-	}
 	var inner ociIndex
-	if err := json.Unmarshal(blobs[top.Manifests[0].Digest], &inner); err != nil {
+	if err := json.Unmarshal(small[top.Digest], &inner); err != nil {
 		return "", nil, fmt.Errorf("%s: the image index: %w", file, err)
 	}
 	var out []Platform
@@ -358,5 +317,5 @@ func ReadOCIIndex(file string) (string, []Platform, error) {
 			out = append(out, *m.Platform)
 		}
 	}
-	return top.Manifests[0].Annotations[annotationContainerdName], out, nil
+	return top.Annotations[annotationContainerdName], out, nil
 }
