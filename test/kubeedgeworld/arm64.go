@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -33,7 +34,9 @@ func BinaryPathArch(version, arch, name string) string {
 	return filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-"+version+"-linux-"+arch, name)
 }
 
-func hostArch() string { return "amd64" }
+// hostArch is the build machine's architecture, whose binaries BinaryPath
+// names.
+func hostArch() string { return runtime.GOARCH }
 
 // rootfsTarball is the cached root file system of a node of arch.
 func rootfsTarball(arch string) string {
