@@ -631,6 +631,11 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 		}
 		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "kubelet", "-u", "kube-proxy", "-u", "containerd")
 		logf("node %s journal tail:\n%s", n.name, res.Stdout)
+		// containerd's plugin failures happen at boot, long before the tail:
+		// seen twice, edgecore failing on "validate CRI v1 runtime API ...
+		// Unimplemented" (the CRI plugin not serving), cause not captured.
+		errs := n.Exec(ctx, "journalctl", "--no-pager", "-u", "containerd", "--grep", "level=(error|fatal)|failed to load plugin")
+		logf("node %s containerd errors:\n%s", n.name, errs.Stdout)
 		if dir := os.Getenv("KUBEEDGE_WORLD_ARTIFACTS"); dir != "" {
 			full := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise")
 			p := filepath.Join(dir, n.name+"-journal.log")
