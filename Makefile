@@ -43,7 +43,7 @@ build: ## Build the controller, the runner and the kubectl plugin (bin/kubectl-n
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-nodeupgrade ./cmd/kubectl-nodeupgrade
 
 .PHONY: image
-image: ## Build the controller+runner image without docker into bin/image/ (docker archive, as the Dockerfile describes it)
+image: ## Build the controller+runner image without docker into bin/image/ (OCI index: linux/amd64, linux/arm64, linux/arm/v7, as the Dockerfile describes it)
 	hack/kubeedge-deps.sh image
 	go run ./test/projectimage/cmd/image
 
@@ -99,9 +99,13 @@ fuzz: ## Fuzz the version and image validation and the node-text cleaning briefl
 test-e2e: tools ## Run the local-cluster tests: localcluster, kubectl end-to-end, the demo's test (GO_TEST_ARGS=-ginkgo.focus=...)
 	go test $(TEST_FLAGS) ./test/localcluster/... ./test/e2e/... ./test/demo/... $(GO_TEST_ARGS)
 
-# v1.22.0 entirely (the target: keadm, edgecore, cloudcore); of v1.21.0, the
-# nodes' starting version, only edgecore.
-KUBEEDGE_VERSIONS ?= v1.21.0:edgecore v1.22.0
+# What `make test-kubeedge` runs: v1.23.1 entirely (the target: keadm,
+# edgecore, cloudcore) and v1.22.0's edgecore (the nodes' starting version).
+# Each binary costs 3-7 min cold on 2 cores (about 10 under load).
+KUBEEDGE_VERSIONS ?= v1.22.0:edgecore v1.23.1
+# The version matrix adds the older nodes' edgecores and v1.22.0's keadm
+# (the target of its v1.21.0 -> v1.22.0 cell).
+KUBEEDGE_MATRIX_VERSIONS ?= $(KUBEEDGE_VERSIONS) v1.20.0:edgecore v1.21.0:edgecore v1.22.0:keadm
 .PHONY: kubeedge-bins
 kubeedge-bins: ## Build real keadm, edgecore and cloudcore from ../shared/third_party/kubeedge into bin/kubeedge-<version>/ (cached)
 	hack/build-kubeedge.sh $(KUBEEDGE_VERSIONS)
@@ -113,7 +117,28 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^TestInCluster$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^(TestInCluster|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+
+.PHONY: test-kubeedge-matrix
+test-kubeedge-matrix: tools ## The measured version matrix on real KubeEdge (root): nodes on v1.20.0-v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a real rollback (docs/kubeedge.md)
+	hack/build-kubeedge.sh $(KUBEEDGE_MATRIX_VERSIONS)
+	hack/kubeedge-deps.sh
+	go test -tags kubeedge -count=1 -p 1 -timeout 60m -v -run '^TestVersionMatrix$$' ./test/kubeedge/
+
+# arm64 edge nodes under QEMU user emulation: keadm and edgecore
+# cross-compiled (edgecore's cgo with gcc-aarch64-linux-gnu) and an arm64
+# rootfs; cold, about 25 min of builds on 2 cores.
+KUBEEDGE_ARM64_VERSIONS ?= v1.22.0@arm64:edgecore v1.23.1@arm64:keadm,edgecore
+.PHONY: kubeedge-arm64
+kubeedge-arm64: ## Build the arm64 nodes' KubeEdge binaries and root file system (root; cached)
+	hack/kubeedge-deps.sh arm64-tools
+	hack/build-kubeedge.sh $(KUBEEDGE_ARM64_VERSIONS)
+	hack/kubeedge-deps.sh rootfs-arm64
+
+.PHONY: test-kubeedge-arm64
+test-kubeedge-arm64: kubeedge-bins kubeedge-arm64 tools ## One job over a mixed fleet: an amd64 and an emulated arm64 edge node upgraded to v1.23.1 (root)
+	hack/kubeedge-deps.sh
+	go test -tags kubeedge -count=1 -p 1 -timeout 40m -v -run '^TestMixedFleet$$' ./test/kubeedge/
 
 .PHONY: kube-bins
 kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-manager into bin/ (cached), for the in-cluster world

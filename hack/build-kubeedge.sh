@@ -4,9 +4,11 @@
 # one folder per version, so a second run costs nothing. Sources are unpacked
 # once into bin/kubeedge-src/<version>/. Builds run one at a time (2 cores).
 #
-# Usage: hack/build-kubeedge.sh [VERSION[:BINARY,...]...]   (default: v1.21.0 v1.22.0)
-#   v1.22.0                keadm, edgecore and cloudcore
+# Usage: hack/build-kubeedge.sh [VERSION[:BINARY,...]...]   (default: v1.23.1)
+#   v1.23.1                keadm, edgecore and cloudcore
 #   v1.21.0:edgecore       only edgecore (each binary costs minutes cold)
+#   v1.23.1@arm64:keadm    for another architecture, into bin/kubeedge-<version>-linux-<arch>/
+#                          (edgecore's cgo with Debian's gcc-<triplet>, e.g. gcc-aarch64-linux-gnu)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +23,7 @@ if [[ -z ${KUBEEDGE_SRC_DIR:-} && ! -d $src_dir ]]; then
 	fi
 fi
 versions=("$@")
-[[ ${#versions[@]} -gt 0 ]] || versions=(v1.21.0 v1.22.0)
+[[ ${#versions[@]} -gt 0 ]] || versions=(v1.23.1)
 
 log() { printf '[build-kubeedge] %s\n' "$*" >&2; }
 
@@ -29,6 +31,11 @@ for spec_arg in "${versions[@]}"; do
 	v=${spec_arg%%:*}
 	wanted="keadm,edgecore,cloudcore"
 	[[ $spec_arg == *:* ]] && wanted=${spec_arg#*:}
+	arch=""
+	if [[ $v == *@* ]]; then
+		arch=${v#*@}
+		v=${v%@*}
+	fi
 	if ! [[ $v =~ ^v([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
 		log "bad version $v (want vMAJOR.MINOR.PATCH)"
 		exit 2
@@ -56,6 +63,16 @@ for spec_arg in "${versions[@]}"; do
 		fi
 	fi
 	out="$bin/kubeedge-$v"
+	cross=()
+	if [[ -n $arch ]]; then
+		case $arch in
+		arm64) cc=aarch64-linux-gnu-gcc ;;
+		*) log "unsupported architecture $arch (want arm64)"; exit 2 ;;
+		esac
+		command -v "$cc" >/dev/null || { log "$cc missing: apt-get install gcc-aarch64-linux-gnu"; exit 1; }
+		out="$bin/kubeedge-$v-linux-$arch"
+		cross=(GOOS=linux "GOARCH=$arch" "CC=$cc")
+	fi
 	mkdir -p "$out"
 	ldflags="-X github.com/kubeedge/kubeedge/pkg/version.gitVersion=$v -X github.com/kubeedge/kubeedge/pkg/version.gitMajor=$major -X github.com/kubeedge/kubeedge/pkg/version.gitMinor=$minor -X github.com/kubeedge/kubeedge/pkg/version.gitTreeState=clean"
 	# name package cgo
@@ -63,13 +80,13 @@ for spec_arg in "${versions[@]}"; do
 		read -r name pkg cgo <<<"$spec"
 		[[ ",$wanted," == *",$name,"* ]] || continue
 		if [[ -x "$out/$name" ]]; then
-			log "$v $name: cached at ${out#"$root"/}/$name"
+			log "$v${arch:+ $arch} $name: cached at ${out#"$root"/}/$name"
 			continue
 		fi
-		log "$v $name: building (first time only, a few minutes)"
+		log "$v${arch:+ $arch} $name: building (first time only, a few minutes)"
 		start=$SECONDS
-		(cd "$tree" && GOWORK=off GOFLAGS=-mod=vendor CGO_ENABLED=$cgo go build -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg")
+		(cd "$tree" && env GOWORK=off GOFLAGS=-mod=vendor CGO_ENABLED=$cgo "${cross[@]}" go build -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg")
 		mv "$out/$name.tmp" "$out/$name"
-		log "$v $name: built in $((SECONDS - start)) s"
+		log "$v${arch:+ $arch} $name: built in $((SECONDS - start)) s"
 	done
 done

@@ -84,6 +84,9 @@ func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
 	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
 		return "", fmt.Sprintf("spec.version: %v", err)
 	}
+	if why := targetRefusal(job.Spec.Version); why != "" {
+		return "", why
+	}
 	image, err := imageref.Normalize(job.Spec.Image, job.Spec.Version)
 	if err != nil {
 		return "", fmt.Sprintf("spec.image: %v", err)

@@ -25,6 +25,13 @@ func TestCheckImage(t *testing.T) {
 		{"evil.example/kubeedge/installation-package", "v1.22.0", "", `image repository "evil.example/kubeedge/installation-package" is not allowed`},
 		{"kubeedge/pkg;rm -rf /", "v1.22.0", "", "spec.image: "},
 		{"", "1.22.0", "", "spec.version: "},
+		// keadm before v1.21 cannot be driven: refused before any pod.
+		{"", "v1.20.0", "", "spec.version v1.20.0 is not supported: the installation package's keadm must be a v1 release from v1.21.0 on"},
+		{"", "v1.19.9-rc.1", "", "from v1.21.0 on"},
+		{"", "v2.0.0", "", "must be a v1 release"},
+		{"", "v1.21.0", "docker.io/kubeedge/installation-package:v1.21.0", ""},
+		{"", "v1.23.1", "docker.io/kubeedge/installation-package:v1.23.1", ""},
+		{"", "v1.99.0", "docker.io/kubeedge/installation-package:v1.99.0", ""},
 	} {
 		t.Run(tc.image+"@"+tc.version, func(t *testing.T) {
 			g := NewWithT(t)

@@ -39,6 +39,9 @@ type Options struct {
 	// the code that runs as root on its nodes, so it must be asked for: an
 	// empty allow-list without it is refused.
 	AllowAnyImageRepository bool
+	// ImagePullSecrets name Secrets in Namespace that every upgrade pod
+	// lists as imagePullSecrets (--image-pull-secrets).
+	ImagePullSecrets []string
 	// Thresholds are the check items' usage limits, in percent
 	// (--check-cpu-threshold, --check-mem-threshold, --check-disk-threshold).
 	Thresholds upgradepod.Thresholds

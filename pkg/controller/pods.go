@@ -101,6 +101,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		Namespace:      r.opts.Namespace,
 		RunnerImage:    r.opts.RunnerImage,
 		InstallImage:   installImage,
+		PullSecrets:    r.opts.ImagePullSecrets,
 		Version:        job.Spec.Version,
 		FromVersion:    d.FromVersion,
 		CheckItems:     job.Spec.CheckItems,

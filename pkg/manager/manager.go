@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -91,6 +92,18 @@ func BindFlags(fs *flag.FlagSet) *Config {
 		return nil
 	})
 	fs.BoolVar(&o.AllowAnyImageRepository, "allow-any-image-repository", false, "Let jobs name any install image, instead of --allowed-image-repositories: whoever may create a NodeUpgradeJob then picks the code that runs as root on its nodes.")
+	fs.Func("image-pull-secrets", "Comma-separated names of kubernetes.io/dockerconfigjson Secrets in --namespace that the upgrade pods name as imagePullSecrets, for registries that need credentials to pull the runner image or the installation package. The controller does not read them: the nodes' kubelets (edgecore) do.", func(v string) error {
+		o.ImagePullSecrets = nil
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+					return fmt.Errorf("secret name %q: %s", name, strings.Join(errs, "; "))
+				}
+				o.ImagePullSecrets = append(o.ImagePullSecrets, name)
+			}
+		}
+		return nil
+	})
 	fs.IntVar(&o.Thresholds.CPU, "check-cpu-threshold", o.Thresholds.CPU, "Usage percent at or above which the cpu check fails.")
 	fs.IntVar(&o.Thresholds.Mem, "check-mem-threshold", o.Thresholds.Mem, "Usage percent at or above which the mem check fails.")
 	fs.IntVar(&o.Thresholds.Disk, "check-disk-threshold", o.Thresholds.Disk, "Usage percent at or above which the disk check fails.")

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
@@ -50,6 +51,8 @@ func (p *planner) progressInFlight() {
 			p.fail(e, v1alpha1.ActionFailure, e.Event, reason)
 		case hasPod && pod.Phase == PodFailed:
 			p.fail(e, v1alpha1.ActionFailure, pod.FailedEvent, pod.Reason)
+		case hasPod && pod.Pull == PullRefused:
+			p.followPull(e, pod)
 		case !p.now.Before(deadline):
 			// What the pod shows now, not what the last plan recorded: the
 			// step it hung in may be one the status never showed.
@@ -57,8 +60,7 @@ func (p *planner) progressInFlight() {
 			if hasPod {
 				last, _ = phaseState(pod.Phase)
 			}
-			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
-				fmt.Sprintf("did not finish within %s (last seen: %s)", p.in.Config.Timeout, last))
+			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut, p.timeoutReason(e, last))
 		case !hasPod:
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
@@ -67,7 +69,12 @@ func (p *planner) progressInFlight() {
 			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
 			p.wakeAt(deadline)
 		default:
-			e.State, e.Event = phaseState(pod.Phase)
+			if !p.followPull(e, pod) {
+				e.State, e.Event = phaseState(pod.Phase)
+				if strings.HasPrefix(e.Reason, pullWaitPrefix) {
+					e.Reason = "" // the pull went through
+				}
+			}
 			p.wakeAt(deadline)
 		}
 	}

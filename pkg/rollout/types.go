@@ -71,6 +71,10 @@ type PodView struct {
 	Deleting bool
 	// Tracked is set while the pod carries the controller's tracking finalizer.
 	Tracked bool
+	// Pull is what the node's pulls of the pod's images say while none of
+	// its steps has started (nothing on the node has changed yet); Reason
+	// then carries the container runtime's words. See pull.go.
+	Pull PullState
 }
 
 // Input is everything the planner looks at.

@@ -64,6 +64,9 @@ type Params struct {
 	// InstallImage is the normalised <repo>:<version> holding keadm at
 	// /usr/local/bin/keadm (see imageref.Normalize).
 	InstallImage string
+	// PullSecrets name the Secrets (in Namespace) the node's kubelet pulls
+	// the pod's images with: the controller's --image-pull-secrets.
+	PullSecrets []string
 	// Version is the target edgecore version.
 	Version string
 	// FromVersion is what the node reports now; it only ends up in reports.
@@ -257,6 +260,9 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	}
 	if p.OwnerRef != nil {
 		pod.OwnerReferences = []metav1.OwnerReference{*p.OwnerRef}
+	}
+	for _, name := range p.PullSecrets {
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
 	}
 	return pod
 }

@@ -174,6 +174,12 @@ func TestBuild(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(o.Budget).To(Equal(time.Second), "the runner refuses to start anything with it")
 		}},
+		{"no pull secrets by default", nil, func(g Gomega, pod *corev1.Pod) {
+			g.Expect(pod.Spec.ImagePullSecrets).To(BeEmpty())
+		}},
+		{"the controller's pull secrets, in order", func(p *Params) { p.PullSecrets = []string{"registry-a", "registry-b"} }, func(g Gomega, pod *corev1.Pod) {
+			g.Expect(pod.Spec.ImagePullSecrets).To(Equal([]corev1.LocalObjectReference{{Name: "registry-a"}, {Name: "registry-b"}}))
+		}},
 		{"host access", nil, func(g Gomega, pod *corev1.Pod) {
 			s := pod.Spec
 			g.Expect(s.HostPID && s.HostNetwork).To(BeTrue())

@@ -25,7 +25,7 @@ import (
 // and logs.
 func View(pod *corev1.Pod) rollout.PodView {
 	obs := observe(pod)
-	view := rollout.PodView{Phase: obs.Phase, Reason: nodetext.Clean(obs.Reason), Deleting: obs.Deleting}
+	view := rollout.PodView{Phase: obs.Phase, Reason: nodetext.Clean(obs.Reason), Deleting: obs.Deleting, Pull: obs.Pull}
 	if pod != nil {
 		view.Tracked = slices.Contains(pod.Finalizers, v1alpha1.FinalizerPodTracking)
 	}
@@ -63,6 +63,9 @@ type observation struct {
 	Reason string
 	// Deleting: the pod has a deletionTimestamp.
 	Deleting bool
+	// Pull: what the pulls of the pod's images say, while no step has
+	// started (see pull.go).
+	Pull rollout.PullState
 }
 
 // podReasonDeadlineExceeded is the pod status reason the kubelet sets when
@@ -155,7 +158,7 @@ func observe(pod *corev1.Pod) observation {
 				return obs
 			}
 			obs.Phase = rollout.PodPending
-			obs.Reason = waitingReason(c.Name, s)
+			obs.waiting(c, s, true)
 			return obs
 		}
 	}
@@ -173,7 +176,7 @@ func observe(pod *corev1.Pod) observation {
 			if i == 0 && !stepsStarted && len(pod.Spec.InitContainers) == 0 {
 				obs.Phase = rollout.PodPending
 			}
-			obs.Reason = waitingReason(c.Name, s)
+			obs.waiting(c, s, !stepsStarted)
 			return obs
 		}
 		obs.Phase = stepPhase(pod, c.Name)

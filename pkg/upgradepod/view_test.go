@@ -84,7 +84,7 @@ func TestView(t *testing.T) {
 		}), rollout.PodPending, nil, nil, false},
 		{"install image cannot be pulled", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
 			cs(runner.ContainerCopyKeadm, waiting("ImagePullBackOff", "Back-off pulling image")),
-		}}), rollout.PodPending, nil, []string{"container copy-keadm waiting: ImagePullBackOff: Back-off pulling image"}, false},
+		}}), rollout.PodPending, nil, []string{"copy-keadm: cannot pull docker.io/kubeedge/installation-package:v1.21.0: back-off (Back-off pulling image)"}, false},
 		{"copying keadm before check", testPod(true, corev1.PodStatus{Phase: corev1.PodPending, InitContainerStatuses: []corev1.ContainerStatus{
 			cs(runner.ContainerCopyKeadm, running()),
 		}}), rollout.PodChecking, nil, nil, false},

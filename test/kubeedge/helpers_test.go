@@ -2,8 +2,9 @@
 
 // Package kubeedge holds the scenario tests that run the REAL
 // nodeupgrade-controller against REAL KubeEdge (test/kubeedgeworld): real
-// cloudcore, real edgecore v1.21.0 as a systemd service on systemd-nspawn
-// machines, real keadm. Every assertion reads the real Node, the real pod
+// cloudcore, real edgecore (v1.22.0 by default, v1.20.0 to v1.22.0 in the
+// version matrix) as a systemd service on systemd-nspawn machines, real
+// keadm. Every assertion reads the real Node, the real pod
 // and the real files and journal on the machine. Run with `make
 // test-kubeedge` (root; behind the kubeedge build tag).
 package kubeedge

@@ -56,6 +56,20 @@ func TestInCluster(t *testing.T) {
 		runFromRepo(t, ctx, w, argv)
 	}
 	t.Logf("installed and rolled out in %s", time.Since(start).Round(time.Second))
+	// The installation packages are in the world's registry with basic
+	// auth: the README's private-registry step names the world's Secret.
+	for _, argv := range readmeCommands(t, "Private registries", "create secret") {
+		for i, a := range argv {
+			a = strings.ReplaceAll(a, "kubeedge-mirror", kubeedgeworld.RegistrySecret)
+			a = strings.ReplaceAll(a, "mirror.example:5000/kubeedge/installation-package", kubeedgeworld.InstallPackageRepo)
+			if k, v, ok := strings.Cut(a, "='"); ok && strings.HasSuffix(v, "'") {
+				a = k + "=" + strings.TrimSuffix(v, "'") // the shell's quotes
+			}
+			argv[i] = a
+		}
+		runFromRepo(t, ctx, w, argv)
+	}
+	runFromRepo(t, ctx, w, []string{"kubectl", "rollout", "status", "-n", controllerNS, "deployment/" + controllerName, "--timeout=5m"})
 
 	pods := controllerPods(t, ctx, c)
 	if len(pods) != 2 {
@@ -390,13 +404,22 @@ func foregroundDeletion(t *testing.T, ctx context.Context, w *kubeedgeworld.Worl
 			jw.mu.Unlock()
 		}
 	}()
+	// Running, as the API says or as the machine shows: from a v1.22.0 node
+	// edgecore's kubelet, restarted by the upgrade, may report no Running
+	// status at all before the rollback ends (measured: Pending, then the
+	// upgrade container's exit 3), so the runner's processes on the machine
+	// (their argv holds the job's UID) count too.
 	waitFor(t, ctx, 2*time.Minute, "the upgrade pod to run", func() bool {
 		for _, p := range upgradePods(ctx, w, edge.Name()) {
-			if p.Status.Phase == corev1.PodRunning {
-				for _, ref := range p.OwnerReferences {
-					if ref.Name == "foreground" && ref.BlockOwnerDeletion != nil && *ref.BlockOwnerDeletion {
-						return true
-					}
+			for _, ref := range p.OwnerReferences {
+				if ref.Name != "foreground" || ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
+					continue
+				}
+				if p.Status.Phase == corev1.PodRunning {
+					return true
+				}
+				if res := edge.Exec(ctx, "pgrep", "-f", string(ref.UID)); strings.TrimSpace(res.Stdout) != "" {
+					return true
 				}
 			}
 		}

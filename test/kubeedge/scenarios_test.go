@@ -15,23 +15,28 @@ import (
 )
 
 const (
-	fromVersion = "v1.21.0"
-	toVersion   = "v1.22.0"
+	fromVersion = kubeedgeworld.DefaultNodeVersion
+	toVersion   = kubeedgeworld.DefaultTargetVersion
 	jobTimeout  = 15 * time.Minute
 )
 
 func startWorld(t *testing.T, nodes int, controllerArgs ...string) (context.Context, *kubeedgeworld.World) {
 	t.Helper()
+	return startWorldWith(t, kubeedgeworld.Options{Nodes: nodes}, controllerArgs...)
+}
+
+func startWorldWith(t *testing.T, opts kubeedgeworld.Options, controllerArgs ...string) (context.Context, *kubeedgeworld.World) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	t.Cleanup(cancel)
-	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: nodes})
+	w := kubeedgeworld.StartT(t, ctx, opts)
 	if _, err := w.StartController(ctx, controllerArgs...); err != nil {
 		t.Fatalf("start controller: %v", err)
 	}
 	return ctx, w
 }
 
-// TestUpgrade: one job upgrades a real v1.21.0 node to v1.22.0 with real
+// TestUpgrade: one job upgrades a real v1.22.0 node to v1.23.1 with real
 // keadm, exactly once, and edgecore outlives the upgrade pod.
 func TestUpgrade(t *testing.T) {
 	t.Parallel()
@@ -102,14 +107,14 @@ func TestUpgrade(t *testing.T) {
 	if stops != 1 {
 		t.Errorf("edgecore stopped %d times by systemd, want 1 (one keadm upgrade)", stops)
 	}
-	copies := containerdLines(ctx, n, "RunPodSandbox for", "installation-package")
+	copies := containerdLines(ctx, n, "RunPodSandbox for &PodSandboxMetadata{Name:edgecore,")
 	t.Logf("keadm's CRI copy sandboxes: %d", len(copies))
 }
 
 func fileSumOf(t *testing.T, p string) string { return fileSum(t, p) }
 
 // TestFailedUpgradeRollsBack: the target's edgecore exits at once; real
-// keadm rollback puts the node back on v1.21.0 and the job fails.
+// keadm rollback puts the node back on v1.22.0 and the job fails.
 func TestFailedUpgradeRollsBack(t *testing.T) {
 	t.Parallel()
 	ctx, w := startWorld(t, 1)

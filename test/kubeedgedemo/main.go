@@ -1,6 +1,6 @@
 // Command kubeedgedemo is `make demo-kubeedge`: the real-KubeEdge world
-// (real cloudcore, one real edgecore v1.21.0 node booted with systemd, real
-// keadm) and the real controller, upgrading that node live to v1.22.0 with a
+// (real cloudcore, one real edgecore v1.22.0 node booted with systemd, real
+// keadm) and the real controller, upgrading that node live to v1.23.1 with a
 // narration of what the job's status and the node itself say. The simulated
 // fleet (`make demo`) stays the default demo; this one shows that the
 // simulation tells the truth. It needs root.
@@ -25,7 +25,7 @@ import (
 )
 
 func main() {
-	target := flag.String("version", "v1.22.0", "version to upgrade the node to")
+	target := flag.String("version", kubeedgeworld.DefaultTargetVersion, "version to upgrade the node to")
 	keep := flag.Bool("keep", false, "keep the world running after the summary until Ctrl-C")
 	flag.Parse()
 	if err := run(*target, *keep); err != nil {

@@ -6,30 +6,42 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
 
-// Images the world builds and imports into every node's containerd.
+// Images the world builds. The runner image and the installation packages
+// are pushed to the world's registries (registry.go), from which the nodes
+// pull them; the pause image (containerd's sandbox_image) is imported into
+// every node before edgecore starts.
 const (
-	// InstallPackageRepo is KubeEdge's installation-package repository, as
-	// keadm's --image default names it (keadm appends ":" + version).
-	InstallPackageRepo = "docker.io/kubeedge/installation-package"
-	// BrokenVersion is an installation package holding keadm v1.22.0 and an
-	// edgecore that exits 1 at once: an upgrade to it must be rolled back.
-	BrokenVersion = "v1.22.1"
-	// LateCrashVersion is an installation package holding keadm of the
-	// newest version built and an edgecore that runs for 20 s, then exits
-	// 1: an upgrade that looks good at first and must still be rolled back
-	// by the node itself, its pod long gone. (Not a KubeEdge release.)
-	LateCrashVersion = "v1.22.9"
-	// RunnerImage holds the project's nodeupgrade-runner and busybox.
-	RunnerImage = "docker.io/nodeupgrade/nodeupgrade-runner:kubeedge-test"
+	// InstallPackageRepo is the installation-package repository in the
+	// world's registry with basic auth, a private mirror of KubeEdge's
+	// docker.io/kubeedge/installation-package (keadm appends ":" + version).
+	InstallPackageRepo = AuthRegistry + "/kubeedge/installation-package"
+	// BrokenVersion is an installation package holding the keadm of the
+	// newest version the world builds (DefaultTargetVersion by default) and
+	// an edgecore that exits 1 at once: an upgrade to it must be rolled back.
+	BrokenVersion = "v1.23.2"
+	// LateCrashVersion is an installation package holding the keadm of the
+	// newest version the world builds and an edgecore that runs for 20 s,
+	// then exits 1: an upgrade that looks good at first and must still be
+	// rolled back by the node itself, its pod long gone. (Not a KubeEdge
+	// release.)
+	LateCrashVersion = "v1.23.9"
+	// RunnerImage holds the project's nodeupgrade-runner and busybox, for
+	// every platform of RunnerPlatforms, in the open registry.
+	RunnerImage = OpenRegistry + "/nodeupgrade/nodeupgrade-runner:kubeedge-test"
 	// PauseImage is the nodes' sandbox_image: busybox sleeping.
 	PauseImage = "docker.io/nodeupgrade/pause:kubeedge-test"
 )
+
+// RunnerPlatforms are the platforms of the runner and pause images: those
+// of `make image` (test/projectimage).
+var RunnerPlatforms = []imagebuild.Platform{imagebuild.LinuxAMD64, imagebuild.LinuxARM64, imagebuild.LinuxARMv7}
 
 // brokenEdgecore is the edgecore of the BrokenVersion package.
 const brokenEdgecore = `#!/bin/sh
@@ -45,19 +57,26 @@ echo "edgecore: failing now" >&2
 exit 1
 `
 
-// imageSpec is one image to build: its file name and content.
-type imageSpec struct {
-	file  string
-	image imagebuild.Image
+// worldImage is one image the world builds: an OCI layout tarball, pushed
+// to a registry or imported into the nodes.
+type worldImage struct {
+	file     string
+	index    imagebuild.Index
+	imported bool
 }
 
-// buildRunner builds the static runner binary the runner image holds.
-func buildRunner(ctx context.Context, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/nodeupgrade-runner")
+// GoBuild cross-compiles a pure-Go package of this repository, static,
+// for a platform into out, with extra go build flags.
+func GoBuild(ctx context.Context, pkg, out string, p imagebuild.Platform, flags ...string) error {
+	args := append(append([]string{"build", "-trimpath"}, flags...), "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = testenv.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
+	if p.Architecture == "arm" {
+		cmd.Env = append(cmd.Env, "GOARM="+strings.TrimPrefix(p.Variant, "v"))
+	}
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/nodeupgrade-runner: %w\n%s", err, msg)
+		return fmt.Errorf("go build %s for %s: %w\n%s", pkg, p, err, msg)
 	}
 	return nil
 }
@@ -66,18 +85,18 @@ func buildRunner(ctx context.Context, out string) error {
 // process write the same cached files.
 var imagesMu sync.Mutex
 
-// buildImages writes the world's image tarballs into bin/kubeedge-images/
-// (cached by their source files' sizes and times, imagebuild.WriteCached) and returns their paths.
-func buildImages(ctx context.Context, versions []string) ([]string, error) {
+// platformDir names a platform in file names: linux-arm-v7.
+func platformDir(p imagebuild.Platform) string { return strings.ReplaceAll(p.String(), "/", "-") }
+
+// buildImages writes the world's images into bin/kubeedge-images/ (cached
+// by their source files' sizes and times, imagebuild.WriteOCICached).
+func buildImages(ctx context.Context, versions []string) ([]worldImage, error) {
 	imagesMu.Lock()
 	defer imagesMu.Unlock()
 	root := testenv.RepoRoot()
-	dir := filepath.Join(root, "bin", "kubeedge-images")
+	binDir := filepath.Join(root, "bin")
+	dir := filepath.Join(binDir, "kubeedge-images")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	runner := filepath.Join(dir, "nodeupgrade-runner")
-	if err := buildRunner(ctx, runner); err != nil {
 		return nil, err
 	}
 	broken := filepath.Join(dir, "edgecore-broken")
@@ -88,53 +107,85 @@ func buildImages(ctx context.Context, versions []string) ([]string, error) {
 	if err := os.WriteFile(lateCrash, []byte(lateCrashEdgecore), 0o755); err != nil {
 		return nil, err
 	}
-	bb, err := imagebuild.Busybox(nil)
-	if err != nil {
-		return nil, err
-	}
-	bbNsenter, err := imagebuild.Busybox(map[string]string{"/usr/bin/nsenter": "/bin/busybox"})
-	if err != nil {
-		return nil, err
-	}
-	pkg := func(version, keadm, edgecore string) imageSpec {
-		entries := append([]imagebuild.Entry{
-			{Path: "/usr/local/bin/keadm", Source: keadm, Mode: 0o755},
-			{Path: "/usr/local/bin/edgecore", Source: edgecore, Mode: 0o755},
-		}, bb...)
-		return imageSpec{
-			file:  "installation-package-" + version + ".tar",
-			image: imagebuild.Image{Ref: InstallPackageRepo + ":" + version, Entries: entries, Cmd: []string{"/bin/sh"}},
-		}
-	}
-	var specs []imageSpec
-	for _, v := range versions {
-		specs = append(specs, pkg(v, BinaryPath(v, "keadm"), BinaryPath(v, "edgecore")))
-	}
-	// The broken package carries a working keadm of the newest version built.
-	specs = append(specs, pkg(BrokenVersion, BinaryPath(versions[len(versions)-1], "keadm"), broken),
-		pkg(LateCrashVersion, BinaryPath(versions[len(versions)-1], "keadm"), lateCrash))
-	specs = append(specs,
-		imageSpec{
-			file: "nodeupgrade-runner.tar",
-			image: imagebuild.Image{Ref: RunnerImage, Entries: append([]imagebuild.Entry{
-				{Path: "/usr/local/bin/nodeupgrade-runner", Source: runner, Mode: 0o755},
-			}, bbNsenter...), Entrypoint: []string{"/usr/local/bin/nodeupgrade-runner"}},
-		},
-		imageSpec{
-			file: "pause.tar",
-			image: imagebuild.Image{Ref: PauseImage, Entries: bb,
-				Entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}},
-		},
-	)
-	var paths []string
-	for _, s := range specs {
-		out := filepath.Join(dir, s.file)
-		if err := imagebuild.WriteCached(out, s.image); err != nil {
+	var runnerImages, pauseImages []imagebuild.Image
+	for _, p := range RunnerPlatforms {
+		runner := filepath.Join(dir, "nodeupgrade-runner-"+platformDir(p))
+		if err := GoBuild(ctx, "./cmd/nodeupgrade-runner", runner, p); err != nil {
 			return nil, err
 		}
-		paths = append(paths, out)
+		bbBinary := imagebuild.BusyboxBinary(binDir, p)
+		bb, err := imagebuild.BusyboxFrom(bbBinary, nil)
+		if err != nil {
+			return nil, err
+		}
+		bbNsenter, err := imagebuild.BusyboxFrom(bbBinary, map[string]string{"/usr/bin/nsenter": "/bin/busybox"})
+		if err != nil {
+			return nil, err
+		}
+		runnerImages = append(runnerImages, imagebuild.Image{Platform: p, Entries: append([]imagebuild.Entry{
+			{Path: "/usr/local/bin/nodeupgrade-runner", Source: runner, Mode: 0o755},
+		}, bbNsenter...), Entrypoint: []string{"/usr/local/bin/nodeupgrade-runner"}})
+		pauseImages = append(pauseImages, imagebuild.Image{Platform: p, Entries: bb,
+			Entrypoint: []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}})
 	}
-	return paths, nil
+	// An installation package for each platform its KubeEdge binaries
+	// were built for, as KubeEdge's own are: the build machine's always,
+	// linux/arm64 when hack/build-kubeedge.sh VERSION@arm64 built them.
+	pkg := func(version, keadmVersion, edgecore string) (worldImage, error) {
+		var images []imagebuild.Image
+		for _, p := range []imagebuild.Platform{imagebuild.LinuxAMD64, imagebuild.LinuxARM64} {
+			keadm, ec := BinaryPathArch(keadmVersion, p.Architecture, "keadm"), edgecore
+			if ec == "" {
+				ec = BinaryPathArch(version, p.Architecture, "edgecore")
+			}
+			if p != imagebuild.LinuxAMD64 && (!exists(keadm) || !exists(ec)) {
+				continue
+			}
+			bb, err := imagebuild.BusyboxFrom(imagebuild.BusyboxBinary(binDir, p), nil)
+			if err != nil {
+				return worldImage{}, err
+			}
+			images = append(images, imagebuild.Image{Platform: p, Entries: append([]imagebuild.Entry{
+				{Path: "/usr/local/bin/keadm", Source: keadm, Mode: 0o755},
+				{Path: "/usr/local/bin/edgecore", Source: ec, Mode: 0o755},
+			}, bb...), Cmd: []string{"/bin/sh"}})
+		}
+		return worldImage{file: "installation-package-" + version + ".oci.tar",
+			index: imagebuild.Index{Ref: InstallPackageRepo + ":" + version, Images: images}}, nil
+	}
+	var out []worldImage
+	for _, v := range versions {
+		img, err := pkg(v, v, "")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	// The broken packages carry a working keadm of the newest version built.
+	img, err := pkg(BrokenVersion, versions[len(versions)-1], broken)
+	if err != nil {
+		return nil, err
+	}
+	late, err := pkg(LateCrashVersion, versions[len(versions)-1], lateCrash)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, img, late,
+		worldImage{file: "nodeupgrade-runner.oci.tar", index: imagebuild.Index{Ref: RunnerImage, Images: runnerImages}},
+		worldImage{file: "pause.oci.tar", index: imagebuild.Index{Ref: PauseImage, Images: pauseImages}, imported: true},
+	)
+	for i := range out {
+		out[i].file = filepath.Join(dir, out[i].file)
+		if err := imagebuild.WriteOCICached(out[i].file, out[i].index); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // BinaryPath is where hack/build-kubeedge.sh puts a KubeEdge binary.

@@ -22,6 +22,7 @@ import (
 // edgecore service.
 type Node struct {
 	name    string // the Kubernetes Node name (edgecore's hostnameOverride)
+	arch    string // "" for the build machine's, ArchARM64 (arm64.go)
 	machine string // nspawn machine name, unique on the host
 	dir     string
 	rootfs  string
@@ -40,6 +41,10 @@ type Node struct {
 
 // Name is the Kubernetes Node name.
 func (n *Node) Name() string { return n.name }
+
+// Arch is the node's architecture: "" for the build machine's, or
+// ArchARM64.
+func (n *Node) Arch() string { return n.arch }
 
 // Rootfs is the machine's root folder on the host: its /etc/kubeedge,
 // /var/lib/kubeedge and /usr/local/bin are under it.

@@ -113,7 +113,7 @@ const containerdConfig = `version = 2
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "/etc/cni/net.d"
-`
+` + containerdRegistryConfig
 
 // cniConflist is the pod network of one machine, on subnet %[1]s. No
 // masquerading: the host routes each kubelet node's subnet to it, so the
@@ -182,7 +182,7 @@ func prepareRootfs(tarball string, n *Node, gateway string, role rootfsRole, ima
 	}
 	files := []rootfsFile{
 		{"/etc/hostname", n.name + "\n", 0o644},
-		{"/etc/hosts", "127.0.0.1 localhost\n" + n.ip + " " + n.name + "\n", 0o644},
+		{"/etc/hosts", "127.0.0.1 localhost\n" + n.ip + " " + n.name + "\n" + gateway + " " + RegistryHost + "\n", 0o644},
 		{"/etc/resolv.conf", "", 0o644},
 		{"/usr/local/sbin/kubeedgeworld-prep", fmt.Sprintf(prepScript, n.ip, gateway), 0o755},
 		{"/etc/systemd/system/kubeedgeworld-prep.service", prepUnit, 0o644},

@@ -2,7 +2,7 @@
 // control plane (test/localcluster without its simulators), KubeEdge's CRDs,
 // a real cloudcore, and real edge nodes. Each node is a Debian machine booted
 // by systemd-nspawn with systemd as PID 1, in a network namespace of its own
-// on a bridge the world makes, running containerd and edgecore (v1.21.0 by
+// on a bridge the world makes, running containerd and edgecore (DefaultNodeVersion by
 // default) as systemd services, with keadm in /usr/local/bin, as a node
 // joined by `keadm join` has. The real nodeupgrade-controller binary runs
 // against it through the embedded localcluster.Cluster.
@@ -47,19 +47,20 @@ const EdgeLabel = "node-role.kubernetes.io/edge"
 // RootfsVersion keys the cached node rootfs tarball (hack/kubeedge-deps.sh).
 const RootfsVersion = "bookworm-1"
 
-// CRDVersion is the KubeEdge release whose build/crds the world installs.
-const CRDVersion = "v1.22.0"
-
 var metaGet = metav1.GetOptions{}
 
 // Options configures Start.
 type Options struct {
 	// Nodes is how many edge nodes; zero: 2.
 	Nodes int
-	// NodeVersion is the edgecore and keadm the nodes start with; empty: v1.21.0.
+	// Arm64Nodes is how many arm64 edge nodes (edge-arm64-1, ...) to add
+	// after them, under QEMU user emulation (arm64.go).
+	Arm64Nodes int
+	// NodeVersion is the edgecore the nodes start with; empty:
+	// DefaultNodeVersion.
 	NodeVersion string
 	// Versions are the installation packages built and imported; empty:
-	// v1.22.0 (plus BrokenVersion, always). Of NodeVersion only edgecore is
+	// DefaultTargetVersion (plus BrokenVersion, always). Of NodeVersion only edgecore is
 	// built unless it is one of them: no scenario upgrades to it, and each
 	// KubeEdge binary costs minutes on a cold build.
 	Versions []string
@@ -103,7 +104,9 @@ type World struct {
 	kubeletNodes      []*Node
 	scheduler         *hostProcess
 	controllerManager *hostProcess
-	images            []string
+	images            []string // imported into every node
+	registries        *registries
+	binfmt            *binfmtState // what the world changed for arm64 nodes
 	start             time.Time
 	stopOnce          sync.Once
 	stopErr           error
@@ -175,10 +178,10 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		opts.Nodes = 2
 	}
 	if opts.NodeVersion == "" {
-		opts.NodeVersion = "v1.21.0"
+		opts.NodeVersion = DefaultNodeVersion
 	}
 	if len(opts.Versions) == 0 {
-		opts.Versions = []string{"v1.22.0"}
+		opts.Versions = []string{DefaultTargetVersion}
 	}
 	if opts.CloudcoreVersion == "" {
 		opts.CloudcoreVersion = CRDVersion
@@ -217,7 +220,13 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	if !slices.Contains(builds, opts.NodeVersion) {
 		builds = append(builds, opts.NodeVersion+":edgecore")
 	}
+	if opts.Arm64Nodes > 0 {
+		builds = append(builds, arm64Builds(opts.NodeVersion, opts.Versions)...)
+	}
 	scripts := [][]string{{"hack/kubeedge-deps.sh"}, append([]string{"hack/build-kubeedge.sh"}, builds...)}
+	if opts.Arm64Nodes > 0 {
+		scripts = append(scripts, []string{"hack/kubeedge-deps.sh", "rootfs-arm64"})
+	}
 	switch {
 	case opts.KubeletNodes > 0:
 		scripts = append(scripts, []string{"hack/build-tools.sh", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"})
@@ -233,11 +242,17 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 			return nil, fmt.Errorf("%s: %w\n%s", script[0], err, out)
 		}
 	}
-	if w.images, err = buildImages(ctx, opts.Versions); err != nil {
+	images, err := buildImages(ctx, opts.Versions)
+	if err != nil {
 		return nil, fmt.Errorf("build images: %w", err)
 	}
+	for _, img := range images {
+		if img.imported {
+			w.images = append(w.images, img.file)
+		}
+	}
 	w.images = append(w.images, opts.ExtraImages...)
-	w.logf("images ready: %d", len(w.images))
+	w.logf("images ready: %d", len(images))
 
 	if err := w.makeBridge(); err != nil {
 		return nil, err
@@ -254,6 +269,19 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 		return nil, err
 	}
 	w.logf("control plane up")
+	if err := w.startRegistries(ctx); err != nil {
+		return nil, err
+	}
+	for _, img := range images {
+		if !img.imported {
+			if err := w.push(ctx, img.file, img.index.Ref); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.createPullSecret(ctx, RegistryUser, RegistryPassword); err != nil {
+		return nil, fmt.Errorf("pull secret: %w", err)
+	}
 	if err := w.applyKubeEdgeCRDs(ctx); err != nil {
 		return nil, err
 	}
@@ -455,24 +483,40 @@ func (w *World) edgecoreConfig(binary string, n *Node, token string) ([]byte, er
 }
 
 func (w *World) startNodes(ctx context.Context, token string) error {
-	tarball := filepath.Join(testenv.RepoRoot(), "bin", "kubeedge-rootfs-"+RootfsVersion+".tar")
 	runID := filepath.Base(w.dir)[len("kubeedgeworld-"):]
-	edgecore := BinaryPath(w.opts.NodeVersion, "edgecore")
-	for i := range w.opts.Nodes {
+	// The config comes from the build machine's edgecore of the same
+	// version (an arm64 one would run emulated for the same YAML).
+	configFrom := BinaryPath(w.opts.NodeVersion, "edgecore")
+	if w.opts.Arm64Nodes > 0 {
+		st, err := enableARM64Emulation()
+		w.binfmt = &st
+		if err != nil {
+			return err
+		}
+	}
+	for i := range w.opts.Nodes + w.opts.Arm64Nodes {
+		name, arch := fmt.Sprintf("edge-%d", i+1), ""
+		if i >= w.opts.Nodes {
+			name, arch = fmt.Sprintf("edge-arm64-%d", i+1-w.opts.Nodes), ArchARM64
+		}
 		n := &Node{
-			name:    fmt.Sprintf("edge-%d", i+1),
+			name:    name,
+			arch:    arch,
 			machine: fmt.Sprintf("kew%s%d", runID[:min(len(runID), 6)], i+1),
-			dir:     filepath.Join(w.dir, "nodes", fmt.Sprintf("edge-%d", i+1)),
+			dir:     filepath.Join(w.dir, "nodes", name),
 			ip:      strings.TrimSuffix(w.gateway, ".1") + fmt.Sprintf(".%d", 10+i),
 		}
 		n.rootfs = filepath.Join(n.dir, "rootfs")
 		n.logPath = filepath.Join(n.dir, "console.log")
-		cfg, err := w.edgecoreConfig(edgecore, n, token)
+		cfg, err := w.edgecoreConfig(configFrom, n, token)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
-		if err := prepareRootfs(tarball, n, w.gateway, edgeRole(edgecore, cfg), w.images); err != nil {
+		tarball, edgecore := rootfsTarball(arch), BinaryPathArch(w.opts.NodeVersion, arch, "edgecore")
+		role := edgeRole(edgecore, cfg)
+		role.files = append(role.files, rootfsFile{registryCAPath, string(w.registries.caPEM), 0o644})
+		if err := prepareRootfs(tarball, n, w.gateway, role, w.images); err != nil {
 			return fmt.Errorf("node %s rootfs: %w", n.name, err)
 		}
 		w.logf("node %s: rootfs ready in %.1fs", n.name, time.Since(start).Seconds())
@@ -527,7 +571,7 @@ func (w *World) startMachine(ctx context.Context, n *Node) (int, error) {
 }
 
 // WaitNodesReady waits until each named node is Ready with a kubeletVersion
-// ending in versionSuffix (e.g. "kubeedge-v1.22.0"; empty: any).
+// ending in versionSuffix (e.g. "kubeedge-v1.23.1"; empty: any).
 func (w *World) WaitNodesReady(ctx context.Context, timeout time.Duration, versionSuffix string, names ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -586,7 +630,7 @@ func NodeReady(n *corev1.Node) bool {
 func (w *World) StartController(ctx context.Context, args ...string) (*localcluster.Controller, error) {
 	return w.Cluster.StartController(ctx, localcluster.ControllerOptions{
 		RunnerImage: RunnerImage,
-		Args:        append([]string{"--edge-node-label=" + EdgeLabel}, args...),
+		Args:        append([]string{"--edge-node-label=" + EdgeLabel, "--image-pull-secrets=" + RegistrySecret}, args...),
 	})
 }
 
@@ -627,6 +671,11 @@ func (w *World) DumpDiagnostics(ctx context.Context, logf func(string, ...any)) 
 		}
 		res := n.Exec(ctx, "journalctl", "--no-pager", "-n", "80", "-u", "edgecore", "-u", "kubelet", "-u", "kube-proxy", "-u", "containerd")
 		logf("node %s journal tail:\n%s", n.name, res.Stdout)
+		// containerd's plugin failures happen at boot, long before the tail:
+		// seen twice, edgecore failing on "validate CRI v1 runtime API ...
+		// Unimplemented" (the CRI plugin not serving), cause not captured.
+		errs := n.Exec(ctx, "journalctl", "--no-pager", "-u", "containerd", "--grep", "level=(error|fatal)|failed to load plugin")
+		logf("node %s containerd errors:\n%s", n.name, errs.Stdout)
 		if dir := os.Getenv("KUBEEDGE_WORLD_ARTIFACTS"); dir != "" {
 			full := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise")
 			p := filepath.Join(dir, n.name+"-journal.log")
@@ -673,6 +722,14 @@ func (w *World) Stop() error {
 		errs = append(errs, stopErrs...)
 		for _, p := range []*hostProcess{w.controllerManager, w.scheduler, w.cc} {
 			if err := p.stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := w.registries.stop(); err != nil {
+			errs = append(errs, err)
+		}
+		if w.binfmt != nil {
+			if err := w.binfmt.undo(); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -33,7 +33,7 @@ func TestWorldSmoke(t *testing.T) {
 		if _, ok := node.Labels[kubeedgeworld.EdgeLabel]; !ok {
 			t.Errorf("node %s lacks label %s: %v", n.Name(), kubeedgeworld.EdgeLabel, node.Labels)
 		}
-		if v := node.Status.NodeInfo.KubeletVersion; !strings.HasSuffix(v, "kubeedge-v1.21.0") {
+		if v := node.Status.NodeInfo.KubeletVersion; !strings.HasSuffix(v, "kubeedge-"+kubeedgeworld.DefaultNodeVersion) {
 			t.Errorf("node %s kubeletVersion %q", n.Name(), v)
 		}
 		st, err := n.Edgecore(ctx)
@@ -58,7 +58,7 @@ func TestWorldSmoke(t *testing.T) {
 					// would ignore the machine's poweroff SIGTERM and hold
 					// Stop for its whole grace period.
 					Command:         []string{"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"},
-					ImagePullPolicy: corev1.PullNever,
+					ImagePullPolicy: corev1.PullIfNotPresent, // from the world's open registry
 				}},
 			},
 		}
@@ -79,7 +79,7 @@ func TestWorldSmoke(t *testing.T) {
 					Image:           kubeedgeworld.RunnerImage,
 					Command:         []string{"/bin/sh", "-c", "nsenter -t 1 -m -u -i -n -p -- cat /etc/hostname > /dev/termination-log"},
 					SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
-					ImagePullPolicy: corev1.PullNever,
+					ImagePullPolicy: corev1.PullIfNotPresent, // from the world's open registry
 				}},
 			},
 		}

@@ -1,19 +1,19 @@
 // Package projectimage builds the project's own image, the one
 // config/manager deploys, without docker: the same two static binaries and
 // the same user and entrypoint as the Dockerfile, plus busybox for the
-// runner's nsenter. `make image` writes it as a docker-archive tarball that
-// `ctr images import` loads; test/kubeedge's TestInCluster (make
-// test-incluster) runs it on a real kubelet.
+// runner's nsenter, for every platform of Platforms. `make image` writes it
+// as a multi-platform OCI image layout tarball (an index naming one image
+// per platform) that `ctr images import` loads; test/kubeedge's
+// TestInCluster (make test-incluster) runs it on a real kubelet.
 //
 // The Dockerfile stays for users with docker; projectimage_test.go checks
-// that the two describe the same image.
+// that the two describe the same image, platforms included.
 package projectimage
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -21,6 +21,7 @@ import (
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/manager"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
 	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld/imagebuild"
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
 )
@@ -40,6 +41,10 @@ const (
 
 // RunnerPath is where the upgrade pods run the runner from.
 const RunnerPath = upgradepod.RunnerCommand
+
+// Platforms are the image's platforms: the binaries are pure Go, and
+// Debian ships busybox-static for each. Most edge nodes are ARM.
+var Platforms = kubeedgeworld.RunnerPlatforms
 
 // Ref is the image reference config/manager deploys: Repository with the
 // tag its kustomization sets.
@@ -65,21 +70,30 @@ func Ref() (string, error) {
 	return "", fmt.Errorf("config/manager/kustomization.yaml sets no tag for %s", Repository)
 }
 
-// Spec is the image holding the given controller and runner binaries.
-func Spec(ref, controller, runner string) (imagebuild.Image, error) {
-	bb, err := imagebuild.Busybox(map[string]string{NsenterPath: "/bin/busybox"})
-	if err != nil {
-		return imagebuild.Image{}, err
+// Binaries are one platform's controller and runner.
+type Binaries struct{ Controller, Runner string }
+
+// Spec is the image: for each platform, its binaries (bins) and its
+// busybox-static (from binDir, see imagebuild.BusyboxBinary).
+func Spec(ref, binDir string, bins func(imagebuild.Platform) Binaries) (imagebuild.Index, error) {
+	idx := imagebuild.Index{Ref: ref}
+	for _, p := range Platforms {
+		bb, err := imagebuild.BusyboxFrom(imagebuild.BusyboxBinary(binDir, p), map[string]string{NsenterPath: "/bin/busybox"})
+		if err != nil {
+			return imagebuild.Index{}, err
+		}
+		b := bins(p)
+		idx.Images = append(idx.Images, imagebuild.Image{
+			Platform: p,
+			Entries: append([]imagebuild.Entry{
+				{Path: ControllerPath, Source: b.Controller, Mode: 0o755},
+				{Path: RunnerPath, Source: b.Runner, Mode: 0o755},
+			}, bb...),
+			Entrypoint: []string{ControllerPath},
+			User:       User,
+		})
 	}
-	return imagebuild.Image{
-		Ref: ref,
-		Entries: append([]imagebuild.Entry{
-			{Path: ControllerPath, Source: controller, Mode: 0o755},
-			{Path: RunnerPath, Source: runner, Mode: 0o755},
-		}, bb...),
-		Entrypoint: []string{ControllerPath},
-		User:       User,
-	}, nil
+	return idx, nil
 }
 
 // LDFlags are the linker flags of the image ref's binaries: trimmed, as
@@ -90,33 +104,35 @@ func LDFlags(ref string) string {
 	return "-s -w -X " + manager.VersionVariable + "=" + ref[strings.LastIndexByte(ref, ':')+1:]
 }
 
-// Build compiles both binaries as the Dockerfile does (static, trimmed)
-// into dir and writes the image there, unless the tarball is current. It
-// returns the tarball's path and the image's reference.
+// Build compiles both binaries for every platform as the Dockerfile does
+// (static, trimmed) into dir and writes the image there, unless the
+// tarball is current. It returns the tarball's path and the image's
+// reference.
 func Build(ctx context.Context, dir string) (string, string, error) {
 	ref, err := Ref()
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
+	binDir := filepath.Join(testenv.RepoRoot(), "bin")
+	bins := func(p imagebuild.Platform) Binaries {
+		d := filepath.Join(dir, strings.ReplaceAll(p.String(), "/", "-"))
+		return Binaries{Controller: filepath.Join(d, "nodeupgrade-controller"), Runner: filepath.Join(d, "nodeupgrade-runner")}
 	}
-	controller, runner := filepath.Join(dir, "nodeupgrade-controller"), filepath.Join(dir, "nodeupgrade-runner")
 	ldflags := LDFlags(ref)
-	for out, pkg := range map[string]string{controller: "./cmd/nodeupgrade-controller", runner: "./cmd/nodeupgrade-runner"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, pkg)
-		cmd.Dir = testenv.RepoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
+	for _, p := range Platforms {
+		b := bins(p)
+		for out, pkg := range map[string]string{b.Controller: "./cmd/nodeupgrade-controller", b.Runner: "./cmd/nodeupgrade-runner"} {
+			if err := kubeedgeworld.GoBuild(ctx, pkg, out, p, "-ldflags="+ldflags); err != nil {
+				return "", "", err
+			}
 		}
 	}
-	img, err := Spec(ref, controller, runner)
+	idx, err := Spec(ref, binDir, bins)
 	if err != nil {
 		return "", "", err
 	}
-	out := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
-	if err := imagebuild.WriteCached(out, img); err != nil {
+	out := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".oci.tar")
+	if err := imagebuild.WriteOCICached(out, idx); err != nil {
 		return "", "", err
 	}
 	return out, ref, nil

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -46,6 +47,9 @@ type Image struct {
 	Env        []string
 	// User is the config's user, e.g. 65532:65532; empty: root.
 	User string
+	// Platform is the image's platform in an Index (WriteOCI); Write's
+	// single-platform archive is always the build machine's.
+	Platform Platform
 }
 
 // BusyboxPath is Debian busybox-static's binary.
@@ -55,11 +59,21 @@ const BusyboxPath = "/bin/busybox"
 // busybox-static) and a symlink in /bin for each of its applets, plus the
 // extra links given as path=>target (e.g. /usr/bin/nsenter => /bin/busybox).
 func Busybox(extraLinks map[string]string) ([]Entry, error) {
+	return BusyboxFrom(BusyboxPath, extraLinks)
+}
+
+// BusyboxFrom is Busybox with the binary copied from binary (another
+// platform's busybox-static): the applets are listed by the host's
+// busybox, which hack/kubeedge-deps.sh takes from the same Debian release.
+func BusyboxFrom(binary string, extraLinks map[string]string) ([]Entry, error) {
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("imagebuild: busybox for the image (hack/kubeedge-deps.sh image): %w", err)
+	}
 	out, err := exec.Command(BusyboxPath, "--list").Output()
 	if err != nil {
 		return nil, fmt.Errorf("imagebuild: %s --list (install busybox-static): %w", BusyboxPath, err)
 	}
-	entries := []Entry{{Path: "/bin"}, {Path: "/usr"}, {Path: "/usr/bin"}, {Path: "/tmp", Mode: 0o1777}, {Path: BusyboxPath, Source: BusyboxPath, Mode: 0o755}}
+	entries := []Entry{{Path: "/bin"}, {Path: "/usr"}, {Path: "/usr/bin"}, {Path: "/tmp", Mode: 0o1777}, {Path: BusyboxPath, Source: binary, Mode: 0o755}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		name := strings.TrimSpace(sc.Text())
@@ -77,6 +91,20 @@ func Busybox(extraLinks map[string]string) ([]Entry, error) {
 		entries = append(entries, Entry{Path: k, Link: extraLinks[k]})
 	}
 	return entries, nil
+}
+
+// BusyboxBinary is busybox-static for platform p: the host's for the
+// build machine's architecture, else the one hack/kubeedge-deps.sh took
+// from Debian's .deb into binDir/busybox-<Debian architecture>/.
+func BusyboxBinary(binDir string, p Platform) string {
+	if p.Architecture == runtime.GOARCH && (p.Variant == "" || p.Architecture != "arm") {
+		return BusyboxPath
+	}
+	debArch := p.Architecture
+	if p.Architecture == "arm" {
+		debArch = "armhf" // Debian's ARMv7 hard-float
+	}
+	return filepath.Join(binDir, "busybox-"+debArch, "busybox")
 }
 
 type manifestEntry struct {
@@ -301,13 +329,19 @@ func WriteCached(out string, img Image) error {
 	if err != nil {
 		return err
 	}
+	return writeIfStale(out, key, func() error { return Write(out, img) })
+}
+
+// writeIfStale runs write unless out exists and the stamp beside it
+// (out + ".key") holds key, and then records key.
+func writeIfStale(out, key string, write func() error) error {
 	stamp := out + ".key"
 	if old, err := os.ReadFile(stamp); err == nil && string(old) == key {
 		if _, err := os.Stat(out); err == nil {
 			return nil
 		}
 	}
-	if err := Write(out, img); err != nil {
+	if err := write(); err != nil {
 		return err
 	}
 	return os.WriteFile(stamp, []byte(key), 0o644)
