@@ -180,14 +180,13 @@ func (w *World) controlPlaneDir() (string, error) {
 }
 
 // startControllerManager starts kube-controller-manager on the host with
-// the given controllers ("*": all of them), under its own identity and one
-// ServiceAccount per controller.
+// the given controllers. All of them ("*") run as a kubeadm control plane
+// runs them: under the controller manager's own identity, one ServiceAccount
+// per controller (which needs the ServiceAccount token controller, and with
+// it the cluster's CA, served only on the bridge). Any other set (the node
+// lifecycle controller alone) runs with the world's admin credentials.
 func (w *World) startControllerManager(_ context.Context, controllers string) error {
 	dir, err := w.controlPlaneDir()
-	if err != nil {
-		return err
-	}
-	kcmKubeconfig, err := w.Cluster.UserKubeconfig("system:kube-controller-manager")
 	if err != nil {
 		return err
 	}
@@ -195,12 +194,21 @@ func (w *World) startControllerManager(_ context.Context, controllers string) er
 	if err != nil {
 		return err
 	}
-	if w.controllerManager, err = startHostProcess("kube-controller-manager", KubeBinary("kube-controller-manager"), dir, filepath.Join(dir, "kube-controller-manager.log"),
-		"--kubeconfig="+kcmKubeconfig, "--authentication-kubeconfig="+kcmKubeconfig, "--authorization-kubeconfig="+kcmKubeconfig,
-		"--use-service-account-credentials=true",
-		"--root-ca-file="+filepath.Join(dir, "ca.crt"), "--service-account-private-key-file="+w.Cluster.ServiceAccountKeyFile(),
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+kcmPort,
-		"--controllers="+controllers, "-v=1"); err != nil {
+	args := []string{"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=" + kcmPort, "--controllers=" + controllers, "-v=1"}
+	if controllers == "*" {
+		kubeconfig, err := w.Cluster.UserKubeconfig("system:kube-controller-manager")
+		if err != nil {
+			return err
+		}
+		args = append(args, "--kubeconfig="+kubeconfig, "--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+			"--use-service-account-credentials=true",
+			"--root-ca-file="+filepath.Join(dir, "ca.crt"), "--service-account-private-key-file="+w.Cluster.ServiceAccountKeyFile())
+	} else {
+		kubeconfig := w.Cluster.KubeconfigPath()
+		args = append(args, "--kubeconfig="+kubeconfig, "--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig)
+	}
+	if w.controllerManager, err = startHostProcess("kube-controller-manager", KubeBinary("kube-controller-manager"), dir,
+		filepath.Join(dir, "kube-controller-manager.log"), args...); err != nil {
 		return err
 	}
 	w.Cluster.AdoptProcessGroup(w.controllerManager.cmd.Process.Pid)
