@@ -630,8 +630,16 @@ func NodeReady(n *corev1.Node) bool {
 func (w *World) StartController(ctx context.Context, args ...string) (*localcluster.Controller, error) {
 	return w.Cluster.StartController(ctx, localcluster.ControllerOptions{
 		RunnerImage: RunnerImage,
-		Args:        append([]string{"--edge-node-label=" + EdgeLabel, "--image-pull-secrets=" + RegistrySecret}, args...),
+		Args:        append(controllerArgs(), args...),
 	})
+}
+
+// controllerArgs are the world's controller flags: the nodes' real edge
+// label, and the world's private registry of installation packages, allowed
+// and pulled with its secret.
+func controllerArgs() []string {
+	return []string{"--edge-node-label=" + EdgeLabel, "--image-pull-secrets=" + RegistrySecret,
+		"--allowed-image-repositories=" + InstallPackageRepo}
 }
 
 // StartControllerWithClockOffset runs the controller in the test process,
@@ -643,7 +651,7 @@ func (w *World) StartController(ctx context.Context, args ...string) (*localclus
 // the monotonic clocks.)
 func (w *World) StartControllerWithClockOffset(offset time.Duration, args ...string) (*localcluster.InProcessController, error) {
 	return w.Cluster.StartInProcessControllerWithClock(offsetClock{offset: offset},
-		append([]string{"--runner-image=" + RunnerImage, "--edge-node-label=" + EdgeLabel}, args...)...)
+		append(append([]string{"--runner-image=" + RunnerImage}, controllerArgs()...), args...)...)
 }
 
 // offsetClock is the real clock moved by offset.
