@@ -66,6 +66,12 @@ const (
 	// someone should look at it. It goes False once every such node has
 	// reported; a job none of whose nodes needed attention has none.
 	ConditionNeedsAttention = "NeedsAttention"
+	// ConditionOtherController is True on a job this controller took first
+	// and still runs, when one of KubeEdge's controllers has marked it since
+	// (its finalizer, its field manager, a status written through
+	// v1alpha2): both may act on the job's nodes, and the other should be
+	// disabled. It goes False once the marks are gone.
+	ConditionOtherController = "OtherController"
 	// ConditionStatusWriteFailed is True when the controller's last status
 	// write was refused for a reason other than a conflict; its message is
 	// the API server's. The next write that succeeds removes it.

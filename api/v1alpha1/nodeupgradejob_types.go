@@ -149,19 +149,20 @@ type RegistryAPI struct {
 	Token string `json:"token"`
 }
 
-// ActionStatus is one step of KubeEdge v1alpha2's per-node action flow. This
-// controller does not write it; it is kept for jobs KubeEdge's controllers ran.
+// ActionStatus is one action of KubeEdge v1alpha2's per-node action flow,
+// appended when the node is past it (see pkg/rollout/phase.go).
 type ActionStatus struct {
 	// Action is the step: Check, WaitingConfirmation, BackUp, Upgrade, RollBack.
 	// +optional
 	Action string `json:"action,omitempty"`
-	// Status is True, False or Unknown.
+	// Status is True (passed), False (failed) or Unknown (the job stopped
+	// waiting for it).
 	// +optional
 	Status metav1.ConditionStatus `json:"status,omitempty"`
-	// Reason is why the step failed.
+	// Reason is why the action failed.
 	// +optional
 	Reason string `json:"reason,omitempty"`
-	// Time is when the step ran.
+	// Time is an RFC 3339 timestamp: when the controller saw the action end.
 	// +optional
 	Time string `json:"time,omitempty"`
 }
@@ -192,11 +193,13 @@ type TaskStatus struct {
 	Time string `json:"time,omitempty"`
 
 	// Phase is KubeEdge v1alpha2's node phase (Pending, InProgress,
-	// Successful, Failure, Unknown). This controller does not write it.
+	// Successful, Failure, Unknown), derived from state.
 	// +optional
 	Phase string `json:"phase,omitempty"`
-	// ActionFlow is KubeEdge v1alpha2's per-step record. This controller does
-	// not write it.
+	// ActionFlow is KubeEdge v1alpha2's per-action record: Check,
+	// WaitingConfirmation, BackUp, Upgrade, RollBack, each with its status,
+	// reason and time. The controller may drop it from final nodes to keep
+	// the job within etcd's size limit.
 	// +optional
 	// +listType=atomic
 	ActionFlow []ActionStatus `json:"actionFlow,omitempty"`
@@ -262,8 +265,10 @@ type NodeUpgradeJobStatus struct {
 	Progress string `json:"progress,omitempty"`
 
 	// Phase is KubeEdge v1alpha2's job phase (Init, InProgress, Completed,
-	// Failure). This controller never writes it: a phase here was written by
-	// one of KubeEdge's controllers, and the job is left to that controller.
+	// Failure), derived from state. The controller writes InProgress from its
+	// first write, never Init (cloudcore's taskManager runs Init jobs). On a
+	// job the controller has not taken, a phase was written by one of
+	// KubeEdge's controllers, and the job is left to that controller.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 }

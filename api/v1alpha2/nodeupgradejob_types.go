@@ -18,22 +18,9 @@ import (
 // schemas nothing is pruned either way (api/v1alpha2 and test/manifests
 // check it).
 
-// Job phases (status.phase).
-const (
-	JobPhaseInit       = "Init"
-	JobPhaseInProgress = "InProgress"
-	JobPhaseCompleted  = "Completed"
-	JobPhaseFailure    = "Failure"
-)
-
-// Node task phases (status.nodeStatus[].phase).
-const (
-	NodeTaskPhasePending    = "Pending"
-	NodeTaskPhaseInProgress = "InProgress"
-	NodeTaskPhaseSuccessful = "Successful"
-	NodeTaskPhaseFailure    = "Failure"
-	NodeTaskPhaseUnknown    = "Unknown"
-)
+// The phase and action vocabulary (status.phase, nodeStatus[].phase,
+// actionFlow[].action) is defined once, in api/v1alpha1/phases.go: both
+// versions hold the same values.
 
 // FinalizerNodeUpgradeJob is the finalizer kubeedge-controller-manager (v1.21+)
 // puts on the jobs it handles.

@@ -29,27 +29,43 @@ const (
 	disableTaskManager       = "cloudcore's taskManager handles this job: to let nodeupgrade handle NodeUpgradeJobs, set modules.taskManager.enable: false in cloudcore's config (cloudcore.yaml) and restart cloudcore, then create the job again"
 )
 
-// handledElsewhere says why this controller must leave job alone, if it must:
-// a condition reason and a message naming the controller and how to disable
-// it. It reads only the job, so it is the same on every replica.
+// Who runs a job is decided once, on the first reconcile that sees it:
+//
+//   - This controller's cleanup finalizer on the job means it took the job
+//     (owns): it follows the job to its end whatever another controller
+//     does, and reports the other's marks (foreignMarks) as the condition
+//     OtherController and a Warning event. Its finalizer is put with an
+//     optimistic lock on the version it judged, so a KubeEdge controller
+//     that marked the job in between makes the patch fail, and the next
+//     reconcile stands back.
+//   - A NotHandled=True condition means it left the job alone: it stays
+//     alone, even once the other controller's marks are gone.
+//   - Otherwise handledElsewhere decides.
+//
+// This controller writes status.phase itself (KubeEdge v1alpha2's, see
+// rollout.JobPhase), so a phase is a sign of another controller only on a
+// job this controller has not taken.
+
+// owns reports whether this controller took the job.
+func owns(job *v1alpha1.NodeUpgradeJob) bool {
+	return controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup)
+}
+
+// handledElsewhere says why this controller must leave a job it has not
+// taken alone, if it must: a condition reason and a message naming the
+// controller and how to disable it. It reads only the job, so it is the
+// same on every replica.
 func handledElsewhere(job *v1alpha1.NodeUpgradeJob) (reason, message string, ok bool) {
-	if controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerKubeEdgeController) {
-		return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("Finalizer %s is set: %s", v1alpha1.FinalizerKubeEdgeController, disableControllerManager), true
+	if cond := apimeta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionNotHandled); cond != nil && cond.Status == metav1.ConditionTrue {
+		return cond.Reason, cond.Message, true // decided before
 	}
-	for _, mf := range job.ManagedFields {
-		if strings.Contains(strings.ToLower(mf.Manager), "cloudcore") {
-			return v1alpha1.ReasonKubeEdgeTaskManager, fmt.Sprintf("Field manager %q writes this job: %s", mf.Manager, disableTaskManager), true
-		}
+	if reason, message, ok := foreignMarks(job); ok {
+		return reason, message, true
 	}
-	// This controller never writes status.phase (a v1alpha2 field) and
-	// never writes through v1alpha2: either is KubeEdge's v1alpha2 task code.
+	// status.phase on a job this controller has not taken was written by
+	// KubeEdge's v1alpha2 task code.
 	if job.Status.Phase != "" {
 		return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("status.phase %q was written by another controller: %s", job.Status.Phase, disableControllerManager), true
-	}
-	for _, mf := range job.ManagedFields {
-		if mf.Subresource == "status" && mf.APIVersion == "operations.kubeedge.io/v1alpha2" {
-			return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("Field manager %q writes the status through v1alpha2: %s", mf.Manager, disableControllerManager), true
-		}
 	}
 	if job.Spec.RequireConfirmation {
 		return v1alpha1.ReasonUnsupportedField, "spec.requireConfirmation is true: nodeupgrade has no confirmation step; KubeEdge's own controllers implement it", true
@@ -58,6 +74,49 @@ func handledElsewhere(job *v1alpha1.NodeUpgradeJob) (reason, message string, ok 
 		return v1alpha1.ReasonUnsupportedField, "spec.imageDigestGatter is set: nodeupgrade does not check image digests, and will not upgrade without the check the job asks for; use KubeEdge's own controllers, or drop the field and pin the image instead", true
 	}
 	return "", "", false
+}
+
+// foreignMarks says which of KubeEdge's controllers has marked the job, if
+// one has: its finalizer, a field manager named after cloudcore, or a
+// status written through v1alpha2 (this controller writes through
+// v1alpha1 only).
+func foreignMarks(job *v1alpha1.NodeUpgradeJob) (reason, message string, ok bool) {
+	if controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerKubeEdgeController) {
+		return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("Finalizer %s is set: %s", v1alpha1.FinalizerKubeEdgeController, disableControllerManager), true
+	}
+	for _, mf := range job.ManagedFields {
+		if strings.Contains(strings.ToLower(mf.Manager), "cloudcore") {
+			return v1alpha1.ReasonKubeEdgeTaskManager, fmt.Sprintf("Field manager %q writes this job: %s", mf.Manager, disableTaskManager), true
+		}
+	}
+	for _, mf := range job.ManagedFields {
+		if mf.Subresource == "status" && mf.APIVersion == "operations.kubeedge.io/v1alpha2" {
+			return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("Field manager %q writes the status through v1alpha2: %s", mf.Manager, disableControllerManager), true
+		}
+	}
+	return "", "", false
+}
+
+// markOtherController keeps the OtherController condition of a job this
+// controller owns true to foreignMarks, with a Warning event the first time
+// this process sees each mark. The condition goes False once the marks are
+// gone; a job never marked has none.
+func (r *Reconciler) markOtherController(job *v1alpha1.NodeUpgradeJob, status *v1alpha1.NodeUpgradeJobStatus) {
+	reason, message, marked := foreignMarks(job)
+	switch {
+	case marked:
+		message = "this controller took the job first and follows it to its end; " + message
+		if _, seen := r.notHandled.LoadOrStore(string(job.UID)+"/other/"+reason, struct{}{}); !seen && r.recorder != nil {
+			r.recorder.Eventf(job, nil, corev1.EventTypeWarning, v1alpha1.ConditionOtherController, "Upgrade", "%s", message)
+		}
+		apimeta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionOtherController,
+			Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: job.Generation,
+			LastTransitionTime: metav1.NewTime(r.clock.Now())})
+	case apimeta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionOtherController):
+		apimeta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: v1alpha1.ConditionOtherController,
+			Status: metav1.ConditionFalse, Reason: "Gone", Message: "no other controller's mark is left on the job",
+			ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(r.clock.Now())})
+	}
 }
 
 // standBack leaves a job another controller handles untouched, apart from

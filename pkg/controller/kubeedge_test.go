@@ -103,3 +103,75 @@ func TestReconcileStandsBackFromKubeEdge(t *testing.T) {
 		t.Errorf("event %q", e)
 	}
 }
+
+// A job this controller took is followed to its end when one of KubeEdge's
+// controllers marks it later (as both did during a move between them): the
+// nodes are upgraded, the pods released, and the marks reported once as
+// the OtherController condition and a Warning event. Before ownership was
+// decided once, the mark made the controller stand back mid-rollout.
+func TestOwnedJobIsFollowedDespiteKubeEdgeMarks(t *testing.T) {
+	job := testJob("taken-first", 1, "edge-1")
+	h := newHarness(t, job, edgeNodes("edge-1"), nil)
+	h.mustReconcile()
+	if h.storedState("edge-1") != v1alpha1.StateInit {
+		t.Fatalf("edge-1 = %q, want dispatched", h.storedState("edge-1"))
+	}
+	if got := h.stored().Status.Phase; got != v1alpha1.JobPhaseInProgress {
+		t.Errorf("status.phase = %q, want InProgress", got)
+	}
+
+	// kubeedge-controller-manager puts its finalizer on the job.
+	stored := h.stored()
+	stored.Finalizers = append(stored.Finalizers, v1alpha1.FinalizerKubeEdgeController)
+	if err := h.api.Update(h.ctx, stored); err != nil {
+		t.Fatal(err)
+	}
+	h.finish("edge-1", true)
+	for range 3 {
+		h.mustReconcile()
+	}
+	got := h.stored()
+	if got.Status.State != v1alpha1.StateSuccessful || got.Status.Phase != v1alpha1.JobPhaseCompleted {
+		t.Fatalf("job = %q/%q, want Successful/Completed", got.Status.State, got.Status.Phase)
+	}
+	if apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionNotHandled) != nil {
+		t.Errorf("a job this controller took was reported NotHandled")
+	}
+	cond := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionOtherController)
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != v1alpha1.ReasonKubeEdgeControllerManager {
+		t.Errorf("OtherController condition = %+v", cond)
+	}
+	if pods := h.pods(); len(pods) != 0 {
+		t.Errorf("the upgraded node's pod is left: %d pods", len(pods))
+	}
+	warnings := 0
+	for len(h.events.Events) > 0 {
+		if e := <-h.events.Events; strings.HasPrefix(e, "Warning OtherController") {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Errorf("%d OtherController warnings, want 1", warnings)
+	}
+}
+
+// A job left alone stays alone once the other controller's mark is gone:
+// the decision is the NotHandled condition, not the mark.
+func TestJobLeftAloneStaysAlone(t *testing.T) {
+	job := testJob("kubeedge-first", 1, "edge-1")
+	job.Finalizers = []string{v1alpha1.FinalizerKubeEdgeController}
+	h := newHarness(t, job, edgeNodes("edge-1"), nil)
+	h.mustReconcile()
+	stored := h.stored()
+	stored.Finalizers = nil
+	if err := h.api.Update(h.ctx, stored); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		h.mustReconcile()
+	}
+	got := h.stored()
+	if len(got.Finalizers) != 0 || got.Status.State != "" || len(h.pods()) != 0 {
+		t.Errorf("the controller took a job it had left alone: finalizers %v, state %q, %d pods", got.Finalizers, got.Status.State, len(h.pods()))
+	}
+}

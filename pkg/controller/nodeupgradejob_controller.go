@@ -107,10 +107,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !job.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, job)
 	}
-	if reason, message, ok := handledElsewhere(job); ok {
-		return r.standBack(ctx, job, reason, message)
-	}
-	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
+	if !owns(job) { // decided once: see kubeedge.go
+		if reason, message, ok := handledElsewhere(job); ok {
+			return r.standBack(ctx, job, reason, message)
+		}
 		base := job.DeepCopy()
 		controllerutil.AddFinalizer(job, v1alpha1.FinalizerJobCleanup)
 		if err := r.client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -127,6 +127,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		return ctrl.Result{}, err
 	}
 	plan := rollout.Decide(in)
+	r.markOtherController(job, &plan.Status)
 
 	if !equality.Semantic.DeepEqual(job.Status, plan.Status) {
 		if wait := r.untilNextWrite(job.Name, plan); wait > 0 {
@@ -232,6 +233,8 @@ func (r *Reconciler) statusWriteFailed(ctx context.Context, stored *v1alpha1.Nod
 	// condition is as small as what is stored, so it goes where the plan's
 	// write did not.
 	base := job.DeepCopy()
+	// A refused first write leaves no phase, which v1alpha2 requires.
+	job.Status.Phase = rollout.JobPhase(job.Status.State)
 	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionStatusWriteFailed, Status: metav1.ConditionTrue, Reason: reason,
 		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(r.clock.Now()),

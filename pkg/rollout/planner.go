@@ -22,7 +22,9 @@ import (
 //  5. watchTimedOut (late.go), in finished jobs too (their only phase):
 //     what timed-out nodes reported since.
 //  6. summarize (summarize.go): counters, conditions and the final state.
-//  7. fitStatus (size.go) and planCleanup (cleanup.go): keep the status in
+//  7. kubeEdgeStatus (phase.go): KubeEdge v1alpha2's phases and action
+//     flows, derived from the states above.
+//  8. fitStatus (size.go) and planCleanup (cleanup.go): keep the status in
 //     etcd's limit, and decide what happens to the pods of final nodes.
 func Decide(in Input) Plan {
 	p := newPlanner(in)
@@ -43,6 +45,7 @@ func Decide(in Input) Plan {
 	}
 	// A plan's write that succeeds ends an earlier write failure.
 	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)
+	p.kubeEdgeStatus()
 	p.fitStatus()
 	p.planCleanup()
 	p.plan.Status = p.status

@@ -61,16 +61,23 @@ func jsonLen(s string) int {
 
 // entryKeys is the JSON of one entry's keys, quotes, braces and separator:
 // {"nodeName":"","state":"","event":"","action":"","reason":"","time":""},
+// leastEntryBytes counts them all; entryBytes counts only the keys an entry
+// has (every one but nodeName is omitted when empty).
 const entryKeys = len(`{"nodeName":"","state":"","event":"","action":"","reason":"","time":""},`)
 
 // entryBytes is an upper bound of one entry's JSON size.
 func entryBytes(e *v1alpha1.TaskStatus) int {
-	n := entryKeys + jsonLen(e.NodeName) + len(e.State) + len(e.Event) + len(e.Action) + jsonLen(e.Reason) + len(e.Time)
-	// KubeEdge's fields: this controller never writes them, but a status it
-	// carries on keeps them.
-	if e.Phase != "" || e.CurrentVersion != "" || e.HistoricVersion != "" || len(e.ActionFlow) > 0 {
-		n += len(`,"phase":"","currentVersion":"","historicVersion":"","actionFlow":[]`) +
-			jsonLen(e.Phase) + jsonLen(e.CurrentVersion) + jsonLen(e.HistoricVersion)
+	n := len(`{"nodeName":""},`) + jsonLen(e.NodeName)
+	for _, f := range [...]struct{ key, value string }{
+		{"state", e.State}, {"event", e.Event}, {"action", e.Action}, {"reason", e.Reason}, {"time", e.Time},
+		{"phase", e.Phase}, {"currentVersion", e.CurrentVersion}, {"historicVersion", e.HistoricVersion},
+	} {
+		if f.value != "" {
+			n += len(`,"":""`) + len(f.key) + jsonLen(f.value)
+		}
+	}
+	if len(e.ActionFlow) > 0 {
+		n += len(`,"actionFlow":[]`)
 		for _, a := range e.ActionFlow {
 			n += len(`{"action":"","status":"","reason":"","time":""},`) +
 				jsonLen(a.Action) + jsonLen(string(a.Status)) + jsonLen(a.Reason) + jsonLen(a.Time)
@@ -126,10 +133,17 @@ func tooLarge(names []string, objectBytes int) string {
 
 // fitStatus bounds the status the plan writes: every node's reason is cut
 // to MaxNodeReasonBytes, and when the whole status would still pass the
-// budget, reasons are cut further, those of final nodes first (their
-// outcome is in state and action, their full reason in events and pods),
-// until it fits. A job that cannot fit even with no reason at all is
-// refused before its first write (tooLarge), so the last step always fits.
+// budget, it sheds, step by step until it fits, what matters least: the
+// actionFlow of Successful nodes (their phase says every action passed),
+// then of every final node (its reason and event say where it ended),
+// reasons cut short (those of final nodes first: their outcome is in state
+// and action, their full reason in events and pods), then the reasons
+// themselves, any remaining actionFlow, and
+// last each node's KubeEdge phase (its state says the same in v1alpha1's
+// words). A job that cannot fit even with none of these is refused before
+// its first write (tooLarge), so the last step always fits. What is shed
+// is not rebuilt by later plans (kubeEdgeStatus extends a node's flow only
+// when its state changes), so the status stays deterministic.
 func (p *planner) fitStatus() {
 	entries := p.status.NodeStatus
 	total := jobLevelBytes(&p.status)
@@ -138,22 +152,36 @@ func (p *planner) fitStatus() {
 		total += entryBytes(&entries[i])
 	}
 	budget := statusBudget(p.in.ObjectBytes)
+	final := func(e *v1alpha1.TaskStatus) bool { return NodeFinal(e.State) }
+	successful := func(e *v1alpha1.TaskStatus) bool { return e.State == v1alpha1.StateSuccessful }
+	any := func(*v1alpha1.TaskStatus) bool { return true }
+	dropFlow := func(e *v1alpha1.TaskStatus) { e.ActionFlow = nil }
+	cutReason := func(n int) func(*v1alpha1.TaskStatus) {
+		return func(e *v1alpha1.TaskStatus) { e.Reason = Truncate(e.Reason, n) }
+	}
+	dropPhase := func(e *v1alpha1.TaskStatus) { e.Phase = "" }
 	steps := []struct {
-		finalOnly bool
-		max       int
-	}{{true, shortReasonBytes}, {false, shortReasonBytes}, {true, 0}, {false, 0}}
+		of   func(*v1alpha1.TaskStatus) bool
+		shed func(*v1alpha1.TaskStatus)
+	}{
+		{successful, dropFlow}, {final, dropFlow},
+		{final, cutReason(shortReasonBytes)}, {any, cutReason(shortReasonBytes)},
+		{final, cutReason(0)}, {any, cutReason(0)},
+		{any, dropFlow},
+		{final, dropPhase}, {any, dropPhase},
+	}
 	for _, step := range steps {
 		if total <= budget {
 			return
 		}
 		for i := range entries {
 			e := &entries[i]
-			if len(e.Reason) <= step.max || (step.finalOnly && !NodeFinal(e.State)) {
+			if !step.of(e) {
 				continue
 			}
-			before := jsonLen(e.Reason)
-			e.Reason = Truncate(e.Reason, step.max)
-			total -= before - jsonLen(e.Reason)
+			before := entryBytes(e)
+			step.shed(e)
+			total -= before - entryBytes(e)
 		}
 	}
 }
