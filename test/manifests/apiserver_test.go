@@ -123,7 +123,9 @@ func TestAPIServerAcceptsManifests(t *testing.T) {
 			{sa, true, authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: eventsNamespace}},
 			{ops, true, authorizationv1.ResourceAttributes{Verb: "create", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs"}},
 			{ops, true, authorizationv1.ResourceAttributes{Verb: "delete", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs"}},
-			{ops, false, authorizationv1.ResourceAttributes{Verb: "patch", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs"}},
+			{ops, true, authorizationv1.ResourceAttributes{Verb: "patch", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs"}},
+			{ops, false, authorizationv1.ResourceAttributes{Verb: "update", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs", Subresource: "finalizers"}},
+			{ops, false, authorizationv1.ResourceAttributes{Verb: "patch", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs", Subresource: "status"}},
 			{ops, false, authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: systemNamespace}},
 		} {
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

@@ -60,7 +60,8 @@ func TestRenderedObjects(t *testing.T) {
 	// drop one into the caller's current namespace.
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding":
+		case "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			g.Expect(o.GetNamespace()).To(BeEmpty(), "%s %s", o.GetKind(), o.GetName())
 		default:
 			g.Expect(o.GetNamespace()).To(BeElementOf(systemNamespace, eventsNamespace), "%s %s", o.GetKind(), o.GetName())
@@ -100,7 +101,7 @@ func TestUserRoles(t *testing.T) {
 	g.Expect(verbsOn(viewer.Rules, "operations.kubeedge.io", "nodeupgradejobs")).To(ConsistOf("get", "list", "watch"))
 
 	editor := typed(t, find(t, objs, "ClusterRole", "", "nodeupgradejob-editor"), &rbacv1.ClusterRole{})
-	g.Expect(verbsOn(editor.Rules, "operations.kubeedge.io", "nodeupgradejobs")).To(ConsistOf("get", "list", "watch", "create", "delete"))
+	g.Expect(verbsOn(editor.Rules, "operations.kubeedge.io", "nodeupgradejobs")).To(ConsistOf("get", "list", "watch", "create", "delete", "patch"))
 	// Creating a job is root on the nodes it selects: the editor role must
 	// not reach everyone holding the built-in edit/admin roles.
 	for k := range editor.Labels {
