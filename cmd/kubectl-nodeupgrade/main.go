@@ -42,6 +42,11 @@ type app struct {
 	namespace string
 	// edgeNodeLabel is the controller's --edge-node-label.
 	edgeNodeLabel string
+	// edgeNodeLabelSet: --edge-node-label was given; else a plan takes the
+	// controller's from its Deployment.
+	edgeNodeLabelSet bool
+	// policy holds plan's flags for the controller's image allow-list.
+	policy policyFlags
 }
 
 func main() {
@@ -67,7 +72,8 @@ func newRootCommand(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		SilenceErrors: true,
 		// kubectl shows plugins as "kubectl nodeupgrade".
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl nodeupgrade"},
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			a.edgeNodeLabelSet = cmd.Flags().Changed("edge-node-label")
 			return a.connect(kc)
 		},
 	}
@@ -79,6 +85,7 @@ func newRootCommand(in io.Reader, out, errOut io.Writer) *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().StringVar(&a.edgeNodeLabel, "edge-node-label", controller.DefaultEdgeNodeLabel,
 		"The controller's --edge-node-label: nodes without it are skipped")
+	a.bindPolicyFlags(root.PersistentFlags())
 	root.AddCommand(a.planCommand(), a.statusCommand(), a.pauseCommand(true), a.pauseCommand(false),
 		a.retryCommand(), a.logsCommand())
 	return root

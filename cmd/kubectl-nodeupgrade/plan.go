@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
-	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/jobinput"
 	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
@@ -87,27 +87,17 @@ type perNode struct {
 // from the planner itself, so the plan cannot disagree with the controller
 // on the order or the concurrency. Held still, no deadline passes, so a
 // deferred (NotReady or busy) node stays deferred rather than failing.
-func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, edgeNodeLabel string, now time.Time, per perNode) (*PlanReport, error) {
-	cfg, err := rollout.ConfigFromSpec(&job.Spec)
-	if err != nil {
-		return nil, err
-	}
-	cfg.EdgeNodeLabel = edgeNodeLabel
+func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, policy jobinput.Policy, now time.Time, per perNode) (*PlanReport, error) {
+	fresh := job.DeepCopy()
+	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
+	// The controller's own input builder, refusals and all.
+	in, _ := jobinput.Build(fresh, nodes, policy, now)
+	in.Pods = map[string]rollout.PodView{}
+	cfg := in.Config
 	// A job created paused dispatches nothing until it is resumed; the
 	// waves shown are those that follow the resume.
 	suspended := cfg.Suspended
-	cfg.Suspended = false
-	fresh := job.DeepCopy()
-	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
-	in := rollout.Input{Config: cfg, Generation: job.Generation, Now: now, Pods: map[string]rollout.PodView{}, ObjectBytes: rollout.ObjectBytes(fresh)}
-	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
-		in.Config.Refusal = fmt.Sprintf("spec.version: %v", err)
-	} else if _, err := imageref.Normalize(job.Spec.Image, job.Spec.Version); err != nil {
-		in.Config.Refusal = fmt.Sprintf("spec.image: %v", err)
-	}
-	if err := rollout.ObserveNodes(&in, fresh, nodes, edgeNodeLabel); err != nil && in.Config.Refusal == "" {
-		in.Config.Refusal = err.Error()
-	}
+	in.Config.Suspended = false
 	upgradepod.MarkBusy(pods, "", in.Nodes)
 	before := make(map[string]rollout.NodeView, len(in.Nodes))
 	for name, view := range in.Nodes {
@@ -250,7 +240,11 @@ func (a *app) plan(ctx context.Context, job *v1alpha1.NodeUpgradeJob, perNodeFla
 	if warning != "" {
 		warnings = append(warnings, warning)
 	}
-	report, err := planJob(job, nodes.Items, pods.Items, a.edgeNodeLabel, a.clock.Now(), per)
+	policy, warning := a.controllerPolicy(ctx)
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
+	report, err := planJob(job, nodes.Items, pods.Items, policy, a.clock.Now(), per)
 	if err != nil {
 		return nil, err
 	}

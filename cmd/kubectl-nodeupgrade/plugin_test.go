@@ -21,6 +21,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/jobinput"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
@@ -92,7 +93,7 @@ func planFixture() (*v1alpha1.NodeUpgradeJob, []corev1.Node, []corev1.Pod) {
 
 func TestPlan(t *testing.T) {
 	job, nodes, pods := planFixture()
-	report, err := planJob(job, nodes, pods, controller.DefaultEdgeNodeLabel, now, perNode{d: 90 * time.Second, source: "--per-node"})
+	report, err := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestPlan(t *testing.T) {
 func TestPlanSuspended(t *testing.T) {
 	job, nodes, pods := planFixture()
 	job.Spec.Suspend = true
-	report, err := planJob(job, nodes, pods, controller.DefaultEdgeNodeLabel, now, perNode{d: 90 * time.Second, source: "--per-node"})
+	report, err := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestPlanSuspended(t *testing.T) {
 func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	job, nodes, _ := planFixture()
 	job.Spec.NodeNames = []string{"cloud-1", "typo-node"}
-	report, err := planJob(job, nodes, nil, controller.DefaultEdgeNodeLabel, now, timeoutPerNode(2*time.Minute))
+	report, err := planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	golden(t, "plan-all-skipped.golden", out.String())
 
 	job.Spec.NodeNames, job.Spec.Image = []string{"edge-a"}, "-bad/installation-package"
-	report, err = planJob(job, nodes, nil, controller.DefaultEdgeNodeLabel, now, timeoutPerNode(2*time.Minute))
+	report, err = planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
-	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/jobinput"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/pkg/upgradepod"
 )
@@ -27,36 +27,20 @@ type observedPods struct {
 	kept jobPods
 }
 
-// readInput gathers the planner's input from the cache: the job's config, its
-// selection (only while status has none), its nodes and its pods.
+// readInput gathers the planner's input from the cache: the job's config,
+// refusal and selection (jobinput.Build, as `kubectl nodeupgrade plan`
+// does), its nodes and its pods.
 func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (rollout.Input, observedPods, string, error) {
-	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: r.clock.Now()}
-	cfg, err := rollout.ConfigFromSpec(&job.Spec)
-	if err != nil {
-		// Only an object stored before validation could get here; refuse it
-		// rather than guess.
-		defaults, _ := rollout.ConfigFromSpec(&v1alpha1.NodeUpgradeJobSpec{})
-		cfg = defaults
-		cfg.TargetVersion, cfg.Refusal = job.Spec.Version, err.Error()
-	}
-	installImage, refusal := r.checkImage(job)
-	if cfg.Refusal == "" {
-		cfg.Refusal = refusal
-	}
-	cfg.EdgeNodeLabel = r.opts.EdgeNodeLabel
-	in.Config = cfg
-
 	nodes := &corev1.NodeList{}
 	// The nodes are only read; skipping the deep copy keeps a reconcile of a
 	// 10,000-node job cheap.
 	if err := r.client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return in, observedPods{}, "", fmt.Errorf("listing nodes: %w", err)
+		return rollout.Input{}, observedPods{}, "", fmt.Errorf("listing nodes: %w", err)
 	}
-	if err := rollout.ObserveNodes(&in, job, nodes.Items, r.opts.EdgeNodeLabel); err != nil {
-		in.Config.Refusal = err.Error()
-	}
+	in, installImage := jobinput.Build(job, nodes.Items, r.policy(), r.clock.Now())
 
 	var pods observedPods
+	var err error
 	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
 		return in, pods, "", err
 	}
@@ -64,8 +48,12 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
 		return in, pods, "", err
 	}
-	in.ObjectBytes = rollout.ObjectBytes(job)
 	return in, pods, installImage, nil
+}
+
+// policy is what the controller's options say about jobs.
+func (r *Reconciler) policy() jobinput.Policy {
+	return jobinput.Policy{EdgeNodeLabel: r.opts.EdgeNodeLabel, AllowedImageRepositories: r.opts.AllowedImageRepositories}
 }
 
 func podViews(pods jobPods) map[string]rollout.PodView {
@@ -74,31 +62,6 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 		views[node] = upgradepod.View(pod)
 	}
 	return views
-}
-
-// checkImage normalises the job's install image and applies the controller's
-// allow-list. Anyone who may create a NodeUpgradeJob picks code that runs as
-// root on every selected node, so a repository outside the list refuses the
-// whole job before any pod exists.
-func (r *Reconciler) checkImage(job *v1alpha1.NodeUpgradeJob) (string, string) {
-	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
-		return "", fmt.Sprintf("spec.version: %v", err)
-	}
-	if why := targetRefusal(job.Spec.Version); why != "" {
-		return "", why
-	}
-	image, err := imageref.Normalize(job.Spec.Image, job.Spec.Version)
-	if err != nil {
-		return "", fmt.Sprintf("spec.image: %v", err)
-	}
-	repo, err := imageref.Repository(job.Spec.Image)
-	if err != nil {
-		return "", fmt.Sprintf("spec.image: %v", err)
-	}
-	if !imageref.RepositoryAllowed(repo, r.opts.AllowedImageRepositories) {
-		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, r.opts.AllowedImageRepositories)
-	}
-	return image, ""
 }
 
 // listPods returns the job's upgrade pods from reader (the cache, or the API

@@ -249,7 +249,7 @@ func checkPlan(t *testing.T, out string) {
 		t.Fatalf("sample files: %v %v", files, err)
 	}
 	for _, f := range files {
-		cmd := "$ kubectl nodeupgrade plan -f config/samples/demo/" + filepath.Base(f) + " --per-node=" + perNode
+		cmd := "$ kubectl nodeupgrade plan -f config/samples/demo/" + filepath.Base(f) + " --per-node=" + perNode + " " + allowList
 		at := strings.Index(out, cmd)
 		if at < 0 || at > apply {
 			t.Errorf("no %q before the apply", cmd)

@@ -140,7 +140,7 @@ func run() int {
 		return fail(err)
 	}
 	for _, f := range files {
-		op.plugin(ctx, "plan", "-f", relToRoot(root, f), "--per-node="+perNode)
+		op.plugin(ctx, "plan", "-f", relToRoot(root, f), "--per-node="+perNode, allowList)
 		if ctx.Err() != nil {
 			return failOrInterrupted(ctx, ctx.Err())
 		}

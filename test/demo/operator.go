@@ -36,6 +36,9 @@ const (
 	pauseHold = 4 * time.Second
 	// perNode is the plan's per-node time: the demo nodes take 3-6s.
 	perNode = "5s"
+	// allowList gives plan and retry the demo controller's allow-list:
+	// it runs in a process of its own, not as the Deployment they read it from.
+	allowList = "--allowed-image-repositories=" + localcluster.DefaultAllowedImageRepositories
 	// Lines of operator output a terminal view shows at its bottom at
 	// least (more if the terminal is taller), and keeps.
 	minNotesOnScreen = 8
@@ -276,7 +279,7 @@ func (o *operator) retry(ctx context.Context, say func(string, ...any)) (string,
 	if err := o.cl.WaitNodesReady(ctx, offlineNode); err != nil {
 		say("%v", err)
 	}
-	res := o.plugin(ctx, "retry", pausedJob, "--yes", "--per-node="+perNode)
+	res := o.plugin(ctx, "retry", pausedJob, "--yes", "--per-node="+perNode, allowList)
 	if res.Err != nil {
 		return "", false
 	}

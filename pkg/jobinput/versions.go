@@ -1,4 +1,4 @@
-package controller
+package jobinput
 
 import (
 	"fmt"
@@ -17,9 +17,9 @@ var minTargetVersion = fmt.Sprintf("v1.%d.0", runner.MinKeadmMinor)
 // reasons.
 const supportedRange = "measured: nodes on v1.20.0, v1.21.0 and v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a rollback (docs/kubeedge.md)"
 
-// targetRefusal says why a job cannot upgrade to version ("" when it can):
+// TargetRefusal says why a job cannot upgrade to version ("" when it can):
 // the runner drives keadm v1.21 and later v1 releases.
-func targetRefusal(version string) string {
+func TargetRefusal(version string) string {
 	if nodeversion.AtLeast(version, minTargetVersion) && !nodeversion.AtLeast(version, "v2.0.0") {
 		return ""
 	}

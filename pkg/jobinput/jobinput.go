@@ -1,0 +1,99 @@
+// Package jobinput builds the planner's input for a NodeUpgradeJob: the
+// job's parsed spec, the controller's verdict on it (a refusal), its
+// selection and what the cluster shows of its nodes. The controller
+// (pkg/controller) and `kubectl nodeupgrade plan` both build their input
+// here, with the controller's own policy, so a plan shown to a user
+// refuses, selects and skips exactly what the controller will.
+package jobinput
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
+	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+)
+
+// Policy is what the controller's flags say about jobs.
+type Policy struct {
+	// EdgeNodeLabel is the label key of edge nodes (--edge-node-label).
+	EdgeNodeLabel string
+	// AllowedImageRepositories lists the install-image repositories, or
+	// prefixes ending in "/", a job may name, normalised as
+	// imageref.NormalizeAllowList does (--allowed-image-repositories).
+	// Empty allows any (--allow-any-image-repository).
+	AllowedImageRepositories []string
+}
+
+// CheckItems are the check items the runner runs: KubeEdge's (v1alpha2's
+// CheckItemCPU, CheckItemMem, CheckItemDisk). v1alpha1's schema allows only
+// these; v1alpha2's, KubeEdge's, allows any string.
+var CheckItems = []string{v1alpha1.CheckItemCPU, v1alpha1.CheckItemMem, v1alpha1.CheckItemDisk}
+
+// Build returns the planner's input for job at now, from the cluster's
+// nodes, and the install image its pods pull (empty when the job is
+// refused). A job the controller will not run gets Config.Refusal, the
+// first of Refuse's reasons, else the selection's error. The input has no
+// pods: the caller adds what it observes of them.
+func Build(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, policy Policy, now time.Time) (rollout.Input, string) {
+	in := rollout.Input{Generation: job.Generation, Status: job.Status, Now: now}
+	cfg, err := rollout.ConfigFromSpec(&job.Spec)
+	if err != nil {
+		// Only an object stored before validation could get here; refuse it
+		// rather than guess.
+		cfg, _ = rollout.ConfigFromSpec(&v1alpha1.NodeUpgradeJobSpec{})
+		cfg.TargetVersion = job.Spec.Version
+	}
+	installImage, refusal := Refuse(job, policy)
+	cfg.Refusal = refusal
+	cfg.EdgeNodeLabel = policy.EdgeNodeLabel
+	in.Config = cfg
+	if err := rollout.ObserveNodes(&in, job, nodes, policy.EdgeNodeLabel); err != nil && in.Config.Refusal == "" {
+		in.Config.Refusal = err.Error()
+	}
+	in.ObjectBytes = rollout.ObjectBytes(job)
+	return in, installImage
+}
+
+// Refuse says why the controller will not run job's upgrades ("" when it
+// will), each reason naming its field, in one order: spec.failureTolerate,
+// spec.version, its support, spec.image and the allow-list,
+// spec.checkItems. It returns the
+// install image, normalised, when the job passes.
+//
+// Anyone who may create a NodeUpgradeJob picks code that runs as root on
+// every selected node, so a repository outside the list refuses the whole
+// job before any pod exists. v1alpha2 jobs skip v1alpha1's schema, so every
+// field the controller depends on is checked here again.
+func Refuse(job *v1alpha1.NodeUpgradeJob, policy Policy) (installImage, refusal string) {
+	if _, err := rollout.ConfigFromSpec(&job.Spec); err != nil {
+		return "", err.Error()
+	}
+	if err := imageref.ValidateVersion(job.Spec.Version); err != nil {
+		return "", fmt.Sprintf("spec.version: %v", err)
+	}
+	if why := TargetRefusal(job.Spec.Version); why != "" {
+		return "", why
+	}
+	image, err := imageref.Normalize(job.Spec.Image, job.Spec.Version)
+	if err != nil {
+		return "", fmt.Sprintf("spec.image: %v", err)
+	}
+	repo, err := imageref.Repository(job.Spec.Image)
+	if err != nil {
+		return "", fmt.Sprintf("spec.image: %v", err)
+	}
+	if !imageref.RepositoryAllowed(repo, policy.AllowedImageRepositories) {
+		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, policy.AllowedImageRepositories)
+	}
+	for i, item := range job.Spec.CheckItems {
+		if !slices.Contains(CheckItems, item) {
+			return "", fmt.Sprintf("spec.checkItems[%d]: %q is not a check item; want %v", i, item, CheckItems)
+		}
+	}
+	return image, ""
+}

@@ -1,0 +1,93 @@
+package jobinput
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+)
+
+var policy = Policy{EdgeNodeLabel: "node-role.kubernetes.io/edge",
+	AllowedImageRepositories: []string{"docker.io/kubeedge/installation-package", "registry.example.com/kubeedge/"}}
+
+func TestRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		spec      v1alpha1.NodeUpgradeJobSpec
+		wantImage string
+		want      string // substring of the refusal; "" means accepted
+	}{
+		{"default image", v1alpha1.NodeUpgradeJobSpec{Version: "v1.22.0"}, "docker.io/kubeedge/installation-package:v1.22.0", ""},
+		{"tag replaced", v1alpha1.NodeUpgradeJobSpec{Image: "kubeedge/installation-package:v1.0.0", Version: "v1.22.0"}, "docker.io/kubeedge/installation-package:v1.22.0", ""},
+		{"allowed prefix", v1alpha1.NodeUpgradeJobSpec{Image: "registry.example.com/kubeedge/installation-package", Version: "v1.22.0"}, "registry.example.com/kubeedge/installation-package:v1.22.0", ""},
+		{"not allowed", v1alpha1.NodeUpgradeJobSpec{Image: "evil.example/kubeedge/installation-package", Version: "v1.22.0"}, "", `image repository "evil.example/kubeedge/installation-package" is not allowed`},
+		{"bad image", v1alpha1.NodeUpgradeJobSpec{Image: "kubeedge/pkg;rm -rf /", Version: "v1.22.0"}, "", "spec.image: "},
+		{"bad version", v1alpha1.NodeUpgradeJobSpec{Version: "1.22.0"}, "", "spec.version: "},
+		// keadm before v1.21 cannot be driven: refused before any pod.
+		{"old target", v1alpha1.NodeUpgradeJobSpec{Version: "v1.20.0"}, "", "spec.version v1.20.0 is not supported: the installation package's keadm must be a v1 release from v1.21.0 on"},
+		{"old rc", v1alpha1.NodeUpgradeJobSpec{Version: "v1.19.9-rc.1"}, "", "from v1.21.0 on"},
+		{"v2", v1alpha1.NodeUpgradeJobSpec{Version: "v2.0.0"}, "", "must be a v1 release"},
+		{"v1.21.0", v1alpha1.NodeUpgradeJobSpec{Version: "v1.21.0"}, "docker.io/kubeedge/installation-package:v1.21.0", ""},
+		{"v1.99.0", v1alpha1.NodeUpgradeJobSpec{Version: "v1.99.0"}, "docker.io/kubeedge/installation-package:v1.99.0", ""},
+		// v1alpha2's schema, KubeEdge's, takes any check item and any ratio.
+		{"every check item", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", CheckItems: []string{"cpu", "mem", "disk"}}, "docker.io/kubeedge/installation-package:v1.23.1", ""},
+		{"gpu", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", CheckItems: []string{"cpu", "gpu"}}, "", `spec.checkItems[1]: "gpu" is not a check item; want [cpu mem disk]`},
+		{"bad ratio", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", FailureTolerate: "10%"}, "", "spec.failureTolerate"},
+		// One order: the ratio before the version, the version before the image.
+		{"first refusal wins", v1alpha1.NodeUpgradeJobSpec{Version: "v1.20.0", FailureTolerate: "2", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "spec.failureTolerate"},
+		{"version before image", v1alpha1.NodeUpgradeJobSpec{Version: "v1.20.0", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "spec.version v1.20.0"},
+		{"image before checks", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "is not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			image, refusal := Refuse(&v1alpha1.NodeUpgradeJob{Spec: tc.spec}, policy)
+			if tc.want == "" {
+				g.Expect(refusal).To(BeEmpty())
+				g.Expect(image).To(Equal(tc.wantImage))
+				return
+			}
+			g.Expect(refusal).To(ContainSubstring(tc.want))
+			g.Expect(image).To(BeEmpty(), "a refused job gets no image to create pods with")
+		})
+	}
+}
+
+// TestBuild: the refusal reaches the planner's config, the selection is
+// made from the nodes, and a spec refusal comes before a selection error.
+func TestBuild(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	nodes := []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "edge-1", Labels: map[string]string{"node-role.kubernetes.io/edge": ""}}}}
+	job := &v1alpha1.NodeUpgradeJob{ObjectMeta: metav1.ObjectMeta{Name: "j", Generation: 3}, Spec: v1alpha1.NodeUpgradeJobSpec{
+		Version: "v1.23.1", LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/edge": ""}}, Concurrency: 4}}
+	in, image := Build(job, nodes, policy, now)
+	g.Expect(in.Config.Refusal).To(BeEmpty())
+	g.Expect(image).To(Equal("docker.io/kubeedge/installation-package:v1.23.1"))
+	g.Expect(in.Selection).To(Equal([]string{"edge-1"}))
+	g.Expect(in.SelectionSource).To(Equal("spec.labelSelector"))
+	g.Expect(in.Nodes).To(HaveKey("edge-1"))
+	g.Expect(in.Config.Concurrency).To(Equal(4))
+	g.Expect(in.Config.EdgeNodeLabel).To(Equal(policy.EdgeNodeLabel))
+	g.Expect(in.Generation).To(Equal(int64(3)))
+	g.Expect(in.Now).To(Equal(now))
+	g.Expect(in.ObjectBytes).To(BeNumerically(">", 0))
+
+	noSelection := job.DeepCopy()
+	noSelection.Spec.LabelSelector = nil
+	in, _ = Build(noSelection, nodes, policy, now)
+	g.Expect(in.Config.Refusal).To(Equal("neither spec.nodeNames nor spec.labelSelector is set"))
+	noSelection.Spec.CheckItems = []string{"gpu"}
+	in, image = Build(noSelection, nodes, policy, now)
+	g.Expect(in.Config.Refusal).To(HavePrefix("spec.checkItems[0]"), "the spec's refusal comes before the selection's")
+	g.Expect(image).To(BeEmpty())
+
+	badRatio := job.DeepCopy()
+	badRatio.Spec.FailureTolerate = "1/2"
+	in, _ = Build(badRatio, nodes, policy, now)
+	g.Expect(in.Config.Refusal).To(ContainSubstring("spec.failureTolerate"))
+	g.Expect(in.Config.Tolerance).NotTo(BeNil(), "a refused job still has a usable config")
+}
