@@ -32,8 +32,12 @@ const (
 	// binaries directory on the host (KeadmPath), where the unit runs it.
 	ContainerCopyKeadm = "copy-keadm"
 	ContainerCheck     = string(StepCheck)
-	ContainerBackup    = string(StepBackup)
-	ContainerUpgrade   = string(StepUpgrade)
+	// ContainerConfirm waits, after the check and before anything on the
+	// node changes, for the job's confirmation (jobs with
+	// spec.requireConfirmation only; see confirm.go).
+	ContainerConfirm = string(StepConfirm)
+	ContainerBackup  = string(StepBackup)
+	ContainerUpgrade = string(StepUpgrade)
 )
 
 // Step names a runner step. Each of check, backup and upgrade is a
@@ -43,7 +47,10 @@ type Step string
 
 // Steps.
 const (
-	StepCheck    Step = "check"
+	StepCheck Step = "check"
+	// StepConfirm waits for a confirmation given from the cloud or on the
+	// node; it changes nothing on the node.
+	StepConfirm  Step = "confirm"
 	StepBackup   Step = "backup"
 	StepUpgrade  Step = "upgrade"
 	StepRollback Step = "rollback"
@@ -115,6 +122,10 @@ const (
 	// the unit recorded the step's outcome. The unit goes on by itself and
 	// the node ends on one version; its records say which.
 	ExitDetached = 10
+	// ExitStoppedWaiting: the container was stopped while the job waited
+	// for its confirmation on this node. Nothing on the node changed and
+	// nothing is recorded: the job's next pod on the node waits again.
+	ExitStoppedWaiting = 11
 )
 
 // ExitMeaning says in words what a runner exit code means, for a failed
@@ -142,6 +153,8 @@ func ExitMeaning(code int) string {
 		return "not run: the step before it failed"
 	case ExitDetached:
 		return "stopped following the upgrade on the node before it ended; it goes on there"
+	case ExitStoppedWaiting:
+		return "stopped while waiting for the job's confirmation, nothing on the node changed"
 	}
 	return ""
 }
@@ -162,7 +175,7 @@ func ParseReport(msg string) (Report, error) {
 		return Report{}, fmt.Errorf("termination message is not a runner report: %w", err)
 	}
 	switch r.Step {
-	case StepCheck, StepBackup, StepUpgrade, StepRollback:
+	case StepCheck, StepConfirm, StepBackup, StepUpgrade, StepRollback:
 	default:
 		return Report{}, fmt.Errorf("runner report has unknown step %q", r.Step)
 	}
@@ -189,12 +202,27 @@ const (
 	HostDir = "/var/lib/nodeupgrade"
 	// JobsDir holds every job's directory and the node lock.
 	JobsDir = HostDir + "/jobs"
+	// ApprovalsDir holds confirmations given on the node itself: a file
+	// named after a job (touch /var/lib/nodeupgrade/approved/JOB) confirms
+	// that job on this node, without the cloud (see confirm.go).
+	ApprovalsDir = HostDir + "/approved"
 	// SystemdUnitDir is where the job's unit file lives while it runs: a
 	// unit enabled there starts again at boot, which is how an upgrade
 	// interrupted by a power cut is finished or rolled back with no pod
 	// and no link to the cloud.
 	SystemdUnitDir = "/etc/systemd/system"
 )
+
+// ApprovedAnnotation is the upgrade pod's annotation by which the
+// controller confirms a waiting node (value "true"): the confirm container
+// reads the pod's annotations through a downwardAPI volume, which the
+// node's kubelet rewrites when the pod changes (measured on real edgecore:
+// within 3 s). api/v1alpha1.AnnotationApproved is the same name.
+const ApprovedAnnotation = "operations.kubeedge.io/approved"
+
+// PodInfoAnnotationsFile is the downwardAPI file, in the confirm
+// container's PodInfoDir, holding the pod's annotations.
+const PodInfoAnnotationsFile = "annotations"
 
 // JobDir is the host directory of one job's upgrade on a node: each step's
 // record, the plan the unit runs, the budget and the step lock. It is keyed

@@ -12,7 +12,7 @@ import (
 func TestExitMeaningNamesEveryFailureCode(t *testing.T) {
 	g := NewWithT(t)
 	codes := []int{ExitCheckFailed, ExitBackupFailed, ExitRolledBack, ExitNeedsAttention, ExitDeadline,
-		ExitBadArgs, ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun, ExitDetached}
+		ExitBadArgs, ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun, ExitDetached, ExitStoppedWaiting}
 	seen := map[string]int{}
 	for _, code := range codes {
 		meaning := ExitMeaning(code)
@@ -21,12 +21,12 @@ func TestExitMeaningNamesEveryFailureCode(t *testing.T) {
 		seen[meaning] = code
 	}
 	g.Expect(ExitMeaning(ExitOK)).To(BeEmpty())
-	g.Expect(ExitMeaning(ExitDetached+1)).To(BeEmpty(), "a code the runner does not use")
+	g.Expect(ExitMeaning(ExitStoppedWaiting+1)).To(BeEmpty(), "a code the runner does not use")
 }
 
 func TestContainersAreNamedAfterTheirSteps(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect([]string{ContainerCheck, ContainerBackup, ContainerUpgrade}).To(Equal([]string{"check", "backup", "upgrade"}),
+	g.Expect([]string{ContainerCheck, ContainerConfirm, ContainerBackup, ContainerUpgrade}).To(Equal([]string{"check", "confirm", "backup", "upgrade"}),
 		"the names are an API: kubectl logs -c and the plugin's logs command use them")
 	g.Expect(JobDir("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid"))
 	g.Expect(KeadmPath("uid")).To(Equal("/var/lib/nodeupgrade/jobs/uid/bin/keadm"))

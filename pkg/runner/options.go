@@ -89,6 +89,13 @@ type Options struct {
 	// than MinUpgradeBudget of it left. A duration, not an instant: edge
 	// nodes' clocks are often wrong.
 	Budget time.Duration
+	// RequireConfirmation: the job waits on the node for its confirmation
+	// (the confirm step) after its check; backup and upgrade start their
+	// budget only once it is recorded, so the wait spends none of it.
+	RequireConfirmation bool
+	// PodInfoDir is where the confirm container sees the pod's annotations
+	// (a downwardAPI volume).
+	PodInfoDir string
 	// IssuedAt is the controller's clock when it made the pod; only logged,
 	// beside the node's clock, to show their skew.
 	IssuedAt time.Time
@@ -142,8 +149,11 @@ func (o Options) Args(step Step) []string {
 		"--budget=" + o.Budget.String(),
 		"--issued-at=" + o.IssuedAt.UTC().Format(time.RFC3339),
 		"--termination-message-path=" + o.TerminationMessagePath,
+		"--require-confirmation=" + strconv.FormatBool(o.RequireConfirmation),
 	}
 	switch step {
+	case StepConfirm:
+		args = append(args, "--pod-info-dir="+o.PodInfoDir)
 	case StepCheck:
 		args = append(args,
 			"--check-items="+strings.Join(o.CheckItems, ","),
@@ -163,7 +173,7 @@ func (o Options) Args(step Step) []string {
 	return args
 }
 
-var errMissingSubcommand = errors.New("missing subcommand: check, backup, upgrade or host")
+var errMissingSubcommand = errors.New("missing subcommand: check, confirm, backup, upgrade or host")
 
 // safeFromVersion bounds --from-version, which only ends up in reports: node
 // versions are not always plain semver (e.g. v1.30.7-kubeedge-v1.21.0).
@@ -187,8 +197,8 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	switch {
 	case strings.HasPrefix(args[0], "-"):
 		step, flags, stepErr = "", args, errMissingSubcommand
-	case step != StepCheck && step != StepBackup && step != StepUpgrade:
-		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, backup, upgrade or %s", args[0], SubcommandHost)
+	case step != StepCheck && step != StepConfirm && step != StepBackup && step != StepUpgrade:
+		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, confirm, backup, upgrade or %s", args[0], SubcommandHost)
 	}
 
 	fs := flag.NewFlagSet("nodeupgrade-runner "+string(step), flag.ContinueOnError)
@@ -197,7 +207,9 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.StringVar(&o.HostRoot, "host-root", o.HostRoot, "where the host's / is mounted")
 	fs.StringVar(&o.JobUID, "job-uid", "", "UID of the NodeUpgradeJob; keys its directory on the host and names its unit")
 	fs.StringVar(&o.JobName, "job-name", "", "name of the NodeUpgradeJob, for the unit's description and logs")
-	fs.StringVar((*string)(&o.After), "after", "", "step (check or backup) whose recorded success this step waits for")
+	fs.StringVar((*string)(&o.After), "after", "", "step (check, confirm or backup) whose recorded success this step waits for")
+	fs.BoolVar(&o.RequireConfirmation, "require-confirmation", false, "wait for the job's confirmation (the confirm step) before the budget starts")
+	fs.StringVar(&o.PodInfoDir, "pod-info-dir", "", "directory holding the pod's annotations (downwardAPI), for the confirm step")
 	fs.StringVar(&o.HandoffDir, "handoff-dir", "", "directory shared by the pod's containers, where the check leaves its outcome")
 	fs.StringVar(&o.Keadm, "keadm", "", "host path of keadm (default: the job's copy, "+KeadmPath("UID")+")")
 	fs.StringVar(&o.Edgecore, "edgecore", o.Edgecore, "host path of edgecore, watched to tell whether keadm touched it")
@@ -286,10 +298,20 @@ func (o Options) validate(step Step) error {
 	}
 	switch {
 	case o.After == "":
-	case o.After != StepCheck && o.After != StepBackup:
-		return fmt.Errorf("--after %q: want %s or %s", o.After, StepCheck, StepBackup)
-	case o.After == step || (step == StepCheck):
+	case o.After != StepCheck && o.After != StepConfirm && o.After != StepBackup:
+		return fmt.Errorf("--after %q: want %s, %s or %s", o.After, StepCheck, StepConfirm, StepBackup)
+	case o.After == step || step == StepCheck || (step == StepConfirm && o.After != StepCheck):
 		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
+	}
+	if step == StepConfirm {
+		switch {
+		case o.JobName == "":
+			return errors.New("--job-name is required for the confirm step: a confirmation on the node names the job")
+		case o.HandoffDir == "":
+			return errors.New("--handoff-dir is required for the confirm step, which cannot write the job's records")
+		case !filepath.IsAbs(o.PodInfoDir) || filepath.Clean(o.PodInfoDir) != o.PodInfoDir:
+			return fmt.Errorf("--pod-info-dir %q must be a clean absolute path", o.PodInfoDir)
+		}
 	}
 	if o.HandoffDir != "" && (!filepath.IsAbs(o.HandoffDir) || filepath.Clean(o.HandoffDir) != o.HandoffDir) {
 		return fmt.Errorf("--handoff-dir %q must be a clean absolute path", o.HandoffDir)

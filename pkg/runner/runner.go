@@ -25,7 +25,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		// Not how the pod calls the runner; a person at a shell gets usage
 		// and no file written to /dev.
-		fmt.Fprintf(stderr, "usage: nodeupgrade-runner check|backup|upgrade|%s [flags]\n", SubcommandHost)
+		fmt.Fprintf(stderr, "usage: nodeupgrade-runner check|confirm|backup|upgrade|%s [flags]\n", SubcommandHost)
 		return ExitBadArgs
 	}
 	if args[0] == SubcommandHost {
@@ -83,8 +83,17 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 		r.removeLeftBinaries()
 		return rec.Report, rec.ExitCode
 	}
-	if step == StepCheck {
+	switch {
+	case step == StepCheck:
 		return r.check(ctx, base)
+	case step == StepConfirm:
+		return r.confirm(ctx, base)
+	case o.RequireConfirmation:
+		// The job's budget on the node starts with its confirmation: the
+		// wait spends none of it.
+		if rep, code, ok := r.waitConfirmed(ctx, base); !ok {
+			return rep, code
+		}
 	}
 	if err := os.MkdirAll(r.job.dir, 0o755); err != nil {
 		base.Result, base.Reason = ResultFailed, "nothing was run: cannot make the job's directory on the host: "+err.Error()
