@@ -11,6 +11,14 @@ const (
 	// starts, nodes in flight finish. It is never a node's state.
 	StateSuspended   = "Suspended"
 	StateRollingBack = "RollingBack"
+	// StateWaitingConfirmation is a node of a job with
+	// spec.requireConfirmation that passed its checks and waits for its
+	// confirmation. It holds no concurrency slot and no clock runs for it.
+	StateWaitingConfirmation = "WaitingConfirmation"
+	// StateConfirmed is a waiting node that was confirmed and given a slot:
+	// its pod is told to go on (AnnotationApproved), and its timeout runs
+	// from then.
+	StateConfirmed = "Confirmed"
 	StateSuccessful  = "Successful"
 	StateFailed      = "Failed"
 	// StateNotAttempted marks a node that was never started because the job
@@ -30,7 +38,13 @@ const (
 	EventUpgrade  = "Upgrade"
 	EventTimeOut  = "TimeOut"
 	EventRollback = "Rollback"
+	// EventWaitingConfirmation: the node passed its checks and waits for
+	// its confirmation (spec.requireConfirmation).
+	EventWaitingConfirmation = "WaitingConfirmation"
 )
+
+// ApproveAll in spec.approvedNodes approves every node of the job.
+const ApproveAll = "*"
 
 // Actions (status.action and status.nodeStatus[].action): a final result.
 const (
@@ -87,7 +101,7 @@ const (
 	// job's status.
 	ReasonKubeEdgeTaskManager = "KubeEdgeTaskManager"
 	// ReasonUnsupportedField: the job sets a KubeEdge field this controller
-	// does not implement (requireConfirmation, imageDigestGatter).
+	// does not implement (imageDigestGatter).
 	ReasonUnsupportedField = "UnsupportedField"
 )
 
@@ -129,6 +143,9 @@ const (
 	// AnnotationDeadline is the RFC 3339 instant after which the pod must not
 	// start an upgrade: dispatch time plus timeoutSeconds, on the controller's clock.
 	AnnotationDeadline = "operations.kubeedge.io/deadline"
+	// AnnotationApproved ("true") tells a waiting upgrade pod that its node
+	// is confirmed and may go on (runner.ApprovedAnnotation, the same name).
+	AnnotationApproved = "operations.kubeedge.io/approved"
 	// FinalizerPodTracking keeps an upgrade pod until the controller has
 	// recorded its outcome, so a pod deleted behind its back is never forgotten.
 	FinalizerPodTracking = "operations.kubeedge.io/upgrade-tracking"

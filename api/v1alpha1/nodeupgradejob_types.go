@@ -15,16 +15,16 @@ import (
 // field lacks its rule. A boolean that is absent equals false.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.nodeNames) != has(self.labelSelector)",message="exactly one of spec.nodeNames and spec.labelSelector must be set"
-// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
-// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
-// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".version"
-// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".image"
-// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
-// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
-// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
-// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
-// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
-// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
+// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".version"
+// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".image"
+// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
+// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
+// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
+// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
+// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
+// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -106,11 +106,26 @@ type NodeUpgradeJobSpec struct {
 	// +optional
 	ImageDigestGatter *ImageDigestGatter `json:"imageDigestGatter,omitempty"`
 
-	// RequireConfirmation asks KubeEdge's controllers to wait for a
-	// confirmation before upgrading. This controller has no confirmation step
-	// and leaves a job that sets it untouched (condition NotHandled).
+	// RequireConfirmation makes each node wait, after its checks and before
+	// anything on it changes, for a confirmation: from the cloud
+	// (spec.approvedNodes, `kubectl nodeupgrade approve`) or on the node
+	// (touch /var/lib/nodeupgrade/approved/<job name>). A waiting node holds
+	// no concurrency slot and its timeout does not run.
 	// +optional
 	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// ApprovedNodes confirms, for a job with requireConfirmation, the nodes
+	// that may go on past their checks: node names, or "*" for every node
+	// of the job. Unlike the rest of the spec it may change at any time: a
+	// waiting node goes on once it is approved and a concurrency slot is
+	// free for it, and an approval withdrawn before then holds it again.
+	// `kubectl nodeupgrade approve` adds to it. (nodeupgrade's field.)
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
+	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
 	// Suspend pauses the rollout while true: no node is started, nodes in
 	// flight finish under their own deadlines, and the job shows state and
@@ -173,12 +188,13 @@ type TaskStatus struct {
 	// +required
 	NodeName string `json:"nodeName"`
 	// State is the node's upgrade phase: "" (pending), Init (dispatched),
-	// Checking, BackingUp, Upgrading, RollingBack, Successful, Failed,
-	// NotAttempted or Skipped.
+	// Checking, WaitingConfirmation (checked, waiting for its confirmation:
+	// no slot, no clock), Confirmed (confirmed and given a slot), BackingUp,
+	// Upgrading, RollingBack, Successful, Failed, NotAttempted or Skipped.
 	// +optional
 	State string `json:"state,omitempty"`
-	// Event is the last step the node reached: Init, Check, BackUp, Upgrade,
-	// TimeOut or Rollback.
+	// Event is the last step the node reached: Init, Check,
+	// WaitingConfirmation, BackUp, Upgrade, TimeOut or Rollback.
 	// +optional
 	Event string `json:"event,omitempty"`
 	// Action is the node's result once final: Success, Failure or TimeOut.
@@ -297,6 +313,10 @@ type NodeCounts struct {
 	// as failed nor in failureTolerate's ratio.
 	// +optional
 	Skipped int32 `json:"skipped"`
+	// WaitingConfirmation nodes passed their checks and wait for their
+	// confirmation (spec.requireConfirmation); they hold no slot.
+	// +optional
+	WaitingConfirmation int32 `json:"waitingConfirmation"`
 }
 
 // NodeUpgradeJob is used to upgrade edge nodes from the cloud side.
@@ -311,6 +331,7 @@ type NodeCounts struct {
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
+// +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.counts.waitingConfirmation`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -34,16 +34,16 @@ const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 // rules, checked only when a spec changes, so every object KubeEdge's
 // tooling wrote stays valid.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
-// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
-// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".version"
-// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".image"
-// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
-// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
-// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
-// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
-// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
-// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.nodeNames) == has(oldSelf.nodeNames) && (!has(self.nodeNames) || self.nodeNames == oldSelf.nodeNames)",message="spec.nodeNames is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".nodeNames"
+// +kubebuilder:validation:XValidation:rule="has(self.labelSelector) == has(oldSelf.labelSelector) && (!has(self.labelSelector) || self.labelSelector == oldSelf.labelSelector)",message="spec.labelSelector is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".labelSelector"
+// +kubebuilder:validation:XValidation:rule="has(self.version) == has(oldSelf.version) && (!has(self.version) || self.version == oldSelf.version)",message="spec.version is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".version"
+// +kubebuilder:validation:XValidation:rule="has(self.image) == has(oldSelf.image) && (!has(self.image) || self.image == oldSelf.image)",message="spec.image is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".image"
+// +kubebuilder:validation:XValidation:rule="has(self.timeoutSeconds) == has(oldSelf.timeoutSeconds) && (!has(self.timeoutSeconds) || self.timeoutSeconds == oldSelf.timeoutSeconds)",message="spec.timeoutSeconds is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".timeoutSeconds"
+// +kubebuilder:validation:XValidation:rule="has(self.concurrency) == has(oldSelf.concurrency) && (!has(self.concurrency) || self.concurrency == oldSelf.concurrency)",message="spec.concurrency is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".concurrency"
+// +kubebuilder:validation:XValidation:rule="has(self.failureTolerate) == has(oldSelf.failureTolerate) && (!has(self.failureTolerate) || self.failureTolerate == oldSelf.failureTolerate)",message="spec.failureTolerate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".failureTolerate"
+// +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
+// +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
+// +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -93,6 +93,19 @@ type NodeUpgradeJobSpec struct {
 	// The default RequireConfirmation value is false.
 	// +optional
 	RequireConfirmation bool `json:"requireConfirmation,omitempty"`
+
+	// ApprovedNodes confirms, for a job with requireConfirmation, the nodes
+	// that may go on past their checks: node names, or "*" for every node
+	// of the job. Unlike the rest of the spec it may change at any time: a
+	// waiting node goes on once it is approved and a concurrency slot is
+	// free for it, and an approval withdrawn before then holds it again.
+	// `kubectl nodeupgrade approve` adds to it. (nodeupgrade's field.)
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
+	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
 	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
 	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
@@ -193,6 +206,8 @@ type NodeCounts struct {
 	NotAttempted int32 `json:"notAttempted"`
 	// +optional
 	Skipped int32 `json:"skipped"`
+	// +optional
+	WaitingConfirmation int32 `json:"waitingConfirmation"`
 }
 
 // NodeUpgradeJobNodeTaskStatus stores the status of Upgrade for each edge node.
@@ -265,6 +280,7 @@ type NodeUpgradeJobActionStatus struct {
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
+// +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.counts.waitingConfirmation`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

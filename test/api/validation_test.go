@@ -122,7 +122,7 @@ var _ = Describe("Validation", func() {
 			changed.Spec.Suspend = true // a legal change beside it does not let it through
 			err := k8s.Update(ctx, changed)
 			expectRefused(err, "spec."+field+": Invalid value")
-			Expect(err.Error()).To(ContainSubstring("spec." + field + " is immutable: only spec.suspend may change"))
+			Expect(err.Error()).To(ContainSubstring("spec." + field + " is immutable: only spec.suspend and spec.approvedNodes may change"))
 
 			patched := job.DeepCopy()
 			change(patched)
