@@ -114,11 +114,12 @@ func (o Options) hostCommand(name string, args ...string) []string {
 	return append([]string{name}, args...)
 }
 
-// run executes argv (named label in errors), streaming its output to log and keeping a tail. The
-// command runs in its own process group and the whole group is killed when
-// ctx ends: keadm and the fake test scripts start children that would
-// otherwise survive and hold the output pipe open.
-func run(ctx context.Context, log io.Writer, label string, argv []string) cmdResult {
+// runCommand executes argv (named label in errors), streaming its output
+// to log and keeping a tail. The command runs in its own process group and
+// the whole group is killed when ctx ends: keadm and the fake test scripts
+// start children that would otherwise survive and hold the output pipe
+// open.
+func runCommand(ctx context.Context, log io.Writer, label string, argv []string) cmdResult {
 	fmt.Fprintf(log, "+ %s\n", quoteArgv(argv))
 	tail := &tailWriter{}
 	out := io.MultiWriter(log, tail)

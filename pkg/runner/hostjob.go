@@ -133,7 +133,7 @@ func HostMain(stop context.Context, args []string, log io.Writer) int {
 	}
 	defer unlock()
 
-	if done := u.run(budget); !done {
+	if done := u.carryOn(budget); !done {
 		fmt.Fprintln(log, "asked to stop before the job ended on the node; the unit resumes at its next start")
 		return ExitOK
 	}
@@ -204,9 +204,9 @@ func parseHostArgs(args []string) (hostRoot, jobUID string, err error) {
 	return hostRoot, jobUID, nil
 }
 
-// run carries the job on from where its records are. It reports whether
+// carryOn carries the job on from where its records are. It reports whether
 // the job's work on the node ended (false: asked to stop first).
-func (u *unitRunner) run(budget budgetRecord) bool {
+func (u *unitRunner) carryOn(budget budgetRecord) bool {
 	base := Report{FromVersion: u.o.FromVersion, ToVersion: u.o.ToVersion}
 	if _, ok := u.job.recorded(StepUpgrade); ok {
 		fmt.Fprintln(u.log, "the upgrade's outcome is recorded already; nothing to do")
@@ -526,7 +526,7 @@ func (u *unitRunner) waitEdgecoreStable() error {
 func (u *unitRunner) edgecoreJournal() string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), systemctlTimeout)
 	defer cancel()
-	res := run(ctx, io.Discard, "journalctl", u.o.hostCommand("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "edgecore.service"))
+	res := runCommand(ctx, io.Discard, "journalctl", u.o.hostCommand("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "edgecore.service"))
 	if res.err != nil {
 		return ""
 	}
