@@ -21,7 +21,7 @@ func TestParseReport(t *testing.T) {
 	}{
 		{"full", `{"step":"rollback","result":"failed","reason":"x","fromVersion":"v1.20.0","toVersion":"v1.21.0","rolledBack":true}`,
 			Report{Step: StepRollback, Result: ResultFailed, Reason: "x", FromVersion: "v1.20.0", ToVersion: "v1.21.0", RolledBack: true}, ""},
-		{"surrounding whitespace", " \n{\"step\":\"check\",\"result\":\"skipped\"}\n", Report{Step: StepCheck, Result: ResultSkipped}, ""},
+		{"surrounding whitespace", " \n{\"step\":\"check\",\"result\":\"succeeded\"}\n", Report{Step: StepCheck, Result: ResultSucceeded}, ""},
 		{"unknown fields ignored", `{"step":"backup","result":"succeeded","extra":1}`, Report{Step: StepBackup, Result: ResultSucceeded}, ""},
 		{"empty", "", Report{}, "empty termination message"},
 		{"plain text", "Error: keadm not found", Report{}, "not a runner report"},
@@ -29,6 +29,7 @@ func TestParseReport(t *testing.T) {
 		{"unknown step", `{"step":"reboot","result":"failed"}`, Report{}, "unknown step"},
 		{"missing step", `{"result":"failed"}`, Report{}, "unknown step"},
 		{"unknown result", `{"step":"check","result":"maybe"}`, Report{}, "unknown result"},
+		{"skipped is no result", `{"step":"upgrade","result":"skipped"}`, Report{}, "unknown result"},
 		{"wrong type", `{"step":"check","result":"failed","rolledBack":"yes"}`, Report{}, "not a runner report"},
 		{"array", `[]`, Report{}, "not a runner report"},
 	}
@@ -306,9 +307,9 @@ func TestExitCodes(t *testing.T) {
 	g.Expect([]int{ExitOK, ExitCheckFailed, ExitBackupFailed, ExitRolledBack, ExitNeedsAttention, ExitDeadline, ExitBadArgs,
 		ExitUnsupported, ExitUpgradeFailedUntouched, ExitNotRun, ExitDetached}).
 		To(Equal([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}))
-	data, err := json.Marshal(Report{Step: StepUpgrade, Result: ResultSkipped})
+	data, err := json.Marshal(Report{Step: StepUpgrade, Result: ResultSucceeded})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(string(data)).To(Equal(`{"step":"upgrade","result":"skipped"}`))
+	g.Expect(string(data)).To(Equal(`{"step":"upgrade","result":"succeeded"}`))
 }
 
 // A zombie keadm (killed, not yet reaped) does not count as running: its

@@ -262,7 +262,7 @@ func ended(container string, t *corev1.ContainerStateTerminated) string {
 	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade
 	if rep, err := runner.ParseReport(t.Message); err == nil {
 		switch {
-		case rep.Result == runner.ResultSucceeded || rep.Result == runner.ResultSkipped:
+		case rep.Result == runner.ResultSucceeded:
 			return endedSucceeded
 		case rep.Detached && follower:
 			return endedLost
