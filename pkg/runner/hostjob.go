@@ -305,18 +305,15 @@ func (u *unitRunner) backupStep(rep Report) (Report, int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), RollbackTimeout)
 	defer cancel()
 	if err := u.requireSupportedKeadm(ctx); err != nil {
-		rep.Result, rep.Reason = ResultFailed, "nothing was done: "+err.Error()
-		return rep, ExitUnsupported
+		return rep.failed(ExitUnsupported, "nothing was done: "+err.Error())
 	}
 	res, kr := u.keadmMutating(ctx, "backup", "edge")
 	if res.err != nil || (kr != nil && !kr.Success) {
-		rep.Result, rep.Reason = ResultFailed, keadmFailure("backup failed", res, kr, "keadm backup edge")
-		return rep, ExitBackupFailed
+		return rep.failed(ExitBackupFailed, keadmFailure("backup failed", res, kr, "keadm backup edge"))
 	}
 	version := u.host.newestBackup()
 	if err := u.host.syncBackup(version); err != nil {
-		rep.Result, rep.Reason = ResultFailed, fmt.Sprintf("backup failed: could not make keadm's backup %s durable: %v", version, err)
-		return rep, ExitBackupFailed
+		return rep.failed(ExitBackupFailed, fmt.Sprintf("backup failed: could not make keadm's backup %s durable: %v", version, err))
 	}
 	rep.Result, rep.Reason, rep.BackupVersion = ResultSucceeded, "backup done", version
 	return rep, ExitOK
@@ -329,15 +326,13 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 	repo, err := imageref.Repository(u.o.Image)
 	if err != nil {
 		// validate() normalised the image already; unreachable.
-		rep.Result, rep.Reason = ResultFailed, "bad image: "+err.Error()
-		return rep, ExitBadArgs
+		return rep.failed(ExitBadArgs, "bad image: "+err.Error())
 	}
 	before := u.host.edgecore(u.o.Edgecore)
 	if err := u.job.markStarted(StepUpgrade); err != nil {
 		// Without the guard, a power cut during the upgrade would not be
 		// finished at the next boot: do not start it.
-		rep.Result, rep.Reason = ResultFailed, "nothing was touched: could not write the upgrade's guard: "+err.Error()
-		return rep, ExitUpgradeFailedUntouched
+		return rep.failed(ExitUpgradeFailedUntouched, "nothing was touched: could not write the upgrade's guard: "+err.Error())
 	}
 	if err := u.job.recordEdgecoreBefore(before); err != nil {
 		fmt.Fprintf(u.log, "record edgecore's state before the upgrade: %v\n", err)
@@ -389,9 +384,7 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 		// copied the new binary out; a failure before that (a failed pull,
 		// say) leaves the node as it was, and a rollback would only restart
 		// a healthy edgecore.
-		rep.Result = ResultFailed
-		rep.Reason = "edgecore was not touched (same binary, same process), so no rollback was needed; " + upReason
-		return rep, ExitUpgradeFailedUntouched
+		return rep.failed(ExitUpgradeFailedUntouched, "edgecore was not touched (same binary, same process), so no rollback was needed; "+upReason)
 	}
 	return u.rollback(rep, upReason)
 }
@@ -438,9 +431,7 @@ func (u *unitRunner) resume(rep Report) (Report, int) {
 		// keadm never replaced the binary (it was cut off while pulling or
 		// copying): the node runs what it ran, once edgecore is up.
 		if err := u.waitEdgecoreStable(); err == nil {
-			rep.Result = ResultFailed
-			rep.Reason = "edgecore was not touched (same binary), so no rollback was needed; " + why
-			return rep, ExitUpgradeFailedUntouched
+			return rep.failed(ExitUpgradeFailedUntouched, "edgecore was not touched (same binary), so no rollback was needed; "+why)
 		}
 		if u.stopped() {
 			return rep, exitStopped
@@ -464,15 +455,12 @@ func (u *unitRunner) rollback(rep Report, upReason string) (Report, int) {
 	rb, kr := u.keadmMutating(ctx, args...)
 
 	rep.Step = StepRollback
-	rep.Result = ResultFailed
 	if rb.err != nil || (kr != nil && !kr.Success) {
 		rep.NeedsAttention = true
-		rep.Reason = keadmFailure("rollback failed too, the node needs attention", rb, kr, "keadm rollback edge") + "\n" + upReason
-		return rep, ExitNeedsAttention
+		return rep.failed(ExitNeedsAttention, keadmFailure("rollback failed too, the node needs attention", rb, kr, "keadm rollback edge")+"\n"+upReason)
 	}
 	rep.RolledBack = true
-	rep.Reason = fmt.Sprintf("rollback succeeded, the node is back on %s; ", orUnknown(rep.FromVersion)) + upReason
-	return rep, ExitRolledBack
+	return rep.failed(ExitRolledBack, fmt.Sprintf("rollback succeeded, the node is back on %s; ", orUnknown(rep.FromVersion))+upReason)
 }
 
 // waitEdgecoreStable waits until one edgecore process has run on the host

@@ -87,13 +87,11 @@ func runStep(ctx context.Context, step Step, o Options, log io.Writer) (Report, 
 		return r.check(ctx, base)
 	}
 	if err := os.MkdirAll(r.job.dir, 0o755); err != nil {
-		base.Result, base.Reason = ResultFailed, "nothing was run: cannot make the job's directory on the host: "+err.Error()
-		return base, ExitUnsupported
+		return base.failed(ExitUnsupported, "nothing was run: cannot make the job's directory on the host: "+err.Error())
 	}
 	budget, err := r.job.startBudget(r.host, o, log)
 	if err != nil {
-		base.Result, base.Reason = ResultFailed, "nothing was run: cannot start the job's budget on the node: "+err.Error()
-		return base, ExitUnsupported
+		return base.failed(ExitUnsupported, "nothing was run: cannot start the job's budget on the node: "+err.Error())
 	}
 	r.budget = budget
 	if step == StepBackup {
