@@ -302,7 +302,7 @@ func (u *unitRunner) backup(base Report) stepRecord {
 
 func (u *unitRunner) backupStep(rep Report) (Report, int) {
 	rep.Step = StepBackup
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), RollbackTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), keadmBackupTimeout)
 	defer cancel()
 	if err := u.requireSupportedKeadm(ctx); err != nil {
 		return rep.failed(ExitUnsupported, "nothing was done: "+err.Error())
@@ -388,6 +388,10 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 	}
 	return u.rollback(rep, upReason)
 }
+
+// keadmBackupTimeout bounds the backup step (keadm version, keadm backup
+// edge): a backup copies what a rollback restores, so it gets as long.
+const keadmBackupTimeout = RollbackTimeout
 
 // keadmUpgradeTimeout bounds one keadm upgrade edge (a pull of the image,
 // already pulled by copy-keadm, the copy, a restart of edgecore).
