@@ -18,7 +18,12 @@ func (p *planner) startPending() {
 	// that no node starts in a plan that also finds tolerance exceeded.
 	// A suspended job's deferrals do not expire: see holdPending.
 	for i := range p.status.NodeStatus {
-		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) && !p.in.Config.Suspended {
+		e := &p.status.NodeStatus[i]
+		if e.State != v1alpha1.StateNone {
+			continue
+		}
+		settled := p.settleIfNeedless(e)
+		if !settled && !p.in.Config.Suspended {
 			p.expireDeferral(e)
 		}
 	}
