@@ -118,7 +118,8 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
 	}
 	e.Reason = why
-	p.wakeAt(p.deadline(p.deferredSince(e)))
+	p.restartUnreadableClock(e)
+	p.wakeAt(p.deadline(ReadEntryTime(e).DeferredSince))
 	if p.in.Nodes[e.NodeName].BusyWith != "" {
 		// A node turning Ready wakes the job through its Node's event; the
 		// other job's pod going away does not (it is not this job's pod), so
@@ -140,23 +141,14 @@ func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
 	if e.Time == "" || waitReason(node) == "" {
 		return
 	}
-	if !p.now.Before(p.deadline(p.deferredSince(e))) {
+	p.restartUnreadableClock(e)
+	if !p.now.Before(p.deadline(ReadEntryTime(e).DeferredSince)) {
 		why := fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout)
 		if node.Ready {
 			why = fmt.Sprintf("node stayed busy with job %s's upgrade pod for %s", node.BusyWith, p.in.Config.Timeout)
 		}
 		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, why)
 	}
-}
-
-// deferredSince is when a deferred node's wait began; a time we cannot read
-// (hand-edited status) starts the wait now.
-func (p *planner) deferredSince(e *v1alpha1.TaskStatus) time.Time {
-	since := ReadEntryTime(e).DeferredSince
-	if since.IsZero() {
-		since, e.Time = p.now, p.stamp()
-	}
-	return since
 }
 
 // stopped reports whether failureTolerate is exceeded by the failures this

@@ -17,13 +17,8 @@ func (p *planner) progressInFlight() {
 		if !NodeInFlight(e.State) {
 			continue
 		}
-		dispatched := ReadEntryTime(e).Dispatched
-		if dispatched.IsZero() {
-			// A dispatch time we cannot read (hand-edited status) starts the
-			// clock now rather than failing or never timing out.
-			dispatched, e.Time = p.now, p.stamp()
-		}
-		deadline := p.deadline(dispatched)
+		p.restartUnreadableClock(e)
+		deadline := p.deadline(ReadEntryTime(e).Dispatched)
 		pod, hasPod := p.in.Pods[e.NodeName]
 		switch {
 		case !hasPod && p.in.Nodes[e.NodeName].BusyWith != "":
