@@ -57,7 +57,7 @@ func (p *planner) startPending() {
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
 		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
-		p.event(false, ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
+		p.normalEvent(ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
 	}
@@ -115,7 +115,7 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 			return
 		}
 		e.Time = p.stamp()
-		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
+		p.warningEvent(ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
 	}
 	e.Reason = why
 	p.restartUnreadableClock(e)

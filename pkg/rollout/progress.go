@@ -124,7 +124,7 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because str
 		// No reason on success: at 10,000 nodes every byte per entry counts
 		// against etcd's request limit, and action and currentVersion say it.
 		e.State, e.Event, e.Action, e.Time, e.Reason = v1alpha1.StateSuccessful, v1alpha1.EventUpgrade, v1alpha1.ActionSuccess, p.stamp(), ""
-		p.event(false, ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
+		p.normalEvent(ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
 		return
 	}
 	seen := describeNode(node)
