@@ -147,7 +147,7 @@ func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
 		if node.Ready {
 			why = fmt.Sprintf("node stayed busy with job %s's upgrade pod for %s", node.BusyWith, p.in.Config.Timeout)
 		}
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, why)
+		p.fail(e, failure{at: v1alpha1.EventInit, why: why})
 	}
 }
 

@@ -57,7 +57,7 @@ func (p *planner) refuse() {
 			e.State, e.Reason, e.Time = v1alpha1.StateNotAttempted, "not attempted: the job was refused", p.stamp()
 			refused = true
 		case NodeInFlight(e.State) && !hasPod:
-			p.fail(e, v1alpha1.ActionFailure, e.Event, "refused: "+p.in.Config.Refusal)
+			p.fail(e, failure{at: e.Event, why: "refused: " + p.in.Config.Refusal})
 			refused = true
 		}
 	}

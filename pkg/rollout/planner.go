@@ -162,13 +162,24 @@ func (p *planner) wakeAt(t time.Time) {
 	}
 }
 
-// fail gives a node its Failed entry and tells why in an event.
-func (p *planner) fail(e *v1alpha1.TaskStatus, action, event, reason string) {
+// failure is why a node failed: the step it failed at, which becomes its
+// entry's event (Init, Check, BackUp, Upgrade or Rollback), and the reason.
+type failure struct {
+	at, why string
+}
+
+// fail gives a node its Failed entry, action Failure, and tells why in a
+// Warning event.
+func (p *planner) fail(e *v1alpha1.TaskStatus, f failure) {
 	p.failed++
-	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, action, event, reason, p.stamp()
-	if action == v1alpha1.ActionTimeOut {
-		p.warningEvent(ReasonNodeTimedOut, e.NodeName, "Node %s timed out: %s", e.NodeName, reason)
-		return
-	}
-	p.warningEvent(ReasonNodeFailed, e.NodeName, "Node %s failed: %s", e.NodeName, reason)
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, v1alpha1.ActionFailure, f.at, f.why, p.stamp()
+	p.warningEvent(ReasonNodeFailed, e.NodeName, "Node %s failed: %s", e.NodeName, f.why)
+}
+
+// timeOut gives a node that ran out of time its Failed entry, event and
+// action TimeOut, and tells why in a Warning event.
+func (p *planner) timeOut(e *v1alpha1.TaskStatus, why string) {
+	p.failed++
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut, why, p.stamp()
+	p.warningEvent(ReasonNodeTimedOut, e.NodeName, "Node %s timed out: %s", e.NodeName, why)
 }

@@ -43,9 +43,9 @@ func (p *planner) progressInFlight() {
 			if pod.Reason != "" {
 				reason += " (" + pod.Reason + ")"
 			}
-			p.fail(e, v1alpha1.ActionFailure, e.Event, reason)
+			p.fail(e, failure{at: e.Event, why: reason})
 		case hasPod && pod.Phase == PodFailed:
-			p.fail(e, v1alpha1.ActionFailure, pod.FailedEvent, pod.Reason)
+			p.fail(e, failure{at: pod.FailedEvent, why: pod.Reason})
 		case hasPod && pod.Pull == PullRefused:
 			p.followPull(e, pod)
 		case !p.now.Before(deadline):
@@ -55,7 +55,7 @@ func (p *planner) progressInFlight() {
 			if hasPod {
 				last, _ = phaseState(pod.Phase)
 			}
-			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut, p.timeoutReason(e, last))
+			p.timeOut(e, p.timeoutReason(e, last))
 		case !hasPod:
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
@@ -131,8 +131,7 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because str
 	if !p.now.Before(deadline) {
 		// A timeout like any other: the job stops waiting, and what the
 		// node reports later is watched (watchTimedOut).
-		p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
-			fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
+		p.timeOut(e, fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
 		return
 	}
 	e.State, e.Event = v1alpha1.StateUpgrading, v1alpha1.EventUpgrade
