@@ -41,9 +41,9 @@ func TestHandledElsewhere(t *testing.T) {
 			wantReason: v1alpha1.ReasonKubeEdgeTaskManager, wantInMsg: "modules.taskManager.enable: false",
 		},
 		{
-			name:       "requireConfirmation",
-			job:        v1alpha1.NodeUpgradeJob{Spec: v1alpha1.NodeUpgradeJobSpec{RequireConfirmation: true}},
-			wantReason: v1alpha1.ReasonUnsupportedField, wantInMsg: "requireConfirmation",
+			// nodeupgrade confirms nodes itself (spec.approvedNodes).
+			name: "requireConfirmation is handled here",
+			job:  v1alpha1.NodeUpgradeJob{Spec: v1alpha1.NodeUpgradeJobSpec{RequireConfirmation: true}},
 		},
 		{
 			name:       "imageDigestGatter",

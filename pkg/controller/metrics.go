@@ -39,7 +39,7 @@ func NewMetrics() *Metrics {
 	metricsOnce.Do(func() {
 		m := &Metrics{
 			jobNodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "nodeupgrade_job_nodes", Help: "Nodes of each unfinished NodeUpgradeJob by state (pending, in_flight, succeeded, failed, not_attempted, skipped).",
+				Name: "nodeupgrade_job_nodes", Help: "Nodes of each unfinished NodeUpgradeJob by state (pending, in_flight, waiting_confirmation, succeeded, failed, not_attempted, skipped).",
 			}, []string{"job", "state"}),
 			nodeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name: "nodeupgrade_node_upgrade_duration_seconds", Help: "Time from a node's dispatch to its final result.",
@@ -138,7 +138,7 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 	}
 	c := plan.Status.Counts
 	if !plan.Finished {
-		for state, n := range map[string]int32{"pending": c.Pending, "in_flight": c.InFlight, "succeeded": c.Succeeded, "failed": c.Failed, "not_attempted": c.NotAttempted, "skipped": c.Skipped} {
+		for state, n := range map[string]int32{"pending": c.Pending, "in_flight": c.InFlight, "waiting_confirmation": c.WaitingConfirmation, "succeeded": c.Succeeded, "failed": c.Failed, "not_attempted": c.NotAttempted, "skipped": c.Skipped} {
 			m.jobNodes.WithLabelValues(job.Name, state).Set(float64(n))
 		}
 		return

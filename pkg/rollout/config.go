@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"time"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
@@ -25,6 +26,17 @@ type Config struct {
 	EdgeNodeLabel string
 	// Suspended is spec.suspend: start no node, let the ones in flight finish.
 	Suspended bool
+	// RequireConfirmation (spec.requireConfirmation): each node waits after
+	// its checks for its confirmation, holding no slot and with no clock.
+	RequireConfirmation bool
+	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
+	// v1alpha1.ApproveAll for all.
+	Approved []string
+}
+
+// IsApproved reports whether spec.approvedNodes confirms node.
+func (c Config) IsApproved(node string) bool {
+	return slices.Contains(c.Approved, node) || slices.Contains(c.Approved, v1alpha1.ApproveAll)
 }
 
 // ConfigFromSpec applies the seed's defaults (0 or unset means the default) and
@@ -44,6 +56,9 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		Concurrency:   int(spec.Concurrency),
 		Timeout:       time.Duration(seconds) * time.Second,
 		Suspended:     spec.Suspend,
+
+		RequireConfirmation: spec.RequireConfirmation,
+		Approved:            spec.ApprovedNodes,
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = int(v1alpha1.DefaultConcurrency)

@@ -27,7 +27,7 @@ func (p *planner) startPending() {
 			p.expireDeferral(e)
 		}
 	}
-	free := p.in.Config.Concurrency - int(counts.InFlight) - p.draining()
+	free := p.followWaiting(p.in.Config.Concurrency - int(counts.InFlight) - p.draining())
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
 		if e.State != v1alpha1.StateNone {

@@ -8,9 +8,10 @@ import (
 
 // EntryTime is a node entry's status time, read by what it means in the
 // entry's state. KubeEdge's TaskStatus has one time field, which this
-// controller uses for three clocks: the dispatch of an in-flight node, the
-// start of a pending node's wait, and the finish of a final node (shown to
-// users; a timed-out node is watched from it). This is the one place that
+// controller uses for three clocks and one mark: the dispatch (or the
+// confirmation) of an in-flight node, the start of a pending node's wait,
+// the finish of a final node (shown to users; a timed-out node is watched
+// from it), and when a node began to wait for its confirmation. This is the one place that
 // decodes it; a time that is not RFC 3339 (a hand-edited status) reads as
 // zero, and the planner restarts that clock.
 type EntryTime struct {
@@ -24,6 +25,10 @@ type EntryTime struct {
 	// Finished is when a final node got its final entry. A node that timed
 	// out is watched for WatchAfterTimeout from then (watchTimedOut).
 	Finished time.Time
+	// WaitingSince is when a node of a job with requireConfirmation began
+	// to wait for its confirmation. No clock runs from it: it is shown.
+	// A Confirmed node is in flight: its Dispatched is its confirmation.
+	WaitingSince time.Time
 }
 
 // restartUnreadableClock stamps an entry whose clock runs (an in-flight
@@ -49,6 +54,8 @@ func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
 		return EntryTime{DeferredSince: t}
 	case NodeFinal(e.State):
 		return EntryTime{Finished: t}
+	case e.State == v1alpha1.StateWaitingConfirmation:
+		return EntryTime{WaitingSince: t}
 	}
 	return EntryTime{}
 }

@@ -59,6 +59,11 @@ func (p *planner) refuse() {
 		case NodeInFlight(e.State) && !hasPod:
 			p.fail(e, failure{at: e.Event, why: "refused: " + p.in.Config.Refusal})
 			refused = true
+		case e.State == v1alpha1.StateWaitingConfirmation:
+			// Its pod waits: nothing on the node changed (planCleanup
+			// deletes the pod).
+			e.State, e.Reason, e.Time = v1alpha1.StateNotAttempted, "not attempted: the job was refused while the node waited for its confirmation", p.stamp()
+			refused = true
 		}
 	}
 	if refused || p.in.Status.State == v1alpha1.StateNone { // told once: when it takes effect, or at once for a new job

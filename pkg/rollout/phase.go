@@ -50,7 +50,7 @@ func NodePhase(state string) string {
 	switch {
 	case state == v1alpha1.StateNone, state == v1alpha1.StateNotAttempted:
 		return v1alpha1.NodeTaskPhasePending
-	case NodeInFlight(state):
+	case NodeInFlight(state), state == v1alpha1.StateWaitingConfirmation:
 		return v1alpha1.NodeTaskPhaseInProgress
 	case state == v1alpha1.StateSuccessful:
 		return v1alpha1.NodeTaskPhaseSuccessful
@@ -105,6 +105,10 @@ func impliedFlow(e *v1alpha1.TaskStatus, was string) []v1alpha1.ActionStatus {
 		return v1alpha1.ActionStatus{Action: action, Status: status, Reason: Truncate(e.Reason, maxFlowReasonBytes)}
 	}
 	switch e.State {
+	case v1alpha1.StateWaitingConfirmation, v1alpha1.StateConfirmed:
+		// KubeEdge's edge reports WaitingConfirmation done when it starts
+		// to wait (its action interrupts the flow).
+		return done(v1alpha1.FlowCheck, v1alpha1.FlowWaitingConfirmation)
 	case v1alpha1.StateBackingUp:
 		return done(v1alpha1.FlowCheck)
 	case v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
@@ -120,6 +124,8 @@ func impliedFlow(e *v1alpha1.TaskStatus, was string) []v1alpha1.ActionStatus {
 			// KubeEdge's Check pulls the installation package too: a
 			// refused pull or a node that never came back fails there.
 			return []v1alpha1.ActionStatus{failed(v1alpha1.FlowCheck, metav1.ConditionFalse)}
+		case v1alpha1.EventWaitingConfirmation:
+			return append(done(v1alpha1.FlowCheck), failed(v1alpha1.FlowWaitingConfirmation, metav1.ConditionFalse))
 		case v1alpha1.EventBackUp:
 			return append(done(v1alpha1.FlowCheck), failed(v1alpha1.FlowBackUp, metav1.ConditionFalse))
 		case v1alpha1.EventUpgrade:

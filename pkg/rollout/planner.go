@@ -95,12 +95,14 @@ func NodeFinal(state string) bool {
 	return false
 }
 
-// NodeInFlight reports whether a node holds a concurrency slot. This
+// NodeInFlight reports whether a node holds a concurrency slot. A node
+// waiting for its confirmation (WaitingConfirmation) holds none; once
+// Confirmed it holds one again, its clock restarted. This
 // controller no longer reports RollingBack (a rollback shows in the node's
 // final status), but a status written by an earlier version may hold it.
 func NodeInFlight(state string) bool {
 	switch state {
-	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateBackingUp,
+	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateConfirmed, v1alpha1.StateBackingUp,
 		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
 		return true
 	}

@@ -56,6 +56,8 @@ func (p *planner) progressInFlight() {
 				last, _ = phaseState(pod.Phase)
 			}
 			p.timeOut(e, p.timeoutReason(e, last))
+		case hasPod && (pod.Phase == PodWaitingConfirmation || e.State == v1alpha1.StateConfirmed && !pastConfirmation(pod.Phase)):
+			p.stillWaiting(e, deadline)
 		case !hasPod:
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
@@ -73,6 +75,20 @@ func (p *planner) progressInFlight() {
 			p.wakeAt(deadline)
 		}
 	}
+}
+
+// stillWaiting handles an in-flight node whose pod waits for the node's
+// confirmation: a node just checked starts waiting, without its slot
+// (startWaiting); a Confirmed node's pod has not yet seen its approval
+// (the kubelet rewrites the pod's annotations file within seconds), so it
+// is told again.
+func (p *planner) stillWaiting(e *v1alpha1.TaskStatus, deadline time.Time) {
+	if e.State != v1alpha1.StateConfirmed {
+		p.startWaiting(e)
+		return
+	}
+	p.plan.Approve = append(p.plan.Approve, e.NodeName)
+	p.wakeAt(deadline)
 }
 
 // unitMayRun reports whether the node's upgrade unit may be running for a

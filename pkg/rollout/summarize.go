@@ -32,8 +32,11 @@ func (p *planner) summarize() {
 		p.warningEvent(ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
 			c.Failed, eligible, p.in.Config.Tolerance.FloatString(3))
 	}
-	if c.Pending > 0 || c.InFlight > 0 {
+	if c.Pending > 0 || c.InFlight > 0 || c.WaitingConfirmation > 0 {
 		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
+		if c.WaitingConfirmation > 0 {
+			reason += fmt.Sprintf(", %d waiting for confirmation", c.WaitingConfirmation)
+		}
 		switch {
 		case p.in.Config.Refusal != "":
 			reason = fmt.Sprintf("stopping: refused: %s; waiting for %d in flight", p.in.Config.Refusal, c.InFlight)
@@ -99,6 +102,8 @@ func tally(entries []v1alpha1.TaskStatus) v1alpha1.NodeCounts {
 			c.Skipped++
 		case NodeInFlight(e.State):
 			c.InFlight++
+		case e.State == v1alpha1.StateWaitingConfirmation:
+			c.WaitingConfirmation++
 		default:
 			c.Pending++
 		}

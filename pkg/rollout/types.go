@@ -43,9 +43,13 @@ const (
 	PodPending   PodPhase = "Pending"
 	PodChecking  PodPhase = "Checking"
 	PodBackingUp PodPhase = "BackingUp"
-	PodUpgrading PodPhase = "Upgrading"
-	PodSucceeded PodPhase = "Succeeded"
-	PodFailed    PodPhase = "Failed"
+	// PodWaitingConfirmation: the check passed and the confirm container
+	// waits for the job's confirmation (spec.requireConfirmation); nothing
+	// on the node has changed.
+	PodWaitingConfirmation PodPhase = "WaitingConfirmation"
+	PodUpgrading           PodPhase = "Upgrading"
+	PodSucceeded           PodPhase = "Succeeded"
+	PodFailed              PodPhase = "Failed"
 	// PodDetached is a pod whose containers ended without the verdict of
 	// the job's unit on the node (they were killed, or stopped following
 	// it): the backup and upgrade run in that unit, not in the pod, so the
@@ -92,6 +96,13 @@ type Input struct {
 	// Pods is keyed by node name: the job's upgrade pods as observed.
 	Pods map[string]PodView
 	Now  time.Time
+	// HeldBy says what holds a node's upgrade ("" when nothing does): a
+	// pod on it annotated with KubeEdge's edge.kubeedge.io/hold-upgrade=true,
+	// named "namespace/name", or why its pods could not be read. The
+	// planner asks only for an approved node waiting for its confirmation,
+	// when a slot is free for it, so the controller reads a node's pods
+	// only then. Nil means nothing holds any node.
+	HeldBy func(node string) string
 	// ObjectBytes bounds the JSON size of the job without its status
 	// (metadata and spec): the status may use what etcd leaves beside it.
 	ObjectBytes int
@@ -128,6 +139,10 @@ type Plan struct {
 	// cancel. Cancellations come first. See planCleanup.
 	Cleanup []PodCleanup
 	Events  []Event
+	// Approve lists the waiting nodes confirmed by this plan (state
+	// Confirmed): the controller tells each one's pod to go on
+	// (v1alpha1.AnnotationApproved) once the status is written.
+	Approve []string
 	// RequeueAfter is when the plan may change with no event: the next
 	// deadline. Zero means no such time.
 	RequeueAfter time.Duration
@@ -151,6 +166,12 @@ const (
 	ReasonProgress          = "Progress"
 	ReasonSuspended         = "Suspended"
 	ReasonResumed           = "Resumed"
+	// ReasonNodeWaitingConfirmation: a node passed its checks and waits for
+	// its confirmation, without a slot.
+	ReasonNodeWaitingConfirmation = "NodeWaitingConfirmation"
+	// ReasonNodeConfirmed: a waiting node was confirmed, from the cloud or
+	// on the node, and goes on.
+	ReasonNodeConfirmed = "NodeConfirmed"
 	// ReasonNodeNeedsAttention: a node that timed out is NotReady.
 	ReasonNodeNeedsAttention = "NodeNeedsAttention"
 	// ReasonNodeReportedAfterTimeout: a node that timed out is Ready again,

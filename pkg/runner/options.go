@@ -149,7 +149,9 @@ func (o Options) Args(step Step) []string {
 		"--budget=" + o.Budget.String(),
 		"--issued-at=" + o.IssuedAt.UTC().Format(time.RFC3339),
 		"--termination-message-path=" + o.TerminationMessagePath,
-		"--require-confirmation=" + strconv.FormatBool(o.RequireConfirmation),
+	}
+	if o.RequireConfirmation {
+		args = append(args, "--require-confirmation=true")
 	}
 	switch step {
 	case StepConfirm:

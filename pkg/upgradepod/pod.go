@@ -41,12 +41,18 @@ const (
 	volumeHandoff  = "handoff"
 	volumeHostProc = "host-proc"
 	volumeJobsDir  = "jobs-dir"
+	volumePodInfo  = "pod-info"
+	volumeApproved = "approvals-dir"
 
 	// binMountPath is where copy-keadm sees the job's binaries directory
 	// on the host: only that directory, not the job's records.
 	binMountPath = "/nodeupgrade-bin"
 	// handoffMountPath is the pod's handoff directory (runner.HandoffDir).
 	handoffMountPath = "/handoff"
+	// podInfoMountPath is where the confirm container reads the pod's
+	// annotations (runner.PodInfoAnnotationsFile), which the kubelet
+	// rewrites when they change.
+	podInfoMountPath = "/podinfo"
 )
 
 // Thresholds are the usage limits of the check items, in percent. A zero
@@ -81,6 +87,12 @@ type Params struct {
 	// on the node's monotonic clock (see pkg/runner/budget.go).
 	Deadline time.Time
 	OwnerRef *metav1.OwnerReference // may be nil
+	// RequireConfirmation adds the confirm step: after its checks the pod
+	// waits for the node's confirmation (v1alpha1.AnnotationApproved, or on
+	// the node), for as long as it takes, so the pod has no
+	// activeDeadlineSeconds and the budget, the whole timeout, starts on
+	// the node with the confirmation.
+	RequireConfirmation bool
 }
 
 // Build renders the upgrade pod for p. now is the controller's clock: the
@@ -100,12 +112,18 @@ func Build(p Params, now time.Time) *corev1.Pod {
 			DNSPolicy:                     corev1.DNSDefault,
 			InitContainers:                []corev1.Container{copyKeadmContainer(p)},
 			Containers:                    stepContainers(p, opts),
-			Volumes:                       volumes(p.JobUID),
+			Volumes:                       volumes(p),
 			AutomountServiceAccountToken:  new(false),
 			EnableServiceLinks:            new(false),
 			ActiveDeadlineSeconds:         new(int64((opts.Budget + DeadlineGrace) / time.Second)),
 			TerminationGracePeriodSeconds: new(int64(TerminationGracePeriod / time.Second)),
 		},
+	}
+	if p.RequireConfirmation {
+		// The wait has no end the kubelet could know; the controller
+		// deletes the pod of a node that ran out of time after its
+		// confirmation, or that the job no longer needs.
+		pod.Spec.ActiveDeadlineSeconds = nil
 	}
 	if p.OwnerRef != nil {
 		pod.OwnerReferences = []metav1.OwnerReference{*p.OwnerRef}
@@ -136,6 +154,9 @@ func runnerOptions(p Params, now time.Time) runner.Options {
 		opts.KeepJobRecords = p.KeepJobRecords
 	}
 	opts.HandoffDir = handoffMountPath
+	if p.RequireConfirmation {
+		opts.RequireConfirmation, opts.PodInfoDir = true, podInfoMountPath
+	}
 	return opts
 }
 
@@ -215,6 +236,10 @@ func stepContainers(p Params, opts runner.Options) []corev1.Container {
 		containers = append(containers, stepContainer(p, opts, runner.StepCheck, ""))
 		backupAfter = runner.StepCheck
 	}
+	if p.RequireConfirmation {
+		containers = append(containers, stepContainer(p, opts, runner.StepConfirm, backupAfter))
+		backupAfter = runner.StepConfirm
+	}
 	return append(containers,
 		stepContainer(p, opts, runner.StepBackup, backupAfter),
 		stepContainer(p, opts, runner.StepUpgrade, runner.StepBackup))
@@ -227,8 +252,14 @@ func stepContainer(p Params, opts runner.Options, step, after runner.Step) corev
 	c := container(string(step), p.RunnerImage, RunnerCommand)
 	c.Args = opts.Args(step)
 	c.VolumeMounts, c.SecurityContext = stepMounts(step), privileged()
-	if step == runner.StepCheck {
+	switch step {
+	case runner.StepCheck:
 		c.SecurityContext = unprivilegedUser()
+	case runner.StepConfirm:
+		// Root only to consume a confirmation file root wrote on the
+		// node; no capability, nothing of the host but that directory.
+		c.SecurityContext = unprivileged()
+		c.SecurityContext.ReadOnlyRootFilesystem = new(true)
 	}
 	return c
 }
@@ -266,6 +297,12 @@ func stepMounts(step runner.Step) []corev1.VolumeMount {
 			readOnly(volumeJobsDir, path.Join(runner.DefaultHostRoot, runner.JobsDir)),
 			handoff,
 		}
+	case runner.StepConfirm:
+		return []corev1.VolumeMount{
+			readOnly(volumePodInfo, podInfoMountPath),
+			{Name: volumeApproved, MountPath: path.Join(runner.DefaultHostRoot, runner.ApprovalsDir)},
+			handoff,
+		}
 	case runner.StepBackup:
 		return []corev1.VolumeMount{hostRoot, handoff}
 	}
@@ -274,10 +311,10 @@ func stepMounts(step runner.Step) []corev1.VolumeMount {
 
 // volumes are the host directories the containers mount, and the handoff
 // directory.
-func volumes(jobUID string) []corev1.Volume {
-	return []corev1.Volume{
+func volumes(p Params) []corev1.Volume {
+	vols := []corev1.Volume{
 		hostPathVolume(volumeHostRoot, "/", corev1.HostPathDirectory),
-		hostPathVolume(volumeBinDir, runner.JobBinDir(jobUID), corev1.HostPathDirectoryOrCreate),
+		hostPathVolume(volumeBinDir, runner.JobBinDir(p.JobUID), corev1.HostPathDirectoryOrCreate),
 		hostPathVolume(volumeHostProc, "/proc", corev1.HostPathDirectory),
 		hostPathVolume(volumeJobsDir, runner.JobsDir, corev1.HostPathDirectoryOrCreate),
 		// A few KB: the check's outcome.
@@ -285,6 +322,16 @@ func volumes(jobUID string) []corev1.Volume {
 			SizeLimit: new(resource.MustParse("1Mi")),
 		}}},
 	}
+	if !p.RequireConfirmation {
+		return vols
+	}
+	return append(vols,
+		hostPathVolume(volumeApproved, runner.ApprovalsDir, corev1.HostPathDirectoryOrCreate),
+		corev1.Volume{Name: volumePodInfo, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{
+				Path: runner.PodInfoAnnotationsFile, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"},
+			}},
+		}}})
 }
 
 func hostPathVolume(name, hostPath string, typ corev1.HostPathType) corev1.Volume {

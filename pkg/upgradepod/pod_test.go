@@ -52,6 +52,8 @@ func TestBuildGolden(t *testing.T) {
 	long.CheckItems = nil
 	long.OwnerRef = nil
 	long.Deadline = buildTime.Add(1500 * time.Millisecond)
+	confirming := baseParams()
+	confirming.RequireConfirmation = true
 
 	tests := []struct {
 		name   string
@@ -59,6 +61,7 @@ func TestBuildGolden(t *testing.T) {
 	}{
 		{"pod-full", baseParams()},
 		{"pod-no-check-long-names", long},
+		{"pod-confirmation", confirming},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +102,34 @@ func TestBuild(t *testing.T) {
 			_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(o.After).To(BeEmpty())
+		}},
+		{"requireConfirmation: confirm after the check, backup after confirm; no active deadline; annotations for the confirm step",
+			func(p *Params) { p.RequireConfirmation = true }, func(g Gomega, pod *corev1.Pod) {
+				g.Expect(containerNames(pod.Spec.Containers)).To(Equal([]string{runner.ContainerCheck, runner.ContainerConfirm, runner.ContainerBackup, runner.ContainerUpgrade}))
+				var after []runner.Step
+				for _, c := range pod.Spec.Containers {
+					_, o, err := runner.ParseArgs(c.Args, os.Stderr)
+					g.Expect(err).NotTo(HaveOccurred(), c.Name)
+					g.Expect(o.RequireConfirmation).To(BeTrue(), c.Name)
+					after = append(after, o.After)
+				}
+				g.Expect(after).To(Equal([]runner.Step{"", runner.StepCheck, runner.StepConfirm, runner.StepBackup}))
+				g.Expect(pod.Spec.ActiveDeadlineSeconds).To(BeNil(), "the wait for a confirmation has no end the kubelet knows")
+				confirm := pod.Spec.Containers[1]
+				g.Expect(*confirm.SecurityContext.Privileged).To(BeFalse())
+				g.Expect(confirm.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
+				for _, m := range confirm.VolumeMounts {
+					if v := volume(pod, m.Name); v.DownwardAPI != nil {
+						g.Expect(v.DownwardAPI.Items[0].FieldRef.FieldPath).To(Equal("metadata.annotations"))
+						g.Expect(m.MountPath + "/" + v.DownwardAPI.Items[0].Path).To(Equal("/podinfo/" + runner.PodInfoAnnotationsFile))
+					} else if v.HostPath != nil {
+						g.Expect(v.HostPath.Path).To(Equal(runner.ApprovalsDir), "the confirm step sees nothing else of the host")
+					}
+				}
+			}},
+		{"no confirm container, and an active deadline, without requireConfirmation", nil, func(g Gomega, pod *corev1.Pod) {
+			g.Expect(containerNames(pod.Spec.Containers)).NotTo(ContainElement(runner.ContainerConfirm))
+			g.Expect(pod.Spec.ActiveDeadlineSeconds).NotTo(BeNil())
 		}},
 		{"runner args parse back", nil, func(g Gomega, pod *corev1.Pod) {
 			for _, c := range pod.Spec.Containers {

@@ -46,6 +46,8 @@ func failedEvent(rep *runner.Report) string {
 		return v1alpha1.EventRollback
 	case rep.Step == runner.StepCheck:
 		return v1alpha1.EventCheck
+	case rep.Step == runner.StepConfirm:
+		return v1alpha1.EventWaitingConfirmation
 	case rep.Step == runner.StepBackup:
 		return v1alpha1.EventBackUp
 	}
@@ -311,6 +313,8 @@ func stepPhase(pod *corev1.Pod, name string) rollout.PodPhase {
 	switch name {
 	case runner.ContainerCheck:
 		return rollout.PodChecking
+	case runner.ContainerConfirm:
+		return rollout.PodWaitingConfirmation
 	case runner.ContainerBackup:
 		return rollout.PodBackingUp
 	case runner.ContainerUpgrade:

@@ -384,3 +384,29 @@ func TestMarkBusy(t *testing.T) {
 		})
 	}
 }
+
+// A pod of a job with requireConfirmation whose confirm container runs
+// waits for the node's confirmation; one stopped while it waited failed
+// there, with nothing on the node changed.
+func TestViewConfirmStep(t *testing.T) {
+	g := NewWithT(t)
+	p := baseParams()
+	p.RequireConfirmation = true
+	pod := Build(p, buildTime)
+	copied := []corev1.ContainerStatus{cs(runner.ContainerCopyKeadm, exited(0, ""))}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: copied, ContainerStatuses: []corev1.ContainerStatus{
+		cs(runner.ContainerCheck, exited(0, "")), cs(runner.ContainerConfirm, running()),
+		cs(runner.ContainerBackup, running()), cs(runner.ContainerUpgrade, running()),
+	}}
+	g.Expect(View(pod).Phase).To(Equal(rollout.PodWaitingConfirmation))
+
+	stopped := `{"step":"confirm","result":"failed","reason":"stopped while waiting for the job's confirmation; nothing on the node changed"}`
+	pod.Status.ContainerStatuses[1] = cs(runner.ContainerConfirm, exited(runner.ExitStoppedWaiting, stopped))
+	v := View(pod)
+	g.Expect(v.Phase).To(Equal(rollout.PodFailed))
+	g.Expect(v.FailedEvent).To(Equal(v1alpha1.EventWaitingConfirmation))
+	g.Expect(v.Reason).To(ContainSubstring("nothing on the node changed"))
+
+	pod.Status.ContainerStatuses[1] = cs(runner.ContainerConfirm, exited(0, ""))
+	g.Expect(View(pod).Phase).To(Equal(rollout.PodBackingUp))
+}

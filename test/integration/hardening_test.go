@@ -447,12 +447,12 @@ var _ = Describe("Orphan sweep", func() {
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: runner.ContainerUpgrade, Image: "runner"}}},
 		}
 		Expect(k8s.Create(suiteCtx, pod)).To(Succeed())
-		// A live job's tracked pod stays tracked. The job asks for a step
-		// this controller lacks, so no reconcile touches its pod either.
+		// A live job's tracked pod stays tracked. KubeEdge's controller
+		// marked the job first, so no reconcile touches its pod either.
 		live := framework.NewJob("live", func(s *v1alpha1.NodeUpgradeJobSpec) {
 			s.NodeNames = []string{"live-node"}
-			s.RequireConfirmation = true
 		})
+		live.Finalizers = []string{v1alpha1.FinalizerKubeEdgeController}
 		Expect(k8s.Create(suiteCtx, live)).To(Succeed())
 		kept := pod.DeepCopy()
 		kept.ResourceVersion, kept.UID = "", ""
@@ -469,6 +469,9 @@ var _ = Describe("Orphan sweep", func() {
 		got := &corev1.Pod{}
 		Expect(k8s.Get(suiteCtx, client.ObjectKeyFromObject(kept), got)).To(Succeed())
 		Expect(got.Finalizers).To(ContainElement(v1alpha1.FinalizerPodTracking), "the live job's pod is not the sweep's")
+		Expect(k8s.Get(suiteCtx, client.ObjectKeyFromObject(live), live)).To(Succeed())
+		live.Finalizers = nil
+		Expect(k8s.Update(suiteCtx, live)).To(Succeed())
 		Expect(k8s.Delete(suiteCtx, live)).To(Succeed())
 		got.Finalizers = nil
 		Expect(k8s.Update(suiteCtx, got)).To(Succeed())
