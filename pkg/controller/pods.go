@@ -135,7 +135,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		Deadline:       d.Deadline,
 
 		RequireConfirmation: job.Spec.RequireConfirmation,
-		OwnerRef:       metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
+		OwnerRef:            metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
 	}, r.clock.Now())
 	if err := r.client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {

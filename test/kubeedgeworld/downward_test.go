@@ -32,10 +32,10 @@ func TestPodAnnotationsReachTheNode(t *testing.T) {
 			NodeName:      node,
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
-				Name:    "wait",
-				Image:   kubeedgeworld.RunnerImage,
-				Command: []string{"/bin/sh", "-c", `trap 'exit 1' TERM; until grep -q 'example.com/go="yes"' /podinfo/annotations; do sleep 0.2; done`},
-				VolumeMounts: []corev1.VolumeMount{{Name: "podinfo", MountPath: "/podinfo"}},
+				Name:            "wait",
+				Image:           kubeedgeworld.RunnerImage,
+				Command:         []string{"/bin/sh", "-c", `trap 'exit 1' TERM; until grep -q 'example.com/go="yes"' /podinfo/annotations; do sleep 0.2; done`},
+				VolumeMounts:    []corev1.VolumeMount{{Name: "podinfo", MountPath: "/podinfo"}},
 				ImagePullPolicy: corev1.PullIfNotPresent,
 			}},
 			Volumes: []corev1.Volume{{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
