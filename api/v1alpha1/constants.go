@@ -100,8 +100,9 @@ const (
 	// ReasonKubeEdgeTaskManager: cloudcore's taskManager module writes the
 	// job's status.
 	ReasonKubeEdgeTaskManager = "KubeEdgeTaskManager"
-	// ReasonUnsupportedField: the job sets a KubeEdge field this controller
-	// does not implement (imageDigestGatter).
+	// ReasonUnsupportedField: the job set a KubeEdge field an earlier
+	// version of this controller did not implement (requireConfirmation,
+	// imageDigestGatter); a job it left alone so stays alone.
 	ReasonUnsupportedField = "UnsupportedField"
 )
 

@@ -65,6 +65,7 @@ func (a *app) controllerPolicy(ctx context.Context) (jobinput.Policy, string) {
 	if !a.edgeNodeLabelSet {
 		policy.EdgeNodeLabel = cfg.Controller.EdgeNodeLabel
 	}
+	policy.RequireImageDigest = cfg.Controller.RequireImageDigest
 	if cfg.Controller.AllowAnyImageRepository {
 		return policy, ""
 	}

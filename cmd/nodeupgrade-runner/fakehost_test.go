@@ -129,6 +129,13 @@ if [ "$event" = Upgrade ]; then pause verdict; fi
 exit 0
 `
 
+// fakeCtr plays containerd's ctr: it records its calls beside keadm's and
+// fails when the state has fail-ctr.
+const fakeCtr = `#!/bin/sh
+echo "ctr $*" >> "%[1]s/calls.log"
+if [ -e "%[1]s/fail-ctr" ]; then echo "ctr: image \"$6\": not found" >&2; exit 1; fi
+`
+
 // fakeSystemctl plays systemctl for the job's unit: start runs the unit
 // file's ExecStart (under the fake root, with --host-root) in the
 // background, once at a time, as systemd does; show says whether its
@@ -221,6 +228,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 	h.write(t, "proc/meminfo", "MemTotal:       1000 kB\nMemFree:         500 kB\nMemAvailable:    700 kB\n")
 	h.installKeadm(t, jobUID)
 	h.writeMode(t, "usr/bin/systemctl", fmt.Sprintf(fakeSystemctl, h.root, h.state), 0o755)
+	h.writeMode(t, "usr/bin/ctr", fmt.Sprintf(fakeCtr, h.state), 0o755)
 	h.writeMode(t, strings.TrimPrefix(runner.DefaultEdgecorePath, "/"), "edgecore "+fromV+"\n", 0o755)
 	t.Cleanup(func() { h.killAll() })
 	return h

@@ -41,6 +41,14 @@ func TestMain(m *testing.M) {
 
 // upgradeCall is how real keadm v1.21+ must be called: --image is the
 // repository, keadm appends ":" + toVersion itself.
+// pinnedDigest is a job's spec.imageDigestGatter digest, and tagCall how
+// the unit names the image the pod pulled by it for keadm.
+const (
+	pinnedDigest = "sha256:0738039541234567890123456789012345678901234567890123456789012345"
+	tagCall      = "ctr --namespace k8s.io images tag --force docker.io/kubeedge/installation-package@" + pinnedDigest +
+		" docker.io/kubeedge/installation-package:" + toV
+)
+
 const upgradeCall = "keadm upgrade edge --toVersion " + toV + " --image docker.io/kubeedge/installation-package --force"
 
 const (
@@ -162,6 +170,18 @@ func TestRunnerJob(t *testing.T) {
 			wantCalls:    []string{versionCall, backupCall, upgradeCall},
 			wantReason:   []string{"upgraded edgecore from v1.20.0 to v1.21.0"},
 			wantEdgecore: toV},
+		{name: "a job pinned by digest names the verified image for keadm before keadm runs",
+			modify:     func(o *runner.Options) { o.ImageDigest = pinnedDigest },
+			wantBackup: ok, wantUpgrade: ok,
+			wantCalls:    []string{versionCall, backupCall, tagCall, upgradeCall},
+			wantEdgecore: toV},
+		{name: "a pinned image that cannot be named leaves edgecore untouched",
+			setup:      func(t *testing.T, h *fakeHost) { h.touch(t, "fail-ctr") },
+			modify:     func(o *runner.Options) { o.ImageDigest = pinnedDigest },
+			wantBackup: ok, wantUpgrade: runner.ExitUpgradeFailedUntouched,
+			wantCalls:    []string{versionCall, backupCall, tagCall},
+			wantReason:   []string{"nothing was touched", "could not name the image pulled by digest", "not found"},
+			wantEdgecore: fromV},
 		{name: "a lock left by a killed keadm is cleared",
 			setup:      func(t *testing.T, h *fakeHost) { h.write(t, "etc/kubeedge/idempotency_record", "") },
 			wantBackup: ok, wantUpgrade: ok, wantCalls: []string{versionCall, backupCall, upgradeCall}, wantEdgecore: toV},

@@ -53,7 +53,8 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 
 // policy is what the controller's options say about jobs.
 func (r *Reconciler) policy() jobinput.Policy {
-	return jobinput.Policy{EdgeNodeLabel: r.opts.EdgeNodeLabel, AllowedImageRepositories: r.opts.AllowedImageRepositories}
+	return jobinput.Policy{EdgeNodeLabel: r.opts.EdgeNodeLabel, AllowedImageRepositories: r.opts.AllowedImageRepositories,
+		RequireImageDigest: r.opts.RequireImageDigest}
 }
 
 func podViews(pods jobPods) map[string]rollout.PodView {

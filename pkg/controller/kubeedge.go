@@ -67,9 +67,6 @@ func handledElsewhere(job *v1alpha1.NodeUpgradeJob) (reason, message string, ok 
 	if job.Status.Phase != "" {
 		return v1alpha1.ReasonKubeEdgeControllerManager, fmt.Sprintf("status.phase %q was written by another controller: %s", job.Status.Phase, disableControllerManager), true
 	}
-	if job.Spec.ImageDigestGatter != nil {
-		return v1alpha1.ReasonUnsupportedField, "spec.imageDigestGatter is set: nodeupgrade does not check image digests, and will not upgrade without the check the job asks for; use KubeEdge's own controllers, or drop the field and pin the image instead", true
-	}
 	return "", "", false
 }
 

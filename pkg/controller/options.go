@@ -39,6 +39,9 @@ type Options struct {
 	// the code that runs as root on its nodes, so it must be asked for: an
 	// empty allow-list without it is refused.
 	AllowAnyImageRepository bool
+	// RequireImageDigest refuses jobs that do not pin their install image
+	// by digest in spec.imageDigestGatter (--require-image-digest).
+	RequireImageDigest bool
 	// ImagePullSecrets name Secrets in Namespace that every upgrade pod
 	// lists as imagePullSecrets (--image-pull-secrets).
 	ImagePullSecrets []string

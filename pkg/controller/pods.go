@@ -126,6 +126,7 @@ func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		Namespace:      r.opts.Namespace,
 		RunnerImage:    r.opts.RunnerImage,
 		InstallImage:   installImage,
+		ImageDigest:    d.ImageDigest,
 		PullSecrets:    r.opts.ImagePullSecrets,
 		Version:        job.Spec.Version,
 		FromVersion:    d.FromVersion,

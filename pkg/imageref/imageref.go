@@ -277,3 +277,17 @@ func RepositoryAllowed(repo string, allowed []string) bool {
 	}
 	return false
 }
+
+// ValidateDigest checks a digest the way the CRD's grammar does: sha256, in
+// lower-case hex.
+func ValidateDigest(digest string) error {
+	if !digestRE.MatchString(digest) {
+		return fmt.Errorf("%q is not a digest: want sha256: and 64 lower-case hex digits", digest)
+	}
+	return nil
+}
+
+// Pinned is the reference that pulls repo's image by digest alone,
+// "<repo>@<digest>": the container runtime verifies the content it gets
+// against the digest, whatever a tag now points to.
+func Pinned(repo, digest string) string { return repo + "@" + digest }

@@ -27,6 +27,9 @@ type Policy struct {
 	// imageref.NormalizeAllowList does (--allowed-image-repositories).
 	// Empty allows any (--allow-any-image-repository).
 	AllowedImageRepositories []string
+	// RequireImageDigest refuses jobs that do not pin their install image
+	// by digest (--require-image-digest).
+	RequireImageDigest bool
 }
 
 // CheckItems are the check items the runner runs: KubeEdge's (v1alpha2's
@@ -62,7 +65,7 @@ func Build(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, policy Policy, now
 // Refuse says why the controller will not run job's upgrades ("" when it
 // will), each reason naming its field, in one order: spec.failureTolerate,
 // spec.version, its support, spec.image and the allow-list,
-// spec.checkItems. It returns the
+// spec.imageDigestGatter (and --require-image-digest), spec.checkItems. It returns the
 // install image, normalised, when the job passes.
 //
 // Anyone who may create a NodeUpgradeJob picks code that runs as root on
@@ -90,10 +93,48 @@ func Refuse(job *v1alpha1.NodeUpgradeJob, policy Policy) (installImage, refusal 
 	if !imageref.RepositoryAllowed(repo, policy.AllowedImageRepositories) {
 		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, policy.AllowedImageRepositories)
 	}
+	if why := digestRefusal(job.Spec.ImageDigestGatter, policy.RequireImageDigest); why != "" {
+		return "", why
+	}
 	for i, item := range job.Spec.CheckItems {
 		if !slices.Contains(CheckItems, item) {
 			return "", fmt.Sprintf("spec.checkItems[%d]: %q is not a check item; want %v", i, item, CheckItems)
 		}
 	}
 	return image, ""
+}
+
+// digestRefusal says why a job's spec.imageDigestGatter cannot be honoured
+// ("" when it can, or when there is none and none is required). Each digest
+// must be sha256 in lower-case hex (v1alpha2's schema checks nothing).
+// registryAPI is refused, whatever else is set: digests are not resolved
+// from a registry by this controller, and its token would sit in the job
+// for every reader of jobs to see.
+func digestRefusal(g *v1alpha1.ImageDigestGatter, required bool) string {
+	if g != nil && g.RegistryAPI != nil {
+		if g.RegistryAPI.Token != "" {
+			return "spec.imageDigestGatter.registryAPI.token: a registry token in the job is readable by everyone who may read jobs, and this controller does not use it; " +
+				"remove spec.imageDigestGatter.registryAPI and give the digests (value, or amd64 and arm64)"
+		}
+		return "spec.imageDigestGatter.registryAPI: this controller does not resolve digests from a registry; " +
+			"remove it and give the digests (value, or amd64 and arm64)"
+	}
+	pinned := false
+	if g != nil {
+		for _, f := range []struct{ field, digest string }{{"value", g.Value}, {"amd64", g.AMD64}, {"arm64", g.ARM64}} {
+			field, d := f.field, f.digest
+			if d == "" {
+				continue
+			}
+			if err := imageref.ValidateDigest(d); err != nil {
+				return fmt.Sprintf("spec.imageDigestGatter.%s: %v", field, err)
+			}
+			pinned = true
+		}
+	}
+	if required && !pinned {
+		return "spec.imageDigestGatter: this controller requires the install image pinned by digest (--require-image-digest): " +
+			"set spec.imageDigestGatter.value, or amd64 and arm64"
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package jobinput
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +91,43 @@ func TestBuild(t *testing.T) {
 	in, _ = Build(badRatio, nodes, policy, now)
 	g.Expect(in.Config.Refusal).To(ContainSubstring("spec.failureTolerate"))
 	g.Expect(in.Config.Tolerance).NotTo(BeNil(), "a refused job still has a usable config")
+}
+
+// spec.imageDigestGatter: digests of both versions' shapes are honoured,
+// a malformed one or a registryAPI (with or without its token) refuses the
+// job naming the field, and --require-image-digest refuses a job without.
+func TestRefuseDigests(t *testing.T) {
+	good := "sha256:" + strings.Repeat("0a", 32)
+	required := policy
+	required.RequireImageDigest = true
+	for _, tc := range []struct {
+		name   string
+		gatter *v1alpha1.ImageDigestGatter
+		policy Policy
+		want   string // substring of the refusal; "" means accepted
+	}{
+		{"none", nil, policy, ""},
+		{"v1alpha1's value", &v1alpha1.ImageDigestGatter{Value: good}, policy, ""},
+		{"v1alpha2's per architecture", &v1alpha1.ImageDigestGatter{AMD64: good, ARM64: good}, policy, ""},
+		{"malformed", &v1alpha1.ImageDigestGatter{AMD64: good, ARM64: "sha256:XYZ"}, policy, `spec.imageDigestGatter.arm64: "sha256:XYZ" is not a digest`},
+		{"registryAPI", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "registry.example.com"}}, policy,
+			"spec.imageDigestGatter.registryAPI: this controller does not resolve digests"},
+		{"a token in the job", &v1alpha1.ImageDigestGatter{AMD64: good, RegistryAPI: &v1alpha1.RegistryAPI{Host: "r", Token: "t0ken"}}, policy,
+			"spec.imageDigestGatter.registryAPI.token: a registry token in the job is readable"},
+		{"required, none", nil, required, "requires the install image pinned by digest (--require-image-digest)"},
+		{"required, empty", &v1alpha1.ImageDigestGatter{}, required, "--require-image-digest"},
+		{"required, given", &v1alpha1.ImageDigestGatter{Value: good}, required, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			job := &v1alpha1.NodeUpgradeJob{Spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", ImageDigestGatter: tc.gatter}}
+			_, refusal := Refuse(job, tc.policy)
+			if tc.want == "" {
+				g.Expect(refusal).To(BeEmpty())
+				return
+			}
+			g.Expect(refusal).To(ContainSubstring(tc.want))
+			g.Expect(refusal).NotTo(ContainSubstring("t0ken"), "the token is never repeated")
+		})
+	}
 }

@@ -29,9 +29,28 @@ type Config struct {
 	// RequireConfirmation (spec.requireConfirmation): each node waits after
 	// its checks for its confirmation, holding no slot and with no clock.
 	RequireConfirmation bool
+	// ImageDigests pins the install image (spec.imageDigestGatter): the
+	// digest by node architecture (amd64, arm64), and under "" the one for
+	// any architecture (v1alpha1's value). Nil: not pinned. A node whose
+	// architecture has no digest fails before its pod is made.
+	ImageDigests map[string]string
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+}
+
+// DigestFor is the digest a node of architecture arch pulls the install
+// image by: its architecture's, else the one for any. ok is false when the
+// job pins digests but none fits the node.
+func (c Config) DigestFor(arch string) (digest string, ok bool) {
+	if c.ImageDigests == nil {
+		return "", true
+	}
+	if d := c.ImageDigests[arch]; d != "" {
+		return d, true
+	}
+	d := c.ImageDigests[""]
+	return d, d != ""
 }
 
 // IsApproved reports whether spec.approvedNodes confirms node.
@@ -59,6 +78,7 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 
 		RequireConfirmation: spec.RequireConfirmation,
 		Approved:            spec.ApprovedNodes,
+		ImageDigests:        imageDigests(spec.ImageDigestGatter),
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = int(v1alpha1.DefaultConcurrency)
@@ -106,4 +126,20 @@ func (c Config) ToleranceExceeded(failed, selected int) bool {
 		return false
 	}
 	return big.NewRat(int64(failed), int64(selected)).Cmp(c.Tolerance) > 0
+}
+
+// imageDigests reads spec.imageDigestGatter's digests (see
+// Config.ImageDigests); nil when it gives none. Their grammar is checked by
+// jobinput.Refuse.
+func imageDigests(g *v1alpha1.ImageDigestGatter) map[string]string {
+	if g == nil || g.Value == "" && g.AMD64 == "" && g.ARM64 == "" {
+		return nil
+	}
+	digests := map[string]string{}
+	for arch, d := range map[string]string{"": g.Value, "amd64": g.AMD64, "arm64": g.ARM64} {
+		if d != "" {
+			digests[arch] = d
+		}
+	}
+	return digests
 }

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -181,4 +182,38 @@ func TestWaitingNodeEnds(t *testing.T) {
 	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateNotAttempted))
 	g.Expect(p.Deletions()).To(ContainElements("node-01", "node-02"), "their waiting pods are deleted")
 	g.Expect(p.Finished).To(BeTrue())
+}
+
+// A job pinned by digest dispatches each node with its architecture's
+// digest, else the one for any; a node no digest fits fails before its pod
+// is made.
+func TestDigestPerArchitecture(t *testing.T) {
+	g := NewWithT(t)
+	amd, arm, anyArch := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64), "sha256:"+strings.Repeat("c", 64)
+	nodes := fleet(3)
+	for name, arch := range map[string]string{"node-00": "amd64", "node-01": "arm64", "node-02": "arm"} {
+		n := nodes[name]
+		n.Arch = arch
+		nodes[name] = n
+	}
+	c := cfg(3, "1")
+	c.ImageDigests = map[string]string{"amd64": amd, "arm64": arm}
+	p := start(c, names(3), nodes)
+	digests := map[string]string{}
+	for _, d := range p.Dispatch {
+		digests[d.Node] = d.ImageDigest
+	}
+	g.Expect(digests).To(Equal(map[string]string{"node-00": amd, "node-01": arm}))
+	e := entry(p, "node-02")
+	g.Expect(e.State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(e.Reason).To(ContainSubstring("not for the node's architecture arm"))
+
+	c.ImageDigests[""] = anyArch
+	p = start(c, names(3), nodes)
+	g.Expect(p.Dispatch).To(HaveLen(3))
+	g.Expect(p.Dispatch[2].ImageDigest).To(Equal(anyArch))
+
+	c.ImageDigests = nil
+	p = start(c, names(3), nodes)
+	g.Expect(p.Dispatch[0].ImageDigest).To(BeEmpty(), "not pinned")
 }

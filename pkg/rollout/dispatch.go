@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
@@ -53,10 +55,16 @@ func (p *planner) startPending() {
 		if free <= 0 {
 			continue
 		}
+		digest, pinned := p.in.Config.DigestFor(node.Arch)
+		if !pinned {
+			p.fail(e, failure{at: v1alpha1.EventInit, why: noDigestFor(node.Arch, p.in.Config.ImageDigests)})
+			continue
+		}
 		free--
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
-		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
+		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline,
+			Replaces: node.KeptPodOf, ImageDigest: digest})
 		p.normalEvent(ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
@@ -155,4 +163,15 @@ func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
 // plan has counted so far.
 func (p *planner) stopped() bool {
 	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus)-p.skipped)
+}
+
+// noDigestFor says why a node of a job that pins its image by digest
+// cannot start: no digest fits its architecture.
+func noDigestFor(arch string, digests map[string]string) string {
+	given := slices.Sorted(maps.Keys(digests))
+	if arch == "" {
+		arch = "unknown (no kubernetes.io/arch label)"
+	}
+	return fmt.Sprintf("nothing was run: spec.imageDigestGatter pins the install image for %v only, not for the node's architecture %s",
+		given, arch)
 }

@@ -71,7 +71,8 @@ func ViewNode(node *corev1.Node, edgeNodeLabel string) NodeView {
 	reported := node.Status.NodeInfo.KubeletVersion
 	version, _ := nodeversion.Edgecore(reported)
 	_, edge := node.Labels[edgeNodeLabel]
-	view := NodeView{Exists: true, Edge: edge, Ready: NodeReady(node), Version: version, Reported: reported}
+	view := NodeView{Exists: true, Edge: edge, Ready: NodeReady(node), Version: version, Reported: reported,
+		Arch: node.Labels[corev1.LabelArchStable]}
 	if view.Ready {
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {

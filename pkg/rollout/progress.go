@@ -63,7 +63,9 @@ func (p *planner) progressInFlight() {
 			// controller stopped between recording the dispatch and creating
 			// the pod. Creating it again is idempotent (its name is fixed).
 			node := p.in.Nodes[e.NodeName]
-			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
+			digest, _ := p.in.Config.DigestFor(node.Arch)
+			p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline,
+				Replaces: node.KeptPodOf, ImageDigest: digest})
 			p.wakeAt(deadline)
 		default:
 			if !p.followPull(e, pod) {

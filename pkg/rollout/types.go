@@ -18,6 +18,9 @@ type NodeView struct {
 	Version string
 	// Reported is the raw status.nodeInfo.kubeletVersion, quoted in reasons.
 	Reported string
+	// Arch is the node's kubernetes.io/arch label (edgecore sets it), which
+	// picks the image digest a pinned job's pod pulls by.
+	Arch string
 	// ReadySince is when the node last became Ready (its Ready condition's
 	// lastTransitionTime); zero when it is not Ready or does not say.
 	ReadySince time.Time
@@ -113,6 +116,10 @@ type Dispatch struct {
 	Node        string
 	FromVersion string
 	Deadline    time.Time
+	// ImageDigest is the digest the node's pod pulls the install image by
+	// (Config.ImageDigests, for the node's architecture); "" when the job
+	// pins none.
+	ImageDigest string
 	// Replaces names the other job whose finished pod, kept on the node for
 	// its logs, the controller deletes first (NodeView.KeptPodOf): one
 	// upgrade pod name per node, and this dispatch needs it.

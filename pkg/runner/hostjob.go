@@ -44,6 +44,7 @@ type hostPlan struct {
 	ToVersion      string        `json:"toVersion"`
 	FromVersion    string        `json:"fromVersion,omitempty"`
 	Image          string        `json:"image"`
+	ImageDigest    string        `json:"imageDigest,omitempty"`
 	Keadm          string        `json:"keadm"`
 	Edgecore       string        `json:"edgecore"`
 	EdgecoreSettle time.Duration `json:"edgecoreSettle"`
@@ -52,7 +53,7 @@ type hostPlan struct {
 
 func planOf(o Options) hostPlan {
 	return hostPlan{
-		JobName: o.JobName, ToVersion: o.ToVersion, FromVersion: o.FromVersion, Image: o.Image,
+		JobName: o.JobName, ToVersion: o.ToVersion, FromVersion: o.FromVersion, Image: o.Image, ImageDigest: o.ImageDigest,
 		Keadm: o.Keadm, Edgecore: o.Edgecore, EdgecoreSettle: o.EdgecoreSettle, KeepJobRecords: o.KeepJobRecords,
 	}
 }
@@ -69,7 +70,7 @@ func readPlan(hostRoot, jobUID string, budget time.Duration) (Options, error) {
 	}
 	o := DefaultOptions()
 	o.HostRoot, o.UseNsenter, o.JobUID = hostRoot, false, jobUID
-	o.JobName, o.ToVersion, o.FromVersion, o.Image = p.JobName, p.ToVersion, p.FromVersion, p.Image
+	o.JobName, o.ToVersion, o.FromVersion, o.Image, o.ImageDigest = p.JobName, p.ToVersion, p.FromVersion, p.Image, p.ImageDigest
 	o.Keadm, o.Edgecore, o.EdgecoreSettle, o.KeepJobRecords = p.Keadm, p.Edgecore, p.EdgecoreSettle, p.KeepJobRecords
 	o.Budget = budget
 	o.TerminationMessagePath = DefaultTerminationMessagePath // not written by the unit
@@ -329,6 +330,9 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 		return rep.failed(ExitBadArgs, "bad image: "+err.Error())
 	}
 	before := u.host.edgecore(u.o.Edgecore)
+	if err := u.nameVerifiedImage(repo); err != nil {
+		return rep.failed(ExitUpgradeFailedUntouched, "nothing was touched: "+err.Error())
+	}
 	if err := u.job.markStarted(StepUpgrade); err != nil {
 		// Without the guard, a power cut during the upgrade would not be
 		// finished at the next boot: do not start it.
@@ -586,4 +590,30 @@ func (s jobState) edgecoreBefore() (edgecoreState, bool) {
 		return edgecoreState{}, false
 	}
 	return st, true
+}
+
+// ctrNamespace is the containerd namespace of the kubelet's (and keadm's)
+// images.
+const ctrNamespace = "k8s.io"
+
+// nameVerifiedImage gives the install image the pod pulled by digest the
+// tag keadm asks for, <repo>:<to-version>, replacing whatever that tag
+// pointed to on the node: keadm upgrade edge asks the container runtime
+// for that tag first and pulls only when it is missing, so it then copies
+// edgecore out of the image whose digest the job pinned. The kubelet
+// stores an image pulled by digest under <repo>@<digest> alone
+// (containerd drops the tag of a digested reference). Nothing to do for a
+// job that pins no digest.
+func (u *unitRunner) nameVerifiedImage(repo string) error {
+	if u.o.ImageDigest == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), time.Minute)
+	defer cancel()
+	pinned, tagged := imageref.Pinned(repo, u.o.ImageDigest), repo+":"+u.o.ToVersion
+	res := runCommand(ctx, u.log, "ctr", u.o.hostCommand("ctr", "--namespace", ctrNamespace, "images", "tag", "--force", pinned, tagged))
+	if res.err != nil {
+		return fmt.Errorf("could not name the image pulled by digest %s %s for keadm (ctr images tag): %w", pinned, tagged, withTailErr(res))
+	}
+	return nil
 }

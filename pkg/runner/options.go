@@ -83,6 +83,12 @@ type Options struct {
 	ToVersion   string
 	FromVersion string
 	Image       string
+	// ImageDigest pins the install image (spec.imageDigestGatter): the pod
+	// pulled <repo>@ImageDigest for copy-keadm, and the unit names that
+	// verified image <repo>:<to-version> before keadm runs, so keadm, which
+	// asks the container runtime for that tag first, copies edgecore out of
+	// it rather than out of whatever the tag points to now.
+	ImageDigest string
 	// Budget is the job's time on the node, counted on the node's own
 	// monotonic clock from the moment its first step started (see
 	// budget.go); no step starts after it, and no upgrade starts with less
@@ -153,6 +159,9 @@ func (o Options) Args(step Step) []string {
 	if o.RequireConfirmation {
 		args = append(args, "--require-confirmation=true")
 	}
+	if o.ImageDigest != "" {
+		args = append(args, "--image-digest="+o.ImageDigest)
+	}
 	switch step {
 	case StepConfirm:
 		args = append(args, "--pod-info-dir="+o.PodInfoDir)
@@ -220,6 +229,7 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	fs.StringVar(&o.ToVersion, "to-version", "", "target edgecore version")
 	fs.StringVar(&o.FromVersion, "from-version", "", "version the node reported, for reports")
 	fs.StringVar(&o.Image, "image", "", "normalised install image <repo>:<to-version>")
+	fs.StringVar(&o.ImageDigest, "image-digest", "", "digest the install image is pinned to (sha256:...), pulled by digest")
 	fs.DurationVar(&o.Budget, "budget", 0, "the job's time on the node, counted on the node's monotonic clock from its first step's start")
 	fs.StringVar(&issuedAt, "issued-at", "", "RFC 3339 instant the controller made the pod (logged beside the node's clock)")
 	fs.StringVar(&checkItems, "check-items", "", "comma-separated check items: cpu, mem, disk")
@@ -288,6 +298,11 @@ func (o Options) validate(step Step) error {
 		}
 		if norm != o.Image {
 			return fmt.Errorf("--image %q is not the normalised image for %s (%q)", o.Image, o.ToVersion, norm)
+		}
+	}
+	if o.ImageDigest != "" {
+		if err := imageref.ValidateDigest(o.ImageDigest); err != nil {
+			return fmt.Errorf("--image-digest: %w", err)
 		}
 	}
 	for _, f := range []struct{ name, path string }{

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/imageref"
 	"github.com/nodeupgrade/nodeupgrade/pkg/runner"
 )
 
@@ -70,6 +71,12 @@ type Params struct {
 	// InstallImage is the normalised <repo>:<version> holding keadm at
 	// /usr/local/bin/keadm (see imageref.Normalize).
 	InstallImage string
+	// ImageDigest pins the install image (spec.imageDigestGatter, the
+	// digest for the node's architecture): copy-keadm pulls
+	// <repo>@ImageDigest, which the container runtime verifies before
+	// anything from the image runs, and the unit gives that image the tag
+	// keadm asks for (runner.Options.ImageDigest). Empty: not pinned.
+	ImageDigest string
 	// PullSecrets name the Secrets (in Namespace) the node's kubelet pulls
 	// the pod's images with: the controller's --image-pull-secrets.
 	PullSecrets []string
@@ -144,6 +151,7 @@ func runnerOptions(p Params, now time.Time) runner.Options {
 	opts.ToVersion = p.Version
 	opts.FromVersion = p.FromVersion
 	opts.Image = p.InstallImage
+	opts.ImageDigest = p.ImageDigest
 	opts.Budget = budget(p.Deadline, now)
 	opts.IssuedAt = now
 	opts.CheckItems = p.CheckItems
@@ -205,10 +213,24 @@ func copyKeadmContainer(p Params) corev1.Container {
 	// overwrite each other's keadm, and this container, which runs the
 	// install image's code, can write nothing else on the host: not
 	// the job's records, which the unit trusts.
-	c := container(runner.ContainerCopyKeadm, p.InstallImage, "cp", InstallImageKeadm, binMountPath+"/keadm")
+	c := container(runner.ContainerCopyKeadm, installImageRef(p), "cp", InstallImageKeadm, binMountPath+"/keadm")
 	c.VolumeMounts = []corev1.VolumeMount{{Name: volumeBinDir, MountPath: binMountPath}}
 	c.SecurityContext = unprivileged()
 	return c
+}
+
+// installImageRef is the reference copy-keadm pulls: the install image, or
+// the image its digest pins, by digest alone.
+func installImageRef(p Params) string {
+	if p.ImageDigest == "" {
+		return p.InstallImage
+	}
+	repo, err := imageref.Repository(p.InstallImage)
+	if err != nil {
+		// InstallImage is normalised (imageref.Normalize): unreachable.
+		return p.InstallImage
+	}
+	return imageref.Pinned(repo, p.ImageDigest)
 }
 
 // stepContainers are the runner's steps: check (when the job checks

@@ -127,6 +127,16 @@ func TestBuild(t *testing.T) {
 					}
 				}
 			}},
+		{"a pinned image: copy-keadm pulls it by digest alone, and every step knows the digest",
+			func(p *Params) { p.ImageDigest = "sha256:" + strings.Repeat("ab", 32) }, func(g Gomega, pod *corev1.Pod) {
+				g.Expect(pod.Spec.InitContainers[0].Image).To(Equal("docker.io/kubeedge/installation-package@sha256:" + strings.Repeat("ab", 32)))
+				for _, c := range pod.Spec.Containers {
+					_, o, err := runner.ParseArgs(c.Args, os.Stderr)
+					g.Expect(err).NotTo(HaveOccurred(), c.Name)
+					g.Expect(o.ImageDigest).To(Equal("sha256:"+strings.Repeat("ab", 32)), c.Name)
+					g.Expect(o.Image).To(Equal("docker.io/kubeedge/installation-package:v1.21.0"), "keadm asks for the tag, which the unit points at the pinned image")
+				}
+			}},
 		{"no confirm container, and an active deadline, without requireConfirmation", nil, func(g Gomega, pod *corev1.Pod) {
 			g.Expect(containerNames(pod.Spec.Containers)).NotTo(ContainElement(runner.ContainerConfirm))
 			g.Expect(pod.Spec.ActiveDeadlineSeconds).NotTo(BeNil())

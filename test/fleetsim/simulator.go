@@ -109,9 +109,13 @@ type Simulator struct {
 
 // podState is what the simulator remembers about a pod between syncs.
 type podState struct {
-	start   time.Time
-	written int // the progress last written, so a stale cache is not rewritten
-	killed  bool
+	start time.Time
+	// confirmedAt is when the simulator first saw the pod approved
+	// (v1alpha1.AnnotationApproved): a confirm step waits until then, as
+	// the runner's does for the downwardAPI file the kubelet rewrites.
+	confirmedAt time.Time
+	written     int // the progress last written, so a stale cache is not rewritten
+	killed      bool
 }
 
 const nodeNameIndex = "spec.nodeName"
@@ -363,8 +367,15 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		s.log.Error(err, "bad runner-busy-until annotation, ignored", "node", node.Name)
 	}
 	st := s.state(pod, now)
+	s.mu.Lock()
+	if st.confirmedAt.IsZero() && pod.Annotations[v1alpha1.AnnotationApproved] == "true" {
+		st.confirmedAt = now
+	}
+	confirmedAt := st.confirmedAt
+	s.mu.Unlock()
 	p := newTimeline(pod, timelineInput{
 		start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node), nodeBusyUntil: busyUntil,
+		confirmedAt: confirmedAt,
 	})
 	want := p.progressAt(now)
 	s.mu.Lock()
@@ -416,7 +427,10 @@ func (s *Simulator) unitGoesOn(ctx context.Context, pod *corev1.Pod, node *corev
 		s.log.Error(err, "treating node as succeeding", "node", node.Name)
 	}
 	st := s.state(pod, now)
-	p := newTimeline(pod, timelineInput{start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node)})
+	s.mu.Lock()
+	confirmedAt := st.confirmedAt
+	s.mu.Unlock()
+	p := newTimeline(pod, timelineInput{start: st.start, duration: d, behavior: behavior, at: at, nodeVersion: NodeVersion(node), confirmedAt: confirmedAt})
 	if !p.succeeds() {
 		linger := s.opts.RollbackDuration
 		if linger <= 0 {

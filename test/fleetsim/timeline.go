@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,6 +89,10 @@ type timelineInput struct {
 	// (AnnotationRunnerBusyUntil): this pod's first step waits for the node
 	// lock until then.
 	nodeBusyUntil time.Time
+	// confirmedAt is when the pod was approved (zero: not yet): a confirm
+	// step (spec.requireConfirmation) ends no earlier, and waits forever
+	// until then, as the runner's does; the steps after it move along.
+	confirmedAt time.Time
 }
 
 // stepWeight shares the pod's duration among its containers: copying keadm
@@ -186,8 +191,25 @@ func newTimeline(pod *corev1.Pod, in timelineInput) timeline {
 		}
 	}
 
+	confirmAt := slices.Index(p.names, runner.ContainerConfirm)
+	if confirmAt >= 0 {
+		if in.confirmedAt.IsZero() && (hangAt < 0 || confirmAt < hangAt) && (failAt < 0 || confirmAt < failAt) {
+			hangAt, failAt = confirmAt, -1
+		} else if wait := in.confirmedAt.Sub(bounds[confirmAt+1]); wait > 0 {
+			for o := confirmAt + 1; o < len(bounds); o++ {
+				bounds[o] = bounds[o].Add(wait)
+				if o < len(p.phases) {
+					p.phases[o].begin = bounds[o]
+				}
+			}
+		}
+	}
+
 	base := runner.Report{FromVersion: from, ToVersion: target}
 	deadline, hasDeadline := podDeadline(pod)
+	// A job that waits for its confirmation starts its budget on the node
+	// with it: the dispatch's deadline does not apply to its steps.
+	hasDeadline = hasDeadline && confirmAt < 0
 	p.end = ending{at: bounds[last+1], ordinal: last}
 	cut, stopped := len(p.phases), false
 	for i, ph := range p.phases {
