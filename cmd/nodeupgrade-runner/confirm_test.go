@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -21,14 +22,31 @@ type confirmJob struct {
 // podInfo is the fake node's downwardAPI directory of the pod's annotations.
 func (h *fakeHost) podInfo() string { return filepath.Join(filepath.Dir(h.root), "podinfo") }
 
-// annotate writes the pod's annotations file as the kubelet does.
+// annotate writes the pod's annotations file as the kubelet does (its
+// atomic writer): each version in a directory of its own, the ..data link
+// swapped to it, and the file a link through ..data.
 func (h *fakeHost) annotate(t *testing.T, content string) {
 	t.Helper()
-	if err := os.MkdirAll(h.podInfo(), 0o755); err != nil {
+	h.annotations++
+	version := fmt.Sprintf("..2026_12_07_22_00_%02d.%d", h.annotations, h.annotations)
+	if err := os.MkdirAll(filepath.Join(h.podInfo(), version), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(h.podInfo(), runner.PodInfoAnnotationsFile), []byte(content), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(h.podInfo(), version, runner.PodInfoAnnotationsFile), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	tmp := filepath.Join(h.podInfo(), "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(h.podInfo(), "..data")); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(h.podInfo(), runner.PodInfoAnnotationsFile)
+	if _, err := os.Lstat(link); os.IsNotExist(err) {
+		if err := os.Symlink(filepath.Join("..data", runner.PodInfoAnnotationsFile), link); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -200,6 +200,9 @@ modules:
 `
 
 type fakeHost struct {
+	// annotations counts the versions of the pod's downwardAPI annotations
+	// written (annotate).
+	annotations                   int
 	root, state, termDir, handoff string
 }
 

@@ -123,6 +123,10 @@ func phaseState(phase PodPhase) (string, string) {
 	switch phase {
 	case PodChecking:
 		return v1alpha1.StateChecking, v1alpha1.EventCheck
+	case PodWaitingConfirmation:
+		// Only named in a timeout's reason: a node whose pod waits is
+		// handled by stillWaiting.
+		return v1alpha1.StateWaitingConfirmation, v1alpha1.EventWaitingConfirmation
 	case PodBackingUp:
 		return v1alpha1.StateBackingUp, v1alpha1.EventBackUp
 	case PodUpgrading:

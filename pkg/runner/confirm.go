@@ -110,11 +110,20 @@ func (r *stepRunner) waitConfirmed(ctx context.Context, rep Report) (Report, int
 // approvedFromCloud reads the pod's annotations as the kubelet writes them
 // in a downwardAPI file (key="quoted value" lines) and reports whether
 // ApprovedAnnotation is "true". A file not there yet is no confirmation.
+// The file is a symlink: the kubelet writes each version of the volume in
+// a directory of its own and swaps the ..data link to it (measured on real
+// edgecore: a no-follow read of it failed, and the pod never went on). The
+// volume is the kubelet's, mounted read-only, so following it is safe.
 func approvedFromCloud(file string) (bool, error) {
-	data, err := readNoFollow(file)
+	f, err := os.Open(file)
 	if os.IsNotExist(err) {
 		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordBytes))
 	if err != nil {
 		return false, err
 	}

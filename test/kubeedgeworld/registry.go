@@ -296,3 +296,57 @@ func registryCerts(gateway string) (caPEM, certPEM, keyPEM []byte, err error) {
 	pemOf := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
 	return pemOf("CERTIFICATE", caDER), pemOf("CERTIFICATE", der), pemOf("EC PRIVATE KEY", keyDER), nil
 }
+
+// ManifestDigest asks the world's registry for ref's digest (ref as the
+// nodes pull it: <registry>/<repo>:<tag>): the digest the registry serves
+// for the tag (an OCI index for a multi-platform package), or with arch
+// the digest of that platform's manifest in the index, as KubeEdge's
+// v1alpha2 imageDigestGatter.amd64 and arm64 give it.
+func (w *World) ManifestDigest(ctx context.Context, ref, arch string) (string, error) {
+	r, user, pass := w.registries.open, "", ""
+	if strings.HasPrefix(ref, AuthRegistry+"/") {
+		r, user, pass = w.registries.authed, RegistryUser, RegistryPassword
+	}
+	host, _, _ := strings.Cut(ref, "/")
+	rest := strings.TrimPrefix(ref, host+"/")
+	i := strings.LastIndex(rest, ":")
+	url := "https://" + r.addr + "/v2/" + rest[:i] + "/manifests/" + rest[i+1:]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "+
+		"application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := w.registries.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if arch == "" {
+		return resp.Header.Get("Docker-Content-Digest"), nil
+	}
+	var index struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				Architecture string `json:"architecture"`
+				OS           string `json:"os"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&index); err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	for _, m := range index.Manifests {
+		if m.Platform.OS == "linux" && m.Platform.Architecture == arch {
+			return m.Digest, nil
+		}
+	}
+	return "", fmt.Errorf("%s has no linux/%s manifest", ref, arch)
+}

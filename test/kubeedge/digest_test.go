@@ -1,0 +1,99 @@
+//go:build kubeedge
+
+package kubeedge
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/test/kubeedgeworld"
+)
+
+// TestDigestPinnedJob: spec.imageDigestGatter on a real node. A job whose
+// digest the registry does not have for the package fails the node before
+// anything on it changes, naming the digest; a job pinned by the digest
+// the registry serves for the node's platform upgrades the node with the
+// package pulled by digest, as the node's containerd shows: the kubelet
+// pulled <repo>@<digest>, and the tag keadm reads names that image.
+func TestDigestPinnedJob(t *testing.T) {
+	ctx, w := startWorld(t, 1)
+	n := w.Nodes()[0]
+	before := snapshot(t, ctx, w, n)
+	ref := kubeedgeworld.InstallPackageRepo + ":" + toVersion
+	digest, err := w.ManifestDigest(ctx, ref, runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the registry's %s manifest of %s: %s", runtime.GOARCH, ref, digest)
+
+	wrong := "sha256:" + strings.Repeat("e", 64)
+	jw := watchJob(ctx, w.Cluster.Client, "digest-wrong")
+	job := newJob("digest-wrong", toVersion, []string{n.Name()}, 1, nil)
+	job.Spec.ImageDigestGatter = &v1alpha1.ImageDigestGatter{AMD64: wrong, ARM64: wrong}
+	start := time.Now()
+	if err := w.Cluster.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	final := jw.waitFinal(t, ctx, jobTimeout)
+	jw.stop()
+	ns := final.Status.NodeStatus[0]
+	t.Logf("wrong digest: %s in %s: %s/%s %q", final.Status.State, time.Since(start).Round(time.Second), ns.Event, ns.Action, ns.Reason)
+	if final.Status.State != v1alpha1.StateFailed || ns.Event != v1alpha1.EventInit || !strings.Contains(ns.Reason, wrong) {
+		t.Errorf("want the node Failed in Init naming the digest: %+v", ns)
+	}
+	now := snapshot(t, ctx, w, n)
+	if len(now.starts) != len(before.starts) || now.binSum != before.binSum {
+		t.Errorf("edgecore touched by a job whose digest did not match: starts %d -> %d, binary changed %v",
+			len(before.starts), len(now.starts), now.binSum != before.binSum)
+	}
+	if _, err := n.ReadFile("/etc/kubeedge/upgrade_report.json"); err == nil {
+		t.Errorf("keadm ran for a job whose digest did not match")
+	}
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+
+	jw = watchJob(ctx, w.Cluster.Client, "digest")
+	defer jw.stop()
+	job = newJob("digest", toVersion, []string{n.Name()}, 1, nil)
+	job.Spec.ImageDigestGatter = &v1alpha1.ImageDigestGatter{AMD64: digest, ARM64: digest}
+	if err := w.Cluster.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	final = jw.waitFinal(t, ctx, jobTimeout)
+	if final.Status.State != v1alpha1.StateSuccessful {
+		t.Fatalf("pinned job %s: %+v", final.Status.State, final.Status)
+	}
+	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
+		t.Fatal(err)
+	}
+	pinned := kubeedgeworld.InstallPackageRepo + "@" + digest
+	if pulls := containerdLines(ctx, n, "PullImage", pinned); len(pulls) == 0 {
+		t.Errorf("the node's containerd never pulled %s", pinned)
+	}
+	images := n.Exec(ctx, "ctr", "--namespace", "k8s.io", "images", "ls")
+	t.Logf("the node's images:\n%s", images.Stdout)
+	var sawPinned, sawTag bool
+	for _, line := range strings.Split(images.Stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		sawPinned = sawPinned || f[0] == pinned
+		if f[0] == ref {
+			sawTag = true
+			if f[2] != digest {
+				t.Errorf("%s names %s on the node, not the pinned %s", ref, f[2], digest)
+			}
+		}
+	}
+	if !sawPinned || !sawTag {
+		t.Errorf("the node's containerd lacks %s (%v) or %s (%v)", pinned, sawPinned, ref, sawTag)
+	}
+	after := snapshot(t, ctx, w, n)
+	if after.binSum != fileSumOf(t, kubeedgeworld.BinaryPath(toVersion, "edgecore")) {
+		t.Errorf("/usr/local/bin/edgecore is not the %s binary", toVersion)
+	}
+	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
+}
