@@ -246,6 +246,52 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(plugin("", "resume", "e2e-pause").Stderr).To(HavePrefix("error: cannot resume nodeupgradejob e2e-pause: it has finished (Successful)"))
 	})
 
+	It("approves waiting nodes from the cloud: by name, by label, then all", func() {
+		specs := framework.Fleet("approve", 3)
+		createFleet(specs)
+		names := framework.NodeNames(specs)
+		Expect(kubectl("label", "node", names[2], "site=plant-2")).To(ContainSubstring("labeled"))
+		res := applyYAML(jobSpec{name: "e2e-approve", nodeNames: names, concurrency: 1, timeoutSeconds: 10, requireConfirmation: true}.manifest())
+		Expect(res.Err).NotTo(HaveOccurred(), res.String())
+		Eventually(func() string { return jsonpath("e2e-approve", "{.status.counts.waitingConfirmation} {.status.counts.inFlight}") }, 30*time.Second, 250*time.Millisecond).
+			Should(Equal("3 0"), "concurrency 1, yet all three checked: a waiting node holds no slot")
+		wide := kubectl("get", "nodeupgradejob", "e2e-approve", "-o", "wide")
+		Expect(rowFields(wide, "NAME")).To(ContainSubstring("IN-FLIGHT WAITING REASON"))
+		Expect(rowFields(wide, "e2e-approve")).To(ContainSubstring(" 0 3 upgrading: 0 succeeded, 0 failed, 0 in flight, 0 pending, 3 waiting for confirmation"))
+		Eventually(func() string { return kubectl("describe", "nodeupgradejob", "e2e-approve") }, 20*time.Second, time.Second).
+			Should(MatchRegexp(`Normal\s+NodeWaitingConfirmation\s+.*passed its checks and waits for its confirmation`))
+
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"approve", "e2e-approve"}, "error: approve needs exactly one of: node names, --all, -l SELECTOR"},
+			{[]string{"approve", "e2e-approve", "no-such-node"}, "error: not nodes of nodeupgradejob e2e-approve: no-such-node"},
+			{[]string{"approve", "e2e-approve", "-l", "site=nowhere"}, `error: no node of nodeupgradejob e2e-approve matches -l "site=nowhere"`},
+		} {
+			r := plugin("", c.args...)
+			Expect(r.ExitCode).To(Equal(1), r.String())
+			Expect(r.Stderr).To(HavePrefix(c.want), r.String())
+		}
+
+		approved := plugin("", "approve", "e2e-approve", names[0])
+		Expect(approved.Err).NotTo(HaveOccurred(), approved.String())
+		Expect(approved.Stdout).To(HavePrefix("nodeupgradejob e2e-approve: approved " + names[0] + "; 3 node(s) of the job were waiting"))
+		Eventually(func() map[string]string { return nodeEntries("e2e-approve") }, 30*time.Second, 250*time.Millisecond).
+			Should(HaveKeyWithValue(names[0], "Successful/Upgrade/Success/"))
+		Expect(jsonpath("e2e-approve", "{.status.counts.waitingConfirmation}")).To(Equal("2"))
+		Expect(plugin("", "approve", "e2e-approve", names[0]).Stdout).To(ContainSubstring("approved already"))
+
+		Expect(plugin("", "approve", "e2e-approve", "-l", "site=plant-2").Err).NotTo(HaveOccurred())
+		Eventually(func() map[string]string { return nodeEntries("e2e-approve") }, 30*time.Second, 250*time.Millisecond).
+			Should(HaveKeyWithValue(names[2], "Successful/Upgrade/Success/"))
+		Expect(jsonpath("e2e-approve", "{.spec.approvedNodes}")).To(Equal(`["` + names[0] + `","` + names[2] + `"]`))
+
+		Expect(plugin("", "approve", "e2e-approve", "--all").Err).NotTo(HaveOccurred())
+		waitState("e2e-approve", "Successful", 60*time.Second)
+		Expect(plugin("", "approve", "e2e-approve", "--all").Stderr).To(HavePrefix("error: cannot approve nodes of nodeupgradejob e2e-approve: it has finished (Successful)"))
+	})
+
 	It("shows status and logs, retries failures, and refuses clearly", func() {
 		specs := framework.Fleet("op", 4)
 		specs[1].Behavior, specs[1].Duration = fleetsim.BehaviorFail, 500*time.Millisecond

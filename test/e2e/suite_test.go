@@ -110,6 +110,9 @@ type jobSpec struct {
 	concurrency     int
 	failureTolerate string
 	timeoutSeconds  int
+	// requireConfirmation makes each node wait after its checks for an
+	// approval (kubectl nodeupgrade approve).
+	requireConfirmation bool
 }
 
 // manifest renders the job as YAML, as a user would write it.
@@ -141,6 +144,9 @@ func (j jobSpec) manifest() string {
 	}
 	if j.timeoutSeconds > 0 {
 		fmt.Fprintf(&b, "  timeoutSeconds: %d\n", j.timeoutSeconds)
+	}
+	if j.requireConfirmation {
+		b.WriteString("  requireConfirmation: true\n")
 	}
 	return b.String()
 }

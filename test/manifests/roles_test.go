@@ -126,6 +126,9 @@ func TestRolesPeopleCanUse(t *testing.T) {
 	t.Run("the editor pauses and resumes, through both versions", func(t *testing.T) {
 		allowed(t, "ops", "patch", "nodeupgradejob", "guarded", "--type=merge", "-p", `{"spec":{"suspend":true}}`)
 		allowed(t, "ops", "patch", "nodeupgradejobs.v1alpha1.operations.kubeedge.io", "guarded", "--type=merge", "-p", `{"spec":{"suspend":false}}`)
+		// Approving nodes of a job with requireConfirmation is the
+		// other change an editor makes (kubectl nodeupgrade approve).
+		allowed(t, "ops", "patch", "nodeupgradejob", "guarded", "--type=merge", "-p", `{"spec":{"approvedNodes":["*"]}}`)
 		if out := allowed(t, "ops", "get", "nodeupgradejob", "guarded", "-o", "jsonpath={.spec.suspend}"); out != "false" {
 			t.Errorf("spec.suspend = %q after the resume", out)
 		}
