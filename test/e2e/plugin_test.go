@@ -253,7 +253,9 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		Expect(kubectl("label", "node", names[2], "site=plant-2")).To(ContainSubstring("labeled"))
 		res := applyYAML(jobSpec{name: "e2e-approve", nodeNames: names, concurrency: 1, timeoutSeconds: 10, requireConfirmation: true}.manifest())
 		Expect(res.Err).NotTo(HaveOccurred(), res.String())
-		Eventually(func() string { return jsonpath("e2e-approve", "{.status.counts.waitingConfirmation} {.status.counts.inFlight}") }, 30*time.Second, 250*time.Millisecond).
+		Eventually(func() string {
+			return jsonpath("e2e-approve", "{.status.counts.waitingConfirmation} {.status.counts.inFlight}")
+		}, 30*time.Second, 250*time.Millisecond).
 			Should(Equal("3 0"), "concurrency 1, yet all three checked: a waiting node holds no slot")
 		wide := kubectl("get", "nodeupgradejob", "e2e-approve", "-o", "wide")
 		Expect(rowFields(wide, "NAME")).To(ContainSubstring("IN-FLIGHT WAITING REASON"))
