@@ -18,9 +18,9 @@ const (
 	// StateConfirmed is a waiting node that was confirmed and given a slot:
 	// its pod is told to go on (AnnotationApproved), and its timeout runs
 	// from then.
-	StateConfirmed = "Confirmed"
-	StateSuccessful  = "Successful"
-	StateFailed      = "Failed"
+	StateConfirmed  = "Confirmed"
+	StateSuccessful = "Successful"
+	StateFailed     = "Failed"
 	// StateNotAttempted marks a node that was never started because the job
 	// stopped on failure tolerance; it is final, and not a failure.
 	StateNotAttempted = "NotAttempted"
