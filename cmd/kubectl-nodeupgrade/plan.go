@@ -87,7 +87,7 @@ type perNode struct {
 // from the planner itself, so the plan cannot disagree with the controller
 // on the order or the concurrency. Held still, no deadline passes, so a
 // deferred (NotReady or busy) node stays deferred rather than failing.
-func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, policy jobinput.Policy, now time.Time, per perNode) (*PlanReport, error) {
+func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, policy jobinput.Policy, now time.Time, per perNode) *PlanReport {
 	fresh := job.DeepCopy()
 	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
 	// The controller's own input builder, refusals and all.
@@ -150,7 +150,7 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 		PerNode: per.d.String(), Source: per.source,
 		Total: (time.Duration(len(report.Waves)) * per.d).String(),
 	}
-	return report, nil
+	return report
 }
 
 // readJob reads a NodeUpgradeJob manifest from a file, "-" for stdin.
@@ -244,10 +244,7 @@ func (a *app) plan(ctx context.Context, job *v1alpha1.NodeUpgradeJob, perNodeFla
 	if warning != "" {
 		warnings = append(warnings, warning)
 	}
-	report, err := planJob(job, nodes.Items, pods.Items, policy, a.clock.Now(), per)
-	if err != nil {
-		return nil, err
-	}
+	report := planJob(job, nodes.Items, pods.Items, policy, a.clock.Now(), per)
 	report.Warnings = warnings
 	return report, nil
 }

@@ -93,10 +93,7 @@ func planFixture() (*v1alpha1.NodeUpgradeJob, []corev1.Node, []corev1.Pod) {
 
 func TestPlan(t *testing.T) {
 	job, nodes, pods := planFixture()
-	report, err := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	report := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
 	// The waves follow the dispatch order (names sorted) at concurrency 2.
 	if got := fmt.Sprint(report.Waves); got != "[[edge-a edge-b] [edge-c edge-d] [edge-e]]" {
 		t.Errorf("waves = %s", got)
@@ -133,10 +130,7 @@ func TestPlan(t *testing.T) {
 func TestPlanSuspended(t *testing.T) {
 	job, nodes, pods := planFixture()
 	job.Spec.Suspend = true
-	report, err := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	report := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: 90 * time.Second, source: "--per-node"})
 	if !report.Suspended || fmt.Sprint(report.Waves) != "[[edge-a edge-b] [edge-c edge-d] [edge-e]]" {
 		t.Errorf("suspended %v, waves %v: want the unpaused waves, marked suspended", report.Suspended, report.Waves)
 	}
@@ -150,10 +144,7 @@ func TestPlanSuspended(t *testing.T) {
 func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	job, nodes, _ := planFixture()
 	job.Spec.NodeNames = []string{"cloud-1", "typo-node"}
-	report, err := planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	report := planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
 	if len(report.Waves) != 0 || !strings.Contains(report.Refusal, "no edge node to upgrade") {
 		t.Errorf("waves %v, refusal %q: a job of skipped nodes only fails", report.Waves, report.Refusal)
 	}
@@ -164,10 +155,7 @@ func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	golden(t, "plan-all-skipped.golden", out.String())
 
 	job.Spec.NodeNames, job.Spec.Image = []string{"edge-a"}, "-bad/installation-package"
-	report, err = planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	report = planJob(job, nodes, nil, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, timeoutPerNode(2*time.Minute))
 	if report.Refusal == "" || report.Nodes[0].Action != actionRefuse {
 		t.Errorf("an invalid image refuses the job: %+v", report)
 	}

@@ -102,7 +102,7 @@ func deploymentFlags(dep *appsv1.Deployment) (*manager.Config, error) {
 			continue
 		}
 		known = append(known, args[j])
-		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && bf.IsBoolFlag()) && j+1 < len(args) {
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && (!ok || !bf.IsBoolFlag()) && j+1 < len(args) {
 			j++
 			known = append(known, args[j])
 		}

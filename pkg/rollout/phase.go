@@ -139,7 +139,7 @@ func impliedFlow(e *v1alpha1.TaskStatus, was string) []v1alpha1.ActionStatus {
 			}
 			return append(flow, v1alpha1.ActionStatus{Action: v1alpha1.FlowRollBack, Status: metav1.ConditionTrue})
 		case v1alpha1.EventTimeOut:
-			return timedOutFlow(e, was, done, failed)
+			return timedOutFlow(was, done, failed)
 		}
 	}
 	return nil
@@ -147,7 +147,7 @@ func impliedFlow(e *v1alpha1.TaskStatus, was string) []v1alpha1.ActionStatus {
 
 // timedOutFlow is the flow of a node that timed out in state was: the
 // actions before it succeeded, the one it hung in is Unknown.
-func timedOutFlow(e *v1alpha1.TaskStatus, was string, done func(...string) []v1alpha1.ActionStatus,
+func timedOutFlow(was string, done func(...string) []v1alpha1.ActionStatus,
 	failed func(string, metav1.ConditionStatus) v1alpha1.ActionStatus) []v1alpha1.ActionStatus {
 	switch was {
 	case v1alpha1.StateBackingUp:

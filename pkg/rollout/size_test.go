@@ -16,10 +16,6 @@ import (
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
 
-// etcdRequestLimit is etcd's default --max-request-bytes, which bounds the
-// whole stored NodeUpgradeJob.
-const etcdRequestLimit = 1536 * 1024
-
 // edgeFleet is n edge nodes at v1.20.0 with fleet-sized names.
 func edgeFleet(n int) ([]string, map[string]NodeView) {
 	nodes := make(map[string]NodeView, n)

@@ -272,6 +272,50 @@ const maxBudget = 48 * time.Hour
 // Kubernetes UIDs are lower-case hex and dashes.
 var jobUIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
+// validateImage checks --image, normalised for --to-version, and
+// --image-digest.
+func (o Options) validateImage(step Step) error {
+	if o.Image != "" || step == StepBackup {
+		norm, err := imageref.Normalize(o.Image, o.ToVersion)
+		if err != nil {
+			return fmt.Errorf("--image: %w", err)
+		}
+		if norm != o.Image {
+			return fmt.Errorf("--image %q is not the normalised image for %s (%q)", o.Image, o.ToVersion, norm)
+		}
+	}
+	if o.ImageDigest != "" {
+		if err := imageref.ValidateDigest(o.ImageDigest); err != nil {
+			return fmt.Errorf("--image-digest: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateOrder checks which step a step waits for (--after), and what the
+// confirm step needs.
+func (o Options) validateOrder(step Step) error {
+	switch {
+	case o.After == "":
+	case o.After != StepCheck && o.After != StepConfirm && o.After != StepBackup:
+		return fmt.Errorf("--after %q: want %s, %s or %s", o.After, StepCheck, StepConfirm, StepBackup)
+	case o.After == step || step == StepCheck || (step == StepConfirm && o.After != StepCheck):
+		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
+	}
+	if step != StepConfirm {
+		return nil
+	}
+	switch {
+	case o.JobName == "":
+		return errors.New("--job-name is required for the confirm step: a confirmation on the node names the job")
+	case o.HandoffDir == "":
+		return errors.New("--handoff-dir is required for the confirm step, which cannot write the job's records")
+	case !filepath.IsAbs(o.PodInfoDir) || filepath.Clean(o.PodInfoDir) != o.PodInfoDir:
+		return fmt.Errorf("--pod-info-dir %q must be a clean absolute path", o.PodInfoDir)
+	}
+	return nil
+}
+
 // validate re-checks everything that reaches a command line, although the
 // controller validated it already: the runner is the last line of defence
 // before a privileged process on the node.
@@ -291,19 +335,8 @@ func (o Options) validate(step Step) error {
 	if !safeFromVersion.MatchString(o.FromVersion) {
 		return fmt.Errorf("--from-version %q has unexpected characters or is too long", o.FromVersion)
 	}
-	if o.Image != "" || step == StepBackup {
-		norm, err := imageref.Normalize(o.Image, o.ToVersion)
-		if err != nil {
-			return fmt.Errorf("--image: %w", err)
-		}
-		if norm != o.Image {
-			return fmt.Errorf("--image %q is not the normalised image for %s (%q)", o.Image, o.ToVersion, norm)
-		}
-	}
-	if o.ImageDigest != "" {
-		if err := imageref.ValidateDigest(o.ImageDigest); err != nil {
-			return fmt.Errorf("--image-digest: %w", err)
-		}
+	if err := o.validateImage(step); err != nil {
+		return err
 	}
 	for _, f := range []struct{ name, path string }{
 		{"--host-root", o.HostRoot}, {"--keadm", o.Keadm}, {"--edgecore", o.Edgecore},
@@ -313,22 +346,8 @@ func (o Options) validate(step Step) error {
 			return fmt.Errorf("%s %q must be a clean absolute path", f.name, f.path)
 		}
 	}
-	switch {
-	case o.After == "":
-	case o.After != StepCheck && o.After != StepConfirm && o.After != StepBackup:
-		return fmt.Errorf("--after %q: want %s, %s or %s", o.After, StepCheck, StepConfirm, StepBackup)
-	case o.After == step || step == StepCheck || (step == StepConfirm && o.After != StepCheck):
-		return fmt.Errorf("--after %s: step %s cannot wait for it", o.After, step)
-	}
-	if step == StepConfirm {
-		switch {
-		case o.JobName == "":
-			return errors.New("--job-name is required for the confirm step: a confirmation on the node names the job")
-		case o.HandoffDir == "":
-			return errors.New("--handoff-dir is required for the confirm step, which cannot write the job's records")
-		case !filepath.IsAbs(o.PodInfoDir) || filepath.Clean(o.PodInfoDir) != o.PodInfoDir:
-			return fmt.Errorf("--pod-info-dir %q must be a clean absolute path", o.PodInfoDir)
-		}
+	if err := o.validateOrder(step); err != nil {
+		return err
 	}
 	if o.HandoffDir != "" && (!filepath.IsAbs(o.HandoffDir) || filepath.Clean(o.HandoffDir) != o.HandoffDir) {
 		return fmt.Errorf("--handoff-dir %q must be a clean absolute path", o.HandoffDir)

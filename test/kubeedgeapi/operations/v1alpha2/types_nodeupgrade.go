@@ -176,33 +176,39 @@ type NodeUpgradeJobStatus struct {
 	// State represents for the state phase of the NodeUpgradeJob.
 	// There are several possible state values: "", Upgrading, BackingUp, RollingBack and Checking.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	State fsmv1alpha1.State `json:"state,omitempty"`
 
 	// CurrentVersion represents for the current status of the EdgeCore.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	CurrentVersion string `json:"currentVersion,omitempty"`
 
 	// HistoricVersion represents for the historic status of the EdgeCore.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	HistoricVersion string `json:"historicVersion,omitempty"`
 
 	// Time represents for the running time of the ImagePrePullJob.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	Time string `json:"time,omitempty"`
 
 	// Event represents for the event of the ImagePrePullJob.
 	// There are six possible event values: Init, Check, BackUp, Upgrade, TimeOut, Rollback.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	Event string `json:"event,omitempty"`
 
 	// Action represents for the action of the ImagePrePullJob.
 	// There are two possible action values: Success, Failure.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	Action fsmv1alpha1.Action `json:"action,omitempty"`
 }
@@ -232,12 +238,14 @@ type NodeUpgradeJobNodeTaskStatus struct {
 	// State represents for the upgrade state phase of the edge node.
 	// There are several possible state values: "", Upgrading, BackingUp, RollingBack and Checking.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	State fsmv1alpha1.State `json:"state,omitempty"`
 
 	// Event represents for the event of the ImagePrePullJob.
 	// There are three possible event values: Init, Check, Pull.
 	// +optional
+	//
 	// Deprecated: For compatibility with v1alpha1 version, It will be removed in v1.23
 	Event string `json:"event,omitempty"`
 }
