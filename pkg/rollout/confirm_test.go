@@ -16,6 +16,24 @@ func confirming(concurrency int) Config {
 	return c
 }
 
+// allWaiting starts a job of n nodes and plans, every 10 s from t0, with
+// each dispatched node's pod waiting for its confirmation, until every
+// node waits. It returns the last plan, the nodes, the pods and its time.
+func allWaiting(c Config, n int) (Plan, map[string]NodeView, map[string]PodView, time.Time) {
+	nodes := fleet(n)
+	p := start(c, names(n), nodes)
+	pods := map[string]PodView{}
+	now := t0
+	for p.Status.Counts.WaitingConfirmation < int32(n) {
+		for _, d := range p.Dispatch {
+			pods[d.Node] = PodView{Phase: PodWaitingConfirmation, Tracked: true}
+		}
+		now = now.Add(10 * time.Second)
+		p = step(p, c, nodes, pods, now)
+	}
+	return p, nodes, pods, now
+}
+
 // A node whose pod waits for its confirmation gives its slot back, and no
 // clock runs for it: an unconfirmed node neither stalls the others nor
 // times out.
@@ -99,17 +117,14 @@ func TestApprovedNodeIsConfirmedWhenASlotIsFree(t *testing.T) {
 func TestApproveAllAndSuspend(t *testing.T) {
 	g := NewWithT(t)
 	c := confirming(2)
-	nodes := fleet(2)
-	p := start(c, names(2), nodes)
-	pods := map[string]PodView{"node-00": {Phase: PodWaitingConfirmation, Tracked: true}, "node-01": {Phase: PodWaitingConfirmation, Tracked: true}}
-	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
+	p, nodes, pods, now := allWaiting(c, 2)
 	c.Approved = []string{v1alpha1.ApproveAll}
 	c.Suspended = true
-	p = step(p, c, nodes, pods, t0.Add(20*time.Second))
+	p = step(p, c, nodes, pods, now.Add(10*time.Second))
 	g.Expect(p.Approve).To(BeEmpty())
 	g.Expect(entry(p, "node-00").Reason).To(Equal("approved, waiting: the job is suspended"))
 	c.Suspended = false
-	p = step(p, c, nodes, pods, t0.Add(30*time.Second))
+	p = step(p, c, nodes, pods, now.Add(20*time.Second))
 	g.Expect(p.Approve).To(Equal([]string{"node-00", "node-01"}))
 }
 
@@ -137,12 +152,7 @@ func TestNodeConfirmedOnTheNode(t *testing.T) {
 func TestHeldNodeWaits(t *testing.T) {
 	g := NewWithT(t)
 	c := confirming(1)
-	nodes := fleet(2)
-	p := start(c, names(2), nodes)
-	pods := map[string]PodView{"node-00": {Phase: PodWaitingConfirmation, Tracked: true}}
-	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
-	pods["node-01"] = PodView{Phase: PodWaitingConfirmation, Tracked: true}
-	p = step(p, c, nodes, pods, t0.Add(20*time.Second))
+	p, nodes, pods, now := allWaiting(c, 2)
 	c.Approved = []string{v1alpha1.ApproveAll}
 	held := func(node string) string {
 		if node == "node-00" {
@@ -150,7 +160,7 @@ func TestHeldNodeWaits(t *testing.T) {
 		}
 		return ""
 	}
-	p = Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Pods: pods, Now: t0.Add(30 * time.Second), HeldBy: held})
+	p = Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Pods: pods, Now: now.Add(10 * time.Second), HeldBy: held})
 	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateWaitingConfirmation))
 	g.Expect(entry(p, "node-00").Reason).To(ContainSubstring("held: pod robots/arm-1"))
 	g.Expect(p.Approve).To(Equal([]string{"node-01"}))
@@ -161,16 +171,9 @@ func TestHeldNodeWaits(t *testing.T) {
 func TestWaitingNodeEnds(t *testing.T) {
 	g := NewWithT(t)
 	c := confirming(3)
-	nodes := fleet(3)
-	p := start(c, names(3), nodes)
-	pods := map[string]PodView{
-		"node-00": {Phase: PodWaitingConfirmation, Tracked: true},
-		"node-01": {Phase: PodWaitingConfirmation, Tracked: true},
-		"node-02": {Phase: PodWaitingConfirmation, Tracked: true},
-	}
-	p = step(p, c, nodes, pods, t0.Add(10*time.Second))
+	p, nodes, pods, now := allWaiting(c, 3)
 	pods["node-00"] = PodView{Phase: PodWaitingConfirmation, Deleting: true, Tracked: true}
-	p = step(p, c, nodes, pods, t0.Add(20*time.Second))
+	p = step(p, c, nodes, pods, now.Add(10*time.Second))
 	e := entry(p, "node-00")
 	g.Expect(e.State).To(Equal(v1alpha1.StateFailed))
 	g.Expect(e.Event).To(Equal(v1alpha1.EventWaitingConfirmation))
@@ -178,7 +181,7 @@ func TestWaitingNodeEnds(t *testing.T) {
 	g.Expect(e.ActionFlow[len(e.ActionFlow)-1].Action).To(Equal(v1alpha1.FlowWaitingConfirmation))
 
 	c.Refusal = "spec.image: not allowed"
-	p = step(p, c, nodes, pods, t0.Add(30*time.Second))
+	p = step(p, c, nodes, pods, now.Add(20*time.Second))
 	g.Expect(entry(p, "node-01").State).To(Equal(v1alpha1.StateNotAttempted))
 	g.Expect(p.Deletions()).To(ContainElements("node-01", "node-02"), "their waiting pods are deleted")
 	g.Expect(p.Finished).To(BeTrue())

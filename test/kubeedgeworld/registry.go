@@ -204,19 +204,27 @@ func (rs *registries) stop() error {
 
 // push pushes an OCI layout tarball as ref (one of the two registries').
 func (w *World) push(ctx context.Context, file, ref string) error {
-	r, user, pass := w.registries.open, "", ""
+	r, user, pass, repo, tag := w.registryOf(ref)
+	start := time.Now()
+	err := imagebuild.PushOCI(ctx, imagebuild.Registry{Base: "https://" + r.addr, Client: w.registries.client, User: user, Password: pass}, file, repo, tag)
+	if err == nil {
+		w.logf("pushed %s in %.1fs", ref, time.Since(start).Seconds())
+	}
+	return err
+}
+
+// registryOf parts ref (<registry>/<repo>:<tag>, one of the world's two
+// registries) into the registry, its account ("" for the open one), the
+// repository and the tag.
+func (w *World) registryOf(ref string) (r *registry, user, pass, repo, tag string) {
+	r = w.registries.open
 	if strings.HasPrefix(ref, AuthRegistry+"/") {
 		r, user, pass = w.registries.authed, RegistryUser, RegistryPassword
 	}
 	host, _, _ := strings.Cut(ref, "/")
 	rest := strings.TrimPrefix(ref, host+"/")
 	i := strings.LastIndex(rest, ":")
-	start := time.Now()
-	err := imagebuild.PushOCI(ctx, imagebuild.Registry{Base: "https://" + r.addr, Client: w.registries.client, User: user, Password: pass}, file, rest[:i], rest[i+1:])
-	if err == nil {
-		w.logf("pushed %s in %.1fs", ref, time.Since(start).Seconds())
-	}
-	return err
+	return r, user, pass, rest[:i], rest[i+1:]
 }
 
 // createPullSecret writes RegistrySecret in the controller's namespace:
@@ -303,14 +311,8 @@ func registryCerts(gateway string) (caPEM, certPEM, keyPEM []byte, err error) {
 // the digest of that platform's manifest in the index, as KubeEdge's
 // v1alpha2 imageDigestGatter.amd64 and arm64 give it.
 func (w *World) ManifestDigest(ctx context.Context, ref, arch string) (string, error) {
-	r, user, pass := w.registries.open, "", ""
-	if strings.HasPrefix(ref, AuthRegistry+"/") {
-		r, user, pass = w.registries.authed, RegistryUser, RegistryPassword
-	}
-	host, _, _ := strings.Cut(ref, "/")
-	rest := strings.TrimPrefix(ref, host+"/")
-	i := strings.LastIndex(rest, ":")
-	url := "https://" + r.addr + "/v2/" + rest[:i] + "/manifests/" + rest[i+1:]
+	r, user, pass, repo, tag := w.registryOf(ref)
+	url := "https://" + r.addr + "/v2/" + repo + "/manifests/" + tag
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
