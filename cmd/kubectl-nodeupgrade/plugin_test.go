@@ -257,6 +257,17 @@ func TestStatus(t *testing.T) {
 		t.Errorf("a final job shows when it ended:\n%s", out.String())
 	}
 	golden(t, "status-finished.golden", out.String())
+
+	job = statusFixture()
+	job.Spec.RequireConfirmation = true
+	job.Status.NodeStatus[3].State, job.Status.NodeStatus[3].Reason = v1alpha1.StateWaitingConfirmation, "approved, waiting for a concurrency slot"
+	job.Status.Counts.WaitingConfirmation = 1
+	out.Reset()
+	writeStatus(&out, job, now)
+	if !strings.Contains(out.String(), "1 waiting for confirmation (no slot, no clock)") ||
+		!strings.Contains(out.String(), job.Status.NodeStatus[3].NodeName) || !strings.Contains(out.String(), "approved, waiting for a concurrency slot") {
+		t.Errorf("a node waiting for its confirmation is shown, with what it waits for:\n%s", out.String())
+	}
 }
 
 func TestBar(t *testing.T) {

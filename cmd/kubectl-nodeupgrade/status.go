@@ -135,6 +135,9 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	fmt.Fprintf(w, "%s %d/%d finished\n", bar(finished, int(c.Selected)), finished, c.Selected)
 	fmt.Fprintf(w, "succeeded %d, failed %d, in flight %d, pending %d, not attempted %d, skipped %d\n",
 		c.Succeeded, c.Failed, c.InFlight, c.Pending, c.NotAttempted, c.Skipped)
+	if c.WaitingConfirmation > 0 {
+		fmt.Fprintf(w, "%d waiting for confirmation (no slot, no clock): `kubectl nodeupgrade approve %s NODE...|--all`\n", c.WaitingConfirmation, job.Name)
+	}
 
 	var failed, inFlight, waiting []v1alpha1.TaskStatus
 	upgraded := 0
@@ -144,7 +147,7 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 			failed = append(failed, e)
 		case rollout.NodeInFlight(e.State):
 			inFlight = append(inFlight, e)
-		case e.State == v1alpha1.StateNone && e.Reason != "":
+		case e.State == v1alpha1.StateNone && e.Reason != "", e.State == v1alpha1.StateWaitingConfirmation:
 			waiting = append(waiting, e)
 		case e.State == v1alpha1.StateSuccessful && !strings.HasPrefix(e.Reason, "skipped:"):
 			upgraded++
