@@ -37,7 +37,7 @@ var _ = Describe("Upgrading with kubectl", func() {
 		Expect(rowFields(table, "NAME")).To(HavePrefix("NAME VERSION STATE RESULT PROGRESS FAILED AGE"))
 		Expect(rowFields(table, "e2e-happy")).To(HavePrefix("e2e-happy v1.21.0 Successful Success 6/6 "))
 		wide := kubectl("get", "nodeupgradejob", "e2e-happy", "-o", "wide")
-		Expect(rowFields(wide, "NAME")).To(ContainSubstring("IN-FLIGHT REASON"))
+		Expect(rowFields(wide, "NAME")).To(ContainSubstring("IN-FLIGHT WAITING REASON"))
 		Expect(wide).To(ContainSubstring("completed: all 6 nodes run v1.21.0"))
 
 		// The events tell the story, in kubectl describe. Which nodes are

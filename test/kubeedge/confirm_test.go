@@ -41,7 +41,7 @@ func TestConfirmationFromTheCloud(t *testing.T) {
 	job := newJob("confirm", toVersion, names, 1, []string{v1alpha1.CheckItemMem})
 	job.Spec.RequireConfirmation = true
 	// Short: a waiting node's clock does not run, so it outlives this.
-	job.Spec.TimeoutSeconds = 240
+	job.Spec.TimeoutSeconds = 120
 	if err := w.Cluster.Client.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
