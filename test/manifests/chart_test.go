@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodeupgrade/nodeupgrade/test/testenv"
@@ -333,4 +334,72 @@ imagePullSecrets: [{name: ghcr}]
 		g.Expect(dash.Data["nodeupgrade.json"]).To(MatchJSON(want))
 		g.Expect(dash.Labels).To(HaveKeyWithValue("grafana_dashboard", "1"))
 	})
+}
+
+// TestChartInstallUpgradeUninstall runs Helm against a real kube-apiserver
+// (envtest: no kubelet, so nothing runs, but every object is admitted): the
+// README's install into a namespace made by kubectl, which the release
+// adopts (--take-ownership) and labels, an upgrade changes the Deployment in place, and
+// uninstall leaves only the CRD, as Helm's crds/ convention and
+// docs/operating.md say.
+func TestChartInstallUpgradeUninstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane")
+	}
+	g := NewWithT(t)
+	_, kc, dir := startAdminAPIServer(t, func(env *envtest.Environment) { env.CRDDirectoryPaths = nil })
+	helmEnv := []string{"KUBECONFIG=" + filepath.Join(dir, "kubeconfig")}
+	helm := func(args ...string) string {
+		t.Helper()
+		out, err := runHelm(t, helmEnv, args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return string(out)
+	}
+	jsonpath := func(args ...string) string {
+		return strings.TrimSpace(string(kc(args...)))
+	}
+
+	// Helm keeps the release in its namespace, so that exists first; the
+	// release adopts it and labels it (--create-namespace would create it
+	// after Helm's ownership check, and the install would fail on it).
+	kc("create", "namespace", systemNamespace)
+	t.Log(helm("install", "nodeupgrade", chartDir, "--namespace", systemNamespace, "--take-ownership"))
+	g.Expect(jsonpath("get", "crd", crdName, "-o", "name")).To(Equal("customresourcedefinition.apiextensions.k8s.io/" + crdName))
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		g.Expect(jsonpath("get", "namespace", systemNamespace, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/"+mode+"}")).To(Equal("privileged"), mode)
+	}
+	g.Expect(jsonpath("get", "namespace", systemNamespace, "-o", "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}")).To(Equal("nodeupgrade"))
+	g.Expect(jsonpath("get", "deployment", controllerName, "-n", systemNamespace, "-o", "jsonpath={.spec.replicas}")).To(Equal("2"))
+	for _, o := range []string{"clusterrole/nodeupgradejob-editor", "clusterrole/nodeupgradejob-viewer", "clusterrolebinding/" + controllerName} {
+		kc("get", o)
+	}
+	kc("get", "role,rolebinding", controllerName, "-n", eventsNamespace)
+
+	// Helm never upgrades crds/: docs/operating.md's command does, over the
+	// fields Helm's create owns. A changed CRD stands for the next release's.
+	crd, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), chartDir, "crds", "operations.kubeedge.io_nodeupgradejobs.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	next := filepath.Join(dir, "next-crd.yaml")
+	g.Expect(os.WriteFile(next, []byte(strings.Replace(string(crd), "    - kubeedge\n", "    - kubeedge\n    - fleet\n", 1)), 0o644)).To(Succeed())
+	kc("apply", "--server-side", "--force-conflicts", "-f", next)
+	g.Expect(jsonpath("get", "crd", crdName, "-o", "jsonpath={.spec.names.categories}")).To(Equal(`["kubeedge","fleet"]`))
+
+	digest := "sha256:" + strings.Repeat("5a", 32)
+	helm("upgrade", "nodeupgrade", chartDir, "--namespace", systemNamespace, "--reuse-values", "--set", "replicaCount=1", "--set", "image.digest="+digest,
+		"--set", "allowedImageRepositories[0]=mirror.example:5000/kubeedge/installation-package")
+	g.Expect(jsonpath("get", "deployment", controllerName, "-n", systemNamespace, "-o", "jsonpath={.spec.replicas}")).To(Equal("1"))
+	g.Expect(jsonpath("get", "deployment", controllerName, "-n", systemNamespace, "-o", "jsonpath={.spec.template.spec.containers[0].image}")).To(Equal("ghcr.io/nodeupgrade/nodeupgrade@" + digest))
+	g.Expect(jsonpath("get", "deployment", controllerName, "-n", systemNamespace, "-o", "jsonpath={.spec.template.spec.containers[0].args}")).To(ContainSubstring("--allowed-image-repositories=mirror.example:5000/kubeedge/installation-package"))
+	g.Expect(helm("history", "nodeupgrade", "--namespace", systemNamespace)).To(ContainSubstring("Upgrade complete"))
+
+	helm("uninstall", "nodeupgrade", "--namespace", systemNamespace, "--wait=false")
+	// No namespace controller runs here: the namespace stays Terminating.
+	g.Expect(jsonpath("get", "namespace", systemNamespace, "-o", "jsonpath={.status.phase}", "--ignore-not-found")).To(Or(Equal("Terminating"), BeEmpty()))
+	for _, kind := range []string{"clusterrole", "clusterrolebinding"} {
+		g.Expect(jsonpath("get", kind, "-o", "name")).NotTo(ContainSubstring("nodeupgrade"), kind)
+	}
+	g.Expect(jsonpath("get", "role,rolebinding", "-n", eventsNamespace, "-o", "name")).NotTo(ContainSubstring("nodeupgrade"))
+	g.Expect(jsonpath("get", "crd", crdName, "-o", "name")).NotTo(BeEmpty(), "Helm keeps crds/ on uninstall")
 }
