@@ -58,6 +58,10 @@ image: ## Build the controller+runner image without docker into bin/image/ (OCI 
 	hack/kubeedge-deps.sh image
 	go run ./test/projectimage/cmd/image
 
+.PHONY: release
+release: image $(HELM) ## Build every release artifact into bin/release/$(VERSION)/: image archive, plugin for 6 platforms, krew manifest, chart, CRD and install YAML, checksums
+	VERSION=$(VERSION) HELM=$(HELM) hack/release.sh
+
 ##@ Generate
 # The Helm chart keeps copies of the generated CRD and controller RBAC and of
 # config/monitoring (Helm reads only files inside the chart); test/manifests
@@ -168,6 +172,10 @@ test-incluster: kubeedge-bins kube-bins tools ## In-cluster test (root): README 
 	hack/kubeedge-deps.sh
 	go test -tags kubeedge -count=1 -p 1 -timeout 40m -run '^TestInCluster$$' -v ./test/kubeedge/
 
+.PHONY: test-release
+test-release: release $(KREW) tools ## Install the released plugin with krew from the release's manifest and run it against a real apiserver; check every artifact
+	go test -tags release -count=1 -v ./test/release/
+
 .PHONY: demo-kubeedge
 demo-kubeedge: kubeedge-bins tools ## Demo on real KubeEdge (root): one real edgecore node upgraded live from v1.21.0 to v1.22.0 (DEMO_ARGS=--keep)
 	hack/kubeedge-deps.sh
@@ -211,3 +219,7 @@ $(CONTROLLER_GEN):
 	CONTROLLER_TOOLS_VERSION=$(CONTROLLER_TOOLS_VERSION) hack/build-tools.sh controller-gen
 $(GOLANGCI_LINT):
 	GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) hack/build-tools.sh golangci-lint
+$(HELM):
+	HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh helm
+$(KREW):
+	KREW_VERSION=$(KREW_VERSION) hack/build-tools.sh krew
