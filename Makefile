@@ -140,7 +140,7 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^(TestInCluster|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^(TestInCluster|TestInClusterHelm|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 
 .PHONY: test-kubeedge-matrix
 test-kubeedge-matrix: tools ## The measured version matrix on real KubeEdge (root): nodes on v1.20.0-v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a real rollback (docs/kubeedge.md)
@@ -168,9 +168,9 @@ kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-mana
 	KUBE_VERSION=$(KUBE_VERSION) hack/build-tools.sh kubelet kube-proxy kube-scheduler kube-controller-manager
 
 .PHONY: test-incluster
-test-incluster: kubeedge-bins kube-bins tools ## In-cluster test (root): README install on real kubelet + scheduler + controller-manager, upgrading a real edge node (~10 min)
+test-incluster: kubeedge-bins kube-bins tools ## In-cluster tests (root): the README's kustomize and Helm installs on real kubelet + scheduler + controller-manager, each upgrading a real edge node; a real Prometheus answers the dashboard (~10 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -timeout 40m -run '^TestInCluster$$' -v ./test/kubeedge/
+	go test -tags kubeedge -count=1 -p 1 -timeout 60m -run '^TestInCluster(Helm)?$$' -v ./test/kubeedge/
 
 .PHONY: test-release
 test-release: release $(KREW) tools ## Install the released plugin with krew from the release's manifest and run it against a real apiserver; check every artifact

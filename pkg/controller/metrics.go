@@ -88,9 +88,26 @@ func NewMetrics() *Metrics {
 			slowest:         map[string][]nodeTime{},
 		}
 		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes, m.statusFailures, m.nodeSeconds)
+		m.initResults()
 		shared = m
 	})
 	return shared
+}
+
+// initResults exports every result at zero from the start: a series that
+// appears at its first increment hides that increment from rate() and
+// increase(), so the first failed node or job after a start (on a small
+// fleet, the only one) would never show on the dashboard or in an alert
+// (seen on the in-cluster world: one node per result, no per-node time).
+func (m *Metrics) initResults() {
+	for _, r := range []string{v1alpha1.ActionSuccess, v1alpha1.ActionFailure, v1alpha1.ActionTimeOut} {
+		m.nodeDuration.WithLabelValues(r)
+		m.nodeResults.WithLabelValues(r)
+	}
+	m.nodeResults.WithLabelValues(v1alpha1.StateNotAttempted)
+	m.nodeResults.WithLabelValues(v1alpha1.StateSkipped)
+	m.jobsFinished.WithLabelValues(v1alpha1.StateSuccessful)
+	m.jobsFinished.WithLabelValues(v1alpha1.StateFailed)
 }
 
 func (m *Metrics) dispatched(*v1alpha1.NodeUpgradeJob) {

@@ -4,14 +4,18 @@ package kubeedge
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -111,19 +115,26 @@ func TestInClusterHelm(t *testing.T) {
 
 	// A real Prometheus on the host scrapes what the ServiceMonitor selects:
 	// the metrics Service's endpoints (pod IPs, routed to the kubelet node).
+	// Debian's Prometheus is built without Kubernetes service discovery, so
+	// the test discovers them from the Service's EndpointSlices into a file
+	// Prometheus watches (file_sd), as often as Prometheus would.
 	promDir := t.TempDir()
+	targetsFile := filepath.Join(promDir, "targets.json")
+	discoverCtx, stopDiscovery := context.WithCancel(ctx)
+	defer stopDiscovery()
+	if err := writeServiceTargets(ctx, c, targetsFile); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for discoverCtx.Err() == nil {
+			_ = writeServiceTargets(discoverCtx, c, targetsFile)
+			time.Sleep(2 * time.Second)
+		}
+	}()
 	prom, err := monitoring.Start(ctx, promDir, `- job_name: nodeupgrade
-  kubernetes_sd_configs:
-  - role: endpointslice
-    kubeconfig_file: `+w.KubeconfigPath()+`
-    namespaces:
-      names: [`+controllerNS+`]
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpointslice_port_name]
-    regex: `+controllerName+`-metrics;http-metrics
-    action: keep
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: pod
+  file_sd_configs:
+  - files: [`+targetsFile+`]
+    refresh_interval: 2s
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -244,4 +255,46 @@ func TestInClusterHelm(t *testing.T) {
 	if res := w.Cluster.Kubectl(ctx, "get", "role,rolebinding", "-n", "default", "-o", "name"); strings.Contains(res.Stdout, "nodeupgrade") {
 		t.Errorf("left behind in default after helm uninstall: %s", res.Stdout)
 	}
+}
+
+// writeServiceTargets writes the metrics Service's ready endpoints as a
+// Prometheus file_sd target list, each with its pod's name, as a
+// ServiceMonitor's endpoints discovery labels them.
+func writeServiceTargets(ctx context.Context, c client.Client, path string) error {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := c.List(ctx, slices, client.InNamespace(controllerNS), client.MatchingLabels{discoveryv1.LabelServiceName: controllerName + "-metrics"}); err != nil {
+		return err
+	}
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	groups := []group{}
+	for _, s := range slices.Items {
+		var port int32
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == "http-metrics" && p.Port != nil {
+				port = *p.Port
+			}
+		}
+		for _, e := range s.Endpoints {
+			if port == 0 || len(e.Addresses) == 0 || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+				continue
+			}
+			g := group{Targets: []string{net.JoinHostPort(e.Addresses[0], strconv.Itoa(int(port)))}, Labels: map[string]string{"namespace": controllerNS}}
+			if e.TargetRef != nil {
+				g.Labels["pod"] = e.TargetRef.Name
+			}
+			groups = append(groups, g)
+		}
+	}
+	data, err := json.Marshal(groups)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
