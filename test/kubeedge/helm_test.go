@@ -191,7 +191,9 @@ func TestInClusterHelm(t *testing.T) {
 	before := snapshot(t, ctx, w, edge)
 	jw = watchJob(ctx, c, "helm-upgrade")
 	defer jw.stop()
-	if err := c.Create(ctx, newJob("helm-upgrade", toVersion, []string{edge.Name()}, 1, []string{v1alpha1.CheckItemDisk})); err != nil {
+	// No checks: the node's disk is the host's, shared with other sessions,
+	// and a disk check failed once at 80% (TestInCluster runs one).
+	if err := c.Create(ctx, newJob("helm-upgrade", toVersion, []string{edge.Name()}, 1, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if job := jw.waitFinal(t, ctx, jobTimeout); job.Status.State != v1alpha1.StateSuccessful {
