@@ -140,7 +140,7 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -parallel 6 -timeout 50m -skip '^(TestInCluster|TestInClusterHelm|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -parallel 4 -timeout 50m -skip '^(TestInCluster|TestInClusterHelm|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 
 .PHONY: test-kubeedge-matrix
 test-kubeedge-matrix: tools ## The measured version matrix on real KubeEdge (root): nodes on v1.20.0-v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a real rollback (docs/kubeedge.md)

@@ -24,7 +24,7 @@ func otherJobsPod(job string) *corev1.Pod {
 		RunnerImage: "runner", InstallImage: "docker.io/kubeedge/installation-package:" + toVersion, Version: toVersion,
 		Deadline: time.Now().Add(time.Minute),
 		OwnerRef: metav1.NewControllerRef(owner, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
-	})
+	}, time.Now())
 	pod.UID = types.UID("pod-of-" + job) // the fake API assigns none
 	return pod
 }

@@ -128,7 +128,8 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	}
 	plan := rollout.Decide(in)
 
-	if !equality.Semantic.DeepEqual(job.Status, plan.Status) {
+	statusChanged := !equality.Semantic.DeepEqual(job.Status, plan.Status)
+	if statusChanged {
 		if wait := r.untilNextWrite(job.Name, plan); wait > 0 {
 			// Too soon after the last write: plan again when a write may go,
 			// so that every change in between lands in one write.
@@ -159,6 +160,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 	}
 
+	logPlan(log, plan, statusChanged)
 	r.recordEvents(job, plan.Events)
 	r.metrics.observePlan(job, in, plan)
 	soon, err := r.applyPodActions(ctx, job, pods, plan, installImage)
@@ -172,6 +174,18 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		return ctrl.Result{RequeueAfter: soon}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// logPlan logs a committed plan (rollout.Plan.String: the job's state and
+// each kind of pod action). A plan that changes the status or acts on pods
+// is a decision, logged at V(2) with the pod actions; one that changes
+// nothing, as most reconciles of a running job do, only at V(4).
+func logPlan(log klog.Logger, plan rollout.Plan, statusChanged bool) {
+	if statusChanged || len(plan.Dispatch) > 0 || len(plan.Cleanup) > 0 {
+		log.V(2).Info("Plan committed", "plan", plan)
+		return
+	}
+	log.V(4).Info("Plan unchanged", "plan", plan)
 }
 
 // reconcileDelete cancels every upgrade of a deleted job and removes its pods,

@@ -96,7 +96,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 // wait (rollout's requeueBusy).
 func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) (busy bool, err error) {
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
-	pod := upgradepod.BuildAt(upgradepod.Params{
+	pod := upgradepod.Build(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
 		Namespace:      r.opts.Namespace,
 		RunnerImage:    r.opts.RunnerImage,

@@ -18,7 +18,12 @@ func (p *planner) startPending() {
 	// that no node starts in a plan that also finds tolerance exceeded.
 	// A suspended job's deferrals do not expire: see holdPending.
 	for i := range p.status.NodeStatus {
-		if e := &p.status.NodeStatus[i]; e.State == v1alpha1.StateNone && !p.settleIfNeedless(e) && !p.in.Config.Suspended {
+		e := &p.status.NodeStatus[i]
+		if e.State != v1alpha1.StateNone {
+			continue
+		}
+		settled := p.settleIfNeedless(e)
+		if !settled && !p.in.Config.Suspended {
 			p.expireDeferral(e)
 		}
 	}
@@ -52,7 +57,7 @@ func (p *planner) startPending() {
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()
 		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Replaces: node.KeptPodOf})
-		p.event(false, ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
+		p.normalEvent(ReasonDispatched, e.NodeName, "Node %s dispatched: upgrading %s to %s", e.NodeName, node.Version, p.in.Config.TargetVersion)
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
 	}
@@ -110,10 +115,11 @@ func (p *planner) deferNode(e *v1alpha1.TaskStatus, itsTurn bool, why string) {
 			return
 		}
 		e.Time = p.stamp()
-		p.event(true, ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
+		p.warningEvent(ReasonNodeDeferred, e.NodeName, "Node %s %s", e.NodeName, why)
 	}
 	e.Reason = why
-	p.wakeAt(p.deadline(p.deferredSince(e)))
+	p.restartUnreadableClock(e)
+	p.wakeAt(p.deadline(ReadEntryTime(e).DeferredSince))
 	if p.in.Nodes[e.NodeName].BusyWith != "" {
 		// A node turning Ready wakes the job through its Node's event; the
 		// other job's pod going away does not (it is not this job's pod), so
@@ -135,23 +141,14 @@ func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
 	if e.Time == "" || waitReason(node) == "" {
 		return
 	}
-	if !p.now.Before(p.deadline(p.deferredSince(e))) {
+	p.restartUnreadableClock(e)
+	if !p.now.Before(p.deadline(ReadEntryTime(e).DeferredSince)) {
 		why := fmt.Sprintf("node stayed NotReady for %s", p.in.Config.Timeout)
 		if node.Ready {
 			why = fmt.Sprintf("node stayed busy with job %s's upgrade pod for %s", node.BusyWith, p.in.Config.Timeout)
 		}
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, why)
+		p.fail(e, failure{at: v1alpha1.EventInit, why: why})
 	}
-}
-
-// deferredSince is when a deferred node's wait began; a time we cannot read
-// (hand-edited status) starts the wait now.
-func (p *planner) deferredSince(e *v1alpha1.TaskStatus) time.Time {
-	since := ReadEntryTime(e).DeferredSince
-	if since.IsZero() {
-		since, e.Time = p.now, p.stamp()
-	}
-	return since
 }
 
 // stopped reports whether failureTolerate is exceeded by the failures this

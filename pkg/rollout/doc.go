@@ -147,7 +147,14 @@
 // Requeue:
 //   - The next deadline wakes the job: planner.wakeAt (planner.go).
 //
+// Description:
+//   - A plan describes itself, one line per kind of decision, for the
+//     controller's log and the golden traces: [Plan.String] (describe.go).
+//
 // Tests: planner_test.go tests each rule alone; sequence_test.go drives
-// whole rollouts tick by tick into testdata/*.golden traces (rerun with
-// -update); simulation_test.go checks invariants over random fleets.
+// whole rollouts tick by tick into testdata/*.golden traces (each plan as
+// Plan.String writes it; rerun with -update), asserting at every step that
+// no more than concurrency nodes are in flight, no node gets a second pod
+// and no final node is un-finished; simulation_test.go checks those and
+// more invariants over random fleets.
 package rollout

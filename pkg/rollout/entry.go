@@ -26,6 +26,16 @@ type EntryTime struct {
 	Finished time.Time
 }
 
+// restartUnreadableClock stamps an entry whose clock runs (an in-flight
+// node's, a deferred node's) with now when its time cannot be read (a
+// hand-edited status): the clock starts again rather than running out at
+// once or never.
+func (p *planner) restartUnreadableClock(e *v1alpha1.TaskStatus) {
+	if t := ReadEntryTime(e); t.Dispatched.IsZero() && t.DeferredSince.IsZero() {
+		e.Time = p.stamp()
+	}
+}
+
 // ReadEntryTime decodes e's time.
 func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
 	t, err := time.Parse(time.RFC3339, e.Time)

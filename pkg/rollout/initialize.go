@@ -21,7 +21,7 @@ func (p *planner) initialize() {
 		n := int32(len(names))
 		p.status.Counts = v1alpha1.NodeCounts{Selected: n, NotAttempted: n}
 		p.status.Progress = fmt.Sprintf("%d/%d", n, n)
-		p.event(true, ReasonJobRefused, "", "Job refused: %s", why)
+		p.warningEvent(ReasonJobRefused, "", "Job refused: %s", why)
 		p.finish(v1alpha1.StateFailed, "refused: "+why)
 		return
 	}
@@ -37,7 +37,7 @@ func (p *planner) initialize() {
 	for i := range p.status.NodeStatus {
 		p.settleIfNeedless(&p.status.NodeStatus[i])
 	}
-	p.event(false, ReasonStarted, "", "Upgrading %d nodes selected by %s to %s", len(names), p.in.SelectionSource, p.in.Config.TargetVersion)
+	p.normalEvent(ReasonStarted, "", "Upgrading %d nodes selected by %s to %s", len(names), p.in.SelectionSource, p.in.Config.TargetVersion)
 }
 
 // refuse applies Config.Refusal, the controller's verdict that it will not
@@ -57,12 +57,12 @@ func (p *planner) refuse() {
 			e.State, e.Reason, e.Time = v1alpha1.StateNotAttempted, "not attempted: the job was refused", p.stamp()
 			refused = true
 		case NodeInFlight(e.State) && !hasPod:
-			p.fail(e, v1alpha1.ActionFailure, e.Event, "refused: "+p.in.Config.Refusal)
+			p.fail(e, failure{at: e.Event, why: "refused: " + p.in.Config.Refusal})
 			refused = true
 		}
 	}
 	if refused || p.in.Status.State == v1alpha1.StateNone { // told once: when it takes effect, or at once for a new job
-		p.event(true, ReasonJobRefused, "", "Job refused: %s", p.in.Config.Refusal)
+		p.warningEvent(ReasonJobRefused, "", "Job refused: %s", p.in.Config.Refusal)
 	}
 }
 
@@ -78,14 +78,14 @@ func (p *planner) settleIfNeedless(e *v1alpha1.TaskStatus) bool {
 	switch {
 	case !ok || !node.Exists:
 		p.skip(e, "skipped: node not found")
-		p.event(true, ReasonNodeSkipped, e.NodeName, "Node %s skipped: no Node has this name", e.NodeName)
+		p.warningEvent(ReasonNodeSkipped, e.NodeName, "Node %s skipped: no Node has this name", e.NodeName)
 	case !node.Edge:
 		p.skip(e, fmt.Sprintf("skipped: not an edge node (no label %s)", p.in.Config.EdgeNodeLabel))
-		p.event(false, ReasonNodeSkipped, e.NodeName, "Node %s skipped: not an edge node (no label %s)", e.NodeName, p.in.Config.EdgeNodeLabel)
+		p.normalEvent(ReasonNodeSkipped, e.NodeName, "Node %s skipped: not an edge node (no label %s)", e.NodeName, p.in.Config.EdgeNodeLabel)
 	case nodeversion.AtLeast(node.Version, p.in.Config.TargetVersion):
 		e.State, e.Action, e.Time = v1alpha1.StateSuccessful, v1alpha1.ActionSuccess, p.stamp()
 		e.Reason = fmt.Sprintf("skipped: already at %s", node.Version)
-		p.event(false, ReasonNodeSkipped, e.NodeName, "Node %s skipped: already at %s", e.NodeName, node.Version)
+		p.normalEvent(ReasonNodeSkipped, e.NodeName, "Node %s skipped: already at %s", e.NodeName, node.Version)
 	default:
 		return false
 	}

@@ -84,14 +84,14 @@ func (p *planner) noteLate(e *v1alpha1.TaskStatus) {
 	}
 	switch noteKind(note) {
 	case noteNeedsAttention:
-		p.event(true, ReasonNodeNeedsAttention, e.NodeName,
+		p.warningEvent(ReasonNodeNeedsAttention, e.NodeName,
 			"Node %s is NotReady after it timed out: how its upgrade ended is unknown until it reports; look at the node", e.NodeName)
 	case noteUpgraded:
-		p.event(false, ReasonNodeReportedAfterTimeout, e.NodeName,
+		p.normalEvent(ReasonNodeReportedAfterTimeout, e.NodeName,
 			"Node %s reports %s and is Ready after it timed out: it is upgraded (the job still counts it failed)", e.NodeName, node.Version)
 	default:
 		if node.Exists {
-			p.event(false, ReasonNodeReportedAfterTimeout, e.NodeName,
+			p.normalEvent(ReasonNodeReportedAfterTimeout, e.NodeName,
 				"Node %s is Ready again after it timed out, and %s: it is not upgraded", e.NodeName, describeNode(node))
 		}
 	}

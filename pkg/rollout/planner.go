@@ -134,7 +134,20 @@ func (p *planner) deadline(since time.Time) time.Time { return p.in.Config.Deadl
 // time: since plus the job's timeout.
 func (c Config) Deadline(since time.Time) time.Time { return since.Add(c.Timeout) }
 
-func (p *planner) event(warning bool, reason, node, format string, args ...any) {
+// normalEvent tells the user of something that went as it should: a
+// Normal event on the job, about node ("" for the job itself).
+func (p *planner) normalEvent(reason, node, format string, args ...any) {
+	p.addEvent(false, reason, node, format, args...)
+}
+
+// warningEvent tells the user of something that needs their eye: a Warning
+// event on the job, about node ("" for the job itself). Warnings are
+// recorded at any job size (see the controller's perNodeEventLimit).
+func (p *planner) warningEvent(reason, node, format string, args ...any) {
+	p.addEvent(true, reason, node, format, args...)
+}
+
+func (p *planner) addEvent(warning bool, reason, node, format string, args ...any) {
 	p.plan.Events = append(p.plan.Events, Event{Warning: warning, Reason: reason, Node: node, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -149,13 +162,24 @@ func (p *planner) wakeAt(t time.Time) {
 	}
 }
 
-// fail gives a node its Failed entry and tells why in an event.
-func (p *planner) fail(e *v1alpha1.TaskStatus, action, event, reason string) {
+// failure is why a node failed: the step it failed at, which becomes its
+// entry's event (Init, Check, BackUp, Upgrade or Rollback), and the reason.
+type failure struct {
+	at, why string
+}
+
+// fail gives a node its Failed entry, action Failure, and tells why in a
+// Warning event.
+func (p *planner) fail(e *v1alpha1.TaskStatus, f failure) {
 	p.failed++
-	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, action, event, reason, p.stamp()
-	if action == v1alpha1.ActionTimeOut {
-		p.event(true, ReasonNodeTimedOut, e.NodeName, "Node %s timed out: %s", e.NodeName, reason)
-		return
-	}
-	p.event(true, ReasonNodeFailed, e.NodeName, "Node %s failed: %s", e.NodeName, reason)
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, v1alpha1.ActionFailure, f.at, f.why, p.stamp()
+	p.warningEvent(ReasonNodeFailed, e.NodeName, "Node %s failed: %s", e.NodeName, f.why)
+}
+
+// timeOut gives a node that ran out of time its Failed entry, event and
+// action TimeOut, and tells why in a Warning event.
+func (p *planner) timeOut(e *v1alpha1.TaskStatus, why string) {
+	p.failed++
+	e.State, e.Action, e.Event, e.Reason, e.Time = v1alpha1.StateFailed, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut, why, p.stamp()
+	p.warningEvent(ReasonNodeTimedOut, e.NodeName, "Node %s timed out: %s", e.NodeName, why)
 }

@@ -17,13 +17,8 @@ func (p *planner) progressInFlight() {
 		if !NodeInFlight(e.State) {
 			continue
 		}
-		dispatched := ReadEntryTime(e).Dispatched
-		if dispatched.IsZero() {
-			// A dispatch time we cannot read (hand-edited status) starts the
-			// clock now rather than failing or never timing out.
-			dispatched, e.Time = p.now, p.stamp()
-		}
-		deadline := p.deadline(dispatched)
+		p.restartUnreadableClock(e)
+		deadline := p.deadline(ReadEntryTime(e).Dispatched)
 		pod, hasPod := p.in.Pods[e.NodeName]
 		switch {
 		case !hasPod && p.in.Nodes[e.NodeName].BusyWith != "":
@@ -48,9 +43,9 @@ func (p *planner) progressInFlight() {
 			if pod.Reason != "" {
 				reason += " (" + pod.Reason + ")"
 			}
-			p.fail(e, v1alpha1.ActionFailure, e.Event, reason)
+			p.fail(e, failure{at: e.Event, why: reason})
 		case hasPod && pod.Phase == PodFailed:
-			p.fail(e, v1alpha1.ActionFailure, pod.FailedEvent, pod.Reason)
+			p.fail(e, failure{at: pod.FailedEvent, why: pod.Reason})
 		case hasPod && pod.Pull == PullRefused:
 			p.followPull(e, pod)
 		case !p.now.Before(deadline):
@@ -60,7 +55,7 @@ func (p *planner) progressInFlight() {
 			if hasPod {
 				last, _ = phaseState(pod.Phase)
 			}
-			p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut, p.timeoutReason(e, last))
+			p.timeOut(e, p.timeoutReason(e, last))
 		case !hasPod:
 			// Dispatched but not observed: the pod is being created, or the
 			// controller stopped between recording the dispatch and creating
@@ -129,15 +124,14 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because str
 		// No reason on success: at 10,000 nodes every byte per entry counts
 		// against etcd's request limit, and action and currentVersion say it.
 		e.State, e.Event, e.Action, e.Time, e.Reason = v1alpha1.StateSuccessful, v1alpha1.EventUpgrade, v1alpha1.ActionSuccess, p.stamp(), ""
-		p.event(false, ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
+		p.normalEvent(ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
 		return
 	}
 	seen := describeNode(node)
 	if !p.now.Before(deadline) {
 		// A timeout like any other: the job stops waiting, and what the
 		// node reports later is watched (watchTimedOut).
-		p.fail(e, v1alpha1.ActionTimeOut, v1alpha1.EventTimeOut,
-			fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
+		p.timeOut(e, fmt.Sprintf("%s but within %s the node %s, not %s and Ready", because, p.in.Config.Timeout, seen, target))
 		return
 	}
 	e.State, e.Event = v1alpha1.StateUpgrading, v1alpha1.EventUpgrade

@@ -38,7 +38,7 @@ const (
 func (p *planner) followPull(e *v1alpha1.TaskStatus, pod PodView) bool {
 	switch pod.Pull {
 	case PullRefused:
-		p.fail(e, v1alpha1.ActionFailure, v1alpha1.EventInit, pullRefusedPrefix+pod.Reason)
+		p.fail(e, failure{at: v1alpha1.EventInit, why: pullRefusedPrefix + pod.Reason})
 		return true
 	case PullRetrying, PullBackOff:
 		e.State, e.Event = phaseState(pod.Phase)

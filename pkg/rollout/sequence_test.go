@@ -46,6 +46,8 @@ type seqPod struct {
 type seqWorld struct {
 	nodes map[string]*seqNode
 	pods  map[string]*seqPod
+	// created counts the upgrade pods created per node.
+	created map[string]int
 	// suspended is spec.suspend.
 	suspended bool
 	// refusal is the controller's Config.Refusal (say, a stricter image
@@ -234,19 +236,20 @@ func runSequence(t *testing.T, sc seqScenario) string {
 	t.Helper()
 	c := cfg(sc.concurrency, sc.tolerate)
 	c.Timeout = sc.timeout
-	w := &seqWorld{nodes: sc.nodes, pods: map[string]*seqPod{}}
+	w := &seqWorld{nodes: sc.nodes, pods: map[string]*seqPod{}, created: map[string]int{}}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n", sc.about)
 	fmt.Fprintf(&b, "# concurrency %d, failureTolerate %s, timeout %s, a tick every %s; selection %s\n",
 		sc.concurrency, sc.tolerate, sc.timeout, sc.tick, strings.Join(sc.selection, ","))
 	var prev Plan
 	var lastJob string
+	finalSeen := map[string]v1alpha1.TaskStatus{}
 	for tick := 0; ; tick++ {
 		if tick == maxSequenceTicks {
 			t.Fatalf("not finished after %d ticks:\n%s", tick, b.String())
 		}
 		now := t0.Add(time.Duration(tick) * sc.tick)
-		fmt.Fprintf(&b, "\n== tick %d %s\n", tick, rel(now))
+		fmt.Fprintf(&b, "\n== tick %d %s (%s)\n", tick, rel(now), now.Format(time.RFC3339))
 		if tick > 0 {
 			w.advance(&b)
 		}
@@ -263,7 +266,7 @@ func runSequence(t *testing.T, sc seqScenario) string {
 		}
 		p := Decide(in)
 		writePlan(&b, prev, p, &lastJob)
-		w.apply(p)
+		w.apply(p, func() { checkSequenceStep(t, tick, sc, w, p, finalSeen) })
 		prev = p
 		if p.Finished && len(p.Dispatch)+len(p.Cleanup) == 0 {
 			if sc.afterFinish == 0 {
@@ -316,13 +319,16 @@ const c21 = "v1.21.0"
 // pods asked for (a create of an existing pod is a no-op, as its name is
 // fixed), drop the tracking finalizer, and delete (a tracked pod stays,
 // Deleting, until its finalizer is dropped; an untracked one goes at once,
-// as if its grace period were shorter than a tick).
-func (w *seqWorld) apply(p Plan) {
+// as if its grace period were shorter than a tick). afterCreates runs
+// between the creates and the rest: the worst order for concurrency.
+func (w *seqWorld) apply(p Plan, afterCreates func()) {
 	for _, d := range p.Dispatch {
 		if _, ok := w.pods[d.Node]; !ok {
 			w.pods[d.Node] = &seqPod{view: PodView{Phase: PodPending, Tracked: true}}
+			w.created[d.Node]++
 		}
 	}
+	afterCreates()
 	for _, name := range p.Releases() {
 		if pod, ok := w.pods[name]; ok {
 			pod.view.Tracked = false
@@ -338,6 +344,40 @@ func (w *seqWorld) apply(p Plan) {
 				continue
 			}
 			delete(w.pods, name)
+		}
+	}
+}
+
+// checkSequenceStep asserts, at every step of a golden run, the promises
+// the trace must keep whatever it says: never more than concurrency nodes
+// in flight in status nor upgrade pods running and not being deleted, no
+// node given a second pod, and no final node un-finished (only a timed-out
+// node's note may change).
+func checkSequenceStep(t *testing.T, tick int, sc seqScenario, w *seqWorld, p Plan, finalSeen map[string]v1alpha1.TaskStatus) {
+	t.Helper()
+	if inFlight := tally(p.Status.NodeStatus).InFlight; int(inFlight) > sc.concurrency {
+		t.Errorf("tick %d: %d nodes in flight, concurrency %d", tick, inFlight, sc.concurrency)
+	}
+	active := 0
+	for _, pod := range w.pods {
+		if !pod.view.Deleting && !pod.view.Phase.Terminated() {
+			active++
+		}
+	}
+	if active > sc.concurrency {
+		t.Errorf("tick %d: %d upgrade pods running and not being deleted, concurrency %d", tick, active, sc.concurrency)
+	}
+	for node, n := range w.created {
+		if n > 1 {
+			t.Errorf("tick %d: node %s was given %d upgrade pods", tick, node, n)
+		}
+	}
+	for _, e := range p.Status.NodeStatus {
+		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) && !onlyLateNoteChanged(old, e) {
+			t.Errorf("tick %d: final node %s changed from %+v to %+v", tick, e.NodeName, old, e)
+		}
+		if NodeFinal(e.State) {
+			finalSeen[e.NodeName] = e
 		}
 	}
 }
@@ -375,18 +415,10 @@ func relStamp(s string) string {
 	return rel(ts)
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// writePlan writes one plan: the node entries that changed, the actions,
-// the events and the job's state when it changed (*lastJob is the last
-// written), or "no change" when the plan changed nothing.
+// writePlan writes one plan: the node entries that changed, the plan's
+// own description (Plan.String), the events, and the rest of the job's
+// status when it changed (*lastJob is the last written).
 func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
-	start := b.Len()
 	old := map[string]v1alpha1.TaskStatus{}
 	for _, e := range prev.Status.NodeStatus {
 		old[e.NodeName] = e
@@ -398,20 +430,7 @@ func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
 		fmt.Fprintf(b, "node %-9s state=%-12s event=%-8s action=%-7s time=%-7s reason=%q\n",
 			e.NodeName, orDash(e.State), orDash(e.Event), orDash(e.Action), relStamp(e.Time), e.Reason)
 	}
-	for _, d := range p.Dispatch {
-		fmt.Fprintf(b, "dispatch %s from %s, deadline %s\n", d.Node, orDash(d.FromVersion), rel(d.Deadline))
-	}
-	for _, c := range p.Cleanup {
-		if c.Cancel != "" {
-			fmt.Fprintf(b, "cancel %s: %s\n", c.Node, c.Cancel)
-		}
-	}
-	if r := p.Releases(); len(r) > 0 {
-		fmt.Fprintf(b, "release %s\n", strings.Join(r, ","))
-	}
-	if d := p.Deletions(); len(d) > 0 {
-		fmt.Fprintf(b, "delete %s\n", strings.Join(d, ","))
-	}
+	b.WriteString(p.String() + "\n")
 	for _, e := range p.Events {
 		kind := "Normal"
 		if e.Warning {
@@ -425,16 +444,9 @@ func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
 		conds = append(conds, fmt.Sprintf("%s=%s(%s)", c.Type, c.Status, c.Reason))
 	}
 	slices.Sort(conds)
-	job := fmt.Sprintf("job state=%s action=%s progress=%s counts=%+v conditions=%s finished=%t\njob reason=%q\n",
-		orDash(s.State), orDash(s.Action), s.Progress, s.Counts, strings.Join(conds, ","), p.Finished, s.Reason)
+	job := fmt.Sprintf("status action=%s counts=%+v conditions=%s\n", orDash(s.Action), s.Counts, strings.Join(conds, ","))
 	if job != *lastJob {
 		b.WriteString(job)
 		*lastJob = job
-	}
-	if b.Len() == start {
-		b.WriteString("no change\n")
-	}
-	if p.RequeueAfter > 0 {
-		fmt.Fprintf(b, "requeue after %s\n", p.RequeueAfter)
 	}
 }

@@ -25,11 +25,11 @@ func (p *planner) summarize() {
 	eligible := c.Selected - c.Skipped
 	before := tally(p.in.Status.NodeStatus)
 	if decile(before) < decile(c) && decile(c) < 10 {
-		p.event(false, ReasonProgress, "", "Progress %d%%: %d of %d nodes finished (%d succeeded, %d failed)",
+		p.normalEvent(ReasonProgress, "", "Progress %d%%: %d of %d nodes finished (%d succeeded, %d failed)",
 			decile(c)*10, finished(c), c.Selected, c.Succeeded, c.Failed)
 	}
 	if exceeded && !p.in.Config.exceeded(before) {
-		p.event(true, ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
+		p.warningEvent(ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
 			c.Failed, eligible, p.in.Config.Tolerance.FloatString(3))
 	}
 	if c.Pending > 0 || c.InFlight > 0 {
@@ -142,11 +142,11 @@ func (p *planner) setSuspended(c v1alpha1.NodeCounts) {
 	case p.in.Config.Suspended && !was:
 		p.setCondition(v1alpha1.ConditionSuspended, metav1.ConditionTrue, v1alpha1.ConditionSuspended,
 			"spec.suspend is true: no node is started; nodes in flight finish")
-		p.event(false, ReasonSuspended, "", "Job suspended: no node starts until spec.suspend is false; %d in flight finish, %d pending wait",
+		p.normalEvent(ReasonSuspended, "", "Job suspended: no node starts until spec.suspend is false; %d in flight finish, %d pending wait",
 			c.InFlight, c.Pending)
 	case !p.in.Config.Suspended && was:
 		p.setCondition(v1alpha1.ConditionSuspended, metav1.ConditionFalse, ReasonResumed, "spec.suspend is false")
-		p.event(false, ReasonResumed, "", "Job resumed: %d pending, %d in flight", c.Pending, c.InFlight)
+		p.normalEvent(ReasonResumed, "", "Job resumed: %d pending, %d in flight", c.Pending, c.InFlight)
 	}
 }
 
@@ -164,12 +164,12 @@ func (p *planner) finish(state, reason string) {
 	if state == v1alpha1.StateSuccessful {
 		p.status.Action = v1alpha1.ActionSuccess
 		p.setCondition(v1alpha1.ConditionComplete, metav1.ConditionTrue, "Completed", reason)
-		p.event(false, ReasonJobCompleted, "", "Job completed: %s", reason)
+		p.normalEvent(ReasonJobCompleted, "", "Job completed: %s", reason)
 		return
 	}
 	p.status.Action = v1alpha1.ActionFailure
 	p.setCondition(v1alpha1.ConditionFailed, metav1.ConditionTrue, "Failed", reason)
-	p.event(true, ReasonJobFailed, "", "Job failed: %s", reason)
+	p.warningEvent(ReasonJobFailed, "", "Job failed: %s", reason)
 }
 
 func (p *planner) setJobState(state, event string) {

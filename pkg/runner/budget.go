@@ -126,7 +126,7 @@ func (b budgetRecord) left(h host) (left time.Duration, why string) {
 // and durable: a temporary file is written, synced and then linked to path,
 // which fails if path exists.
 func createOnce(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
+	tmp, err := writeTemp(path, data, 0o644)
 	if err != nil {
 		return err
 	}

@@ -60,13 +60,13 @@ type Result string
 
 // Results. A step reported as Step=rollback always has Result=failed, since
 // the node did not reach the target version; RolledBack and NeedsAttention
-// say whether the rollback itself worked.
+// say whether the rollback itself worked. A step that did not run is
+// failed too, with the reason and exit code (ExitNotRun, ExitDeadline) that
+// say so: "skipped" is a node's state in the job (the planner's), never a
+// step's result.
 const (
 	ResultSucceeded Result = "succeeded"
 	ResultFailed    Result = "failed"
-	// ResultSkipped means the node already ran the target version, so the
-	// step did nothing; it counts as a success.
-	ResultSkipped Result = "skipped"
 )
 
 // Report is the JSON a runner container writes as its termination message.
@@ -93,7 +93,7 @@ type Report struct {
 // Exit codes of nodeupgrade-runner. Each failing Report is written with the
 // matching code, so the controller can rely on either.
 const (
-	ExitOK             = 0 // step succeeded or was skipped
+	ExitOK             = 0 // step succeeded
 	ExitCheckFailed    = 1 // a check item was over its threshold, or could not be read
 	ExitBackupFailed   = 2 // keadm backup edge failed
 	ExitRolledBack     = 3 // upgrade failed, rollback succeeded
@@ -167,7 +167,7 @@ func ParseReport(msg string) (Report, error) {
 		return Report{}, fmt.Errorf("runner report has unknown step %q", r.Step)
 	}
 	switch r.Result {
-	case ResultSucceeded, ResultFailed, ResultSkipped:
+	case ResultSucceeded, ResultFailed:
 	default:
 		return Report{}, fmt.Errorf("runner report has unknown result %q", r.Result)
 	}

@@ -99,7 +99,7 @@ const waitDelay = 5 * time.Second
 // unavailable). No shell is involved.
 func (o Options) hostArgv(hostPath string, args ...string) []string {
 	if o.UseNsenter {
-		return append([]string{o.Nsenter, "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", hostPath}, args...)
+		return o.inHostNamespaces(hostPath, args...)
 	}
 	return append([]string{filepath.Join(o.HostRoot, hostPath)}, args...)
 }
@@ -109,16 +109,23 @@ func (o Options) hostArgv(hostPath string, args ...string) []string {
 // pod, directly on the host (the job's unit) or in tests.
 func (o Options) hostCommand(name string, args ...string) []string {
 	if o.UseNsenter {
-		return append([]string{o.Nsenter, "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", name}, args...)
+		return o.inHostNamespaces(name, args...)
 	}
 	return append([]string{name}, args...)
 }
 
-// run executes argv (named label in errors), streaming its output to log and keeping a tail. The
-// command runs in its own process group and the whole group is killed when
-// ctx ends: keadm and the fake test scripts start children that would
-// otherwise survive and hold the output pipe open.
-func run(ctx context.Context, log io.Writer, label string, argv []string) cmdResult {
+// inHostNamespaces is the argv that runs command with args in PID 1's
+// mount, UTS, IPC, network and PID namespaces, through nsenter.
+func (o Options) inHostNamespaces(command string, args ...string) []string {
+	return append([]string{o.Nsenter, "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", command}, args...)
+}
+
+// runCommand executes argv (named label in errors), streaming its output
+// to log and keeping a tail. The command runs in its own process group and
+// the whole group is killed when ctx ends: keadm and the fake test scripts
+// start children that would otherwise survive and hold the output pipe
+// open.
+func runCommand(ctx context.Context, log io.Writer, label string, argv []string) cmdResult {
 	fmt.Fprintf(log, "+ %s\n", quoteArgv(argv))
 	tail := &tailWriter{}
 	out := io.MultiWriter(log, tail)

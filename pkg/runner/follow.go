@@ -175,9 +175,9 @@ func (r *stepRunner) checkUnit(ctx context.Context, step Step, rep Report, seenU
 			return rep, 0, false // recorded meanwhile; the loop reports it
 		}
 		if *seenUnit {
-			rep.Result, rep.NeedsAttention = ResultFailed, true
-			rep.Reason = fmt.Sprintf("the job's unit %s was removed from the node without recording step %s", UnitName(r.o.JobUID), step)
-			return rep, ExitNeedsAttention, true
+			rep.NeedsAttention = true
+			verdict, code := rep.failed(ExitNeedsAttention, fmt.Sprintf("the job's unit %s was removed from the node without recording step %s", UnitName(r.o.JobUID), step))
+			return verdict, code, true
 		}
 		_, backupDone := r.job.recorded(StepBackup)
 		if left, why := r.budget.left(r.host); left <= 0 && !backupDone && time.Since(r.started) > launchWait {
@@ -207,10 +207,10 @@ func (r *stepRunner) checkUnit(ctx context.Context, step Step, rep Report, seenU
 		return rep, 0, false
 	}
 	if *restarts >= maxUnitRestarts {
-		rep.Result, rep.NeedsAttention = ResultFailed, true
-		rep.Reason = fmt.Sprintf("the job's unit %s keeps stopping without recording step %s (%s, started again %d times); "+
-			"it runs again at the node's next boot", UnitName(r.o.JobUID), step, st, *restarts)
-		return rep, ExitNeedsAttention, true
+		rep.NeedsAttention = true
+		verdict, code := rep.failed(ExitNeedsAttention, fmt.Sprintf("the job's unit %s keeps stopping without recording step %s (%s, started again %d times); "+
+			"it runs again at the node's next boot", UnitName(r.o.JobUID), step, st, *restarts))
+		return verdict, code, true
 	}
 	*restarts++
 	fmt.Fprintf(r.log, "the job's unit is %s without a record of step %s; starting it again\n", st, step)
@@ -223,8 +223,7 @@ func (r *stepRunner) checkUnit(ctx context.Context, step Step, rep Report, seenU
 // detached is the report of a follower that stops before the unit recorded
 // step: the unit goes on by itself.
 func (r *stepRunner) detached(step Step, rep Report, why string) (Report, int) {
-	rep.Step, rep.Result, rep.Detached = step, ResultFailed, true
-	rep.Reason = fmt.Sprintf("stopped following the upgrade on the node before step %s ended (%s); "+
-		"the job's unit %s goes on there and ends with edgecore on one version", step, why, UnitName(r.o.JobUID))
-	return rep, ExitDetached
+	rep.Step, rep.Detached = step, true
+	return rep.failed(ExitDetached, fmt.Sprintf("stopped following the upgrade on the node before step %s ended (%s); "+
+		"the job's unit %s goes on there and ends with edgecore on one version", step, why, UnitName(r.o.JobUID)))
 }

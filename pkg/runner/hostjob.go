@@ -133,7 +133,7 @@ func HostMain(stop context.Context, args []string, log io.Writer) int {
 	}
 	defer unlock()
 
-	if done := u.run(budget); !done {
+	if done := u.carryOn(budget); !done {
 		fmt.Fprintln(log, "asked to stop before the job ended on the node; the unit resumes at its next start")
 		return ExitOK
 	}
@@ -204,9 +204,9 @@ func parseHostArgs(args []string) (hostRoot, jobUID string, err error) {
 	return hostRoot, jobUID, nil
 }
 
-// run carries the job on from where its records are. It reports whether
+// carryOn carries the job on from where its records are. It reports whether
 // the job's work on the node ended (false: asked to stop first).
-func (u *unitRunner) run(budget budgetRecord) bool {
+func (u *unitRunner) carryOn(budget budgetRecord) bool {
 	base := Report{FromVersion: u.o.FromVersion, ToVersion: u.o.ToVersion}
 	if _, ok := u.job.recorded(StepUpgrade); ok {
 		fmt.Fprintln(u.log, "the upgrade's outcome is recorded already; nothing to do")
@@ -302,21 +302,18 @@ func (u *unitRunner) backup(base Report) stepRecord {
 
 func (u *unitRunner) backupStep(rep Report) (Report, int) {
 	rep.Step = StepBackup
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), RollbackTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), keadmBackupTimeout)
 	defer cancel()
 	if err := u.requireSupportedKeadm(ctx); err != nil {
-		rep.Result, rep.Reason = ResultFailed, "nothing was done: "+err.Error()
-		return rep, ExitUnsupported
+		return rep.failed(ExitUnsupported, "nothing was done: "+err.Error())
 	}
 	res, kr := u.keadmMutating(ctx, "backup", "edge")
 	if res.err != nil || (kr != nil && !kr.Success) {
-		rep.Result, rep.Reason = ResultFailed, keadmFailure("backup failed", res, kr, "keadm backup edge")
-		return rep, ExitBackupFailed
+		return rep.failed(ExitBackupFailed, keadmFailure("backup failed", res, kr, "keadm backup edge"))
 	}
 	version := u.host.newestBackup()
 	if err := u.host.syncBackup(version); err != nil {
-		rep.Result, rep.Reason = ResultFailed, fmt.Sprintf("backup failed: could not make keadm's backup %s durable: %v", version, err)
-		return rep, ExitBackupFailed
+		return rep.failed(ExitBackupFailed, fmt.Sprintf("backup failed: could not make keadm's backup %s durable: %v", version, err))
 	}
 	rep.Result, rep.Reason, rep.BackupVersion = ResultSucceeded, "backup done", version
 	return rep, ExitOK
@@ -329,15 +326,13 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 	repo, err := imageref.Repository(u.o.Image)
 	if err != nil {
 		// validate() normalised the image already; unreachable.
-		rep.Result, rep.Reason = ResultFailed, "bad image: "+err.Error()
-		return rep, ExitBadArgs
+		return rep.failed(ExitBadArgs, "bad image: "+err.Error())
 	}
 	before := u.host.edgecore(u.o.Edgecore)
 	if err := u.job.markStarted(StepUpgrade); err != nil {
 		// Without the guard, a power cut during the upgrade would not be
 		// finished at the next boot: do not start it.
-		rep.Result, rep.Reason = ResultFailed, "nothing was touched: could not write the upgrade's guard: "+err.Error()
-		return rep, ExitUpgradeFailedUntouched
+		return rep.failed(ExitUpgradeFailedUntouched, "nothing was touched: could not write the upgrade's guard: "+err.Error())
 	}
 	if err := u.job.recordEdgecoreBefore(before); err != nil {
 		fmt.Fprintf(u.log, "record edgecore's state before the upgrade: %v\n", err)
@@ -389,12 +384,14 @@ func (u *unitRunner) upgrade(rep Report) (Report, int) {
 		// copied the new binary out; a failure before that (a failed pull,
 		// say) leaves the node as it was, and a rollback would only restart
 		// a healthy edgecore.
-		rep.Result = ResultFailed
-		rep.Reason = "edgecore was not touched (same binary, same process), so no rollback was needed; " + upReason
-		return rep, ExitUpgradeFailedUntouched
+		return rep.failed(ExitUpgradeFailedUntouched, "edgecore was not touched (same binary, same process), so no rollback was needed; "+upReason)
 	}
 	return u.rollback(rep, upReason)
 }
+
+// keadmBackupTimeout bounds the backup step (keadm version, keadm backup
+// edge): a backup copies what a rollback restores, so it gets as long.
+const keadmBackupTimeout = RollbackTimeout
 
 // keadmUpgradeTimeout bounds one keadm upgrade edge (a pull of the image,
 // already pulled by copy-keadm, the copy, a restart of edgecore).
@@ -438,9 +435,7 @@ func (u *unitRunner) resume(rep Report) (Report, int) {
 		// keadm never replaced the binary (it was cut off while pulling or
 		// copying): the node runs what it ran, once edgecore is up.
 		if err := u.waitEdgecoreStable(); err == nil {
-			rep.Result = ResultFailed
-			rep.Reason = "edgecore was not touched (same binary), so no rollback was needed; " + why
-			return rep, ExitUpgradeFailedUntouched
+			return rep.failed(ExitUpgradeFailedUntouched, "edgecore was not touched (same binary), so no rollback was needed; "+why)
 		}
 		if u.stopped() {
 			return rep, exitStopped
@@ -464,15 +459,12 @@ func (u *unitRunner) rollback(rep Report, upReason string) (Report, int) {
 	rb, kr := u.keadmMutating(ctx, args...)
 
 	rep.Step = StepRollback
-	rep.Result = ResultFailed
 	if rb.err != nil || (kr != nil && !kr.Success) {
 		rep.NeedsAttention = true
-		rep.Reason = keadmFailure("rollback failed too, the node needs attention", rb, kr, "keadm rollback edge") + "\n" + upReason
-		return rep, ExitNeedsAttention
+		return rep.failed(ExitNeedsAttention, keadmFailure("rollback failed too, the node needs attention", rb, kr, "keadm rollback edge")+"\n"+upReason)
 	}
 	rep.RolledBack = true
-	rep.Reason = fmt.Sprintf("rollback succeeded, the node is back on %s; ", orUnknown(rep.FromVersion)) + upReason
-	return rep, ExitRolledBack
+	return rep.failed(ExitRolledBack, fmt.Sprintf("rollback succeeded, the node is back on %s; ", orUnknown(rep.FromVersion))+upReason)
 }
 
 // waitEdgecoreStable waits until one edgecore process has run on the host
@@ -526,7 +518,7 @@ func (u *unitRunner) waitEdgecoreStable() error {
 func (u *unitRunner) edgecoreJournal() string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(u.stop), systemctlTimeout)
 	defer cancel()
-	res := run(ctx, io.Discard, "journalctl", u.o.hostCommand("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "edgecore.service"))
+	res := runCommand(ctx, io.Discard, "journalctl", u.o.hostCommand("journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", "edgecore.service"))
 	if res.err != nil {
 		return ""
 	}

@@ -227,9 +227,16 @@ func readNoFollow(path string) ([]byte, error) {
 // MaxTerminationMessageBytes, and a file that is much larger is not ours.
 const maxRecordBytes = 64 << 10
 
-// writeFileDurable replaces path with data, whole and durable.
+// writeFileDurable replaces path with data, mode 0644, whole and durable.
 func writeFileDurable(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
+	return replaceDurably(path, data, 0o644)
+}
+
+// replaceDurably replaces path with data and mode, whole and durable: a
+// temporary file beside it, synced, renamed over it, and the directory
+// synced.
+func replaceDurably(path string, data []byte, mode os.FileMode) error {
+	tmp, err := writeTemp(path, data, mode)
 	if err != nil {
 		return err
 	}
@@ -240,8 +247,9 @@ func writeFileDurable(path string, data []byte) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// writeTemp writes data to a new temporary file beside path and syncs it.
-func writeTemp(path string, data []byte) (string, error) {
+// writeTemp writes data to a new temporary file beside path, with mode,
+// and syncs it.
+func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return "", err
@@ -253,7 +261,7 @@ func writeTemp(path string, data []byte) (string, error) {
 		_ = os.Remove(f.Name())
 		return "", err
 	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
+	if err := os.Chmod(f.Name(), mode); err != nil {
 		_ = os.Remove(f.Name())
 		return "", err
 	}

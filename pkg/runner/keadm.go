@@ -16,7 +16,7 @@ import (
 
 // keadm runs the job's keadm with args on the host.
 func (u *unitRunner) keadm(ctx context.Context, args ...string) cmdResult {
-	return run(ctx, u.log, "keadm "+strings.Join(args, " "), u.o.hostArgv(u.o.Keadm, args...))
+	return runCommand(ctx, u.log, "keadm "+strings.Join(args, " "), u.o.hostArgv(u.o.Keadm, args...))
 }
 
 // keadmMutating runs a keadm command that takes keadm's lock (backup,

@@ -7,6 +7,13 @@ import (
 	"unicode/utf8"
 )
 
+// failed is r as the report of a step that failed for reason, with the
+// exit code that says how.
+func (r Report) failed(code int, reason string) (Report, int) {
+	r.Result, r.Reason = ResultFailed, reason
+	return r, code
+}
+
 // truncationMark replaces the part of a too-long reason that was cut.
 const truncationMark = "\n[... truncated ...]\n"
 

@@ -44,7 +44,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		code = ExitBadArgs
 	} else {
-		rep, code = Run(ctx, step, o, stdout)
+		rep, code = runStep(ctx, step, o, stdout)
 	}
 	data := rep.Marshal()
 	fmt.Fprintf(stdout, "report: %s\n", data)
@@ -66,14 +66,14 @@ type stepRunner struct {
 	started time.Time // when this container's runner started
 }
 
-// Run runs one of the pod's steps with validated options, logging to log,
+// runStep runs one of the pod's steps with validated options, logging to log,
 // and returns its report and exit code. ctx ends when the container is asked
 // to stop.
 //
 // A step's outcome is recorded on the host and a repeated run reports the
 // record: check records its own; backup and upgrade report what the job's
 // unit records (see hostjob.go).
-func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int) {
+func runStep(ctx context.Context, step Step, o Options, log io.Writer) (Report, int) {
 	r := &stepRunner{o: o, log: log, host: host{root: o.HostRoot}, systemd: systemd{o: o, log: log}, started: time.Now()}
 	r.job = jobState{dir: r.host.path(JobDir(o.JobUID))}
 	base := Report{Step: step, FromVersion: o.FromVersion, ToVersion: o.ToVersion}
@@ -87,13 +87,11 @@ func Run(ctx context.Context, step Step, o Options, log io.Writer) (Report, int)
 		return r.check(ctx, base)
 	}
 	if err := os.MkdirAll(r.job.dir, 0o755); err != nil {
-		base.Result, base.Reason = ResultFailed, "nothing was run: cannot make the job's directory on the host: "+err.Error()
-		return base, ExitUnsupported
+		return base.failed(ExitUnsupported, "nothing was run: cannot make the job's directory on the host: "+err.Error())
 	}
 	budget, err := r.job.startBudget(r.host, o, log)
 	if err != nil {
-		base.Result, base.Reason = ResultFailed, "nothing was run: cannot start the job's budget on the node: "+err.Error()
-		return base, ExitUnsupported
+		return base.failed(ExitUnsupported, "nothing was run: cannot start the job's budget on the node: "+err.Error())
 	}
 	r.budget = budget
 	if step == StepBackup {
@@ -254,17 +252,5 @@ func copyExecutable(dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	tmp, err := writeTemp(dst, data)
-	if err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return replaceDurably(dst, data, 0o755)
 }

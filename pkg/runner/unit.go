@@ -81,7 +81,7 @@ func (s systemd) systemctl(ctx context.Context, args ...string) cmdResult {
 func (s systemd) systemctlTo(ctx context.Context, log io.Writer, args ...string) cmdResult {
 	ctx, cancel := context.WithTimeout(ctx, systemctlTimeout)
 	defer cancel()
-	return run(ctx, log, "systemctl "+strings.Join(args, " "), s.o.hostCommand("systemctl", args...))
+	return runCommand(ctx, log, "systemctl "+strings.Join(args, " "), s.o.hostCommand("systemctl", args...))
 }
 
 // systemctlTimeout bounds one systemctl call.

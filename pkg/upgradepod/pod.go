@@ -83,14 +83,42 @@ type Params struct {
 	OwnerRef *metav1.OwnerReference // may be nil
 }
 
-// Build renders the upgrade pod for p, with activeDeadlineSeconds counted
-// from now.
-func Build(p Params) *corev1.Pod {
-	return BuildAt(p, time.Now())
+// Build renders the upgrade pod for p. now is the controller's clock: the
+// node's budget, and the pod's activeDeadlineSeconds, are the time left
+// from now until p.Deadline.
+func Build(p Params, now time.Time) *corev1.Pod {
+	opts := runnerOptions(p, now)
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: podMeta(p),
+		Spec: corev1.PodSpec{
+			NodeName:                      p.NodeName,
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			HostPID:                       true,
+			HostNetwork:                   true,
+			DNSPolicy:                     corev1.DNSDefault,
+			InitContainers:                []corev1.Container{copyKeadmContainer(p)},
+			Containers:                    stepContainers(p, opts),
+			Volumes:                       volumes(p.JobUID),
+			AutomountServiceAccountToken:  new(false),
+			EnableServiceLinks:            new(false),
+			ActiveDeadlineSeconds:         new(int64((opts.Budget + DeadlineGrace) / time.Second)),
+			TerminationGracePeriodSeconds: new(int64(TerminationGracePeriod / time.Second)),
+		},
+	}
+	if p.OwnerRef != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*p.OwnerRef}
+	}
+	for _, name := range p.PullSecrets {
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+	}
+	return pod
 }
 
-// BuildAt is Build with an explicit clock, for tests and golden files.
-func BuildAt(p Params, now time.Time) *corev1.Pod {
+// runnerOptions are the options every step container's runner gets, but
+// the step it waits for (After).
+func runnerOptions(p Params, now time.Time) runner.Options {
 	opts := runner.DefaultOptions()
 	opts.JobUID = p.JobUID
 	opts.JobName = p.JobName
@@ -107,10 +135,108 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 	if p.KeepJobRecords > 0 {
 		opts.KeepJobRecords = p.KeepJobRecords
 	}
-
 	opts.HandoffDir = handoffMountPath
-	handoffMount := corev1.VolumeMount{Name: volumeHandoff, MountPath: handoffMountPath}
-	hostRootMount := corev1.VolumeMount{
+	return opts
+}
+
+// podMeta names the pod after its node and labels, annotates and guards it
+// (the tracking finalizer) for the controller.
+func podMeta(p Params) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      PodName(p.NodeName),
+		Namespace: p.Namespace,
+		Labels: map[string]string{
+			v1alpha1.LabelJob:  JobLabelValue(p.JobName),
+			v1alpha1.LabelNode: NodeLabelValue(p.NodeName),
+		},
+		Annotations: map[string]string{
+			v1alpha1.AnnotationNode:     p.NodeName,
+			v1alpha1.AnnotationDeadline: p.Deadline.UTC().Format(time.RFC3339),
+		},
+		Finalizers: []string{v1alpha1.FinalizerPodTracking},
+	}
+}
+
+// container is what every container of the pod has in common: it runs
+// command from image, pulled IfNotPresent (the runner image is pinned by
+// the controller's configuration, the install image by the job's version,
+// and edge nodes on slow links must not pull them again), with the pod's
+// resources, and leaves its termination message where the runner writes
+// its report.
+func container(name, image string, command ...string) corev1.Container {
+	return corev1.Container{
+		Name:                     name,
+		Image:                    image,
+		Command:                  command,
+		ImagePullPolicy:          corev1.PullIfNotPresent,
+		Resources:                resources(),
+		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+// copyKeadmContainer copies keadm from the install image into the job's
+// binaries directory on the host, where the job's unit runs it.
+func copyKeadmContainer(p Params) corev1.Container {
+	// No shell: cp is in the install image. The target directory, the
+	// job's binaries directory on the host, is created by the kubelet
+	// (DirectoryOrCreate), so no mkdir is needed, two jobs never
+	// overwrite each other's keadm, and this container, which runs the
+	// install image's code, can write nothing else on the host: not
+	// the job's records, which the unit trusts.
+	c := container(runner.ContainerCopyKeadm, p.InstallImage, "cp", InstallImageKeadm, binMountPath+"/keadm")
+	c.VolumeMounts = []corev1.VolumeMount{{Name: volumeBinDir, MountPath: binMountPath}}
+	c.SecurityContext = unprivileged()
+	return c
+}
+
+// stepContainers are the runner's steps: check (when the job checks
+// anything), backup, upgrade.
+//
+// The steps are regular containers, started together; each waits for
+// the recorded success of the one before it (--after). As init
+// containers they cost a minute each on real edgecore, whose kubelet
+// started the next init container only at its periodic pod sync
+// (syncFrequency 1m), measured on a real node.
+//
+// No readiness probe to show RollingBack live. On real KubeEdge the
+// kubelet is edgecore itself, the process an upgrade or rollback
+// restarts, so the signal failed both ways (measured): during a real
+// rollback of an edgecore that would not start, nobody reported pod
+// status; after a good upgrade the new edgecore's kubelet, with no probe
+// worker for the pod yet, reported the container Ready by default, and
+// the job showed RollingBack for 16 s although nothing rolled back. The
+// rollback shows in the node's final status (Failed, event Rollback,
+// keadm's reason) from the runner's report.
+func stepContainers(p Params, opts runner.Options) []corev1.Container {
+	var containers []corev1.Container
+	backupAfter := runner.Step("")
+	if len(p.CheckItems) > 0 {
+		containers = append(containers, stepContainer(p, opts, runner.StepCheck, ""))
+		backupAfter = runner.StepCheck
+	}
+	return append(containers,
+		stepContainer(p, opts, runner.StepBackup, backupAfter),
+		stepContainer(p, opts, runner.StepUpgrade, runner.StepBackup))
+}
+
+// stepContainer runs step, once after has succeeded, in the container
+// named after it (runner.ContainerCheck and the others are the step names).
+func stepContainer(p Params, opts runner.Options, step, after runner.Step) corev1.Container {
+	opts.After = after
+	c := container(string(step), p.RunnerImage, RunnerCommand)
+	c.Args = opts.Args(step)
+	c.VolumeMounts, c.SecurityContext = stepMounts(step), privileged()
+	if step == runner.StepCheck {
+		c.SecurityContext = unprivilegedUser()
+	}
+	return c
+}
+
+// stepMounts are what a step sees of the host and of the pod.
+func stepMounts(step runner.Step) []corev1.VolumeMount {
+	handoff := corev1.VolumeMount{Name: volumeHandoff, MountPath: handoffMountPath}
+	hostRoot := corev1.VolumeMount{
 		Name:      volumeHostRoot,
 		MountPath: runner.DefaultHostRoot,
 		// Writable: the backup container copies the runner and writes the
@@ -119,152 +245,52 @@ func BuildAt(p Params, now time.Time) *corev1.Pod {
 		// enter the host's namespaces (systemctl) anyway, so a read-only
 		// mount would protect nothing there; the check's is read-only.
 	}
-	// Each step runs in the container named after it (runner.ContainerCheck
-	// and the others are the step names).
-	runnerContainer := func(step runner.Step, after runner.Step) corev1.Container {
-		stepOpts := opts
-		stepOpts.After = after
-		mounts, security := []corev1.VolumeMount{hostRootMount}, privileged()
-		switch step {
-		case runner.StepCheck:
-			// The check only reads the host's /proc/stat and /proc/meminfo
-			// and the usage of the file system holding the jobs directory
-			// (statfs): it gets exactly those two host directories,
-			// read-only, runs as a user that is not root, with no
-			// capability, and hands its outcome to the backup container in
-			// the pod's handoff directory. It cannot write anything on the
-			// host, nor read the host's other files (/etc/kubeedge/certs,
-			// edgecore's configuration), nor reach containerd's socket: the
-			// host's / is not mounted, so its writable submounts (/run/lock,
-			// /dev/shm) are out of reach with no need for a recursively
-			// read-only mount, which containerd before 2.0 cannot make and
-			// the kubelet of KubeEdge v1.21 (Kubernetes 1.30, feature gate
-			// off) refuses. (hostPID is the pod's, for the steps that enter
-			// PID 1's namespaces.)
-			mounts = []corev1.VolumeMount{
-				readOnly(volumeHostProc, path.Join(runner.DefaultHostRoot, "proc")),
-				readOnly(volumeJobsDir, path.Join(runner.DefaultHostRoot, runner.JobsDir)),
-				handoffMount,
-			}
-			security = unprivilegedUser()
-		case runner.StepBackup:
-			mounts = append(mounts, handoffMount)
+	switch step {
+	case runner.StepCheck:
+		// The check only reads the host's /proc/stat and /proc/meminfo
+		// and the usage of the file system holding the jobs directory
+		// (statfs): it gets exactly those two host directories,
+		// read-only, runs as a user that is not root, with no
+		// capability, and hands its outcome to the backup container in
+		// the pod's handoff directory. It cannot write anything on the
+		// host, nor read the host's other files (/etc/kubeedge/certs,
+		// edgecore's configuration), nor reach containerd's socket: the
+		// host's / is not mounted, so its writable submounts (/run/lock,
+		// /dev/shm) are out of reach with no need for a recursively
+		// read-only mount, which containerd before 2.0 cannot make and
+		// the kubelet of KubeEdge v1.21 (Kubernetes 1.30, feature gate
+		// off) refuses. (hostPID is the pod's, for the steps that enter
+		// PID 1's namespaces.)
+		return []corev1.VolumeMount{
+			readOnly(volumeHostProc, path.Join(runner.DefaultHostRoot, "proc")),
+			readOnly(volumeJobsDir, path.Join(runner.DefaultHostRoot, runner.JobsDir)),
+			handoff,
 		}
-		return corev1.Container{
-			Name:    string(step),
-			Image:   p.RunnerImage,
-			Command: []string{RunnerCommand},
-			Args:    stepOpts.Args(step),
-			// The runner image is pinned by the controller's configuration;
-			// IfNotPresent keeps edge nodes on slow links from re-pulling.
-			ImagePullPolicy:          corev1.PullIfNotPresent,
-			VolumeMounts:             mounts,
-			Resources:                resources(),
-			SecurityContext:          security,
-			TerminationMessagePath:   runner.DefaultTerminationMessagePath,
-			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		}
+	case runner.StepBackup:
+		return []corev1.VolumeMount{hostRoot, handoff}
 	}
+	return []corev1.VolumeMount{hostRoot}
+}
 
-	initContainers := []corev1.Container{{
-		Name:  runner.ContainerCopyKeadm,
-		Image: p.InstallImage,
-		// No shell: cp is in the install image. The target directory, the
-		// job's binaries directory on the host, is created by the kubelet
-		// (DirectoryOrCreate), so no mkdir is needed, two jobs never
-		// overwrite each other's keadm, and this container, which runs the
-		// install image's code, can write nothing else on the host: not
-		// the job's records, which the unit trusts.
-		Command:                  []string{"cp", InstallImageKeadm, binMountPath + "/keadm"},
-		ImagePullPolicy:          corev1.PullIfNotPresent,
-		VolumeMounts:             []corev1.VolumeMount{{Name: volumeBinDir, MountPath: binMountPath}},
-		Resources:                resources(),
-		SecurityContext:          unprivileged(),
-		TerminationMessagePath:   runner.DefaultTerminationMessagePath,
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}}
+// volumes are the host directories the containers mount, and the handoff
+// directory.
+func volumes(jobUID string) []corev1.Volume {
+	return []corev1.Volume{
+		hostPathVolume(volumeHostRoot, "/", corev1.HostPathDirectory),
+		hostPathVolume(volumeBinDir, runner.JobBinDir(jobUID), corev1.HostPathDirectoryOrCreate),
+		hostPathVolume(volumeHostProc, "/proc", corev1.HostPathDirectory),
+		hostPathVolume(volumeJobsDir, runner.JobsDir, corev1.HostPathDirectoryOrCreate),
+		// A few KB: the check's outcome.
+		{Name: volumeHandoff, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			SizeLimit: new(resource.MustParse("1Mi")),
+		}}},
+	}
+}
 
-	// The steps are regular containers, started together; each waits for
-	// the recorded success of the one before it (--after). As init
-	// containers they cost a minute each on real edgecore, whose kubelet
-	// started the next init container only at its periodic pod sync
-	// (syncFrequency 1m), measured on a real node.
-	var containers []corev1.Container
-	backupAfter := runner.Step("")
-	if len(p.CheckItems) > 0 {
-		containers = append(containers, runnerContainer(runner.StepCheck, ""))
-		backupAfter = runner.StepCheck
-	}
-	containers = append(containers, runnerContainer(runner.StepBackup, backupAfter))
-
-	upgrade := runnerContainer(runner.StepUpgrade, runner.StepBackup)
-	// No readiness probe to show RollingBack live. On real KubeEdge the
-	// kubelet is edgecore itself, the process an upgrade or rollback
-	// restarts, so the signal failed both ways (measured): during a real
-	// rollback of an edgecore that would not start, nobody reported pod
-	// status; after a good upgrade the new edgecore's kubelet, with no probe
-	// worker for the pod yet, reported the container Ready by default, and
-	// the job showed RollingBack for 16 s although nothing rolled back. The
-	// rollback shows in the node's final status (Failed, event Rollback,
-	// keadm's reason) from the runner's report.
-	containers = append(containers, upgrade)
-
-	labels := map[string]string{
-		v1alpha1.LabelJob:  JobLabelValue(p.JobName),
-		v1alpha1.LabelNode: NodeLabelValue(p.NodeName),
-	}
-	pod := &corev1.Pod{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      PodName(p.NodeName),
-			Namespace: p.Namespace,
-			Labels:    labels,
-			Annotations: map[string]string{
-				v1alpha1.AnnotationNode:     p.NodeName,
-				v1alpha1.AnnotationDeadline: p.Deadline.UTC().Format(time.RFC3339),
-			},
-			Finalizers: []string{v1alpha1.FinalizerPodTracking},
-		},
-		Spec: corev1.PodSpec{
-			NodeName:       p.NodeName,
-			Tolerations:    []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			RestartPolicy:  corev1.RestartPolicyNever,
-			HostPID:        true,
-			HostNetwork:    true,
-			DNSPolicy:      corev1.DNSDefault,
-			InitContainers: initContainers,
-			Containers:     containers,
-			Volumes: []corev1.Volume{
-				{Name: volumeHostRoot, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: "/", Type: new(corev1.HostPathDirectory),
-				}}},
-				{Name: volumeBinDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: runner.JobBinDir(p.JobUID), Type: new(corev1.HostPathDirectoryOrCreate),
-				}}},
-				{Name: volumeHostProc, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: "/proc", Type: new(corev1.HostPathDirectory),
-				}}},
-				{Name: volumeJobsDir, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-					Path: runner.JobsDir, Type: new(corev1.HostPathDirectoryOrCreate),
-				}}},
-				// A few KB: the check's outcome.
-				{Name: volumeHandoff, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-					SizeLimit: new(resource.MustParse("1Mi")),
-				}}},
-			},
-			AutomountServiceAccountToken:  new(false),
-			EnableServiceLinks:            new(false),
-			ActiveDeadlineSeconds:         new(int64((opts.Budget + DeadlineGrace) / time.Second)),
-			TerminationGracePeriodSeconds: new(int64(TerminationGracePeriod / time.Second)),
-		},
-	}
-	if p.OwnerRef != nil {
-		pod.OwnerReferences = []metav1.OwnerReference{*p.OwnerRef}
-	}
-	for _, name := range p.PullSecrets {
-		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
-	}
-	return pod
+func hostPathVolume(name, hostPath string, typ corev1.HostPathType) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+		Path: hostPath, Type: &typ,
+	}}}
 }
 
 // budget is the time left before deadline, in whole seconds rounded up,

@@ -63,7 +63,7 @@ func TestBuildGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			got, err := yaml.Marshal(BuildAt(tt.params, buildTime))
+			got, err := yaml.Marshal(Build(tt.params, buildTime))
 			g.Expect(err).NotTo(HaveOccurred())
 			path := filepath.Join("testdata", tt.name+".yaml")
 			if *update {
@@ -233,7 +233,7 @@ func TestBuild(t *testing.T) {
 			if tt.modify != nil {
 				tt.modify(&p)
 			}
-			tt.check(NewWithT(t), BuildAt(p, buildTime))
+			tt.check(NewWithT(t), Build(p, buildTime))
 		})
 	}
 }
@@ -244,7 +244,7 @@ func TestBuild(t *testing.T) {
 // rollback run in the unit on the host), so nothing more is owed.
 func TestGracePeriodCoversWhatThePodDoesAfterAStop(t *testing.T) {
 	g := NewWithT(t)
-	pod := BuildAt(baseParams(), buildTime)
+	pod := Build(baseParams(), buildTime)
 	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 	// Writing the report and exiting: the runner's own exit waits.
 	const reportMargin = 5 * time.Second
@@ -269,7 +269,7 @@ func TestBuildWithNormalisedImage(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	p := baseParams()
 	p.InstallImage = img
-	pod := BuildAt(p, buildTime)
+	pod := Build(p, buildTime)
 	_, o, err := runner.ParseArgs(pod.Spec.Containers[0].Args, os.Stderr)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(o.Image).To(Equal(img))

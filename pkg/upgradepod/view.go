@@ -90,97 +90,103 @@ func observe(pod *corev1.Pod) observation {
 		obs.Reason = joinNonEmpty(": ", "the pod outlived its deadline and was stopped by the kubelet (DeadlineExceeded)", st.Message)
 		return obs
 	}
+	started := stepsStarted(pod)
+	if failed, ok := firstFailure(obs, pod, started); ok {
+		return failed
+	}
+	if t := terminated(findStatus(st.ContainerStatuses, runner.ContainerUpgrade)); t != nil && ended(runner.ContainerUpgrade, t) == endedSucceeded {
+		// The unit's verdict, whatever happened to the other containers.
+		return succeeded(obs, pod)
+	}
+	lost := lostFollowers(pod)
+	switch st.Phase {
+	case corev1.PodSucceeded:
+		return succeeded(obs, pod)
+	case corev1.PodFailed:
+		return podFailed(obs, st, lost)
+	}
+	return unfinished(obs, pod, started, lost)
+}
 
-	stepsStarted := false
+// stepsStarted reports whether a step container runs or has run.
+func stepsStarted(pod *corev1.Pod) bool {
+	started := false
 	for _, c := range pod.Spec.Containers {
-		if s := findStatus(st.ContainerStatuses, c.Name); s != nil && (s.State.Running != nil || s.State.Terminated != nil) {
-			stepsStarted = true
+		if s := findStatus(pod.Status.ContainerStatuses, c.Name); s != nil && (s.State.Running != nil || s.State.Terminated != nil) {
+			started = true
 		}
 	}
+	return started
+}
 
-	// A container that exited non-zero ends the pod (restartPolicy Never),
-	// even if the pod phase has not caught up yet. Look in run order: a
-	// step that did not run because the one before it failed exits
-	// non-zero too, after it. A follower that ended without the unit's
-	// verdict (killed, or stopped following) ends nothing: the upgrade goes
-	// on in the job's unit on the node.
+// firstFailure finds the container whose failure ends the pod, if one
+// did.
+//
+// A container that exited non-zero ends the pod (restartPolicy Never),
+// even if the pod phase has not caught up yet. Look in run order: a
+// step that did not run because the one before it failed exits
+// non-zero too, after it. A follower that ended without the unit's
+// verdict (killed, or stopped following) ends nothing: the upgrade goes
+// on in the job's unit on the node.
+func firstFailure(obs observation, pod *corev1.Pod, stepsStarted bool) (observation, bool) {
+	st := &pod.Status
 	for _, c := range pod.Spec.InitContainers {
 		s := findStatus(st.InitContainerStatuses, c.Name)
 		if t := terminated(s); t != nil && t.ExitCode != 0 && !stepsStarted {
 			// Once the steps run, keadm was in place: a copy-keadm that a
 			// kubelet ran again later (real edgecore's does after a
 			// restart) cannot undo that.
-			return failedBy(obs, c.Name, t)
+			return failedBy(obs, c.Name, t), true
 		}
 	}
-	var lost []string
 	for _, c := range pod.Spec.Containers {
 		t := terminated(findStatus(st.ContainerStatuses, c.Name))
-		switch {
-		case t == nil || ended(c.Name, t) == endedSucceeded:
-		case ended(c.Name, t) == endedLost:
+		if t != nil && ended(c.Name, t) == endedFailed {
+			return failedBy(obs, c.Name, t), true
+		}
+	}
+	return obs, false
+}
+
+// lostFollowers describes the followers that ended without the unit's
+// verdict.
+func lostFollowers(pod *corev1.Pod) []string {
+	var lost []string
+	for _, c := range pod.Spec.Containers {
+		if t := terminated(findStatus(pod.Status.ContainerStatuses, c.Name)); t != nil && ended(c.Name, t) == endedLost {
 			lost = append(lost, lostFollower(c.Name, t))
-		default:
-			return failedBy(obs, c.Name, t)
 		}
 	}
-	if t := terminated(findStatus(st.ContainerStatuses, runner.ContainerUpgrade)); t != nil && ended(runner.ContainerUpgrade, t) == endedSucceeded {
-		// The unit's verdict, whatever happened to the other containers.
-		return succeeded(obs, pod)
-	}
+	return lost
+}
 
-	switch st.Phase {
-	case corev1.PodSucceeded:
-		return succeeded(obs, pod)
-	case corev1.PodFailed:
-		if len(lost) > 0 {
-			return detached(obs, lost)
-		}
-		obs.Phase = rollout.PodFailed
-		what := "the pod failed"
-		if st.Reason == "Evicted" {
-			what = "the pod was evicted"
-		}
-		obs.Reason = joinNonEmpty(": ", what, st.Reason, st.Message)
-		return obs
+// podFailed reads a pod the kubelet marked Failed with no container's
+// failure to explain it.
+func podFailed(obs observation, st *corev1.PodStatus, lost []string) observation {
+	if len(lost) > 0 {
+		return detached(obs, lost)
 	}
+	obs.Phase = rollout.PodFailed
+	what := "the pod failed"
+	if st.Reason == "Evicted" {
+		what = "the pod was evicted"
+	}
+	obs.Reason = joinNonEmpty(": ", what, st.Reason, st.Message)
+	return obs
+}
 
-	// Running or pending. Until copy-keadm is done the pod is Pending, or
-	// in its first step while copy-keadm runs.
+// unfinished reads a running or pending pod: the step it is in, or what it
+// waits for.
+func unfinished(obs observation, pod *corev1.Pod, stepsStarted bool, lost []string) observation {
+	// Until copy-keadm is done the pod is Pending, or in its first step
+	// while copy-keadm runs.
 	if !stepsStarted {
-		for _, c := range pod.Spec.InitContainers {
-			s := findStatus(st.InitContainerStatuses, c.Name)
-			if terminated(s) != nil {
-				continue // exit 0, see above
-			}
-			if s != nil && s.State.Running != nil {
-				obs.Phase = stepPhase(pod, c.Name)
-				return obs
-			}
-			obs.Phase = rollout.PodPending
-			obs.waiting(c, s, true)
-			return obs
+		if o, ok := initProgress(obs, pod); ok {
+			return o
 		}
 	}
-	// The first step not finished successfully is where the pod is; the
-	// steps after it are waiting for it. A lost follower is passed over:
-	// the one after it follows the same unit.
-	for i, c := range pod.Spec.Containers {
-		s := findStatus(st.ContainerStatuses, c.Name)
-		if terminated(s) != nil {
-			continue // exit 0, or a lost follower (see above)
-		}
-		if s == nil || s.State.Running == nil {
-			// Not started yet: Pending while nothing has run.
-			obs.Phase = stepPhase(pod, c.Name)
-			if i == 0 && !stepsStarted && len(pod.Spec.InitContainers) == 0 {
-				obs.Phase = rollout.PodPending
-			}
-			obs.waiting(c, s, !stepsStarted)
-			return obs
-		}
-		obs.Phase = stepPhase(pod, c.Name)
-		return obs
+	if o, ok := stepProgress(obs, pod, stepsStarted); ok {
+		return o
 	}
 	if len(pod.Spec.Containers) == 0 {
 		// Not a pod this package built.
@@ -192,6 +198,47 @@ func observe(pod *corev1.Pod) observation {
 	}
 	// Every step exited 0: done, the pod phase lags.
 	return succeeded(obs, pod)
+}
+
+// initProgress reads the init container that has not finished, if one
+// has not.
+func initProgress(obs observation, pod *corev1.Pod) (observation, bool) {
+	for _, c := range pod.Spec.InitContainers {
+		s := findStatus(pod.Status.InitContainerStatuses, c.Name)
+		if terminated(s) != nil {
+			continue // exit 0, see firstFailure
+		}
+		if s != nil && s.State.Running != nil {
+			obs.Phase = stepPhase(pod, c.Name)
+			return obs, true
+		}
+		obs.Phase = rollout.PodPending
+		obs.waiting(c, s, true)
+		return obs, true
+	}
+	return obs, false
+}
+
+// stepProgress reads the first step not finished successfully, which is
+// where the pod is; the steps after it are waiting for it. A lost
+// follower is passed over: the one after it follows the same unit.
+func stepProgress(obs observation, pod *corev1.Pod, stepsStarted bool) (observation, bool) {
+	for i, c := range pod.Spec.Containers {
+		s := findStatus(pod.Status.ContainerStatuses, c.Name)
+		if terminated(s) != nil {
+			continue // exit 0, or a lost follower (see firstFailure)
+		}
+		obs.Phase = stepPhase(pod, c.Name)
+		if s == nil || s.State.Running == nil {
+			// Not started yet: Pending while nothing has run.
+			if i == 0 && !stepsStarted && len(pod.Spec.InitContainers) == 0 {
+				obs.Phase = rollout.PodPending
+			}
+			obs.waiting(c, s, !stepsStarted)
+		}
+		return obs, true
+	}
+	return obs, false
 }
 
 // How a step container ended, for the pod's outcome.
@@ -215,7 +262,7 @@ func ended(container string, t *corev1.ContainerStateTerminated) string {
 	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade
 	if rep, err := runner.ParseReport(t.Message); err == nil {
 		switch {
-		case rep.Result == runner.ResultSucceeded || rep.Result == runner.ResultSkipped:
+		case rep.Result == runner.ResultSucceeded:
 			return endedSucceeded
 		case rep.Detached && follower:
 			return endedLost

@@ -44,7 +44,7 @@ func testPod(withCheck bool, status corev1.PodStatus) *corev1.Pod {
 	if !withCheck {
 		p.CheckItems = nil
 	}
-	pod := BuildAt(p, buildTime)
+	pod := Build(p, buildTime)
 	pod.Status = status
 	return pod
 }
@@ -315,7 +315,7 @@ func otherPod(job, jobUID, node, name string, phase corev1.PodPhase, tracked, de
 	p.JobName, p.JobUID, p.NodeName = job, jobUID, node
 	p.OwnerRef = &metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeUpgradeJob", Name: job,
 		UID: types.UID(jobUID), Controller: new(true)}
-	pod := BuildAt(p, buildTime)
+	pod := Build(p, buildTime)
 	if name != "" {
 		pod.Name = name
 	}

@@ -157,7 +157,7 @@ func newTimeline(pod *corev1.Pod, in timelineInput) timeline {
 
 	// Lay the phases out over the duration by weight. A failing upgrade
 	// rolls back inside its upgrade container with no sign in the pod
-	// status, as on real KubeEdge (see upgradepod.BuildAt).
+	// status, as on real KubeEdge (see upgradepod.Build).
 	total := 0
 	for _, n := range p.names {
 		total += stepWeight(n)

@@ -26,7 +26,7 @@ func realPod(withCheck bool, deadline time.Duration) *corev1.Pod {
 	if withCheck {
 		p.CheckItems = []string{"cpu"}
 	}
-	return upgradepod.BuildAt(p, t0)
+	return upgradepod.Build(p, t0)
 }
 
 // observeAt renders the pod at elapsed d and asks the controller's own

@@ -48,7 +48,7 @@ func probeCheckReach(t *testing.T, ctx context.Context, w *kubeedgeworld.World, 
 		JobName: "reach", JobUID: "00000000-0000-4000-8000-00000000feed", NodeName: n.Name(), Namespace: podNamespace,
 		RunnerImage: kubeedgeworld.RunnerImage, InstallImage: kubeedgeworld.InstallPackageRepo + ":" + toVersion,
 		Version: toVersion, CheckItems: []string{"cpu"}, Deadline: time.Now().Add(time.Hour),
-	})
+	}, time.Now())
 	check := built.Spec.Containers[0]
 	check.Name = "probe"
 	check.Command = []string{"/bin/sh", "-c", reachProbe}

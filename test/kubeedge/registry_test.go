@@ -64,7 +64,7 @@ func TestRegistry(t *testing.T) {
 	}
 
 	t.Run("a tag the registry does not have", func(t *testing.T) {
-		refused(t, "missing-tag", "v1.23.9", "not found")
+		refused(t, "missing-tag", "v1.23.99", "not found") // a version no package of the world has
 	})
 	t.Run("a wrong credential", func(t *testing.T) {
 		if err := w.SetPullSecretPassword(ctx, "wrong-password"); err != nil {

@@ -107,6 +107,7 @@ type World struct {
 	images            []string // imported into every node
 	registries        *registries
 	binfmt            *binfmtState // what the world changed for arm64 nodes
+	releaseHostLimits func() error // gives back the raised inotify allowance
 	start             time.Time
 	stopOnce          sync.Once
 	stopErr           error
@@ -254,6 +255,9 @@ func Start(ctx context.Context, opts Options) (_ *World, err error) {
 	w.images = append(w.images, opts.ExtraImages...)
 	w.logf("images ready: %d", len(images))
 
+	if w.releaseHostLimits, err = raiseHostLimits(); err != nil {
+		return nil, err
+	}
 	if err := w.makeBridge(); err != nil {
 		return nil, err
 	}
@@ -752,6 +756,11 @@ func (w *World) Stop() error {
 		if w.bridge != "" {
 			if out, err := exec.Command("ip", "link", "del", w.bridge).CombinedOutput(); err != nil {
 				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", w.bridge, err, out))
+			}
+		}
+		if w.releaseHostLimits != nil {
+			if err := w.releaseHostLimits(); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if w.dir != "" {

@@ -66,7 +66,7 @@ func upgradePod(node, job string) *corev1.Pod {
 		RunnerImage: "nodeupgrade-runner:test", InstallImage: "docker.io/kubeedge/installation-package:" + to,
 		Version: to, FromVersion: "v1.20.0", CheckItems: []string{"cpu", "disk"},
 		Deadline: time.Now().Add(5 * time.Minute),
-	})
+	}, time.Now())
 }
 
 // containerStatus is the status of the named container; empty when absent.
