@@ -152,7 +152,7 @@ func eta(job *v1alpha1.NodeUpgradeJob, now time.Time, done int, ages []time.Dura
 	}
 	left := fmt.Sprintf("%s left: %d in flight, %d pending", plural(len(ages)+pending, "node"), len(ages), pending)
 	cfg, _ := rollout.ConfigFromSpec(&job.Spec)
-	concurrency := max(int(cfg.Concurrency), 1)
+	concurrency := max(cfg.Concurrency, 1)
 	per := pickPerNode(job, now, done, concurrency, basis)
 	text := fmt.Sprintf("ETA: %s (%s)\nper node: %s (%s)", timeLeft(ages, pending, concurrency, per.d).Round(time.Second), left, per.d, per.source)
 	if late := overdue(ages, per.d); late > 0 {
