@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -639,12 +640,23 @@ func (w *World) StartController(ctx context.Context, args ...string) (*localclus
 }
 
 // controllerArgs are the world's controller flags: the nodes' real edge
-// label, and the world's private registry of installation packages, allowed
-// and pulled with its secret.
+// label, the world's private registry of installation packages, allowed and
+// pulled with its secret, and a disk threshold of 99 %.
+//
+// Why the disk threshold: the machines' root file systems are folders on the
+// host's disk, so the disk check reads the host's disk, not a node's. CI's
+// host was 91.6 % full while four worlds ran side by side (each holds about
+// 1 GB of registry and 1 GB per machine), and TestUpgrade's disk check then
+// failed its node, rightly for the reading and wrongly for the test. A test
+// that wants a failing check sets its own thresholds (later flags win).
 func controllerArgs() []string {
 	return []string{"--edge-node-label=" + EdgeLabel, "--image-pull-secrets=" + RegistrySecret,
-		"--allowed-image-repositories=" + InstallPackageRepo}
+		"--allowed-image-repositories=" + InstallPackageRepo, "--check-disk-threshold=" + strconv.Itoa(WorldDiskThreshold)}
 }
+
+// WorldDiskThreshold is the disk check's threshold in the world's
+// controllers (see controllerArgs).
+const WorldDiskThreshold = 99
 
 // StartControllerWithClockOffset runs the controller in the test process,
 // built by the same code as the binary (manager.BindFlags, manager.New),
