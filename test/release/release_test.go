@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -279,8 +280,37 @@ func TestKrewInstallsThePlugin(t *testing.T) {
 	}
 	archive := filepath.Join(dir, "kubectl-nodeupgrade_"+version+"_linux_amd64.tar.gz")
 	t.Log(run(krew, "install", "--manifest="+filepath.Join(dir, "nodeupgrade.yaml"), "--archive="+archive))
-	if out := run(krew, "list"); !strings.Contains(out, "nodeupgrade") {
-		t.Errorf("krew list does not show the plugin:\n%s", out)
+
+	// krew list and info need a plugin index, which krew update clones from
+	// GitHub. A custom index is a git repository of manifests under
+	// plugins/: one holding the release's manifest stands in, and krew
+	// reads and validates the manifest from it as it would from an index.
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git not on PATH (krew clones its indexes with it)")
+	}
+	index := filepath.Join(home, "index")
+	manifest, err := os.ReadFile(filepath.Join(dir, "nodeupgrade.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(index, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(index, "plugins", "nodeupgrade.yaml"), manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(git, "-C", index, "init", "-q")
+	run(git, "-C", index, "add", ".")
+	run(git, "-C", index, "-c", "user.name=release-test", "-c", "user.email=release-test@localhost", "commit", "-q", "-m", "nodeupgrade "+version)
+	run(krew, "index", "add", "local", index)
+	// Not on a terminal, krew list prints names alone; one installed from a
+	// manifest is krew's "detached" index's.
+	if out := run(krew, "list"); !regexp.MustCompile(`(?m)^detached/nodeupgrade$`).MatchString(out) {
+		t.Errorf("krew list does not show the plugin installed from the manifest:\n%s", out)
+	}
+	if out := run(krew, "info", "local/nodeupgrade"); !strings.Contains(out, "VERSION: "+version) || !strings.Contains(out, "kubectl-nodeupgrade_"+version+"_linux_amd64.tar.gz") {
+		t.Errorf("krew info does not show the release's version and linux/amd64 archive:\n%s", out)
 	}
 
 	// kubectl finds it on PATH, as krew's users have it.
