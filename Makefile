@@ -7,14 +7,25 @@ KUBE_VERSION             ?= v1.37.2
 KWOK_VERSION             ?= v0.8.0
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION    ?= v2.15.0
+HELM_VERSION             ?= v3.21.4
+KREW_VERSION             ?= v0.4.3
+# Debian's prometheus package (bookworm), for promtool and a real Prometheus
+# in the tests: hack/prometheus.sh extracts it into bin/.
+PROMETHEUS_VERSION       ?= 2.42.0
 
 BIN            := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 KWOK           := $(BIN)/kwok-$(KWOK_VERSION)/kwok
+HELM           := $(BIN)/helm-$(HELM_VERSION)/helm
+KREW           := $(BIN)/krew-$(KREW_VERSION)/krew
+PROMETHEUS_DIR := $(BIN)/prometheus-$(PROMETHEUS_VERSION)
 ENVTEST_ASSETS := $(BIN)/k8s-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 export NODEUPGRADE_KWOK   := $(KWOK)
+export NODEUPGRADE_HELM   := $(HELM)
+export NODEUPGRADE_KREW   := $(KREW)
+export NODEUPGRADE_PROMETHEUS := $(PROMETHEUS_DIR)
 
 # Go test packages that need no control plane, and those that do.
 UNIT_PKGS  := ./api/... ./pkg/... ./cmd/...
@@ -47,11 +58,22 @@ image: ## Build the controller+runner image without docker into bin/image/ (OCI 
 	hack/kubeedge-deps.sh image
 	go run ./test/projectimage/cmd/image
 
+.PHONY: release
+release: image $(HELM) ## Build every release artifact into bin/release/$(VERSION)/: image archive, plugin for 6 platforms, krew manifest, chart, CRD and install YAML, checksums
+	VERSION=$(VERSION) HELM=$(HELM) hack/release.sh
+
 ##@ Generate
+# The Helm chart keeps copies of the generated CRD and controller RBAC and of
+# config/monitoring (Helm reads only files inside the chart); test/manifests
+# checks they match.
+CHART := charts/nodeupgrade
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from markers
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from markers (and their copies in the Helm chart)
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=nodeupgrade-controller paths=./pkg/... output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/operations.kubeedge.io_nodeupgradejobs.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/controller-role.yaml
+	cp config/monitoring/alerts.yaml config/monitoring/dashboard.json $(CHART)/files/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deep-copy code
@@ -72,14 +94,15 @@ lint: $(GOLANGCI_LINT) ## golangci-lint
 .PHONY: verify
 verify: generate manifests ## Fail when generated code, manifests or formatting are stale
 	@test -z "$$(gofmt -s -l $$(git ls-files '*.go'))" || { gofmt -s -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
-	@git diff --exit-code -- api config || { echo 'generated files are stale: run make generate manifests and commit'; exit 1; }
-	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo 'generated files are untracked'; exit 1; }
+	@git diff --exit-code -- api config $(CHART) || { echo 'generated files are stale: run make generate manifests and commit'; exit 1; }
+	@test -z "$$(git status --porcelain -- api config $(CHART))" || { git status --porcelain -- api config $(CHART); echo 'generated files are untracked'; exit 1; }
 	go mod tidy -diff
 
 ##@ Test
 .PHONY: tools
-tools: ## Build etcd, kube-apiserver and kwok from the Go module proxy into bin/ (cached)
-	ETCD_VERSION=$(ETCD_VERSION) KUBE_VERSION=$(KUBE_VERSION) KWOK_VERSION=$(KWOK_VERSION) hack/build-tools.sh etcd kube-apiserver kwok
+tools: ## Build etcd, kube-apiserver, kwok and helm from the Go module proxy into bin/, and extract Debian's prometheus (cached)
+	ETCD_VERSION=$(ETCD_VERSION) KUBE_VERSION=$(KUBE_VERSION) KWOK_VERSION=$(KWOK_VERSION) HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh etcd kube-apiserver kwok helm
+	PROMETHEUS_VERSION=$(PROMETHEUS_VERSION) hack/prometheus.sh
 
 .PHONY: test
 test: tools ## Run every test: unit, envtest integration and kubectl end-to-end
@@ -117,7 +140,7 @@ kubeedge-rootfs: ## Build the edge nodes' root file system into bin/ once (root;
 .PHONY: test-kubeedge
 test-kubeedge: kubeedge-bins kube-bins tools ## Real-KubeEdge tests (root): cloudcore, systemd-nspawn edge nodes, real keadm (~20-40 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -parallel 4 -timeout 50m -skip '^(TestInCluster|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
+	go test -tags kubeedge -count=1 -p 1 -parallel 4 -timeout 50m -skip '^(TestInCluster|TestInClusterHelm|TestVersionMatrix|TestMixedFleet)$$' ./test/kubeedgeworld/... ./test/kubeedge/...
 
 .PHONY: test-kubeedge-matrix
 test-kubeedge-matrix: tools ## The measured version matrix on real KubeEdge (root): nodes on v1.20.0-v1.22.0 upgraded to v1.23.1 and v1.21.0 to v1.22.0, each with a real rollback (docs/kubeedge.md)
@@ -145,9 +168,13 @@ kube-bins: ## Build kubelet, kube-proxy, kube-scheduler and kube-controller-mana
 	KUBE_VERSION=$(KUBE_VERSION) hack/build-tools.sh kubelet kube-proxy kube-scheduler kube-controller-manager
 
 .PHONY: test-incluster
-test-incluster: kubeedge-bins kube-bins tools ## In-cluster test (root): README install on real kubelet + scheduler + controller-manager, upgrading a real edge node (~10 min)
+test-incluster: kubeedge-bins kube-bins tools ## In-cluster tests (root): the README's kustomize and Helm installs on real kubelet + scheduler + controller-manager, each upgrading a real edge node; a real Prometheus answers the dashboard (~10 min)
 	hack/kubeedge-deps.sh
-	go test -tags kubeedge -count=1 -p 1 -timeout 40m -run '^TestInCluster$$' -v ./test/kubeedge/
+	go test -tags kubeedge -count=1 -p 1 -timeout 60m -run '^TestInCluster(Helm)?$$' -v ./test/kubeedge/
+
+.PHONY: test-release
+test-release: release $(KREW) tools ## Install the released plugin with krew from the release's manifest and run it against a real apiserver; check every artifact
+	go test -tags release -count=1 -v ./test/release/
 
 .PHONY: demo-kubeedge
 demo-kubeedge: kubeedge-bins tools ## Demo on real KubeEdge (root): one real edgecore node upgraded live from v1.21.0 to v1.22.0 (DEMO_ARGS=--keep)
@@ -192,3 +219,7 @@ $(CONTROLLER_GEN):
 	CONTROLLER_TOOLS_VERSION=$(CONTROLLER_TOOLS_VERSION) hack/build-tools.sh controller-gen
 $(GOLANGCI_LINT):
 	GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) hack/build-tools.sh golangci-lint
+$(HELM):
+	HELM_VERSION=$(HELM_VERSION) hack/build-tools.sh helm
+$(KREW):
+	KREW_VERSION=$(KREW_VERSION) hack/build-tools.sh krew

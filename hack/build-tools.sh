@@ -53,23 +53,36 @@ kube_replaces() {
 		while read -r m; do printf 'replace %s => %s %s\n' "$m" "$m" "$staging_version"; done
 }
 
-# go_install NAME VERSION PACKAGE: for tools whose module builds with a plain
-# `go install pkg@version` (no replace directives).
+# go_install NAME VERSION PACKAGE [LDFLAGS]: for tools whose module builds
+# with a plain `go install pkg@version` (no replace directives).
 go_install() {
-	local name=$1 version=$2 pkg=$3
+	local name=$1 version=$2 pkg=$3 ldflags=${4:-}
 	local dest="$bin/$name-$version"
 	if [[ -x "$dest/$name" ]]; then
 		log "$name $version: cached at ${dest#"$root"/}"
 		return 0
 	fi
 	log "$name $version: installing $pkg (first time only)"
-	GOBIN="$dest.tmp" CGO_ENABLED=0 go install "$pkg@$version"
+	GOBIN="$dest.tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w $ldflags" "$pkg@$version"
 	rm -rf "$dest"
 	mv "$dest.tmp" "$dest"
 }
 
+# helm_k8s_ldflags: Helm's default Kubernetes version, from the client-go its
+# module requires, as its Makefile sets it.
+helm_k8s_ldflags() {
+	local gomod minor pkg
+	gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+	minor=$(sed -n 's/^\s*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod")
+	for pkg in pkg/lint/rules pkg/chartutil; do
+		printf -- '-X helm.sh/helm/v3/%s.k8sVersionMajor=1 -X helm.sh/helm/v3/%s.k8sVersionMinor=%s ' "$pkg" "$pkg" "$minor"
+	done
+}
+
 CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
 GOLANGCI_LINT_VERSION=${GOLANGCI_LINT_VERSION:-v2.15.0}
+HELM_VERSION=${HELM_VERSION:-v3.21.4}
+KREW_VERSION=${KREW_VERSION:-v0.4.3}
 
 want=${*:-etcd kube-apiserver kwok}
 for tool in $want; do
@@ -88,6 +101,16 @@ for tool in $want; do
 		;;
 	controller-gen) go_install controller-gen "$CONTROLLER_TOOLS_VERSION" sigs.k8s.io/controller-tools/cmd/controller-gen ;;
 	golangci-lint) go_install golangci-lint "$GOLANGCI_LINT_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
+	# The chart's tests (helm lint, helm template, helm install) and `make
+	# release` (helm package); no replace directives, so `go install` works.
+	# The ldflags are those of Helm's own Makefile: its version, and the
+	# Kubernetes version `helm template` and `helm lint` assume (its
+	# client-go's minor, v0.36 -> 1.36) instead of the v1.20 default.
+	helm)
+		go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $(helm_k8s_ldflags)"
+		;;
+	# Installs the plugin from the release's krew manifest (test/release).
+	krew) go_install krew "$KREW_VERSION" sigs.k8s.io/krew/cmd/krew ;;
 	kwok) build_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok kwok ;;
 	*) log "unknown tool $tool"; exit 2 ;;
 	esac

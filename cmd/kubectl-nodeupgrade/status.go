@@ -36,11 +36,11 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			writeStatus(a.out, job, a.clock.Now())
+			writeStatus(a.out, job, a.clock.Now(), estimateBasis{prior: a.priorPerNode(ctx, job)})
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "watch", "w", false, "Follow the job until it is final")
+	cmd.Flags().BoolVarP(&follow, "watch", "w", false, "Follow the job until it is final; the ETA uses the upgrade times of the nodes it sees")
 	return cmd
 }
 
@@ -54,6 +54,8 @@ func (a *app) getJob(ctx context.Context, name string) (*v1alpha1.NodeUpgradeJob
 
 // follow prints the job's status, then again at every change, until the job
 // is final. A watch the server ends is resumed from the last version seen.
+// Each node seen dispatched and then finished is timed, and the ETA uses
+// those times once there are any.
 func (a *app) follow(ctx context.Context, name string) error {
 	getCtx, cancel := context.WithTimeout(ctx, requestTimeout)
 	job, err := a.getJob(getCtx, name)
@@ -61,14 +63,20 @@ func (a *app) follow(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	writeStatus(a.out, job, a.clock.Now())
+	timer := newNodeTimer()
+	prior := a.priorPerNode(ctx, job)
+	show := func(job *v1alpha1.NodeUpgradeJob) {
+		timer.observe(job)
+		writeStatus(a.out, job, a.clock.Now(), estimateBasis{watched: timer.times, prior: prior})
+	}
+	show(job)
 	for !rollout.JobFinal(job.Status.State) {
 		w, err := a.client.Watch(ctx, &v1alpha1.NodeUpgradeJobList{}, client.MatchingFields{"metadata.name": name},
 			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: job.ResourceVersion}})
 		if err != nil {
 			return apiError(err, "watch", jobRef(name))
 		}
-		job, err = a.followEvents(ctx, w, job)
+		job, err = a.followEvents(ctx, w, job, show)
 		w.Stop()
 		if err != nil {
 			return err
@@ -80,9 +88,9 @@ func (a *app) follow(ctx context.Context, name string) error {
 	return nil
 }
 
-// followEvents prints the job at each change until it is final or the watch
+// followEvents shows the job at each change until it is final or the watch
 // ends, and returns the last job seen.
-func (a *app) followEvents(ctx context.Context, w watch.Interface, job *v1alpha1.NodeUpgradeJob) (*v1alpha1.NodeUpgradeJob, error) {
+func (a *app) followEvents(ctx context.Context, w watch.Interface, job *v1alpha1.NodeUpgradeJob, show func(*v1alpha1.NodeUpgradeJob)) (*v1alpha1.NodeUpgradeJob, error) {
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Deleted:
@@ -103,7 +111,7 @@ func (a *app) followEvents(ctx context.Context, w watch.Interface, job *v1alpha1
 			}
 			job = next
 			fmt.Fprintln(a.out)
-			writeStatus(a.out, job, a.clock.Now())
+			show(job)
 			if rollout.JobFinal(job.Status.State) {
 				return job, nil
 			}
@@ -115,7 +123,7 @@ func (a *app) followEvents(ctx context.Context, w watch.Interface, job *v1alpha1
 // writeStatus renders a job's progress as of now. Reasons and events carry
 // text from the nodes: they are printed through nodetext.Clean, so no
 // escape sequence reaches the terminal.
-func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
+func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time, basis estimateBasis) {
 	st := &job.Status
 	c := st.Counts
 	state := st.State
@@ -138,76 +146,48 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	if c.WaitingConfirmation > 0 {
 		fmt.Fprintf(w, "%d waiting for confirmation (no slot, no clock): `kubectl nodeupgrade approve %s NODE...|--all`\n", c.WaitingConfirmation, job.Name)
 	}
+	done, ages := writeNodeTables(w, job, cfg, now)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, eta(job, now, done, ages, basis))
+}
 
-	var failed, inFlight, waiting []v1alpha1.TaskStatus
+// writeNodeTables lists the failed, in-flight and waiting nodes. It returns
+// how many nodes were attempted and ended (upgraded or failed, not skipped)
+// and the age of each node in flight, for the ETA.
+func writeNodeTables(w io.Writer, job *v1alpha1.NodeUpgradeJob, cfg rollout.Config, now time.Time) (int, []time.Duration) {
+	var failed, inFlight, waiting [][]string
+	var ages []time.Duration
 	upgraded := 0
-	for _, e := range st.NodeStatus {
+	for i := range job.Status.NodeStatus {
+		e := &job.Status.NodeStatus[i]
 		switch {
 		case e.State == v1alpha1.StateFailed:
-			failed = append(failed, e)
+			failed = append(failed, []string{e.NodeName, orDash(nodetext.Clean(e.Event)), nodetext.Clean(e.Reason)})
 		case rollout.NodeInFlight(e.State):
-			inFlight = append(inFlight, e)
+			// A node without its dispatch time counts as just dispatched.
+			age, ageText, deadline := time.Duration(0), "-", "-"
+			if t := rollout.ReadEntryTime(e).Dispatched; !t.IsZero() {
+				age = now.Sub(t)
+				ageText, deadline = age.Round(time.Second).String(), deadlineText(cfg.Deadline(t), now)
+			}
+			ages = append(ages, age)
+			inFlight = append(inFlight, []string{e.NodeName, nodetext.Clean(e.State), ageText, deadline})
 		case e.State == v1alpha1.StateNone && e.Reason != "", e.State == v1alpha1.StateWaitingConfirmation:
-			waiting = append(waiting, e)
+			waiting = append(waiting, []string{e.NodeName, nodetext.Clean(e.Reason)})
 		case e.State == v1alpha1.StateSuccessful && !strings.HasPrefix(e.Reason, "skipped:"):
 			upgraded++
 		}
 	}
 	if len(failed) > 0 {
-		rows := make([][]string, 0, len(failed))
-		for _, e := range failed {
-			rows = append(rows, []string{e.NodeName, orDash(nodetext.Clean(e.Event)), nodetext.Clean(e.Reason)})
-		}
-		writeTable(w, []string{"FAILED", "EVENT", "REASON"}, rows)
+		writeTable(w, []string{"FAILED", "EVENT", "REASON"}, failed)
 	}
 	if len(inFlight) > 0 {
-		rows := make([][]string, 0, len(inFlight))
-		for _, e := range inFlight {
-			age, deadline := "-", "-"
-			if t := rollout.ReadEntryTime(&e).Dispatched; !t.IsZero() {
-				age = now.Sub(t).Round(time.Second).String()
-				deadline = deadlineText(cfg.Deadline(t), now)
-			}
-			rows = append(rows, []string{e.NodeName, nodetext.Clean(e.State), age, deadline})
-		}
-		writeTable(w, []string{"IN FLIGHT", "STATE", "AGE", "DEADLINE"}, rows)
+		writeTable(w, []string{"IN FLIGHT", "STATE", "AGE", "DEADLINE"}, inFlight)
 	}
 	if len(waiting) > 0 {
-		rows := make([][]string, 0, len(waiting))
-		for _, e := range waiting {
-			rows = append(rows, []string{e.NodeName, nodetext.Clean(e.Reason)})
-		}
-		writeTable(w, []string{"WAITING", "REASON"}, rows)
+		writeTable(w, []string{"WAITING", "REASON"}, waiting)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, eta(job, now, upgraded+len(failed)))
-}
-
-// eta estimates the time left from the pace of the job so far: nodes
-// finished (upgraded or failed, not skipped) per time since the job was
-// created.
-func eta(job *v1alpha1.NodeUpgradeJob, now time.Time, done int) string {
-	st := &job.Status
-	created := job.CreationTimestamp.Time
-	if rollout.JobFinal(st.State) {
-		if end, err := time.Parse(time.RFC3339, st.Time); err == nil {
-			return fmt.Sprintf("Finished %s at %s, %s after it was created", st.State, end.UTC().Format(time.RFC3339), end.Sub(created).Round(time.Second))
-		}
-		return "Finished " + st.State
-	}
-	if st.State == v1alpha1.StateNone {
-		return "ETA: unknown: the controller has not started the job"
-	}
-	left := int(st.Counts.Pending + st.Counts.InFlight)
-	if job.Spec.Suspend {
-		return fmt.Sprintf("ETA: none while paused (%s left)", plural(left, "node"))
-	}
-	elapsed := now.Sub(created)
-	if done == 0 || elapsed <= 0 {
-		return fmt.Sprintf("ETA: unknown until a node finishes (%s left)", plural(left, "node"))
-	}
-	remaining := time.Duration(float64(elapsed) * float64(left) / float64(done)).Round(time.Second)
-	return fmt.Sprintf("ETA: %s (%s left, at the pace so far: %s in %s)", remaining, plural(left, "node"), plural(done, "node"), elapsed.Round(time.Second))
+	return upgraded + len(failed), ages
 }
 
 func deadlineText(deadline, now time.Time) string {

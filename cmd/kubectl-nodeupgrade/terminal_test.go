@@ -47,7 +47,7 @@ func TestNodeTextReachesTheTerminalInert(t *testing.T) {
 	job.Status.NodeStatus[2].Event = hostile
 	job.Status.NodeStatus[6].Reason = hostile // waiting
 	var out bytes.Buffer
-	writeStatus(&out, job, now)
+	writeStatus(&out, job, now, estimateBasis{})
 	expectInert(t, "status", out.String())
 
 	report := &PlanReport{Job: "j", Refusal: hostile, Warnings: []string{hostile},

@@ -25,8 +25,22 @@ type Metrics struct {
 	statusWrites    prometheus.Counter
 	statusBytes     *prometheus.GaugeVec
 	statusFailures  *prometheus.CounterVec
+	nodeSeconds     *prometheus.GaugeVec
 	mu              sync.Mutex
 	toleranceHitsAt map[string]time.Time
+	// slowest holds, per job, the successful nodes nodeSeconds shows.
+	slowest map[string][]nodeTime
+}
+
+// slowestKept is how many successful nodes of a job
+// nodeupgrade_node_upgrade_seconds shows, the slowest: a dashboard's "slowest
+// nodes" table without a series per node of a 10,000-node fleet. Failed
+// nodes are all shown; failureTolerate bounds them.
+const slowestKept = 10
+
+type nodeTime struct {
+	node    string
+	seconds float64
 }
 
 var (
@@ -67,12 +81,33 @@ func NewMetrics() *Metrics {
 			statusFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "nodeupgrade_status_write_failures_total", Help: "NodeUpgradeJob status writes the API server refused, other than conflicts, by reason (RequestEntityTooLarge, Invalid, Forbidden, ...).",
 			}, []string{"reason"}),
+			nodeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "nodeupgrade_node_upgrade_seconds", Help: "Time from a node's dispatch to its final result (Success, Failure, TimeOut), for every failed node of a job and its 10 slowest successful ones, until the job is deleted.",
+			}, []string{"job", "node", "result"}),
 			toleranceHitsAt: map[string]time.Time{},
+			slowest:         map[string][]nodeTime{},
 		}
-		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes, m.statusFailures)
+		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes, m.statusFailures, m.nodeSeconds)
+		m.initResults()
 		shared = m
 	})
 	return shared
+}
+
+// initResults exports every result at zero from the start: a series that
+// appears at its first increment hides that increment from rate() and
+// increase(), so the first failed node or job after a start (on a small
+// fleet, the only one) would never show on the dashboard or in an alert
+// (seen on the in-cluster world: one node per result, no per-node time).
+func (m *Metrics) initResults() {
+	for _, r := range []string{v1alpha1.ActionSuccess, v1alpha1.ActionFailure, v1alpha1.ActionTimeOut} {
+		m.nodeDuration.WithLabelValues(r)
+		m.nodeResults.WithLabelValues(r)
+	}
+	m.nodeResults.WithLabelValues(v1alpha1.StateNotAttempted)
+	m.nodeResults.WithLabelValues(v1alpha1.StateSkipped)
+	m.jobsFinished.WithLabelValues(v1alpha1.StateSuccessful)
+	m.jobsFinished.WithLabelValues(v1alpha1.StateFailed)
 }
 
 func (m *Metrics) dispatched(*v1alpha1.NodeUpgradeJob) {
@@ -125,7 +160,9 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 		m.nodeResults.WithLabelValues(result).Inc()
 		if seen && rollout.NodeInFlight(old.State) {
 			if dispatched := rollout.ReadEntryTime(&old).Dispatched; !dispatched.IsZero() {
-				m.nodeDuration.WithLabelValues(result).Observe(in.Now.Sub(dispatched).Seconds())
+				seconds := in.Now.Sub(dispatched).Seconds()
+				m.nodeDuration.WithLabelValues(result).Observe(seconds)
+				m.observeNodeTime(job.Name, e.NodeName, result, seconds)
 			}
 		}
 	}
@@ -154,5 +191,45 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 		m.toleranceWait.Observe(in.Now.Sub(hit).Seconds())
 		delete(m.toleranceHitsAt, job.Name)
 	}
+	m.mu.Unlock()
+}
+
+// observeNodeTime shows a finished node in nodeSeconds: every failed one, and
+// a successful one while it is among the job's slowestKept slowest.
+func (m *Metrics) observeNodeTime(job, node, result string, seconds float64) {
+	if result != v1alpha1.ActionSuccess {
+		m.nodeSeconds.WithLabelValues(job, node, result).Set(seconds)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	kept := m.slowest[job]
+	if len(kept) < slowestKept {
+		m.slowest[job] = append(kept, nodeTime{node, seconds})
+		m.nodeSeconds.WithLabelValues(job, node, result).Set(seconds)
+		return
+	}
+	fastest := 0
+	for i := range kept {
+		if kept[i].seconds < kept[fastest].seconds {
+			fastest = i
+		}
+	}
+	if seconds <= kept[fastest].seconds {
+		return
+	}
+	m.nodeSeconds.DeleteLabelValues(job, kept[fastest].node, result)
+	kept[fastest] = nodeTime{node, seconds}
+	m.nodeSeconds.WithLabelValues(job, node, result).Set(seconds)
+}
+
+// forgetJob drops a deleted job's per-node series.
+func (m *Metrics) forgetJob(job string) {
+	if m == nil {
+		return
+	}
+	m.nodeSeconds.DeletePartialMatch(prometheus.Labels{"job": job})
+	m.mu.Lock()
+	delete(m.slowest, job)
 	m.mu.Unlock()
 }

@@ -198,6 +198,7 @@ func logPlan(log klog.Logger, plan rollout.Plan, statusChanged bool) {
 // is gone nothing would ever take its tracking finalizer off.
 func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgradeJob) error {
 	r.lastWrite.Delete(job.Name)
+	r.metrics.forgetJob(job.Name)
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		return nil
 	}

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The job's time on a node is a budget, not an instant. The controller used
@@ -54,11 +52,11 @@ func (h host) bootClock() (string, time.Duration, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("read the boot ID: %w", err)
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+	boot, err := bootTime()
+	if err != nil {
 		return "", 0, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
 	}
-	return strings.TrimSpace(string(id)), time.Duration(ts.Nano()), nil
+	return strings.TrimSpace(string(id)), boot, nil
 }
 
 // startBudget records when the job's time on the node began, unless an

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
@@ -134,10 +133,7 @@ func runCommand(ctx context.Context, log io.Writer, label string, argv []string)
 	// keeps stdout and stderr lines in order.
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	killGroupOnCancel(cmd)
 	cmd.WaitDelay = waitDelay
 	err := cmd.Run()
 	res := cmdResult{tail: tail.String()}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // Files keadm keeps on the host (keadm's constants.KubeEdgePath). They were
@@ -149,8 +148,8 @@ func (h host) edgecore(binaryPath string) edgecoreState {
 	st := edgecoreState{}
 	if fi, err := os.Stat(h.path(binaryPath)); err == nil {
 		st.Binary = fmt.Sprintf("size=%d mtime=%d", fi.Size(), fi.ModTime().UnixNano())
-		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-			st.Binary += fmt.Sprintf(" ino=%d", sys.Ino)
+		if ino, ok := inode(fi); ok {
+			st.Binary += fmt.Sprintf(" ino=%d", ino)
 		}
 	}
 	var procs []string
@@ -212,19 +211,10 @@ func (h host) clearStaleKeadmLock() (string, error) {
 // and the removal of keadm's stale lock: the window a race would use.
 var beforeLockRemoval func()
 
-// changeTime is a file's status change time (ctime), which any rewrite of
-// the file moves.
-func changeTime(fi os.FileInfo) syscall.Timespec {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ctim
-	}
-	return syscall.Timespec{}
-}
-
 // sync flushes the host's file systems: keadm copies edgecore without
 // syncing, and the unit must find on disk after a power cut what it saw
 // before.
-func (h host) sync() { syscall.Sync() }
+func (h host) sync() { syncFileSystems() }
 
 // clearKeadmReport removes keadm's last verdict, so that what is read after
 // a keadm run is that run's.

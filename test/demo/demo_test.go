@@ -297,6 +297,11 @@ func checkPause(t *testing.T, out string) {
 		t.Fatalf("no Suspended marker before the resume")
 	}
 	window := out[from:to]
+	// status -w ran from the job's start: its last screen before the pause
+	// has the ETA from the node times it measured.
+	if !regexp.MustCompile(`per node: \S+ \(measured: median of \d+ nodes? of this job, dispatch to end\)`).MatchString(out) {
+		t.Errorf("status -w's screen before the pause lacks an ETA from the node times it measured")
+	}
 	if !strings.Contains(window, "NodeUpgradeJob "+pausedJob+": Suspended,") || !strings.Contains(window, "Paused (spec.suspend)") {
 		t.Errorf("status while paused does not show Suspended and Paused:\n%s", window)
 	}

@@ -23,8 +23,10 @@ import (
 // found by kubectl's plugin discovery as `kubectl nodeupgrade`.
 //
 //   - before applying: `plan -f` for every sample job;
-//   - mid-rollout: `pause` upgrade-plant-a, `status -w` while it is paused,
-//     checking that no node starts while in-flight ones finish, `resume`;
+//   - mid-rollout: `status -w` upgrade-plant-a from its start (its ETA from
+//     the node times it measured), `pause` it, `status -w` while it is
+//     paused, checking that no node starts while in-flight ones finish,
+//     `resume`;
 //   - at the end: `retry upgrade-plant-a --yes` for its failed nodes, after
 //     one of them was fixed and the offline one came back.
 const (
@@ -84,7 +86,7 @@ type operator struct {
 	finished    int       // in-flight nodes that finished while paused
 	started     []string  // nodes that started while paused: must stay empty
 
-	watch     *exec.Cmd // `status -w`, from the pause to the resume
+	watch     *exec.Cmd // `status -w`, from the job's start to the resume
 	watchFile *os.File
 }
 
@@ -124,10 +126,16 @@ func (o *operator) step(ctx context.Context, jobs []v1alpha1.NodeUpgradeJob) {
 	c := job.Status.Counts
 	switch o.phase {
 	case 0:
-		if rollout.JobFinal(job.Status.State) || int(c.Succeeded+c.Failed) < pauseAfter {
+		if rollout.JobFinal(job.Status.State) {
 			return
 		}
-		o.startWatch(ctx)
+		if o.watch == nil {
+			// From the job's first nodes, so -w times them for its ETA.
+			o.startWatch(ctx)
+		}
+		if int(c.Succeeded+c.Failed) < pauseAfter {
+			return
+		}
 		o.plugin(ctx, "pause", pausedJob)
 		o.phase = 1
 	case 1:
@@ -205,7 +213,8 @@ func (o *operator) checkPaused(job *v1alpha1.NodeUpgradeJob) {
 }
 
 // startWatch runs `kubectl nodeupgrade status -w` into a file until
-// stopWatch, so the demo can show what it printed while the job was paused.
+// stopWatch, so the demo can show what it printed before the pause (the
+// ETA from the node times it measured) and while the job was paused.
 func (o *operator) startWatch(ctx context.Context) {
 	f, err := os.Create(filepath.Join(o.dir, "status-w.log"))
 	if err != nil {
@@ -223,7 +232,7 @@ func (o *operator) startWatch(ctx context.Context) {
 }
 
 // stopWatch ends `status -w` as Ctrl-C would and shows its last screen
-// from while the job was paused.
+// before the pause and its first and last while the job was paused.
 func (o *operator) stopWatch() {
 	if o.watch == nil {
 		return
@@ -244,18 +253,25 @@ func (o *operator) stopWatch() {
 		return
 	}
 	blocks := strings.Split(strings.TrimSpace(string(data)), "\n\nNodeUpgradeJob ")
+	var running string // the last screen before the pause took effect
 	var paused []string
 	for i, b := range blocks {
 		if i > 0 {
 			b = "NodeUpgradeJob " + b
 		}
+		switch {
 		// Suspended by the status and paused by the spec: from before the resume.
-		if strings.Contains(b, ": Suspended,") && strings.Contains(b, "\nPaused (spec.suspend)") {
+		case strings.Contains(b, ": Suspended,") && strings.Contains(b, "\nPaused (spec.suspend)"):
 			paused = append(paused, b)
+		case len(paused) == 0 && strings.Contains(b, ": Upgrading,") && !strings.Contains(b, "\nPaused (spec.suspend)"):
+			running = b
 		}
 	}
-	o.v.note(fmt.Sprintf("$ kubectl nodeupgrade status -w %s   (ran from the pause to the resume: %d updates, %d of them while Suspended and paused; the first and the last of those; all in %s)",
+	o.v.note(fmt.Sprintf("$ kubectl nodeupgrade status -w %s   (ran from the job's start to the resume: %d updates, %d of them while Suspended and paused; the last before the pause, then the first and the last while paused; all in %s)",
 		pausedJob, len(blocks), len(paused), o.watchFile.Name()), "")
+	if running != "" {
+		o.v.note("", running)
+	}
 	switch len(paused) {
 	case 0:
 	case 1:

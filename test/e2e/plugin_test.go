@@ -169,6 +169,16 @@ var _ = Describe("The kubectl nodeupgrade plugin", func() {
 		keepOutput("status-w.txt", localcluster.KubectlResult{Args: follow.Args[1:], Stdout: followed.String()})
 		Expect(followed.String()).To(ContainSubstring("Finished Successful"))
 		Expect(strings.Count(followed.String(), "NodeUpgradeJob e2e-plan:")).To(BeNumerically(">", 2), "status -w printed each change:\n%s", followed.String())
+		// -w times each node it saw dispatched and then finished, and the
+		// ETA uses those times: each simulated upgrade takes 4 s, and the
+		// status's times are whole seconds.
+		measured := regexpAll(`per node: (\S+) \(measured: median of \d+ nodes? of this job, dispatch to end\)`, followed.String())
+		Expect(measured).NotTo(BeEmpty(), "status -w's ETA uses the node times it measured:\n%s", followed.String())
+		for _, m := range measured {
+			perNode, err := time.ParseDuration(m)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(perNode).To(BeNumerically(">=", 3*time.Second), "a measured node time is at least the simulated upgrade's")
+		}
 
 		again := plugin("", "plan", "-f", file)
 		Expect(again.Stdout).To(And(ContainSubstring("Warning: nodeupgradejob e2e-plan exists already (Successful)"),

@@ -188,9 +188,15 @@ func runFromRepo(t *testing.T, ctx context.Context, w *kubeedgeworld.World, argv
 	t.Logf("$ %s  (%s)\n%s", strings.Join(argv, " "), time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(out)))
 }
 
-// readmeCommands returns the kubectl commands of the README's code block
+// readmeCommands returns the kubectl commands of the README's code blocks
 // under heading, in order, as argv; skip drops lines containing it.
 func readmeCommands(t *testing.T, heading string, skip ...string) [][]string {
+	t.Helper()
+	return readmeToolCommands(t, heading, []string{"kubectl"}, skip...)
+}
+
+// readmeToolCommands is readmeCommands for the commands of tools.
+func readmeToolCommands(t *testing.T, heading string, tools []string, skip ...string) [][]string {
 	t.Helper()
 	f, err := os.Open(filepath.Join(testenv.RepoRoot(), "README.md"))
 	if err != nil {
@@ -208,10 +214,7 @@ lines:
 			in = strings.TrimLeft(line, "# ") == heading
 			continue
 		case in && strings.HasPrefix(line, "```"):
-			if block {
-				break lines
-			}
-			block = true
+			block = !block // every code block of the section, in order
 			continue
 		}
 		if !in || !block {
@@ -219,7 +222,7 @@ lines:
 		}
 		cmd, _, _ := strings.Cut(line, "#")
 		argv := strings.Fields(cmd)
-		if len(argv) == 0 || argv[0] != "kubectl" {
+		if len(argv) == 0 || !contains(tools, argv[0]) {
 			continue
 		}
 		for _, s := range skip {
@@ -230,7 +233,7 @@ lines:
 		out = append(out, argv)
 	}
 	if len(out) == 0 {
-		t.Fatalf("README.md: no kubectl commands under %q", heading)
+		t.Fatalf("README.md: no %v commands under %q", tools, heading)
 	}
 	return out
 }
