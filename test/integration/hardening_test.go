@@ -74,7 +74,7 @@ func denyNodeStatus() func() {
 	Expect(k8s.Create(suiteCtx, probe)).To(Succeed())
 	remove := admissionPolicy("deny-node-status", v1alpha1.GroupVersion.Group, "nodeupgradejobs/status",
 		`object.metadata.name.startsWith("deny-status-")`,
-		`!has(object.status.nodeStatus) || size(object.status.nodeStatus) == 0`,
+		`!has(object.status) || !has(object.status.nodeStatus) || size(object.status.nodeStatus) == 0`,
 		"test policy refuses node entries",
 		func() error {
 			p := probe.DeepCopy()
