@@ -151,6 +151,7 @@ daemon-reload) ;;
 enable) : > "$state/enabled/$1" ;;
 disable) rm -f "$state/enabled/$1" ;;
 start)
+  if [ -e "$state/halted" ]; then echo "fake systemctl: the test has ended" >&2; exit 1; fi
   unit=$1; f="$root/etc/systemd/system/$unit"
   if [ ! -f "$f" ]; then echo "Failed to start $unit: Unit $unit not found." >&2; exit 5; fi
   if alive "$(cat "$state/units/$unit.pid" 2>/dev/null)"; then exit 0; fi
@@ -222,7 +223,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 	h.installKeadm(t, jobUID)
 	h.writeMode(t, "usr/bin/systemctl", fmt.Sprintf(fakeSystemctl, h.root, h.state), 0o755)
 	h.writeMode(t, strings.TrimPrefix(runner.DefaultEdgecorePath, "/"), "edgecore "+fromV+"\n", 0o755)
-	t.Cleanup(func() { h.killAll() })
+	t.Cleanup(h.killEverything)
 	return h
 }
 
@@ -532,8 +533,45 @@ func (h *fakeHost) powerCut(t *testing.T) {
 }
 
 // killAll kills every unit process and keadm the fake node ran, and waits
-// until they are gone (a kill is delivered, not done, when kill returns).
-func (h *fakeHost) killAll() {
+// until they are gone (a kill is delivered, not done, when kill returns):
+// the power cut and the OOM kill of the scenarios. The pod's containers
+// live on.
+func (h *fakeHost) killAll() { h.killUntilGone(h.recordedPIDs) }
+
+// killEverything is the test's end: no unit starts any more (a follower or
+// a container run again may call systemctl start), then every process of
+// this host dies, the containers, a systemctl or keadm still running and a
+// unit started between a read of the PID files and the kill included. A
+// survivor writing into the test's folder fails t.TempDir's removal
+// ("directory not empty"), as one did in a CI run under heavy load.
+func (h *fakeHost) killEverything() {
+	_ = os.WriteFile(filepath.Join(h.state, "halted"), nil, 0o644)
+	h.killUntilGone(func() []int { return append(h.recordedPIDs(), processesNaming(h.root, h.state)...) })
+}
+
+// killUntilGone kills what list returns until a pass finds nothing alive.
+func (h *fakeHost) killUntilGone(list func() []int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var alive []int
+		for _, pid := range list() {
+			if !processGone(pid) {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 {
+			return
+		}
+		for _, pid := range alive {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recordedPIDs are the PIDs the fake systemctl and keadm wrote down.
+func (h *fakeHost) recordedPIDs() []int {
 	var pids []int
 	files, _ := filepath.Glob(filepath.Join(h.state, "units", "*.pids"))
 	files = append(files, filepath.Join(h.state, "keadm.pid"))
@@ -541,18 +579,35 @@ func (h *fakeHost) killAll() {
 		data, _ := os.ReadFile(f)
 		for _, l := range strings.Fields(string(data)) {
 			if pid, err := strconv.Atoi(l); err == nil && pid > 0 {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
 				pids = append(pids, pid)
 			}
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range pids {
-		for !processGone(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+	return pids
+}
+
+// processesNaming lists the processes whose command line contains one of
+// dirs (never this test process).
+func processesNaming(dirs ...string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, d := range dirs {
+			if strings.Contains(string(cmdline), d) {
+				pids = append(pids, pid)
+				break
+			}
 		}
 	}
+	return pids
 }
 
 // boot plays the node's next boot: a new boot ID, systemd starts edgecore
