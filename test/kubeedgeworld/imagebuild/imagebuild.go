@@ -10,6 +10,7 @@ package imagebuild
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -175,47 +176,28 @@ func Write(out string, img Image) (err error) {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
 
-	f, err := os.Create(out + ".tmp")
+	a, err := createArchive(out)
 	if err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(out + ".tmp")
+			a.abort()
 		}
 	}()
-	tw := tar.NewWriter(f)
-	epoch := time.Unix(0, 0)
-	add := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: path.Dir(layerName) + "/", Mode: 0o755, ModTime: epoch, Typeflag: tar.TypeDir}); err != nil {
+	if err := a.dir(path.Dir(layerName) + "/"); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: layerName, Mode: 0o644, Size: layerSize, ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
-	}
-	if _, err := io.Copy(tw, tmpLayer); err != nil {
+	if err := a.file(layerName, layerSize, tmpLayer); err != nil {
 		return fmt.Errorf("imagebuild: copy layer: %w", err)
 	}
-	if err := add(cfgName, cfgJSON); err != nil {
+	if err := a.file(cfgName, int64(len(cfgJSON)), bytes.NewReader(cfgJSON)); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := add("manifest.json", manifest); err != nil {
+	if err := a.file("manifest.json", int64(len(manifest)), bytes.NewReader(manifest)); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
-	}
-	return os.Rename(out+".tmp", out)
+	return a.commit()
 }
 
 // writeLayer writes the entries as a tar stream, parents first, each parent

@@ -1,7 +1,6 @@
 package imagebuild
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -215,30 +214,20 @@ func WriteOCI(out string, idx Index) (err error) {
 		return err
 	}
 	defer l.close()
-	f, err := os.Create(out + ".tmp")
+	a, err := createArchive(out)
 	if err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(out + ".tmp")
+			a.abort()
 		}
 	}()
-	tw := tar.NewWriter(f)
-	epoch := time.Unix(0, 0)
-	add := func(name string, size int64, r io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := io.Copy(tw, r)
-		return err
-	}
 	layoutFile := `{"imageLayoutVersion":"1.0.0"}`
-	if err := add("oci-layout", int64(len(layoutFile)), strings.NewReader(layoutFile)); err != nil {
+	if err := a.file("oci-layout", int64(len(layoutFile)), strings.NewReader(layoutFile)); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/", Mode: 0o755, ModTime: epoch, Typeflag: tar.TypeDir}); err != nil {
+	if err := a.dir("blobs/sha256/"); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
 	written := map[string]bool{}
@@ -251,7 +240,7 @@ func WriteOCI(out string, idx Index) (err error) {
 		if err != nil {
 			return fmt.Errorf("imagebuild: %w", err)
 		}
-		err = add("blobs/sha256/"+strings.TrimPrefix(b.Digest, "sha256:"), b.Size, r)
+		err = a.file("blobs/sha256/"+strings.TrimPrefix(b.Digest, "sha256:"), b.Size, r)
 		_ = r.Close()
 		if err != nil {
 			return fmt.Errorf("imagebuild: %w", err)
@@ -264,16 +253,10 @@ func WriteOCI(out string, idx Index) (err error) {
 	if err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := add("index.json", int64(len(indexJSON)), strings.NewReader(string(indexJSON))); err != nil {
+	if err := a.file("index.json", int64(len(indexJSON)), strings.NewReader(string(indexJSON))); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("imagebuild: %w", err)
-	}
-	return os.Rename(out+".tmp", out)
+	return a.commit()
 }
 
 // WriteOCICached writes idx to out unless out holds it already, keyed like

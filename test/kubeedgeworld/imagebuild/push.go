@@ -158,30 +158,27 @@ func (r Registry) pushBlob(ctx context.Context, repo, digest string, size int64,
 	q := loc.Query()
 	q.Set("digest", digest)
 	loc.RawQuery = q.Encode()
-	resp, err = r.do(ctx, http.MethodPut, loc.String(), content, size, "application/octet-stream")
-	if err != nil {
-		return fmt.Errorf("push %s blob %s: %w", repo, digest, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("push %s blob %s: %s: %s", repo, digest, resp.Status, msg)
-	}
-	return nil
+	return r.put(ctx, "push "+repo+" blob "+digest, loc.String(), content, size, "application/octet-stream")
 }
 
 func (r Registry) putManifest(ctx context.Context, repo, ref, mediaType string, data []byte) error {
 	if data == nil {
 		return fmt.Errorf("push %s: manifest %s missing from the layout", repo, ref)
 	}
-	resp, err := r.do(ctx, http.MethodPut, r.Base+"/v2/"+repo+"/manifests/"+ref, strings.NewReader(string(data)), int64(len(data)), mediaType)
+	return r.put(ctx, "push "+repo+" manifest "+ref, r.Base+"/v2/"+repo+"/manifests/"+ref, strings.NewReader(string(data)), int64(len(data)), mediaType)
+}
+
+// put PUTs content to target and wants 201 Created, as the registry answers a
+// finished blob upload and a manifest; what names the push in errors.
+func (r Registry) put(ctx context.Context, what, target string, content io.Reader, size int64, contentType string) error {
+	resp, err := r.do(ctx, http.MethodPut, target, content, size, contentType)
 	if err != nil {
-		return fmt.Errorf("push %s manifest %s: %w", repo, ref, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("push %s manifest %s: %s: %s", repo, ref, resp.Status, msg)
+		return fmt.Errorf("%s: %s: %s", what, resp.Status, msg)
 	}
 	return nil
 }
