@@ -43,13 +43,17 @@ type jobWatch struct {
 	// showed, in order: what edgecore's kubelet reported, for the log.
 	podLines []string
 	podKeys  []string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// images is, per container name of the upgrade pods, each distinct
+	// "spec image -> status imageID" the kubelet reported: which image the
+	// controller asked for and which one the node's runtime ran.
+	images map[string][]string
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
 	ctx, cancel := context.WithCancel(ctx)
-	jw := &jobWatch{nodeStates: map[string][]string{}, cancel: cancel, done: make(chan struct{})}
+	jw := &jobWatch{nodeStates: map[string][]string{}, images: map[string][]string{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(jw.done)
 		for {
@@ -72,6 +76,7 @@ func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
 						jw.podKeys = append(jw.podKeys, line)
 						jw.podLines = append(jw.podLines, time.Now().Format("15:04:05.000")+" "+line)
 					}
+					jw.recordImages(&pods.Items[i])
 				}
 				jw.mu.Unlock()
 			}
@@ -105,6 +110,31 @@ func podLine(p *corev1.Pod) string {
 		parts = append(parts, st.Name+"="+state)
 	}
 	return strings.Join(parts, " ")
+}
+
+// recordImages keeps each container's spec image and, once the kubelet
+// reports it, the image ID its runtime ran. Called with jw.mu held.
+func (jw *jobWatch) recordImages(p *corev1.Pod) {
+	specImages := map[string]string{}
+	for _, c := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		specImages[c.Name] = c.Image
+	}
+	for _, st := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if st.ImageID == "" {
+			continue
+		}
+		entry := specImages[st.Name] + " -> " + st.ImageID
+		if !contains(jw.images[st.Name], entry) {
+			jw.images[st.Name] = append(jw.images[st.Name], entry)
+		}
+	}
+}
+
+// containerImages is what recordImages kept for one container name.
+func (jw *jobWatch) containerImages(name string) []string {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	return append([]string(nil), jw.images[name]...)
 }
 
 func appendNew(list []string, s string) []string {
