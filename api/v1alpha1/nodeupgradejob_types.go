@@ -287,6 +287,12 @@ type NodeUpgradeJobStatus struct {
 	// KubeEdge's controllers, and the job is left to that controller.
 	// +optional
 	Phase string `json:"phase,omitempty"`
+
+	// Shards is set on a job whose per-node records live in shards (see
+	// shards_types.go); nodeStatus then holds only the failed and in-flight
+	// nodes, at most MaxSummaryNodes.
+	// +optional
+	Shards *StatusShards `json:"shards,omitempty"`
 }
 
 // NodeCounts tallies a job's nodes by where they are.

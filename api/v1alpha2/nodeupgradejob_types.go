@@ -188,6 +188,11 @@ type NodeUpgradeJobStatus struct {
 	// nodeupgrade: Progress is "finished/selected", as in v1alpha1.
 	// +optional
 	Progress string `json:"progress,omitempty"`
+	// nodeupgrade: Shards is set on a job whose per-node records live in
+	// shards, as in v1alpha1: nodeStatus then holds only the failed and
+	// in-flight nodes, and every node's record is in the shards it names.
+	// +optional
+	Shards *StatusShards `json:"shards,omitempty"`
 }
 
 // NodeCounts tallies a job's nodes by where they are (nodeupgrade's, as in v1alpha1).

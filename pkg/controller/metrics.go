@@ -23,6 +23,7 @@ type Metrics struct {
 	nodeResults     *prometheus.CounterVec
 	toleranceWait   prometheus.Histogram
 	statusWrites    prometheus.Counter
+	shardWrites     prometheus.Counter
 	statusBytes     *prometheus.GaugeVec
 	statusFailures  *prometheus.CounterVec
 	nodeSeconds     *prometheus.GaugeVec
@@ -30,6 +31,8 @@ type Metrics struct {
 	toleranceHitsAt map[string]time.Time
 	// slowest holds, per job, the successful nodes nodeSeconds shows.
 	slowest map[string][]nodeTime
+	// failedShown counts, per job, the failed nodes nodeSeconds shows.
+	failedShown map[string]int
 }
 
 // slowestKept is how many successful nodes of a job
@@ -37,6 +40,11 @@ type Metrics struct {
 // nodes" table without a series per node of a 10,000-node fleet. Failed
 // nodes are all shown; failureTolerate bounds them.
 const slowestKept = 10
+
+// failedKept bounds the failed nodes of one job nodeupgrade_node_upgrade_seconds
+// shows, the first to fail: failureTolerate bounds them as a share, and a
+// share of 100,000 nodes is still too many series.
+const failedKept = 100
 
 type nodeTime struct {
 	node    string
@@ -75,6 +83,9 @@ func NewMetrics() *Metrics {
 			statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "nodeupgrade_status_writes_total", Help: "NodeUpgradeJob status writes.",
 			}),
+			shardWrites: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "nodeupgrade_status_shard_writes_total", Help: "Status shards (ConfigMaps holding a large job's per-node records) created or updated.",
+			}),
 			statusBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "nodeupgrade_job_status_bytes", Help: "Size of the last written NodeUpgradeJob status, in JSON bytes.",
 			}, []string{"job"}),
@@ -82,12 +93,13 @@ func NewMetrics() *Metrics {
 				Name: "nodeupgrade_status_write_failures_total", Help: "NodeUpgradeJob status writes the API server refused, other than conflicts, by reason (RequestEntityTooLarge, Invalid, Forbidden, ...).",
 			}, []string{"reason"}),
 			nodeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "nodeupgrade_node_upgrade_seconds", Help: "Time from a node's dispatch to its final result (Success, Failure, TimeOut), for every failed node of a job and its 10 slowest successful ones, until the job is deleted.",
+				Name: "nodeupgrade_node_upgrade_seconds", Help: "Time from a node's dispatch to its final result (Success, Failure, TimeOut), for the first 100 failed nodes of a job and its 10 slowest successful ones, until the job is deleted.",
 			}, []string{"job", "node", "result"}),
 			toleranceHitsAt: map[string]time.Time{},
 			slowest:         map[string][]nodeTime{},
+			failedShown:     map[string]int{},
 		}
-		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.statusBytes, m.statusFailures, m.nodeSeconds)
+		metrics.Registry.MustRegister(m.jobNodes, m.nodeDuration, m.jobsFinished, m.dispatches, m.nodeResults, m.toleranceWait, m.statusWrites, m.shardWrites, m.statusBytes, m.statusFailures, m.nodeSeconds)
 		m.initResults()
 		shared = m
 	})
@@ -116,13 +128,21 @@ func (m *Metrics) dispatched(*v1alpha1.NodeUpgradeJob) {
 	}
 }
 
-func (m *Metrics) observeStatusWrite(job *v1alpha1.NodeUpgradeJob) {
+// observeStatusWrite counts a status write; stored is the job's status as
+// written (for a sharded job, without the shards' entries).
+func (m *Metrics) observeStatusWrite(job *v1alpha1.NodeUpgradeJob, stored *v1alpha1.NodeUpgradeJobStatus) {
 	if m == nil {
 		return
 	}
 	m.statusWrites.Inc()
-	if b, err := json.Marshal(job.Status); err == nil {
+	if b, err := json.Marshal(stored); err == nil {
 		m.statusBytes.WithLabelValues(job.Name).Set(float64(len(b)))
+	}
+}
+
+func (m *Metrics) observeShardWrites(n int) {
+	if m != nil {
+		m.shardWrites.Add(float64(n))
 	}
 }
 
@@ -197,12 +217,15 @@ func (m *Metrics) observePlan(job *v1alpha1.NodeUpgradeJob, in rollout.Input, pl
 // observeNodeTime shows a finished node in nodeSeconds: every failed one, and
 // a successful one while it is among the job's slowestKept slowest.
 func (m *Metrics) observeNodeTime(job, node, result string, seconds float64) {
-	if result != v1alpha1.ActionSuccess {
-		m.nodeSeconds.WithLabelValues(job, node, result).Set(seconds)
-		return
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if result != v1alpha1.ActionSuccess {
+		if m.failedShown[job] < failedKept {
+			m.failedShown[job]++
+			m.nodeSeconds.WithLabelValues(job, node, result).Set(seconds)
+		}
+		return
+	}
 	kept := m.slowest[job]
 	if len(kept) < slowestKept {
 		m.slowest[job] = append(kept, nodeTime{node, seconds})
@@ -231,5 +254,6 @@ func (m *Metrics) forgetJob(job string) {
 	m.nodeSeconds.DeletePartialMatch(prometheus.Labels{"job": job})
 	m.mu.Lock()
 	delete(m.slowest, job)
+	delete(m.failedShown, job)
 	m.mu.Unlock()
 }

@@ -45,6 +45,9 @@ type Reconciler struct {
 	// notHandled remembers the jobs already reported as handled by another
 	// controller (UID/reason), so each is reported once per process.
 	notHandled sync.Map
+
+	// shards keeps sharded jobs' shards decoded (shards.go).
+	shards shardCache
 }
 
 // Deps are what a Reconciler reads and writes through.
@@ -122,10 +125,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (ctrl.Result, error) {
 	log := klog.FromContext(ctx)
+	// A sharded job's entries are in its shards: the planner sees them all
+	// in job.Status.NodeStatus, as for a job that fits.
+	shards, wait, err := r.loadShards(ctx, job)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if wait {
+		log.V(4).Info("Cached status shards and job disagree, planning again")
+		return ctrl.Result{RequeueAfter: staleCacheRetry}, nil
+	}
 	in, pods, installImage, err := r.readInput(ctx, job)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	in.Sharded = r.shardsWanted(job, in)
 	plan := rollout.Decide(in)
 	r.markOtherController(job, &plan.Status)
 
@@ -138,16 +152,17 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 		// The write carries the resourceVersion we planned from: a plan made
 		// from a stale cache fails here, before any pod is touched.
-		base := job.DeepCopy()
-		job.Status = plan.Status
-		if err := r.client.Status().Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		stored := job.DeepCopy()
+		written, err := r.writeStatus(ctx, job, shards, in.Sharded, plan.Status)
+		if err != nil {
 			if apierrors.IsConflict(err) {
 				return requeueOnConflict(err, "writing status")
 			}
-			return ctrl.Result{}, r.statusWriteFailed(ctx, base, pods, plan, err)
+			return ctrl.Result{}, r.statusWriteFailed(ctx, stored, pods, plan, err)
 		}
+		job.Status = plan.Status
 		r.lastWrite.Store(job.Name, r.clock.Now())
-		r.metrics.observeStatusWrite(job)
+		r.metrics.observeStatusWrite(job, written)
 	} else if len(plan.Dispatch) > 0 {
 		// No write to carry the precondition, yet pods are to be created: make
 		// sure the cached status is the latest before trusting it.
@@ -177,6 +192,25 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }
 
+// writeStatus commits next, the job's status, and returns what the job
+// stores of it: one merge patch that carries the resourceVersion the plan
+// was made from, or for a sharded job the patch and its changed shards
+// (writeSharded). On success job carries the new resourceVersion.
+func (r *Reconciler) writeStatus(ctx context.Context, job *v1alpha1.NodeUpgradeJob, shards *shardState, sharded bool,
+	next v1alpha1.NodeUpgradeJobStatus) (*v1alpha1.NodeUpgradeJobStatus, error) {
+	if sharded {
+		return r.writeSharded(ctx, job, shards, next)
+	}
+	base := job.DeepCopy()
+	patched := job.DeepCopy()
+	patched.Status = next
+	if err := r.client.Status().Patch(ctx, patched, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return nil, err
+	}
+	job.ResourceVersion = patched.ResourceVersion
+	return &patched.Status, nil
+}
+
 // logPlan logs a committed plan (rollout.Plan.String: the job's state and
 // each kind of pod action). A plan that changes the status or acts on pods
 // is a decision, logged at V(2) with the pod actions; one that changes
@@ -198,6 +232,7 @@ func logPlan(log klog.Logger, plan rollout.Plan, statusChanged bool) {
 // is gone nothing would ever take its tracking finalizer off.
 func (r *Reconciler) reconcileDelete(ctx context.Context, job *v1alpha1.NodeUpgradeJob) error {
 	r.lastWrite.Delete(job.Name)
+	r.shards.forget(job.Status.Shards) // the shards go with the job (owner reference)
 	r.metrics.forgetJob(job.Name)
 	if !controllerutil.ContainsFinalizer(job, v1alpha1.FinalizerJobCleanup) {
 		return nil

@@ -65,7 +65,25 @@ type Options struct {
 	// OrphanSweepInterval is how often tracked pods of jobs that no longer
 	// exist are released, after the sweep at start (--orphan-sweep-interval).
 	OrphanSweepInterval time.Duration
+	// StatusShardThreshold is the largest job, in selected nodes, whose
+	// per-node records stay in its own status.nodeStatus
+	// (--status-shard-threshold); a larger job keeps them in shards (see
+	// shards.go), so a status write costs what changed, not the fleet.
+	StatusShardThreshold int
+	// StatusShardSize is the number of nodes per shard (--status-shard-size).
+	StatusShardSize int
 }
+
+// Shard defaults: a job of up to 1,000 nodes looks as the seed and KubeEdge
+// say (about 120 KB of status); above it, shards of 200 nodes (about 30 KB
+// each, at most ~350 KB with every node failed with a long reason).
+const (
+	DefaultStatusShardThreshold = 1000
+	DefaultStatusShardSize      = 200
+	// MaxStatusShardSize keeps the worst shard (every entry at its largest,
+	// about 1.7 KB) under a ConfigMap's 1 MiB.
+	MaxStatusShardSize = 500
+)
 
 // DefaultOrphanSweepInterval is how often tracked pods of vanished jobs are
 // looked for, after the sweep at start.
@@ -84,6 +102,8 @@ func DefaultOptions() Options {
 		MaxConcurrentReconciles: 4,
 		StatusWriteInterval:     time.Second,
 		OrphanSweepInterval:     DefaultOrphanSweepInterval,
+		StatusShardThreshold:    DefaultStatusShardThreshold,
+		StatusShardSize:         DefaultStatusShardSize,
 	}
 }
 
@@ -143,6 +163,12 @@ func (o Options) Validate() (Options, error) {
 	}
 	if o.OrphanSweepInterval <= 0 {
 		bad("--orphan-sweep-interval must be positive, got %s", o.OrphanSweepInterval)
+	}
+	if o.StatusShardThreshold < 0 {
+		bad("--status-shard-threshold must not be negative, got %d", o.StatusShardThreshold)
+	}
+	if o.StatusShardSize < 1 || o.StatusShardSize > MaxStatusShardSize {
+		bad("--status-shard-size must be within 1..%d, got %d", MaxStatusShardSize, o.StatusShardSize)
 	}
 	return o, errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -55,7 +56,7 @@ func (r *Reconciler) activeJobs(ctx context.Context, _ client.Object) []reconcil
 	now := r.clock.Now()
 	var reqs []reconcile.Request
 	for i := range jobs.Items {
-		if status := jobs.Items[i].Status; !rollout.JobFinal(status.State) || rollout.Watching(status, now) {
+		if status := jobs.Items[i].Status; !rollout.JobFinal(status.State) || rollout.Watching(status, now) || mayWatchSharded(status, now) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: jobs.Items[i].Name}})
 		}
 	}
@@ -77,4 +78,16 @@ func nodeChanged() predicate.Predicate {
 				!maps.Equal(oldNode.Labels, newNode.Labels)
 		},
 	}
+}
+
+// mayWatchSharded reports whether a finished sharded job may still watch a
+// node that timed out: its own status lists only some failed nodes (the
+// rest are in its shards), so any failure within rollout.WatchAfterTimeout
+// of its end counts.
+func mayWatchSharded(status v1alpha1.NodeUpgradeJobStatus, now time.Time) bool {
+	if status.Shards == nil || status.Counts.Failed == 0 {
+		return false
+	}
+	end, err := time.Parse(time.RFC3339, status.Time)
+	return err == nil && now.Before(end.Add(rollout.WatchAfterTimeout))
 }

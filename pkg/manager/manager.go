@@ -112,6 +112,8 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&o.PodWorkers, "pod-workers", o.PodWorkers, "Upgrade pod creates and deletes issued in parallel.")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "Jobs reconciled in parallel.")
 	fs.DurationVar(&o.StatusWriteInterval, "status-write-interval", o.StatusWriteInterval, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
+	fs.IntVar(&o.StatusShardThreshold, "status-shard-threshold", o.StatusShardThreshold, "Largest job (selected nodes) whose per-node records stay in its own status.nodeStatus; a larger job keeps them in ConfigMap shards in --namespace, owned by the job.")
+	fs.IntVar(&o.StatusShardSize, "status-shard-size", o.StatusShardSize, "Nodes per status shard of a sharded job.")
 	fs.DurationVar(&o.OrphanSweepInterval, "orphan-sweep-interval", o.OrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -161,6 +163,10 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 	if err != nil {
 		return nil, err
 	}
+	isShard, err := labels.NewRequirement(v1alpha1.LabelShardOf, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
 	mgrOpts := ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: c.MetricsAddr},
@@ -181,6 +187,11 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 				&corev1.Pod{}: {
 					Namespaces: map[string]cache.Config{opts.Namespace: {}},
 					Label:      labels.NewSelector().Add(*hasJobLabel),
+				},
+				// Only the status shards of sharded jobs, only in its namespace.
+				&corev1.ConfigMap{}: {
+					Namespaces: map[string]cache.Config{opts.Namespace: {}},
+					Label:      labels.NewSelector().Add(*isShard),
 				},
 				// Nodes are most of the cache at fleet scale: keep what the
 				// planner reads and drop the rest.

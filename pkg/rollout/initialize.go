@@ -15,7 +15,7 @@ func (p *planner) initialize() {
 	names := slices.Clone(p.in.Selection)
 	sort.Strings(names)
 	names = slices.Compact(names)
-	if why := tooLarge(names, p.in.ObjectBytes); why != "" {
+	if why := tooLarge(names, p.in.ObjectBytes); why != "" && !p.in.Sharded {
 		// Not one entry is written: they are what would not fit.
 		p.setJobState(v1alpha1.StateUpgrading, v1alpha1.EventInit)
 		n := int32(len(names))

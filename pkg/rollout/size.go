@@ -146,6 +146,13 @@ func tooLarge(names []string, objectBytes int) string {
 // when its state changes), so the status stays deterministic.
 func (p *planner) fitStatus() {
 	entries := p.status.NodeStatus
+	if p.in.Sharded {
+		// Each shard holds a bounded number of entries, each bounded here.
+		for i := range entries {
+			entries[i].Reason = Truncate(entries[i].Reason, MaxNodeReasonBytes)
+		}
+		return
+	}
 	total := jobLevelBytes(&p.status)
 	for i := range entries {
 		entries[i].Reason = Truncate(entries[i].Reason, MaxNodeReasonBytes)

@@ -109,6 +109,10 @@ type Input struct {
 	// ObjectBytes bounds the JSON size of the job without its status
 	// (metadata and spec): the status may use what etcd leaves beside it.
 	ObjectBytes int
+	// Sharded says the job's per-node records live in shards, not in the
+	// job (see pkg/controller/shards.go): no node count is too large, and
+	// fitStatus only bounds each reason.
+	Sharded bool
 }
 
 // Dispatch asks for one node's upgrade pod.

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/statusshard"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 )
 
@@ -48,13 +49,28 @@ func NewJob(name string, mutate func(*v1alpha1.NodeUpgradeJobSpec)) *v1alpha1.No
 	return job
 }
 
-// GetJob reads a job.
+// GetJob reads a job with every node's entry in status.nodeStatus: a
+// sharded job's are read from its shards (statusshard.Full). The job is
+// written before its shards, so a read between the two is retried.
 func GetJob(ctx context.Context, c client.Reader, name string) (*v1alpha1.NodeUpgradeJob, error) {
-	job := &v1alpha1.NodeUpgradeJob{}
-	if err := c.Get(ctx, client.ObjectKey{Name: name}, job); err != nil {
-		return nil, fmt.Errorf("get job %s: %w", name, err)
+	var lastErr error
+	for range 50 {
+		job := &v1alpha1.NodeUpgradeJob{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, job); err != nil {
+			return nil, fmt.Errorf("get job %s: %w", name, err)
+		}
+		full, err := statusshard.Full(ctx, c, job)
+		if err == nil {
+			return full, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return job, nil
+	return nil, lastErr
 }
 
 // Final reports whether a job state is one the job never leaves.

@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
@@ -91,3 +92,49 @@ func oneNodeJob(name, image string) []fleetsim.NodeSpec {
 	}))).To(Succeed())
 	return specs
 }
+
+var _ = Describe("Sharded status", func() {
+	It("neither repeats nor forgets a node across controller restarts when the job's records are in shards", func() {
+		// The threshold is lowered so that 40 nodes shard (7 to a shard, 6
+		// shards): the protocol is the one a 100,000-node job uses.
+		shardFlags := []string{"--status-shard-threshold=10", "--status-shard-size=7"}
+		specs := framework.Fleet("sharded", 40)
+		createFleet(specs)
+		w := watchPods("sharded")
+		ctl := startController(shardFlags...)
+		Expect(k8s.Create(suiteCtx, framework.NewJob("sharded", func(s *v1alpha1.NodeUpgradeJobSpec) {
+			s.NodeNames = framework.NodeNames(specs)
+			s.Concurrency = 6
+		}))).To(Succeed())
+		for round := range 4 {
+			// Stop at a different point each round: mid-dispatch, mid-run.
+			time.Sleep(time.Duration(700+900*round) * time.Millisecond)
+			stopController(ctl)
+			time.Sleep(300 * time.Millisecond)
+			ctl = startController(shardFlags...)
+		}
+		job := waitFinished("sharded", 120*time.Second)
+		stopController(ctl)
+
+		stored := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(suiteCtx, client.ObjectKey{Name: "sharded"}, stored)).To(Succeed())
+		Expect(stored.Status.Shards).NotTo(BeNil(), "a job above the threshold keeps its records in shards")
+		Expect(stored.Status.Shards.Revisions).To(HaveLen(6))
+		Expect(len(stored.Status.NodeStatus)).To(BeNumerically("<=", v1alpha1.MaxSummaryNodes))
+		shards := &corev1.ConfigMapList{}
+		Expect(k8s.List(suiteCtx, shards, client.InNamespace(podNamespace), client.MatchingLabels{v1alpha1.LabelShardOf: string(stored.UID)})).To(Succeed())
+		Expect(shards.Items).To(HaveLen(6))
+		for _, cm := range shards.Items {
+			Expect(cm.OwnerReferences).To(ContainElement(HaveField("UID", stored.UID)))
+		}
+
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful))
+		Expect(job.Status.Counts.Succeeded).To(Equal(int32(40)))
+		Expect(job.Status.NodeStatus).To(HaveLen(40))
+		for _, e := range job.Status.NodeStatus {
+			Expect(e.State).To(Equal(v1alpha1.StateSuccessful), "node %s", e.NodeName)
+		}
+		w.ExpectOnePodEach(framework.NodeNames(specs))
+		Expect(framework.Invariants(job, w.Report(), 6)).To(BeEmpty())
+	})
+})
