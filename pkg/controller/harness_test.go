@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
+	"github.com/nodeupgrade/nodeupgrade/pkg/statusshard"
 )
 
 // The reconcile harness runs one Reconcile at a time against
@@ -138,6 +139,7 @@ var testRESTMapper = func() meta.RESTMapper {
 	m.Add(v1alpha1.GroupVersion.WithKind("NodeUpgradeJob"), meta.RESTScopeRoot)
 	m.Add(corev1.SchemeGroupVersion.WithKind("Node"), meta.RESTScopeRoot)
 	m.Add(corev1.SchemeGroupVersion.WithKind("Pod"), meta.RESTScopeNamespace)
+	m.Add(corev1.SchemeGroupVersion.WithKind("ConfigMap"), meta.RESTScopeNamespace)
 	m.Add(coordinationv1.SchemeGroupVersion.WithKind("Lease"), meta.RESTScopeNamespace)
 	m.Add(eventsv1.SchemeGroupVersion.WithKind("Event"), meta.RESTScopeNamespace)
 	return m
@@ -186,6 +188,10 @@ func newHarness(t *testing.T, job *v1alpha1.NodeUpgradeJob, nodes []*corev1.Node
 			h.request(obj, obj.GetNamespace(), "patch")
 			return h.intercept(obj, "patch", func() error { return c.Patch(ctx, obj, patch, opts...) })
 		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			h.request(obj, obj.GetNamespace(), "update")
+			return h.intercept(obj, "update", func() error { return c.Update(ctx, obj, opts...) })
+		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 			h.request(obj, obj.GetNamespace(), "delete")
 			return h.intercept(obj, "delete", func() error { return c.Delete(ctx, obj, opts...) })
@@ -233,6 +239,8 @@ func (h *harness) intercept(obj client.Object, verb string, do func() error) err
 		}
 	case *v1alpha1.NodeUpgradeJob:
 		w.Kind = "NodeUpgradeJob"
+	case *corev1.ConfigMap:
+		w.Kind = "ConfigMap"
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -280,7 +288,12 @@ func (h *harness) storedState(node string) string {
 	if err := h.api.Get(h.ctx, client.ObjectKey{Name: h.job}, job); err != nil {
 		return ""
 	}
-	for _, e := range job.Status.NodeStatus {
+	// A sharded job's entries are in its shards, as far as they are written.
+	entries, err := statusshard.Read(h.ctx, h.api, job)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	for _, e := range entries {
 		if e.NodeName == node {
 			return e.State
 		}

@@ -53,6 +53,7 @@ func TestNodeUpgradeSecondsKeepsTheSlowestAndTheFailed(t *testing.T) {
 	m := &Metrics{
 		nodeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "test_node_upgrade_seconds"}, []string{"job", "node", "result"}),
 		slowest:     map[string][]nodeTime{},
+		failedShown: map[string]int{},
 	}
 	for i, s := range []int{7, 3, 12, 1, 9, 5, 11, 2, 8, 4, 10, 6} {
 		m.observeNodeTime("fleet", fmt.Sprintf("ok-%02d", s), v1alpha1.ActionSuccess, float64(s))
@@ -70,4 +71,21 @@ func TestNodeUpgradeSecondsKeepsTheSlowestAndTheFailed(t *testing.T) {
 	m.forgetJob("fleet")
 	g.Expect(testutil.CollectAndCount(m.nodeSeconds)).To(Equal(1), "only the other job's node is left")
 	g.Expect(m.slowest).NotTo(HaveKey("fleet"))
+}
+
+// A job of 100,000 nodes may fail thousands: the per-node series stop at
+// failedKept a job, so the metric stays bounded.
+func TestNodeUpgradeSecondsBoundsTheFailed(t *testing.T) {
+	g := NewWithT(t)
+	m := &Metrics{
+		nodeSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "test_node_upgrade_seconds_bounded"}, []string{"job", "node", "result"}),
+		slowest:     map[string][]nodeTime{},
+		failedShown: map[string]int{},
+	}
+	for i := range 3 * failedKept {
+		m.observeNodeTime("fleet", fmt.Sprintf("bad-%04d", i), v1alpha1.ActionFailure, 30)
+	}
+	g.Expect(testutil.CollectAndCount(m.nodeSeconds)).To(Equal(failedKept))
+	m.forgetJob("fleet")
+	g.Expect(testutil.CollectAndCount(m.nodeSeconds)).To(BeZero())
 }

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"bytes"
+	"errors"
+	"maps"
 	"fmt"
 	"os"
 	"slices"
@@ -35,7 +37,7 @@ type rules map[string][]string
 // codeUses is every API request the controller makes, by where it must be
 // granted. Cluster-wide: the nodes and the cluster-scoped jobs. In the
 // controller's namespace (--namespace, nodeupgrade-system by default): its
-// pods, and client-go's leader election (LeaseLock: get, create, update).
+// pods, the status shards of large jobs (ConfigMaps), and client-go's leader election (LeaseLock: get, create, update).
 // In default: Events, which the recorder writes there for cluster-scoped
 // jobs. Update on jobs/finalizers is the API server's condition for
 // blockOwnerDeletion on the pods' owner reference.
@@ -48,6 +50,7 @@ var codeUses = map[grant]rules{
 	},
 	{Kind: "Role", Namespace: v1alpha1.DefaultNamespace}: {
 		"/pods":                      {"create", "delete", "get", "list", "patch", "watch"},
+		"/configmaps":                {"create", "get", "list", "update", "watch"},
 		"coordination.k8s.io/leases": {"create", "get", "update"},
 	},
 	{Kind: "Role", Namespace: metav1.NamespaceDefault}: {
@@ -169,6 +172,21 @@ func TestEveryReconcilerRequestIsGranted(t *testing.T) {
 	g.Expect(h.api.Create(h.ctx, trackedPod("z", "gone", "uid-gone"))).To(Succeed())
 	h.r.sweepOrphans(h.ctx)
 	g.Expect(h.pods()).To(BeEmpty(), "the job's pods and the orphan are gone")
+
+	// A sharded job, with a lost shard write read around the cache.
+	hs, _ := shardedHarness(t, 3)
+	hs.mustReconcile()
+	hs.finish("edge-00", true)
+	hs.refuse = func(w write) error {
+		if w.Kind == "ConfigMap" && w.Verb == "update" {
+			return errors.New("lost")
+		}
+		return nil
+	}
+	_, _ = hs.reconcile()
+	hs.refuse = nil
+	hs.mustReconcile()
+	maps.Copy(h.requests, hs.requests)
 
 	granted := func(req request) bool {
 		for _, where := range []grant{{Kind: "ClusterRole"}, {Kind: "Role", Namespace: req.Namespace}} {
