@@ -3,8 +3,8 @@ package controller
 import (
 	"bytes"
 	"errors"
-	"maps"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
