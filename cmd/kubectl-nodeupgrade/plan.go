@@ -98,6 +98,9 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 	// waves shown are those that follow the resume.
 	suspended := cfg.Suspended
 	in.Config.Suspended = false
+	// The controller keeps a job too large for its own status in shards:
+	// no job is refused for its size.
+	in.Sharded = true
 	upgradepod.MarkBusy(pods, "", in.Nodes)
 	before := make(map[string]rollout.NodeView, len(in.Nodes))
 	for name, view := range in.Nodes {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,6 +16,7 @@ import (
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/nodetext"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
+	"github.com/nodeupgrade/nodeupgrade/pkg/statusshard"
 )
 
 // barWidth is the progress bar's width in characters.
@@ -44,12 +46,30 @@ func (a *app) statusCommand() *cobra.Command {
 	return cmd
 }
 
+// getJob reads a job with every node's entry in status.nodeStatus: a job
+// of more nodes than the controller's --status-shard-threshold keeps them
+// in shards (ConfigMaps in its namespace), read here. The controller writes
+// the job before its shards, so a read in between is tried again.
 func (a *app) getJob(ctx context.Context, name string) (*v1alpha1.NodeUpgradeJob, error) {
-	job := &v1alpha1.NodeUpgradeJob{}
-	if err := a.client.Get(ctx, client.ObjectKey{Name: name}, job); err != nil {
-		return nil, apiError(err, "get", jobRef(name))
+	for attempt := 0; ; attempt++ {
+		job := &v1alpha1.NodeUpgradeJob{}
+		if err := a.client.Get(ctx, client.ObjectKey{Name: name}, job); err != nil {
+			return nil, apiError(err, "get", jobRef(name))
+		}
+		full, err := statusshard.Full(ctx, a.client, job)
+		switch {
+		case err == nil:
+			return full, nil
+		case apierrors.IsForbidden(err) || attempt == 4:
+			return nil, fmt.Errorf("%s keeps its %d nodes' records in status shards (ConfigMaps in namespace %s, %s), which cannot be read: %w",
+				jobRef(name), job.Status.Shards.Nodes, job.Status.Shards.Namespace, job.Status.Shards.Selector, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return job, nil
 }
 
 // follow prints the job's status, then again at every change, until the job
@@ -145,6 +165,12 @@ func writeStatus(w io.Writer, job *v1alpha1.NodeUpgradeJob, now time.Time, basis
 		c.Succeeded, c.Failed, c.InFlight, c.Pending, c.NotAttempted, c.Skipped)
 	if c.WaitingConfirmation > 0 {
 		fmt.Fprintf(w, "%d waiting for confirmation (no slot, no clock): `kubectl nodeupgrade approve %s NODE...|--all`\n", c.WaitingConfirmation, job.Name)
+	}
+	if sh := st.Shards; sh != nil {
+		fmt.Fprintf(w, "per-node records: %d shards of %d nodes (ConfigMaps in namespace %s, %s)\n", len(sh.Revisions), sh.Size, sh.Namespace, sh.Selector)
+		if len(st.NodeStatus) < int(sh.Nodes) {
+			fmt.Fprintf(w, "listing the failed and in-flight nodes the job keeps (at most %d); `kubectl nodeupgrade status %s` reads them all\n", v1alpha1.MaxSummaryNodes, job.Name)
+		}
 	}
 	done, ages := writeNodeTables(w, job, cfg, now)
 	fmt.Fprintln(w)

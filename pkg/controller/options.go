@@ -83,6 +83,9 @@ const (
 	// MaxStatusShardSize keeps the worst shard (every entry at its largest,
 	// about 1.7 KB) under a ConfigMap's 1 MiB.
 	MaxStatusShardSize = 500
+	// MaxStatusShardThreshold: a job's own status holds about 11,000
+	// entries at most (etcd's 1.5 MiB), and writing it costs the whole.
+	MaxStatusShardThreshold = 10000
 	// MinStatusShardSize keeps the job's list of shard revisions small: at
 	// 5 nodes a shard, 100,000 nodes take 20,000 revisions (about 140 KB).
 	MinStatusShardSize = 5
@@ -167,8 +170,8 @@ func (o Options) Validate() (Options, error) {
 	if o.OrphanSweepInterval <= 0 {
 		bad("--orphan-sweep-interval must be positive, got %s", o.OrphanSweepInterval)
 	}
-	if o.StatusShardThreshold < 0 {
-		bad("--status-shard-threshold must not be negative, got %d", o.StatusShardThreshold)
+	if o.StatusShardThreshold < 0 || o.StatusShardThreshold > MaxStatusShardThreshold {
+		bad("--status-shard-threshold must be within 0..%d, got %d", MaxStatusShardThreshold, o.StatusShardThreshold)
 	}
 	if o.StatusShardSize < MinStatusShardSize || o.StatusShardSize > MaxStatusShardSize {
 		bad("--status-shard-size must be within %d..%d, got %d", MinStatusShardSize, MaxStatusShardSize, o.StatusShardSize)

@@ -93,7 +93,8 @@ func (c *shardCache) forget(ref *v1alpha1.StatusShards) {
 }
 
 // shardsWanted reports whether a job's status is, or is to be, sharded:
-// it has shards, or its first plan selects more nodes than the threshold.
+// it has shards, or its first plan selects more nodes than the threshold,
+// or more than its own status can hold (long names).
 func (r *Reconciler) shardsWanted(job *v1alpha1.NodeUpgradeJob, in rollout.Input) bool {
 	if job.Status.Shards != nil {
 		return true
@@ -105,7 +106,7 @@ func (r *Reconciler) shardsWanted(job *v1alpha1.NodeUpgradeJob, in rollout.Input
 	for _, name := range in.Selection {
 		unique[name] = struct{}{}
 	}
-	return len(unique) > r.opts.StatusShardThreshold
+	return len(unique) > r.opts.StatusShardThreshold || !rollout.FitsInJob(in.Selection, in.ObjectBytes)
 }
 
 // loadShards puts every entry of a sharded job into job.Status.NodeStatus,

@@ -131,6 +131,12 @@ func tooLarge(names []string, objectBytes int) string {
 		len(names), need, max(budget, 0))
 }
 
+// FitsInJob reports whether a job of these nodes (objectBytes without its
+// status) can keep every node's entry in its own status. The controller
+// shards a job that cannot (pkg/controller/shards.go), so no job is too
+// large for it.
+func FitsInJob(names []string, objectBytes int) bool { return tooLarge(names, objectBytes) == "" }
+
 // fitStatus bounds the status the plan writes: every node's reason is cut
 // to MaxNodeReasonBytes, and when the whole status would still pass the
 // budget, it sheds, step by step until it fits, what matters least: the
