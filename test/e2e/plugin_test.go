@@ -391,6 +391,63 @@ subjects:
 	})
 })
 
+var _ = Describe("A sharded job", func() {
+	It("reads as any other: kubectl get's columns, v1alpha2, status, logs and retry", func() {
+		// The suite's controller is replaced by one that shards any job of
+		// more than 3 nodes (5 to a shard), and put back afterwards.
+		Expect(cluster.StopController()).To(Succeed())
+		DeferCleanup(func() {
+			Expect(cluster.StopController()).To(Succeed())
+			_, err := cluster.StartController(suiteCtx, localcluster.ControllerOptions{Name: "controller-after-shards"})
+			Expect(err).NotTo(HaveOccurred())
+		})
+		_, err := cluster.StartController(suiteCtx, localcluster.ControllerOptions{Name: "controller-sharded",
+			Args: []string{"--status-shard-threshold=3", "--status-shard-size=5"}})
+		Expect(err).NotTo(HaveOccurred())
+
+		specs := framework.Fleet("shard", 12)
+		specs[7].Behavior, specs[7].Duration = fleetsim.BehaviorFail, 500*time.Millisecond
+		createFleet(specs)
+		res := applyYAML(jobSpec{name: "e2e-shard", nodeNames: framework.NodeNames(specs), concurrency: 4, failureTolerate: "0.5", timeoutSeconds: 30}.manifest())
+		Expect(res.Err).NotTo(HaveOccurred(), res.String())
+		waitState("e2e-shard", "Successful", 90*time.Second)
+
+		get := kubectl("get", "nodeupgradejobs", "e2e-shard")
+		Expect(get).To(MatchRegexp(`NAME\s+VERSION\s+STATE\s+RESULT\s+PROGRESS\s+FAILED\s+AGE`))
+		Expect(get).To(MatchRegexp(`e2e-shard\s+\S+\s+Successful\s+Success\s+12/12\s+1\s`))
+		Expect(jsonpath("e2e-shard", `{.status.shards.kind} {.status.shards.nodes} {.status.shards.size} {.status.shards.revisions[*]}`)).
+			To(MatchRegexp(`^ConfigMap 12 5 \d+ \d+ \d+$`))
+		// The job's own nodeStatus keeps its failed and in-flight nodes.
+		Expect(nodeEntries("e2e-shard")).To(ConsistOf(HavePrefix("Failed/Rollback/Failure/")))
+		Expect(nodeEntries("e2e-shard")).To(HaveKey("shard-00007"))
+		selector := jsonpath("e2e-shard", `{.status.shards.selector}`)
+		Expect(strings.Fields(kubectl("get", "configmaps", "-n", cluster.Namespace(), "-l", selector, "-o", "name"))).To(HaveLen(3))
+		// A v1alpha2 reader sees KubeEdge's phase and the same pointer.
+		Expect(kubectl("get", "nodeupgradejobs.v1alpha2.operations.kubeedge.io", "e2e-shard", "-o",
+			`jsonpath={.status.phase} {.status.shards.kind} {.status.nodeStatus[0].nodeName} {.status.nodeStatus[0].phase}`)).
+			To(Equal("Completed ConfigMap shard-00007 Failure"))
+
+		status := plugin("", "status", "e2e-shard")
+		Expect(status.Err).NotTo(HaveOccurred(), status.String())
+		keepOutput("status-sharded.txt", status)
+		Expect(status.Stdout).To(And(
+			ContainSubstring("100% 12/12 finished"),
+			ContainSubstring("succeeded 11, failed 1, in flight 0"),
+			ContainSubstring("per-node records: 3 shards of 5 nodes (ConfigMaps in namespace "),
+			MatchRegexp(`shard-00007\s+Rollback\s+.*simulated`)))
+		Expect(status.Stdout).NotTo(ContainSubstring("listing the failed and in-flight nodes"), "the plugin read every shard")
+
+		logs := plugin("", "logs", "e2e-shard", "shard-00007")
+		Expect(regexpAll(`==> \S+ (init container|container) (\S+) <==`, logs.Stdout)).To(Equal([]string{"copy-keadm", "backup", "upgrade"}), logs.String())
+		gone := plugin("", "logs", "e2e-shard", "shard-00011")
+		Expect(gone.Stderr).To(ContainSubstring("deleted once their outcome is recorded"), "the node's entry, in its shard, was found")
+
+		retried := plugin("", "retry", "e2e-shard", "--yes")
+		Expect(retried.Err).NotTo(HaveOccurred(), retried.String())
+		Expect(jsonpath("e2e-shard-retry-1", `{.spec.nodeNames}`)).To(Equal(`["shard-00007"]`))
+	})
+})
+
 // regexpAll returns the last submatch of every match of pattern in s.
 func regexpAll(pattern, s string) []string {
 	var out []string
