@@ -84,6 +84,21 @@ type Result struct {
 	SimStatusWrites  int64   `json:"simPodStatusWrites"`
 	SimNodeWrites    int64   `json:"simNodeWrites"`
 	StatusWrites     float64 `json:"statusWrites"`
+	// ShardWrites counts the status shards the controller created or
+	// updated (a sharded job: above --status-shard-threshold).
+	ShardWrites float64 `json:"shardWrites,omitempty"`
+	// StatusBytesStored sums the size of every stored version of the job
+	// and its shards (the observer's watch events); per node upgraded in
+	// StatusBytesPerNode: what the job's status writes cost etcd.
+	StatusBytesStored  int64   `json:"statusBytesStored,omitempty"`
+	StatusBytesPerNode float64 `json:"statusBytesPerNode,omitempty"`
+	// EtcdWALBytes is etcd's own etcd_disk_wal_write_bytes_total delta over
+	// the run: everything written (pods, nodes, events, the job), per node
+	// upgraded in EtcdBytesPerNode.
+	EtcdWALBytes     float64 `json:"etcdWALBytes,omitempty"`
+	EtcdBytesPerNode float64 `json:"etcdBytesPerNode,omitempty"`
+	// RSSBytesPerNode is the controller's peak RSS divided by N.
+	RSSBytesPerNode float64 `json:"controllerRSSBytesPerNode,omitempty"`
 	FinalBytes       int     `json:"finalJobBytes"`
 	MaxBytesWatched  int     `json:"maxJobBytesWatched"`
 	BytesPerNode     float64 `json:"bytesPerNode"`
@@ -197,9 +212,9 @@ func runWorld(ctx context.Context, opts Options, n int, points []Point) ([]Resul
 			if err != nil {
 				return results, err
 			}
-			opts.Logf("result: wall %.1fs ideal %.1fs efficiency %.3f; api/node %.1f (controller %.1f); status writes %.0f, %d bytes (%.0f B/node); lag p50 %.2fs p95 %.2fs max %.2fs; cpu %.1fs rss %.0f MiB; peak active %d",
-				r.WallS, r.IdealS, r.Efficiency, r.APIRequestsPerNode, r.ControllerRequestsPerNode, r.StatusWrites, r.FinalBytes, r.BytesPerNode,
-				r.LagP50S, r.LagP95S, r.LagMaxS, r.CPUSeconds, r.PeakRSSMiB, r.MaxActivePods)
+			opts.Logf("result: wall %.1fs ideal %.1fs efficiency %.3f; api/node %.1f (controller %.1f); status writes %.0f (+%.0f shard writes), %d bytes (%.0f B/node); status stored %.0f B/node, etcd WAL %.0f B/node; lag p50 %.2fs p95 %.2fs max %.2fs; cpu %.1fs rss %.0f MiB (%.0f B/node); peak active %d",
+				r.WallS, r.IdealS, r.Efficiency, r.APIRequestsPerNode, r.ControllerRequestsPerNode, r.StatusWrites, r.ShardWrites, r.FinalBytes, r.BytesPerNode,
+				r.StatusBytesPerNode, r.EtcdBytesPerNode, r.LagP50S, r.LagP95S, r.LagMaxS, r.CPUSeconds, r.PeakRSSMiB, r.RSSBytesPerNode, r.MaxActivePods)
 			results = append(results, r)
 			if opts.OnResult != nil {
 				opts.OnResult(r)
@@ -260,6 +275,10 @@ func runOne(ctx context.Context, opts Options, cl *localcluster.Cluster, p Point
 		return r, err
 	}
 	simBefore := cl.Simulator().Stats()
+	walBefore, walErr := etcdWALBytes(ctx, cl.EtcdMetricsURL())
+	if walErr != nil {
+		opts.Logf("etcd metrics: %v", walErr)
+	}
 
 	obs, err := observer.Start(ctx, cl.RESTConfig(), cl.Namespace(), name)
 	if err != nil {
@@ -330,6 +349,10 @@ func runOne(ctx context.Context, opts Options, cl *localcluster.Cluster, p Point
 	if err != nil {
 		return r, err
 	}
+	if walAfter, err := etcdWALBytes(ctx, cl.EtcdMetricsURL()); err == nil && walErr == nil {
+		r.EtcdWALBytes = walAfter - walBefore
+		r.EtcdBytesPerNode = r.EtcdWALBytes / float64(p.Nodes)
+	}
 	ctlAfter2, err := scrapeController(ctx, ctl.MetricsURL())
 	if err == nil {
 		ctlAfter.Requests = ctlAfter2.Requests
@@ -358,17 +381,32 @@ func runOne(ctx context.Context, opts Options, cl *localcluster.Cluster, p Point
 	r.ControllerRequestsPerNode = ctlTotal / float64(p.Nodes)
 	r.OthersPerNode = (total - ctlTotal) / float64(p.Nodes)
 	r.StatusWrites = ctlAfter.StatusWrites - ctlBefore.StatusWrites
+	r.ShardWrites = ctlAfter.ShardWrites - ctlBefore.ShardWrites
+	r.RSSBytesPerNode = r.PeakRSSMiB * (1 << 20) / float64(p.Nodes)
 
 	raw, err := cl.Clientset.Discovery().RESTClient().Get().AbsPath("/apis/operations.kubeedge.io/v1alpha1/nodeupgradejobs/" + name).DoRaw(ctx)
 	if err != nil {
 		return r, fmt.Errorf("bench: get job: %w", err)
 	}
-	r.FinalBytes = len(raw)
-	r.BytesPerNode = float64(r.FinalBytes) / float64(p.Nodes)
 	final := &v1alpha1.NodeUpgradeJob{}
 	if err := json.Unmarshal(raw, final); err != nil {
 		return r, fmt.Errorf("bench: decode job: %w", err)
 	}
+	// A sharded job's records are in its shards: the job and its shards
+	// together are what it stores.
+	r.FinalBytes = len(raw)
+	if sh := final.Status.Shards; sh != nil {
+		cms, err := cl.Clientset.CoreV1().ConfigMaps(sh.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sh.Selector})
+		if err != nil {
+			return r, fmt.Errorf("bench: list status shards: %w", err)
+		}
+		for i := range cms.Items {
+			if b, err := json.Marshal(&cms.Items[i]); err == nil {
+				r.FinalBytes += len(b)
+			}
+		}
+	}
+	r.BytesPerNode = float64(r.FinalBytes) / float64(p.Nodes)
 	r.Succeeded, r.Failed = final.Status.Counts.Succeeded, final.Status.Counts.Failed
 
 	if err := obs.Stop(); err != nil {
@@ -383,6 +421,8 @@ func runOne(ctx context.Context, opts Options, cl *localcluster.Cluster, p Point
 	r.LagMissing = rep2.Missing
 	r.MaxBytesWatched = rep2.MaxBytes
 	r.JobWatchEvents = rep2.JobEvents
+	r.StatusBytesStored = rep2.StatusBytes
+	r.StatusBytesPerNode = float64(rep2.StatusBytes) / float64(p.Nodes)
 	r.MaxActivePods = rep2.MaxActive
 	r.TwiceDispatched = len(rep2.TwiceDispatched)
 

@@ -123,6 +123,7 @@ type controllerMetrics struct {
 	// Requests is rest_client_requests_total summed by method.
 	Requests     map[string]float64
 	StatusWrites float64
+	ShardWrites  float64
 	Dispatches   float64
 }
 
@@ -139,6 +140,7 @@ func scrapeController(ctx context.Context, url string) (controllerMetrics, error
 	defer resp.Body.Close()
 	samples, err := parseProm(resp.Body, map[string]bool{
 		"rest_client_requests_total": true, "nodeupgrade_status_writes_total": true, "nodeupgrade_node_dispatches_total": true,
+		"nodeupgrade_status_shard_writes_total": true,
 	})
 	if err != nil {
 		return m, err
@@ -151,9 +153,34 @@ func scrapeController(ctx context.Context, url string) (controllerMetrics, error
 			m.StatusWrites = s.Value
 		case "nodeupgrade_node_dispatches_total":
 			m.Dispatches = s.Value
+		case "nodeupgrade_status_shard_writes_total":
+			m.ShardWrites = s.Value
 		}
 	}
 	return m, nil
+}
+
+// etcdWALBytes reads etcd's own etcd_disk_wal_write_bytes_total: every
+// byte etcd wrote to its write-ahead log, which every stored write passes
+// through (all objects: pods, nodes, events, leases, the job).
+func etcdWALBytes(ctx context.Context, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: etcd metrics request: %w", err)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("bench: etcd metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	samples, err := parseProm(resp.Body, map[string]bool{"etcd_disk_wal_write_bytes_total": true})
+	if err != nil {
+		return 0, err
+	}
+	if len(samples) == 0 {
+		return 0, fmt.Errorf("bench: etcd exports no etcd_disk_wal_write_bytes_total")
+	}
+	return samples[0].Value, nil
 }
 
 // procCost reads a process's CPU time (utime+stime, seconds) and peak

@@ -99,8 +99,8 @@ func Render(files []File, names []string) string {
 	var b strings.Builder
 	b.WriteString(BeginMarker + "\n\n")
 	b.WriteString("Cells with three numbers are min / median / max over the runs; one number is a single run.\n\n")
-	b.WriteString("| N | c | t | extra flags | runs | job | wall s | ideal s | efficiency | API req/node | ctrl req/node | others req/node | status writes | job bytes | B/node | lag p50 s | lag p95 s | lag max s | ctrl CPU s | peak RSS MiB | peak active |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| N | c | t | extra flags | runs | job | wall s | ideal s | efficiency | API req/node | ctrl req/node | others req/node | status writes | job bytes | B/node | status B written/node | etcd WAL B/node | lag p50 s | lag p95 s | lag max s | ctrl CPU s | peak RSS MiB | RSS B/node | peak active |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range keys {
 		rs := groups[k]
 		col := func(f func(Result) float64) []float64 {
@@ -123,7 +123,7 @@ func Render(files []File, names []string) string {
 		if args == "" {
 			args = "—"
 		}
-		fmt.Fprintf(&b, "| %d | %d | %gs | %s | %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %d | %d | %gs | %s | %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			k.n, k.c, k.t, "`"+args+"`", len(rs), strings.Join(st, " "),
 			mmm(col(func(r Result) float64 { return r.WallS }), "%.0f"),
 			rs[0].IdealS,
@@ -134,11 +134,14 @@ func Render(files []File, names []string) string {
 			mmm(col(func(r Result) float64 { return r.StatusWrites }), "%.0f"),
 			mmm(col(func(r Result) float64 { return float64(r.FinalBytes) }), "%.0f"),
 			mmm(col(func(r Result) float64 { return r.BytesPerNode }), "%.0f"),
+			measured(col(func(r Result) float64 { return r.StatusBytesPerNode }), "%.0f"),
+			measured(col(func(r Result) float64 { return r.EtcdBytesPerNode }), "%.0f"),
 			mmm(col(func(r Result) float64 { return r.LagP50S }), "%.2f"),
 			mmm(col(func(r Result) float64 { return r.LagP95S }), "%.2f"),
 			mmm(col(func(r Result) float64 { return r.LagMaxS }), "%.2f"),
 			mmm(col(func(r Result) float64 { return r.CPUSeconds }), "%.0f"),
 			mmm(col(func(r Result) float64 { return r.PeakRSSMiB }), "%.0f"),
+			mmm(col(func(r Result) float64 { return r.PeakRSSMiB * (1 << 20) / float64(r.Nodes) }), "%.0f"),
 			mmm(col(func(r Result) float64 { return float64(r.MaxActivePods) }), "%.0f"),
 		)
 	}
@@ -201,4 +204,19 @@ func UpdateDoc(path, section string) error {
 		return fmt.Errorf("bench: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// measured is mmm for a measure older runs did not take (zero in their
+// JSON): "—" when no run of the cell has it.
+func measured(vs []float64, format string) string {
+	var have []float64
+	for _, v := range vs {
+		if v > 0 {
+			have = append(have, v)
+		}
+	}
+	if len(have) == 0 {
+		return "—"
+	}
+	return mmm(have, format)
 }

@@ -63,9 +63,13 @@ type Observer struct {
 	jobFinal   time.Time
 	jobState   string
 	maxBytes   int
-	jobEvents  int
-	podEvents  int
-	relists    int
+	// statusBytes sums the size of every stored version of the job and its
+	// status shards seen: what their writes stored in etcd.
+	statusBytes int64
+	shardEvents int
+	jobEvents   int
+	podEvents   int
+	relists     int
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -126,7 +130,38 @@ func Start(ctx context.Context, cfg *rest.Config, namespace, job string) (*Obser
 		return cl.Watch(ctx, &v1alpha1.NodeUpgradeJobList{}, &client.ListOptions{Raw: &opts})
 	}
 
-	o.wg.Add(2)
+	// A sharded job's entries are in ConfigMaps in the namespace, labelled
+	// with the job's UID and naming the job in their data.
+	shardSel := v1alpha1.LabelShardOf
+	shards, err := cs.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: shardSel})
+	if err != nil {
+		o.cancel()
+		return nil, fmt.Errorf("observer: list status shards: %w", err)
+	}
+	for i := range shards.Items {
+		o.observeShard(&shards.Items[i], time.Now())
+	}
+	shardWatch := func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+		opts.LabelSelector = shardSel
+		return cs.CoreV1().ConfigMaps(namespace).Watch(ctx, opts)
+	}
+	shardRelist := func(ctx context.Context, now time.Time) (string, error) {
+		list, err := cs.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: shardSel})
+		if err != nil {
+			return "", err
+		}
+		for i := range list.Items {
+			o.observeShard(&list.Items[i], now)
+		}
+		return list.ResourceVersion, nil
+	}
+
+	o.wg.Add(3)
+	go o.follow(ctx, "status shards", shards.ResourceVersion, shardWatch, shardRelist, func(ev watch.Event, now time.Time) {
+		if cm, ok := ev.Object.(*corev1.ConfigMap); ok && ev.Type != watch.Deleted && ev.Type != watch.Bookmark {
+			o.observeShard(cm, now)
+		}
+	})
 	podRelist := func(ctx context.Context, now time.Time) (string, error) {
 		list, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
@@ -286,8 +321,39 @@ func (o *Observer) observeJob(job *v1alpha1.NodeUpgradeJob, now time.Time) {
 	defer o.mu.Unlock()
 	o.jobEvents++
 	o.maxBytes = max(o.maxBytes, size)
-	for i := range job.Status.NodeStatus {
-		e := &job.Status.NodeStatus[i]
+	o.statusBytes += int64(size)
+	o.observeEntries(job.Status.NodeStatus, now)
+	if (job.Status.State == v1alpha1.StateSuccessful || job.Status.State == v1alpha1.StateFailed) && o.jobFinal.IsZero() {
+		o.jobFinal, o.jobState = now, job.Status.State
+	}
+}
+
+// observeShard follows one status shard of a sharded job: its entries are
+// the job's, as if in its status.
+func (o *Observer) observeShard(cm *corev1.ConfigMap, now time.Time) {
+	if cm.Data[v1alpha1.ShardKeyJob] != o.job {
+		return
+	}
+	var entries []v1alpha1.TaskStatus
+	if err := json.Unmarshal([]byte(cm.Data[v1alpha1.ShardKeyNodeStatus]), &entries); err != nil {
+		o.addErr(fmt.Errorf("observer: status shard %s: %w", cm.Name, err))
+		return
+	}
+	size := 0
+	if b, err := json.Marshal(cm); err == nil {
+		size = len(b)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.shardEvents++
+	o.statusBytes += int64(size)
+	o.observeEntries(entries, now)
+}
+
+// observeEntries records when each node was first seen final; o.mu is held.
+func (o *Observer) observeEntries(entries []v1alpha1.TaskStatus, now time.Time) {
+	for i := range entries {
+		e := &entries[i]
 		was, seen := o.finalState[e.NodeName]
 		switch {
 		case nodeFinal(e.State) && !seen:
@@ -297,9 +363,6 @@ func (o *Observer) observeJob(job *v1alpha1.NodeUpgradeJob, now time.Time) {
 			o.violations = append(o.violations, fmt.Sprintf("node %s went from final %q to %q", e.NodeName, was, e.State))
 			o.finalState[e.NodeName] = e.State
 		}
-	}
-	if (job.Status.State == v1alpha1.StateSuccessful || job.Status.State == v1alpha1.StateFailed) && o.jobFinal.IsZero() {
-		o.jobFinal, o.jobState = now, job.Status.State
 	}
 }
 
@@ -353,6 +416,11 @@ type Report struct {
 	MaxBytes   int
 	JobEvents  int
 	PodEvents  int
+	// StatusBytes sums the size of every stored version of the job and its
+	// status shards seen (each watch event is one write to etcd);
+	// ShardEvents counts the shards' versions.
+	StatusBytes int64
+	ShardEvents int
 	// Relists counts watches restarted from a fresh list after a 410.
 	Relists int
 }
@@ -362,6 +430,7 @@ func (o *Observer) Report() Report {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	r := Report{MaxActive: o.maxActive, PeakPods: append([]string(nil), o.peakPods...), MaxBytes: o.maxBytes, JobEvents: o.jobEvents, PodEvents: o.podEvents, Relists: o.relists,
+		StatusBytes: o.statusBytes, ShardEvents: o.shardEvents,
 		Violations: append([]string(nil), o.violations...)}
 	for node, uids := range o.podsOf {
 		r.NodesWithPods++
