@@ -187,6 +187,7 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 				&corev1.Pod{}: {
 					Namespaces: map[string]cache.Config{opts.Namespace: {}},
 					Label:      labels.NewSelector().Add(*hasJobLabel),
+					Transform:  trimPod,
 				},
 				// Only the status shards of sharded jobs, only in its namespace.
 				&corev1.ConfigMap{}: {
@@ -265,6 +266,29 @@ func trimJobManagedFields(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// trimPod keeps what the controller reads of an upgrade pod: its metadata
+// (labels, annotations, owner, finalizers, deletion), its node, its
+// containers' names and images (upgradepod.View walks them in order and
+// names the image a pull fails on) and its status. The rest of the spec
+// (commands, environment, volumes, security contexts) is most of a pod's
+// bytes and never read: pods are only patched, never updated from the cache.
+func trimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	names := func(cs []corev1.Container) []corev1.Container {
+		out := make([]corev1.Container, len(cs))
+		for i, c := range cs {
+			out[i] = corev1.Container{Name: c.Name, Image: c.Image}
+		}
+		return out
+	}
+	pod.ManagedFields = nil
+	pod.Spec = corev1.PodSpec{NodeName: pod.Spec.NodeName, InitContainers: names(pod.Spec.InitContainers), Containers: names(pod.Spec.Containers)}
+	return pod, nil
 }
 
 // trimNode keeps a node's name, labels, readiness (and since when: a
