@@ -30,7 +30,7 @@ const (
 
 // MaxSummaryNodes bounds the entries a sharded job keeps in its own
 // status.nodeStatus: failed nodes first, then nodes in flight.
-const MaxSummaryNodes = 64
+const MaxSummaryNodes = 32
 
 // StatusShards says where a sharded job's per-node records live.
 type StatusShards struct {

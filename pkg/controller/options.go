@@ -75,11 +75,12 @@ type Options struct {
 }
 
 // Shard defaults: a job of up to 1,000 nodes looks as the seed and KubeEdge
-// say (about 120 KB of status); above it, shards of 200 nodes (about 30 KB
-// each, at most ~350 KB with every node failed with a long reason).
+// say (about 120 KB of status); above it, shards of 50 nodes (about 8 KB
+// each; with every node failed after a rollback with a long reason, about
+// 90 KB with fleet-sized names). docs/architecture.md has the measurements.
 const (
 	DefaultStatusShardThreshold = 1000
-	DefaultStatusShardSize      = 200
+	DefaultStatusShardSize      = 50
 	// MaxStatusShardSize keeps the worst shard (every entry at its largest,
 	// about 1.7 KB) under a ConfigMap's 1 MiB.
 	MaxStatusShardSize = 500

@@ -172,6 +172,12 @@ func (r *Reconciler) writeSharded(ctx context.Context, job *v1alpha1.NodeUpgrade
 	var creates, updates []int
 	for i, part := range parts {
 		known := i < len(st.cms) && st.cms[i] != nil
+		var stored []v1alpha1.TaskStatus
+		if known {
+			stored = st.entries[i]
+		}
+		part = statusshard.Persisted(stored, part)
+		parts[i] = part
 		if known && !st.lost[i] && equality.Semantic.DeepEqual(st.entries[i], part) {
 			continue
 		}

@@ -113,7 +113,7 @@ func BindFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "Jobs reconciled in parallel.")
 	fs.DurationVar(&o.StatusWriteInterval, "status-write-interval", o.StatusWriteInterval, "Least time between two status writes of one job; changes in between are written together. 0 writes at once.")
 	fs.IntVar(&o.StatusShardThreshold, "status-shard-threshold", o.StatusShardThreshold, "Largest job (selected nodes) whose per-node records stay in its own status.nodeStatus; a larger job keeps them in ConfigMap shards in --namespace, owned by the job.")
-	fs.IntVar(&o.StatusShardSize, "status-shard-size", o.StatusShardSize, "Nodes per status shard of a sharded job.")
+	fs.IntVar(&o.StatusShardSize, "status-shard-size", o.StatusShardSize, "Nodes per status shard of a sharded job (5 to 500).")
 	fs.DurationVar(&o.OrphanSweepInterval, "orphan-sweep-interval", o.OrphanSweepInterval, "How often the leader releases and deletes tracked upgrade pods whose job no longer exists, after the sweep at start.")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")

@@ -57,10 +57,61 @@ func Split(ref *v1alpha1.StatusShards, entries []v1alpha1.TaskStatus) [][]v1alph
 	return parts
 }
 
+// Persisted is what a shard stores of next, the plan's entries of its
+// range, when it holds stored now (nil before its first write). A shard
+// is rewritten whole, and a node's entry changes several times while it
+// is in flight, so a shard is written only for what a plan after a restart
+// must not lose:
+//   - the dispatch (pending to in flight, with its time: the deadline runs
+//     from it, and the pod may exist only once it is recorded),
+//   - the confirmation (a new clock), and entering the steps that change the
+//     node (BackingUp, Upgrading, RollingBack: a pod deleted from then on is
+//     judged by the node, not failed: rollout's unitMayRun),
+//   - the final entry.
+//
+// A step within the same stage (Init to Checking, BackingUp to Upgrading)
+// keeps the stored entry: the next plan derives it again from the pod,
+// which holds it until the outcome is recorded. The job's own summary
+// shows the current step. A Successful entry is stored without its
+// actionFlow: its phase says every action passed.
+func Persisted(stored, next []v1alpha1.TaskStatus) []v1alpha1.TaskStatus {
+	out := make([]v1alpha1.TaskStatus, len(next))
+	for i := range next {
+		e := next[i]
+		if e.State == v1alpha1.StateSuccessful {
+			e.ActionFlow = nil
+		}
+		if i < len(stored) && stored[i].NodeName == e.NodeName && sameStage(&stored[i], &e) {
+			e = stored[i]
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// sameStage reports whether two in-flight entries of a node differ only in
+// what the next plan derives again from the node's pod.
+func sameStage(stored, next *v1alpha1.TaskStatus) bool {
+	return rollout.NodeInFlight(stored.State) && rollout.NodeInFlight(next.State) &&
+		stored.Time == next.Time && stage(stored.State) == stage(next.State)
+}
+
+// stage groups the in-flight states by what a restart must know: dispatched
+// (Init, Checking), confirmed (its clock restarted), changing the node.
+func stage(state string) int {
+	switch state {
+	case v1alpha1.StateConfirmed:
+		return 1
+	case v1alpha1.StateBackingUp, v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+		return 2
+	}
+	return 0
+}
+
 // Summary is what a sharded job keeps in its own status.nodeStatus: its
 // failed nodes (at most half of v1alpha1.MaxSummaryNodes), then its nodes
-// in flight or waiting for their confirmation, at most
-// v1alpha1.MaxSummaryNodes in all, each group in selection order.
+// in flight or waiting for their confirmation (without their actionFlow),
+// at most v1alpha1.MaxSummaryNodes in all, each group in selection order.
 func Summary(entries []v1alpha1.TaskStatus) []v1alpha1.TaskStatus {
 	var failed, active []v1alpha1.TaskStatus
 	for i := range entries {
@@ -69,7 +120,11 @@ func Summary(entries []v1alpha1.TaskStatus) []v1alpha1.TaskStatus {
 		case e.State == v1alpha1.StateFailed && len(failed) < v1alpha1.MaxSummaryNodes/2:
 			failed = append(failed, *e)
 		case (rollout.NodeInFlight(e.State) || e.State == v1alpha1.StateWaitingConfirmation) && len(active) < v1alpha1.MaxSummaryNodes:
-			active = append(active, *e)
+			// Without its flow: its state says where it is, and the job
+			// is written every second while nodes are in flight.
+			brief := *e
+			brief.ActionFlow = nil
+			active = append(active, brief)
 		}
 	}
 	out := append(failed, active...)

@@ -207,13 +207,25 @@ func verify(t *testing.T, ctx context.Context, cl *localcluster.Cluster, obs *ob
 // TestControllerKilled SIGKILLs the controller at random moments of a job
 // and restarts it each time.
 func TestControllerKilled(t *testing.T) {
+	controllerKilled(t, "kills", nil)
+}
+
+// TestControllerKilledShardedJob does the same to a job whose per-node
+// records are in status shards (pkg/statusshard): the threshold is lowered
+// so that the fleet's job has 10 shards, and a kill may land between the
+// job's write and its shards'.
+func TestControllerKilledShardedJob(t *testing.T) {
+	nodes := scale().nodes
+	controllerKilled(t, "shardkills", []string{fmt.Sprintf("--status-shard-threshold=%d", nodes/5), fmt.Sprintf("--status-shard-size=%d", nodes/10)})
+}
+
+func controllerKilled(t *testing.T, name string, args []string) {
 	sz := scale()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(seed(t), 1))
-	name := "kills"
 	cl := world(t, ctx, sz, name, nil)
-	ctl, err := cl.StartController(ctx, localcluster.ControllerOptions{Name: name + "-0"})
+	ctl, err := cl.StartController(ctx, localcluster.ControllerOptions{Name: name + "-0", Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,15 +255,18 @@ func TestControllerKilled(t *testing.T) {
 		}
 		kills++
 		t.Logf("kill %d after %s at %d/%d final nodes", kills, wait.Round(time.Millisecond), finished(job), sz.nodes)
-		if ctl, err = cl.StartController(ctx, localcluster.ControllerOptions{Name: fmt.Sprintf("%s-%d", name, kills)}); err != nil {
+		if ctl, err = cl.StartController(ctx, localcluster.ControllerOptions{Name: fmt.Sprintf("%s-%d", name, kills), Args: args}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if kills < sz.kills {
 		t.Logf("job ended after %d of %d planned kills", kills, sz.kills)
 	}
-	verify(t, ctx, cl, obs, name, sz.concurrency, expect{state: v1alpha1.StateSuccessful, succeeded: int32(sz.nodes)})
-	t.Logf("RESULT kills: %d SIGKILLs", kills)
+	job := verify(t, ctx, cl, obs, name, sz.concurrency, expect{state: v1alpha1.StateSuccessful, succeeded: int32(sz.nodes)})
+	if args != nil && (job.Status.Shards == nil || len(job.Status.Shards.Revisions) != 10 || len(job.Status.NodeStatus) != sz.nodes) {
+		t.Errorf("the job is not sharded in 10 shards read whole: shards %+v, %d entries", job.Status.Shards, len(job.Status.NodeStatus))
+	}
+	t.Logf("RESULT %s: %d SIGKILLs", name, kills)
 }
 
 // TestLeaderKilled runs two replicas with leader election and SIGKILLs the
