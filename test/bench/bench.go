@@ -80,10 +80,10 @@ type Result struct {
 	ControllerRequestsPerNode float64            `json:"controllerRequestsPerNode"`
 	// OthersPerNode is everything else: the simulated kubelets (pod status,
 	// node version, deletion confirmations), KWOK and the harness's watches.
-	OthersPerNode    float64 `json:"othersPerNode"`
-	SimStatusWrites  int64   `json:"simPodStatusWrites"`
-	SimNodeWrites    int64   `json:"simNodeWrites"`
-	StatusWrites     float64 `json:"statusWrites"`
+	OthersPerNode   float64 `json:"othersPerNode"`
+	SimStatusWrites int64   `json:"simPodStatusWrites"`
+	SimNodeWrites   int64   `json:"simNodeWrites"`
+	StatusWrites    float64 `json:"statusWrites"`
 	// ShardWrites counts the status shards the controller created or
 	// updated (a sharded job: above --status-shard-threshold).
 	ShardWrites float64 `json:"shardWrites,omitempty"`
@@ -98,7 +98,7 @@ type Result struct {
 	EtcdWALBytes     float64 `json:"etcdWALBytes,omitempty"`
 	EtcdBytesPerNode float64 `json:"etcdBytesPerNode,omitempty"`
 	// RSSBytesPerNode is the controller's peak RSS divided by N.
-	RSSBytesPerNode float64 `json:"controllerRSSBytesPerNode,omitempty"`
+	RSSBytesPerNode  float64 `json:"controllerRSSBytesPerNode,omitempty"`
 	FinalBytes       int     `json:"finalJobBytes"`
 	MaxBytesWatched  int     `json:"maxJobBytesWatched"`
 	BytesPerNode     float64 `json:"bytesPerNode"`
