@@ -202,7 +202,7 @@ type ResolvedImageDigests struct {
 	// +optional
 	AMD64 string `json:"amd64,omitempty"`
 	// +optional
-	ARM64 string `json:"arm64,omitempty"`
+	ARM64 string      `json:"arm64,omitempty"`
 	Time  metav1.Time `json:"time"`
 }
 
