@@ -96,6 +96,7 @@ func BindFlags(fs *flag.FlagSet) *Config {
 		return nil
 	})
 	fs.BoolVar(&o.RequireImageDigest, "require-image-digest", false, "Refuse jobs that do not pin their install image by digest (spec.imageDigestGatter): every node then pulls the package by digest, whatever its tag points to.")
+	fs.BoolVar(&o.HonorHoldUpgrade, "honor-hold-upgrade", false, "Hold a node of a job with spec.requireConfirmation, even once approved, while a pod on it carries KubeEdge's edge.kubeedge.io/hold-upgrade=true. Needs list on pods in all namespaces (config/rbac/hold_upgrade; Helm: holdUpgrade.enabled).")
 	fs.BoolVar(&o.AllowAnyImageRepository, "allow-any-image-repository", false, "Let jobs name any install image, instead of --allowed-image-repositories: whoever may create a NodeUpgradeJob then picks the code that runs as root on its nodes.")
 	fs.Func("image-pull-secrets", "Comma-separated names of kubernetes.io/dockerconfigjson Secrets in --namespace that the upgrade pods name as imagePullSecrets, for registries that need credentials to pull the runner image or the installation package. The controller does not read them: the nodes' kubelets (edgecore) do.", func(v string) error {
 		o.ImagePullSecrets = nil
