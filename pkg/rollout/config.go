@@ -37,6 +37,15 @@ type Config struct {
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+	// DigestMismatch says, by architecture ("" for every architecture the
+	// spec does not pin on its own), why the spec's digest cannot be run:
+	// the registry serves another (see ApplyResolvedDigests).
+	DigestMismatch map[string]string
+	// DigestsUnresolved, when set, holds every pending node, as a
+	// suspension does: the job reads its digests from a registry
+	// (spec.imageDigestGatter.registryAPI) and has not read them yet. It
+	// says so, with the registry's last error.
+	DigestsUnresolved string
 }
 
 // DigestFor is the digest a node of architecture arch pulls the install
