@@ -80,14 +80,15 @@ type Options struct {
 }
 
 // Shard defaults: a job of up to 1,000 nodes looks as the seed and KubeEdge
-// say (about 120 KB of status); above it, shards of 50 nodes (about 8 KB
-// each; with every node failed after a rollback with a long reason, about
-// 90 KB with fleet-sized names). docs/architecture.md has the measurements.
+// say (about 120 KB of status); above it, shards of 50 nodes (about 20 KB
+// each; with every node failed after a rollback with a long reason, 44 KB
+// with fleet-sized names: test/api). docs/architecture.md has the measurements.
 const (
 	DefaultStatusShardThreshold = 1000
 	DefaultStatusShardSize      = 50
-	// MaxStatusShardSize keeps the worst shard (every entry at its largest,
-	// about 1.7 KB) under a ConfigMap's 1 MiB.
+	// MaxStatusShardSize keeps the worst shard under a ConfigMap's 1 MiB:
+	// 500 nodes of 253-character names, every one failed after a rollback
+	// with a long reason, take 554 KB (test/api).
 	MaxStatusShardSize = 500
 	// MaxStatusShardThreshold: a job's own status holds about 11,000
 	// entries at most (etcd's 1.5 MiB), and writing it costs the whole.
