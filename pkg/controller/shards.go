@@ -162,32 +162,7 @@ func (r *Reconciler) loadShards(ctx context.Context, job *v1alpha1.NodeUpgradeJo
 // writeSharded commits next, a sharded job's status: new shards, the job,
 // changed shards, in this order (see above). job holds the status as read.
 func (r *Reconciler) writeSharded(ctx context.Context, job *v1alpha1.NodeUpgradeJob, st *shardState, next v1alpha1.NodeUpgradeJobStatus) (*v1alpha1.NodeUpgradeJobStatus, error) {
-	var ref *v1alpha1.StatusShards
-	if st.ref != nil {
-		ref = st.ref.DeepCopy()
-	} else {
-		ref = statusshard.NewRef(job, r.opts.Namespace, len(next.NodeStatus), r.opts.StatusShardSize)
-	}
-	parts := statusshard.Split(ref, next.NodeStatus)
-	var creates, updates []int
-	for i, part := range parts {
-		known := i < len(st.cms) && st.cms[i] != nil
-		var stored []v1alpha1.TaskStatus
-		if known {
-			stored = st.entries[i]
-		}
-		part = statusshard.Persisted(stored, part)
-		parts[i] = part
-		if known && !st.lost[i] && equality.Semantic.DeepEqual(st.entries[i], part) {
-			continue
-		}
-		ref.Revisions[i]++
-		if known {
-			updates = append(updates, i)
-		} else {
-			creates = append(creates, i)
-		}
-	}
+	ref, parts, creates, updates := r.shardWrites(job, st, next)
 	build := func(i int) (*corev1.ConfigMap, error) {
 		return statusshard.Build(job, ref, i, parts[i], ref.Revisions[i])
 	}
@@ -242,6 +217,39 @@ func (r *Reconciler) writeSharded(ctx context.Context, job *v1alpha1.NodeUpgrade
 	}
 	r.metrics.observeShardWrites(len(creates) + len(updates))
 	return &patched.Status, nil
+}
+
+// shardWrites says what writing next takes: the job's new shard reference
+// (each changed shard's revision one up), what each shard stores
+// (statusshard.Persisted), and the shards to create (not yet referenced by
+// the job) and to update.
+func (r *Reconciler) shardWrites(job *v1alpha1.NodeUpgradeJob, st *shardState, next v1alpha1.NodeUpgradeJobStatus) (
+	ref *v1alpha1.StatusShards, parts [][]v1alpha1.TaskStatus, creates, updates []int) {
+	if st.ref != nil {
+		ref = st.ref.DeepCopy()
+	} else {
+		ref = statusshard.NewRef(job, r.opts.Namespace, len(next.NodeStatus), r.opts.StatusShardSize)
+	}
+	parts = statusshard.Split(ref, next.NodeStatus)
+	for i, part := range parts {
+		known := i < len(st.cms) && st.cms[i] != nil
+		var stored []v1alpha1.TaskStatus
+		if known {
+			stored = st.entries[i]
+		}
+		part = statusshard.Persisted(stored, part)
+		parts[i] = part
+		if known && !st.lost[i] && equality.Semantic.DeepEqual(st.entries[i], part) {
+			continue
+		}
+		ref.Revisions[i]++
+		if known {
+			updates = append(updates, i)
+		} else {
+			creates = append(creates, i)
+		}
+	}
+	return ref, parts, creates, updates
 }
 
 // eachShard runs write for each shard index, up to --pod-workers at once.

@@ -188,29 +188,7 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 		// Stepping down must end the process: a replica that lost the lease
 		// while acting could otherwise act on a stale view next to the new leader.
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{
-			ByObject: map[client.Object]cache.ByObject{
-				// Only this controller's pods, only in its namespace.
-				&corev1.Pod{}: {
-					Namespaces: map[string]cache.Config{opts.Namespace: {}},
-					Label:      labels.NewSelector().Add(*hasJobLabel),
-					Transform:  trimPod,
-				},
-				// Only the status shards of sharded jobs, only in its namespace.
-				&corev1.ConfigMap{}: {
-					Namespaces: map[string]cache.Config{opts.Namespace: {}},
-					Label:      labels.NewSelector().Add(*isShard),
-				},
-				// Nodes are most of the cache at fleet scale: keep what the
-				// planner reads and drop the rest.
-				&corev1.Node{}: {Transform: trimNode},
-				// Who writes a job (managedFields' manager, version and
-				// subresource) tells KubeEdge's controllers apart; the field
-				// sets themselves are dropped.
-				&v1alpha1.NodeUpgradeJob{}: {Transform: trimJobManagedFields},
-			},
-			DefaultTransform: cache.TransformStripManagedFields(),
-		},
+		Cache:                         cacheOptions(opts.Namespace, hasJobLabel, isShard),
 	}
 	for _, f := range adjust {
 		f(&mgrOpts)
@@ -244,6 +222,35 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 		return nil, fmt.Errorf("setting up the NodeUpgradeJob controller: %w", err)
 	}
 	return mgr, nil
+}
+
+// cacheOptions scopes and trims what the manager caches: only the
+// controller's pods and status shards, in its namespace; nodes, pods and
+// jobs trimmed to what the controller reads.
+func cacheOptions(namespace string, hasJobLabel, isShard *labels.Requirement) cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			// Only this controller's pods, only in its namespace.
+			&corev1.Pod{}: {
+				Namespaces: map[string]cache.Config{namespace: {}},
+				Label:      labels.NewSelector().Add(*hasJobLabel),
+				Transform:  trimPod,
+			},
+			// Only the status shards of sharded jobs, only in its namespace.
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{namespace: {}},
+				Label:      labels.NewSelector().Add(*isShard),
+			},
+			// Nodes are most of the cache at fleet scale: keep what the
+			// planner reads and drop the rest.
+			&corev1.Node{}: {Transform: trimNode},
+			// Who writes a job (managedFields' manager, version and
+			// subresource) tells KubeEdge's controllers apart; the field
+			// sets themselves are dropped.
+			&v1alpha1.NodeUpgradeJob{}: {Transform: trimJobManagedFields},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 }
 
 // warnPermissive logs, at start, the settings that weaken what the defaults

@@ -127,7 +127,9 @@ func Summary(entries []v1alpha1.TaskStatus) []v1alpha1.TaskStatus {
 			active = append(active, brief)
 		}
 	}
-	out := append(failed, active...)
+	out := make([]v1alpha1.TaskStatus, 0, len(failed)+len(active))
+	out = append(out, failed...)
+	out = append(out, active...)
 	return out[:min(len(out), v1alpha1.MaxSummaryNodes)]
 }
 

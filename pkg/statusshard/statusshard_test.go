@@ -74,13 +74,13 @@ func TestSummaryIsBounded(t *testing.T) {
 	}
 	failed := 0
 	for i, e := range got {
-		switch {
-		case e.State == v1alpha1.StateFailed:
+		switch e.State {
+		case v1alpha1.StateFailed:
 			failed++
 			if i >= v1alpha1.MaxSummaryNodes/2 {
 				t.Errorf("failed node %s after the in-flight ones", e.NodeName)
 			}
-		case e.State == v1alpha1.StateUpgrading || e.State == v1alpha1.StateWaitingConfirmation:
+		case v1alpha1.StateUpgrading, v1alpha1.StateWaitingConfirmation:
 			if e.ActionFlow != nil {
 				t.Errorf("%s keeps its flow in the summary", e.NodeName)
 			}
