@@ -25,6 +25,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -126,6 +127,12 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
+
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
 
 	// Suspend pauses the rollout while true: no node is started, nodes in
 	// flight finish under their own deadlines, and the job shows state and

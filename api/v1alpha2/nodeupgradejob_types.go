@@ -44,6 +44,7 @@ const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -106,6 +107,12 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
+
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
 
 	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
 	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
