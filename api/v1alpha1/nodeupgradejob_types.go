@@ -197,7 +197,8 @@ type TaskStatus struct {
 	// State is the node's upgrade phase: "" (pending), Init (dispatched),
 	// Checking, WaitingConfirmation (checked, waiting for its confirmation:
 	// no slot, no clock), Confirmed (confirmed and given a slot), BackingUp,
-	// Upgrading, RollingBack, Successful, Failed, NotAttempted or Skipped.
+	// Upgrading, Verifying (soaking in its health gate), RollingBack,
+	// Successful, Failed, NotAttempted or Skipped.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event is the last step the node reached: Init, Check,

@@ -37,6 +37,8 @@ type Config struct {
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+	// Gate is spec.healthGate; nil when the job has none.
+	Gate *GateConfig
 }
 
 // DigestFor is the digest a node of architecture arch pulls the install
@@ -92,6 +94,9 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
+	if cfg.Gate, err = gateConfig(spec.HealthGate); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
 }
 

@@ -103,7 +103,7 @@ func NodeFinal(state string) bool {
 func NodeInFlight(state string) bool {
 	switch state {
 	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateConfirmed, v1alpha1.StateBackingUp,
-		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack, v1alpha1.StateVerifying:
 		return true
 	}
 	return false

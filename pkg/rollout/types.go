@@ -82,6 +82,8 @@ type PodView struct {
 	// its steps has started (nothing on the node has changed yet); Reason
 	// then carries the container runtime's words. See pull.go.
 	Pull PullState
+	// Rollback marks a health gate's rollback pod (v1alpha1.AnnotationPodAction).
+	Rollback bool
 }
 
 // Input is everything the planner looks at.
@@ -106,6 +108,10 @@ type Input struct {
 	// when a slot is free for it, so the controller reads a node's pods
 	// only then. Nil means nothing holds any node.
 	HeldBy func(node string) string
+	// GatePods says which pods of the health gate's selector on a node are
+	// not Running and Ready ("" when all are, or none is there). The
+	// planner asks only at the end of a node's soak. Nil: all are.
+	GatePods func(node string) string
 	// ObjectBytes bounds the JSON size of the job without its status
 	// (metadata and spec): the status may use what etcd leaves beside it.
 	ObjectBytes int
@@ -124,6 +130,10 @@ type Dispatch struct {
 	// its logs, the controller deletes first (NodeView.KeptPodOf): one
 	// upgrade pod name per node, and this dispatch needs it.
 	Replaces string
+	// Rollback asks for the node's health-gate rollback pod instead of an
+	// upgrade pod: the controller deletes the job's upgrade pod on the
+	// node first (it holds the name).
+	Rollback bool
 }
 
 // Event is something worth telling the user about, recorded on the job.
