@@ -38,6 +38,10 @@ const (
 	ContainerConfirm = string(StepConfirm)
 	ContainerBackup  = string(StepBackup)
 	ContainerUpgrade = string(StepUpgrade)
+	// ContainerRollback is the only step of a health gate's rollback pod
+	// (see gaterollback.go): it asks the job's unit to roll the committed
+	// upgrade back, and follows it.
+	ContainerRollback = string(StepRollback)
 )
 
 // Step names a runner step. Each of check, backup and upgrade is a

@@ -103,8 +103,11 @@ func runStep(ctx context.Context, step Step, o Options, log io.Writer) (Report, 
 		return base.failed(ExitUnsupported, "nothing was run: cannot start the job's budget on the node: "+err.Error())
 	}
 	r.budget = budget
-	if step == StepBackup {
+	switch step {
+	case StepBackup:
 		return r.launchAndFollow(ctx, base)
+	case StepRollback:
+		return r.requestRollback(ctx, base)
 	}
 	return r.follow(ctx, StepUpgrade, base)
 }
