@@ -40,7 +40,13 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	g.SetLimit(r.opts.PodWorkers)
 	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
-		if _, exists := pods.own[d.Node]; exists {
+		if pod, exists := pods.own[d.Node]; exists {
+			if d.Rollback && !upgradepod.IsRollback(pod) {
+				// The node's upgrade pod holds the name the rollback pod
+				// needs: it goes first, and its deletion brings the next
+				// plan, which creates the rollback pod.
+				g.Go(func() error { return r.makeWayForRollback(gctx, pod) })
+			}
 			continue
 		}
 		g.Go(func() error {
@@ -121,7 +127,11 @@ func (r *Reconciler) approvePod(ctx context.Context, pod *corev1.Pod) error {
 // wait (rollout's requeueBusy).
 func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) (busy bool, err error) {
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
-	pod := upgradepod.Build(upgradepod.Params{
+	build := upgradepod.Build
+	if d.Rollback {
+		build = upgradepod.BuildRollback
+	}
+	pod := build(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
 		Namespace:      r.opts.Namespace,
 		RunnerImage:    r.opts.RunnerImage,
@@ -238,4 +248,14 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel stri
 	}
 	log.V(2).Info("Upgrade pod deleted")
 	return nil
+}
+
+// makeWayForRollback deletes the node's finished upgrade pod (released
+// first) so that the rollback pod of a node that failed its health gate
+// can take its name.
+func (r *Reconciler) makeWayForRollback(ctx context.Context, pod *corev1.Pod) error {
+	if err := r.releasePod(ctx, pod); err != nil {
+		return err
+	}
+	return r.deletePod(ctx, pod, "")
 }

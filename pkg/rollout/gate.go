@@ -114,7 +114,13 @@ func (p *planner) followGate(e *v1alpha1.TaskStatus) {
 		return
 	}
 	if g.PodSelector != "" {
-		if bad := p.gatePods(e.NodeName); bad != "" {
+		bad, ok := p.gatePods(e.NodeName)
+		if !ok {
+			e.Reason = fmt.Sprintf("health gate: soaked for %s; the pods %q on the node could not be read: %s", g.Soak, g.PodSelector, bad)
+			p.wakeAt(p.now.Add(BusyRecheck))
+			return
+		}
+		if bad != "" {
 			p.failGate(e, fmt.Sprintf("after its soak of %s, pods %q on the node are not Running and Ready: %s", g.Soak, g.PodSelector, bad))
 			return
 		}
@@ -124,9 +130,9 @@ func (p *planner) followGate(e *v1alpha1.TaskStatus) {
 
 // gatePods asks which of the gate's pods on node are not Running and Ready
 // (see Input.GatePods).
-func (p *planner) gatePods(node string) string {
+func (p *planner) gatePods(node string) (string, bool) {
 	if p.in.GatePods == nil {
-		return ""
+		return "", true
 	}
 	return p.in.GatePods(node)
 }

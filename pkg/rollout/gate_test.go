@@ -48,6 +48,8 @@ func TestHealthGate(t *testing.T) {
 		after    time.Duration
 		node     func(NodeView) NodeView
 		gatePods string
+		// unreadable: the pods could not be read.
+		unreadable bool
 		// want is the node's state; wantEvent its event.
 		want, wantEvent string
 		wantReason      string
@@ -62,6 +64,9 @@ func TestHealthGate(t *testing.T) {
 		{name: "pods not Ready at the soak's end", selector: "app=web", after: soak, gatePods: "default/web-1 is Pending",
 			want: v1alpha1.StateRollingBack, wantEvent: v1alpha1.EventHealthGate, wantRollback: true,
 			wantReason: `health gate failed: after its soak of 1m0s, pods "app=web" on the node are not Running and Ready: default/web-1 is Pending`},
+		{name: "pods that cannot be read hold the node in its gate", selector: "app=web", after: soak, gatePods: "the API server is away",
+			unreadable: true, want: v1alpha1.StateVerifying, wantEvent: v1alpha1.EventHealthGate, wantReason: "could not be read: the API server is away",
+			wantWake: BusyRecheck},
 		{name: "pods not looked at before the soak's end", selector: "app=web", after: 59 * time.Second, gatePods: "default/web-1 is Pending",
 			want: v1alpha1.StateVerifying, wantEvent: v1alpha1.EventHealthGate, wantWake: time.Second},
 		{name: "NotReady during the soak", after: 10 * time.Second, node: func(n NodeView) NodeView { n.Ready = false; return n },
@@ -88,7 +93,7 @@ func TestHealthGate(t *testing.T) {
 			}
 			in := Input{Config: c, Status: p.Status, Nodes: nodes, Pods: pods, Now: began.Add(tc.after)}
 			asked := 0
-			in.GatePods = func(node string) string { asked++; return tc.gatePods }
+			in.GatePods = func(node string) (string, bool) { asked++; return tc.gatePods, !tc.unreadable }
 			p = Decide(in)
 			e := entry(p, "node-00")
 			g.Expect(e.State).To(Equal(tc.want), e.Reason)

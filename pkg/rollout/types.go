@@ -109,9 +109,10 @@ type Input struct {
 	// only then. Nil means nothing holds any node.
 	HeldBy func(node string) string
 	// GatePods says which pods of the health gate's selector on a node are
-	// not Running and Ready ("" when all are, or none is there). The
+	// not Running and Ready ("" when all are, or none is there); ok is
+	// false when they could not be read (the node then waits). The
 	// planner asks only at the end of a node's soak. Nil: all are.
-	GatePods func(node string) string
+	GatePods func(node string) (notReady string, ok bool)
 	// ObjectBytes bounds the JSON size of the job without its status
 	// (metadata and spec): the status may use what etcd leaves beside it.
 	ObjectBytes int

@@ -32,6 +32,7 @@ func View(pod *corev1.Pod) rollout.PodView {
 	if obs.Phase == rollout.PodFailed {
 		view.FailedEvent = failedEvent(obs.Report)
 	}
+	view.Rollback = IsRollback(pod)
 	return view
 }
 
@@ -261,7 +262,7 @@ const (
 // step (runner.ExitDetached) says nothing of the upgrade, which goes on on
 // the node.
 func ended(container string, t *corev1.ContainerStateTerminated) string {
-	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade
+	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade || container == runner.ContainerRollback
 	if rep, err := runner.ParseReport(t.Message); err == nil {
 		switch {
 		case rep.Result == runner.ResultSucceeded:
