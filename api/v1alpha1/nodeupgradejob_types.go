@@ -26,6 +26,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
 // +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
+// +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -134,6 +135,12 @@ type NodeUpgradeJobSpec struct {
 	// +optional
 	HealthGate *HealthGate `json:"healthGate,omitempty"`
 
+	// PreStage (nodeupgrade's) pulls each node's images before its
+	// upgrade, at a concurrency of its own; a node is upgraded only once
+	// staged. Unset: no staging.
+	// +optional
+	PreStage *PreStage `json:"preStage,omitempty"`
+
 	// Suspend pauses the rollout while true: no node is started, nodes in
 	// flight finish under their own deadlines, and the job shows state and
 	// condition Suspended. Setting it back to false resumes the rollout. It
@@ -227,6 +234,11 @@ type TaskStatus struct {
 	// +optional
 	// +listType=atomic
 	ActionFlow []ActionStatus `json:"actionFlow,omitempty"`
+	// Stage is the node's pre-staging (spec.preStage): Staging, Staged or
+	// Failed; "" without pre-staging or before the node's turn to stage.
+	// (nodeupgrade's.)
+	// +optional
+	Stage string `json:"stage,omitempty"`
 	// CurrentVersion is the node's edgecore version as KubeEdge v1alpha2
 	// records it. This controller does not write it.
 	// +optional

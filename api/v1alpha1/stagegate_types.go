@@ -42,3 +42,36 @@ const (
 	AnnotationPodAction = "nodeupgrade.kubeedge.io/action"
 	PodActionRollback   = "rollback"
 )
+
+// PreStage is spec.preStage: before its upgrade, each selected node pulls
+// the installation package and the runner image (a stage pod of the job,
+// which only pulls them), at most Concurrency nodes at a time, from the
+// job's start; its entry's stage says Staging, Staged or Failed (the pull's
+// failure is the node's reason, and the node fails). A node is dispatched
+// only once Staged, so its upgrade pulls nothing. v1alpha2 carries the same
+// field (nodeupgrade's, not KubeEdge's).
+type PreStage struct {
+	// Concurrency is how many nodes pull at the same time, independent of
+	// spec.concurrency.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5000
+	Concurrency int32 `json:"concurrency,omitempty"`
+	// WindowsOnly stages only inside the job's maintenance windows, when
+	// the job has windows (issue 25's windows, built separately, read it).
+	// False, the default: staging starts as soon as the job exists, inside
+	// or outside any window, so that no window time is spent pulling.
+	// +optional
+	WindowsOnly bool `json:"windowsOnly,omitempty"`
+}
+
+// Stages of a node of a job with spec.preStage (nodeStatus[].stage).
+const (
+	StageStaging = "Staging"
+	StageStaged  = "Staged"
+	StageFailed  = "Failed"
+)
+
+// PodActionStage marks a pre-staging pod (AnnotationPodAction).
+const PodActionStage = "stage"

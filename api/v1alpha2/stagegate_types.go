@@ -18,3 +18,19 @@ type HealthGate struct {
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 }
+
+// PreStage is nodeupgrade's spec.preStage, as in v1alpha1 (see there).
+type PreStage struct {
+	// Concurrency is how many nodes pull at the same time, independent of
+	// spec.concurrency.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5000
+	Concurrency int32 `json:"concurrency,omitempty"`
+	// WindowsOnly stages only inside the job's maintenance windows, when
+	// the job has windows. False, the default: staging starts as soon as
+	// the job exists.
+	// +optional
+	WindowsOnly bool `json:"windowsOnly,omitempty"`
+}

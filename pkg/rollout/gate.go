@@ -167,7 +167,13 @@ func (p *planner) followGateRollback(e *v1alpha1.TaskStatus) {
 	switch {
 	case hasPod && pod.Rollback && pod.Phase == PodFailed:
 		p.fail(e, failure{at: v1alpha1.EventRollback, why: gateFailedPrefix + why + "; " + pod.Reason})
-	case rolledBack && (!hasPod || pod.Rollback && pod.Phase.Terminated()):
+	case rolledBack && (!hasPod || pod.Rollback):
+		// The Node says it, whatever the pod shows: on real edgecore the
+		// rollback restarts edgecore, which removes the rollback pod's
+		// ended container and then never reports it (measured: the pod
+		// showed the container running minutes after the unit recorded
+		// the rollback and the node was Ready on its old version). Only
+		// a rollback takes a node that passed the target back below it.
 		p.fail(e, failure{at: v1alpha1.EventRollback,
 			why: fmt.Sprintf("%s%s; rollback succeeded, the node is back on %s", gateFailedPrefix, why, node.Version)})
 	case !p.now.Before(deadline):
