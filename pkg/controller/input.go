@@ -25,6 +25,8 @@ type observedPods struct {
 	// that have the name of a node of this job: a dispatch that Replaces
 	// one deletes it first.
 	kept jobPods
+	// stage are the job's stage pods (spec.preStage).
+	stage jobPods
 }
 
 // readInput gathers the planner's input from the cache: the job's config,
@@ -44,7 +46,11 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
 		return in, pods, "", err
 	}
+	if pods.stage, err = r.listStagePods(ctx, job); err != nil {
+		return in, pods, "", err
+	}
 	in.Pods = podViews(pods.own)
+	in.StagePods = podViews(pods.stage)
 	in.GatePods = r.gatePods(ctx, job)
 	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
 		return in, pods, "", err
@@ -71,6 +77,12 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 // the pod of an older job of the same name, or of another job on the
 // node, is never taken for this job's.
 func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
+	return r.listJobPods(ctx, reader, job, false)
+}
+
+// listJobPods lists the job's own upgrade and rollback pods, or its stage
+// pods, by node.
+func (r *Reconciler) listJobPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob, stage bool) (jobPods, error) {
 	list := &corev1.PodList{}
 	if err := reader.List(ctx, list, client.InNamespace(r.opts.Namespace),
 		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
@@ -80,7 +92,7 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 	for i := range list.Items {
 		pod := &list.Items[i]
 		node := pod.Annotations[v1alpha1.AnnotationNode]
-		if node == "" || !upgradepod.Owns(string(job.UID), pod) {
+		if node == "" || !upgradepod.Owns(string(job.UID), pod) || upgradepod.IsStage(pod) != stage {
 			continue
 		}
 		pods[node] = pod
@@ -110,4 +122,13 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 		kept[node] = pod.DeepCopy() // the list shares the cache's objects
 	}
 	return kept, nil
+}
+
+// listStagePods returns the job's stage pods (spec.preStage) from the
+// cache, by node; none for a job that does not stage.
+func (r *Reconciler) listStagePods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
+	if job.Spec.PreStage == nil {
+		return nil, nil
+	}
+	return r.listJobPods(ctx, r.client, job, true)
 }

@@ -62,6 +62,17 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 			return err
 		})
 	}
+	for _, st := range plan.Stage {
+		if _, exists := pods.stage[st.Node]; exists {
+			continue
+		}
+		g.Go(func() error { return r.createStagePod(gctx, job, st, installImage) })
+	}
+	for _, node := range plan.StageDelete {
+		if pod, ok := pods.stage[node]; ok {
+			g.Go(func() error { return r.deletePod(gctx, pod, "") })
+		}
+	}
 	for _, node := range plan.Approve {
 		if pod, ok := pods.own[node]; ok {
 			g.Go(func() error { return r.approvePod(gctx, pod) })
@@ -258,4 +269,23 @@ func (r *Reconciler) makeWayForRollback(ctx context.Context, pod *corev1.Pod) er
 		return err
 	}
 	return r.deletePod(ctx, pod, "")
+}
+
+// createStagePod creates a node's stage pod (spec.preStage); one that
+// exists already (an earlier reconcile's, not yet in the cache) is fine.
+func (r *Reconciler) createStagePod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, st rollout.StageDispatch, installImage string) error {
+	pod := upgradepod.BuildStage(upgradepod.Params{
+		JobName: job.Name, JobUID: string(job.UID), NodeName: st.Node,
+		Namespace:    r.opts.Namespace,
+		RunnerImage:  r.opts.RunnerImage,
+		InstallImage: installImage,
+		ImageDigest:  st.ImageDigest,
+		PullSecrets:  r.opts.ImagePullSecrets,
+		OwnerRef:     metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
+	})
+	if err := r.client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the stage pod for node %s: %w", st.Node, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Stage pod created", "node", st.Node, "pod", klog.KObj(pod))
+	return nil
 }

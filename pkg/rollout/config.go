@@ -39,6 +39,8 @@ type Config struct {
 	Approved []string
 	// Gate is spec.healthGate; nil when the job has none.
 	Gate *GateConfig
+	// PreStage is spec.preStage; nil when the job does not stage.
+	PreStage *StageConfig
 }
 
 // DigestFor is the digest a node of architecture arch pulls the install
@@ -94,6 +96,7 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
+	cfg.PreStage = stageConfig(spec.PreStage)
 	if cfg.Gate, err = gateConfig(spec.HealthGate); err != nil {
 		return Config{}, err
 	}

@@ -36,12 +36,14 @@ func Decide(in Input) Plan {
 			p.refuse()
 		}
 		p.progressInFlight()
+		p.stage()
 		p.startPending()
 		p.watchTimedOut()
 		p.summarize()
 	} else {
 		// Finished: a node that timed out may still report.
 		p.watchTimedOut()
+		p.dropStagePods()
 	}
 	// A plan's write that succeeds ends an earlier write failure.
 	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)

@@ -100,6 +100,8 @@ type Input struct {
 	Nodes map[string]NodeView
 	// Pods is keyed by node name: the job's upgrade pods as observed.
 	Pods map[string]PodView
+	// StagePods is keyed by node name: the job's stage pods (spec.preStage).
+	StagePods map[string]PodView
 	Now  time.Time
 	// HeldBy says what holds a node's upgrade ("" when nothing does): a
 	// pod on it annotated with KubeEdge's edge.kubeedge.io/hold-upgrade=true,
@@ -157,6 +159,10 @@ type Plan struct {
 	// cancel. Cancellations come first. See planCleanup.
 	Cleanup []PodCleanup
 	Events  []Event
+	// Stage lists the stage pods to create (spec.preStage); StageDelete the
+	// nodes whose stage pod is done with.
+	Stage       []StageDispatch
+	StageDelete []string
 	// Approve lists the waiting nodes confirmed by this plan (state
 	// Confirmed): the controller tells each one's pod to go on
 	// (v1alpha1.AnnotationApproved) once the status is written.

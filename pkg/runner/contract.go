@@ -66,6 +66,10 @@ const (
 // a reboot).
 const SubcommandHost = "host"
 
+// SubcommandStage is the stage pod's runner container (spec.preStage): it
+// only proves the runner image is on the node, and exits 0.
+const SubcommandStage = "stage"
+
 // Result is the outcome of a step.
 type Result string
 

@@ -28,8 +28,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: nodeupgrade-runner check|confirm|backup|upgrade|%s [flags]\n", SubcommandHost)
 		return ExitBadArgs
 	}
-	if args[0] == SubcommandHost {
+	switch args[0] {
+	case SubcommandHost:
 		return HostMain(ctx, args[1:], stdout)
+	case SubcommandStage:
+		fmt.Fprintln(stdout, "the runner image is on this node")
+		return ExitOK
 	}
 	step, o, err := ParseArgs(args, stderr)
 	var rep Report

@@ -73,3 +73,40 @@ var _ = Describe("Health gate", func() {
 		Expect(jobEvents(getJob("gatefail"))).To(ContainElement("NodeHealthGateFailed"))
 	})
 })
+
+// spec.preStage with the real controller on the real API server, fleetsim
+// playing the kubelets (a stage pod's pulls take no time there): every node
+// stages at the stage concurrency before any upgrade, and each is upgraded
+// only once Staged.
+var _ = Describe("Pre-staging", func() {
+	It("stages every node before upgrading it, at its own concurrency", func() {
+		ctl := startController()
+		defer stopController(ctl)
+		specs := framework.Fleet("prestage", 3)
+		createFleet(specs)
+		names := framework.NodeNames(specs)
+		Expect(k8s.Create(suiteCtx, framework.NewJob("prestage", func(s *v1alpha1.NodeUpgradeJobSpec) {
+			s.NodeNames = names
+			s.Concurrency = 1
+			s.PreStage = &v1alpha1.PreStage{Concurrency: 3}
+		}))).To(Succeed())
+		job := waitFinished("prestage", 60*time.Second)
+		Expect(job.Status.State).To(Equal(v1alpha1.StateSuccessful), job.Status.Reason)
+		for _, n := range names {
+			Expect(nodeEntry(job, n).Stage).To(Equal(v1alpha1.StageStaged), n)
+		}
+		Expect(jobEvents(job)).To(ContainElements("NodeStaged", "NodeUpgraded"))
+		// Every stage pod was created, and is deleted once its node staged.
+		Eventually(func() int {
+			list := &corev1.PodList{}
+			Expect(k8s.List(suiteCtx, list, client.InNamespace(podNamespace))).To(Succeed())
+			n := 0
+			for i := range list.Items {
+				if upgradepod.IsStage(&list.Items[i]) {
+					n++
+				}
+			}
+			return n
+		}, 30*time.Second, 200*time.Millisecond).Should(BeZero())
+	})
+})
