@@ -152,7 +152,7 @@ func TestHealthGateRollback(t *testing.T) {
 			node: edgeNode("v1.20.0"), after: 20 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "; rollback succeeded, the node is back on v1.20.0"},
 		{name: "rollback pod still shows running, node back on the old version (real edgecore)",
-			pod: &PodView{Phase: PodUpgrading, Tracked: true, Rollback: true},
+			pod:  &PodView{Phase: PodUpgrading, Tracked: true, Rollback: true},
 			node: edgeNode("v1.20.0"), after: 20 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "; rollback succeeded, the node is back on v1.20.0"},
 		{name: "the upgrade pod still there, node back on the old version: the rollback pod is still asked for",

@@ -102,7 +102,7 @@ type Input struct {
 	Pods map[string]PodView
 	// StagePods is keyed by node name: the job's stage pods (spec.preStage).
 	StagePods map[string]PodView
-	Now  time.Time
+	Now       time.Time
 	// HeldBy says what holds a node's upgrade ("" when nothing does): a
 	// pod on it annotated with KubeEdge's edge.kubeedge.io/hold-upgrade=true,
 	// named "namespace/name", or why its pods could not be read. The
