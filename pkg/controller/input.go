@@ -25,8 +25,9 @@ type observedPods struct {
 	// that have the name of a node of this job: a dispatch that Replaces
 	// one deletes it first.
 	kept jobPods
-	// stage are the job's stage pods (spec.preStage).
-	stage jobPods
+	// stage are the job's stage pods (spec.preStage); rollback its health
+	// gate's rollback pods.
+	stage, rollback jobPods
 }
 
 // readInput gathers the planner's input from the cache: the job's config,
@@ -46,9 +47,10 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
 		return in, pods, "", err
 	}
-	if pods.stage, err = r.listStagePods(ctx, job); err != nil {
+	if pods.stage, pods.rollback, err = r.listStageAndRollbackPods(ctx, job); err != nil {
 		return in, pods, "", err
 	}
+	in.RollbackPods = podViews(pods.rollback)
 	in.Pods = podViews(pods.own)
 	in.StagePods = podViews(pods.stage)
 	in.GatePods = r.gatePods(ctx, job)
@@ -77,12 +79,12 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 // the pod of an older job of the same name, or of another job on the
 // node, is never taken for this job's.
 func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
-	return r.listJobPods(ctx, reader, job, false)
+	return r.listJobPods(ctx, reader, job, "")
 }
 
-// listJobPods lists the job's own upgrade and rollback pods, or its stage
-// pods, by node.
-func (r *Reconciler) listJobPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob, stage bool) (jobPods, error) {
+// listJobPods lists the job's own pods of one kind by node: its upgrade
+// pods (action ""), or the pods of a v1alpha1.AnnotationPodAction.
+func (r *Reconciler) listJobPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob, action string) (jobPods, error) {
 	list := &corev1.PodList{}
 	if err := reader.List(ctx, list, client.InNamespace(r.opts.Namespace),
 		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
@@ -92,7 +94,7 @@ func (r *Reconciler) listJobPods(ctx context.Context, reader client.Reader, job 
 	for i := range list.Items {
 		pod := &list.Items[i]
 		node := pod.Annotations[v1alpha1.AnnotationNode]
-		if node == "" || !upgradepod.Owns(string(job.UID), pod) || upgradepod.IsStage(pod) != stage {
+		if node == "" || !upgradepod.Owns(string(job.UID), pod) || pod.Annotations[v1alpha1.AnnotationPodAction] != action {
 			continue
 		}
 		pods[node] = pod
@@ -124,11 +126,19 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 	return kept, nil
 }
 
-// listStagePods returns the job's stage pods (spec.preStage) from the
-// cache, by node; none for a job that does not stage.
-func (r *Reconciler) listStagePods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
-	if job.Spec.PreStage == nil {
-		return nil, nil
+// listStageAndRollbackPods returns the job's stage pods (spec.preStage)
+// and health-gate rollback pods (spec.healthGate) from the cache, by node;
+// none for a job without either.
+func (r *Reconciler) listStageAndRollbackPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (stage, rollback jobPods, err error) {
+	if job.Spec.PreStage != nil {
+		if stage, err = r.listJobPods(ctx, r.client, job, v1alpha1.PodActionStage); err != nil {
+			return nil, nil, err
+		}
 	}
-	return r.listJobPods(ctx, r.client, job, true)
+	if job.Spec.HealthGate != nil {
+		if rollback, err = r.listJobPods(ctx, r.client, job, v1alpha1.PodActionRollback); err != nil {
+			return nil, nil, err
+		}
+	}
+	return stage, rollback, nil
 }

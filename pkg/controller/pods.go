@@ -40,13 +40,16 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	g.SetLimit(r.opts.PodWorkers)
 	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
-		if pod, exists := pods.own[d.Node]; exists {
-			if d.Rollback && !upgradepod.IsRollback(pod) {
-				// The node's upgrade pod holds the name the rollback pod
-				// needs: it goes first, and its deletion brings the next
-				// plan, which creates the rollback pod.
-				g.Go(func() error { return r.makeWayForRollback(gctx, pod) })
+		if d.Rollback {
+			if _, exists := pods.rollback[d.Node]; !exists {
+				g.Go(func() error {
+					_, err := r.createPod(gctx, job, d, installImage)
+					return err
+				})
 			}
+			continue
+		}
+		if _, exists := pods.own[d.Node]; exists {
 			continue
 		}
 		g.Go(func() error {
@@ -70,6 +73,11 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	}
 	for _, node := range plan.StageDelete {
 		if pod, ok := pods.stage[node]; ok {
+			g.Go(func() error { return r.deletePod(gctx, pod, "") })
+		}
+	}
+	for _, node := range plan.RollbackDelete {
+		if pod, ok := pods.rollback[node]; ok {
 			g.Go(func() error { return r.deletePod(gctx, pod, "") })
 		}
 	}
@@ -259,16 +267,6 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel stri
 	}
 	log.V(2).Info("Upgrade pod deleted")
 	return nil
-}
-
-// makeWayForRollback deletes the node's finished upgrade pod (released
-// first) so that the rollback pod of a node that failed its health gate
-// can take its name.
-func (r *Reconciler) makeWayForRollback(ctx context.Context, pod *corev1.Pod) error {
-	if err := r.releasePod(ctx, pod); err != nil {
-		return err
-	}
-	return r.deletePod(ctx, pod, "")
 }
 
 // createStagePod creates a node's stage pod (spec.preStage); one that

@@ -154,26 +154,23 @@ func gateRollback(e *v1alpha1.TaskStatus) bool {
 }
 
 // followGateRollback follows the rollback pod of a node that failed its
-// gate. The node's upgrade pod goes first (the rollback pod takes its
-// name); the rollback runs in the job's unit on the node, so, as for an
-// upgrade, the Node shows how it ended when the pod cannot say.
+// gate. The node's upgrade pod stays, holding the node; the rollback runs
+// in the job's unit on the node, so, as for an upgrade, the Node shows how
+// it ended when the pod cannot say.
 func (p *planner) followGateRollback(e *v1alpha1.TaskStatus) {
 	deadline := p.deadline(ReadEntryTime(e).Dispatched)
-	pod, hasPod := p.in.Pods[e.NodeName]
+	pod, hasPod := p.in.RollbackPods[e.NodeName]
 	node := p.in.Nodes[e.NodeName]
 	why := strings.TrimPrefix(e.Reason, gateFailedPrefix)
 	target := p.in.Config.TargetVersion
 	rolledBack := node.Exists && node.Ready && node.Version != "" && !nodeversion.AtLeast(node.Version, target)
 	switch {
-	case hasPod && pod.Rollback && pod.Phase == PodFailed:
+	case hasPod && pod.Phase == PodFailed && !pod.Deleting:
 		p.fail(e, failure{at: v1alpha1.EventRollback, why: gateFailedPrefix + why + "; " + pod.Reason})
-	case rolledBack && (!hasPod || pod.Rollback):
-		// The Node says it, whatever the pod shows: on real edgecore the
-		// rollback restarts edgecore, which removes the rollback pod's
-		// ended container and then never reports it (measured: the pod
-		// showed the container running minutes after the unit recorded
-		// the rollback and the node was Ready on its old version). Only
-		// a rollback takes a node that passed the target back below it.
+	case rolledBack && hasPod:
+		// The Node says it, whatever the pod shows: the rollback restarts
+		// edgecore, the kubelet that reports the pod, and only a rollback
+		// takes a node that passed the target back below it.
 		p.fail(e, failure{at: v1alpha1.EventRollback,
 			why: fmt.Sprintf("%s%s; rollback succeeded, the node is back on %s", gateFailedPrefix, why, node.Version)})
 	case !p.now.Before(deadline):
@@ -181,13 +178,22 @@ func (p *planner) followGateRollback(e *v1alpha1.TaskStatus) {
 		// (watchTimedOut): the gate failed whatever the node shows next.
 		p.fail(e, failure{at: v1alpha1.EventRollback, why: fmt.Sprintf("%s%s; within %s of the rollback the node %s, "+
 			"not an older version and Ready: the node needs attention", gateFailedPrefix, why, p.in.Config.Timeout, describeNode(node))})
-	case !hasPod || !pod.Rollback:
-		// No rollback pod yet: ask for it (the controller deletes the
-		// node's upgrade pod first, which holds the name).
+	case !hasPod:
 		p.plan.Dispatch = append(p.plan.Dispatch, Dispatch{Node: e.NodeName, FromVersion: node.Version, Deadline: deadline, Rollback: true})
 		p.wakeAt(deadline)
 	default:
 		p.wakeAt(deadline)
+	}
+}
+
+// dropRollbackPods deletes the rollback pods of nodes that are final (all
+// of them once the job is).
+func (p *planner) dropRollbackPods() {
+	for i := range p.status.NodeStatus {
+		e := &p.status.NodeStatus[i]
+		if _, ok := p.in.RollbackPods[e.NodeName]; ok && NodeFinal(e.State) {
+			p.plan.RollbackDelete = append(p.plan.RollbackDelete, e.NodeName)
+		}
 	}
 }
 

@@ -135,7 +135,7 @@ func TestHealthGateRollback(t *testing.T) {
 	const soak = 60 * time.Second
 	cases := []struct {
 		name       string
-		pod        *PodView
+		pod        *PodView // the rollback pod
 		node       NodeView
 		after      time.Duration
 		want       string
@@ -144,27 +144,23 @@ func TestHealthGateRollback(t *testing.T) {
 		wantReason string
 		wantAgain  bool // the rollback pod is asked for (again)
 	}{
-		{name: "the upgrade pod still holds the name", pod: &PodView{Phase: PodSucceeded, Tracked: true},
-			node: edgeNode("v1.21.0"), after: 5 * time.Second, want: v1alpha1.StateRollingBack, wantAgain: true},
-		{name: "rollback pod running", pod: &PodView{Phase: PodUpgrading, Tracked: true, Rollback: true},
+		{name: "no rollback pod yet: asked for", node: edgeNode("v1.21.0"), after: 5 * time.Second,
+			want: v1alpha1.StateRollingBack, wantAgain: true},
+		{name: "rollback pod running", pod: &PodView{Phase: PodUpgrading},
 			node: edgeNode("v1.21.0"), after: 5 * time.Second, want: v1alpha1.StateRollingBack},
-		{name: "rollback pod detached, node back on the old version", pod: &PodView{Phase: PodDetached, Tracked: true, Rollback: true},
+		{name: "rollback pod detached, node back on the old version", pod: &PodView{Phase: PodDetached},
 			node: edgeNode("v1.20.0"), after: 20 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "; rollback succeeded, the node is back on v1.20.0"},
 		{name: "rollback pod still shows running, node back on the old version (real edgecore)",
-			pod:  &PodView{Phase: PodUpgrading, Tracked: true, Rollback: true},
+			pod:  &PodView{Phase: PodUpgrading},
 			node: edgeNode("v1.20.0"), after: 20 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "; rollback succeeded, the node is back on v1.20.0"},
-		{name: "the upgrade pod still there, node back on the old version: the rollback pod is still asked for",
-			pod: &PodView{Phase: PodSucceeded, Tracked: true}, node: edgeNode("v1.20.0"), after: 5 * time.Second,
-			want: v1alpha1.StateRollingBack, wantAgain: true},
-		{name: "rollback pod succeeded, node not yet back", pod: &PodView{Phase: PodSucceeded, Tracked: true, Rollback: true},
+		{name: "rollback pod succeeded, node not yet back", pod: &PodView{Phase: PodSucceeded},
 			node: edgeNode("v1.21.0"), after: 20 * time.Second, want: v1alpha1.StateRollingBack},
-		{name: "rollback failed on the node", pod: &PodView{Phase: PodFailed, Tracked: true, Rollback: true,
-			Reason: "rollback failed too, the node needs attention"},
+		{name: "rollback failed on the node", pod: &PodView{Phase: PodFailed, Reason: "rollback failed too, the node needs attention"},
 			node: edgeNode("v1.21.0"), after: 20 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "needs attention"},
-		{name: "rollback never confirmed within the timeout", pod: &PodView{Phase: PodDetached, Tracked: true, Rollback: true},
+		{name: "rollback never confirmed within the timeout", pod: &PodView{Phase: PodDetached},
 			node: edgeNode("v1.21.0"), after: 300 * time.Second, want: v1alpha1.StateFailed, wantAction: v1alpha1.ActionFailure,
 			wantEvent: v1alpha1.EventRollback, wantReason: "within 5m0s of the rollback the node reports v1.21.0, not an older version and Ready: the node needs attention"},
 	}
@@ -179,11 +175,11 @@ func TestHealthGateRollback(t *testing.T) {
 			g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateRollingBack))
 
 			nodes["node-00"] = tc.node
-			delete(pods, "node-00")
+			rollbackPods := map[string]PodView{}
 			if tc.pod != nil {
-				pods["node-00"] = *tc.pod
+				rollbackPods["node-00"] = *tc.pod
 			}
-			p = step(p, c, nodes, pods, failedAt.Add(tc.after))
+			p = Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Pods: pods, RollbackPods: rollbackPods, Now: failedAt.Add(tc.after)})
 			e := entry(p, "node-00")
 			g.Expect(e.State).To(Equal(tc.want), e.Reason)
 			g.Expect(e.Action).To(Equal(tc.wantAction))
@@ -193,6 +189,9 @@ func TestHealthGateRollback(t *testing.T) {
 				g.Expect(e.Event).To(Equal(tc.wantEvent))
 				g.Expect(p.Finished).To(BeTrue())
 				g.Expect(p.Status.Counts.Failed).To(Equal(int32(1)), "a node that failed its gate counts as failed")
+				if tc.pod != nil {
+					g.Expect(p.RollbackDelete).To(Equal([]string{"node-00"}), "the rollback pod goes once the node is final")
+				}
 			}
 			again := false
 			for _, d := range p.Dispatch {

@@ -45,6 +45,7 @@ func Decide(in Input) Plan {
 		p.watchTimedOut()
 		p.dropStagePods()
 	}
+	p.dropRollbackPods()
 	// A plan's write that succeeds ends an earlier write failure.
 	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)
 	p.kubeEdgeStatus()

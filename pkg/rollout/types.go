@@ -82,8 +82,6 @@ type PodView struct {
 	// its steps has started (nothing on the node has changed yet); Reason
 	// then carries the container runtime's words. See pull.go.
 	Pull PullState
-	// Rollback marks a health gate's rollback pod (v1alpha1.AnnotationPodAction).
-	Rollback bool
 }
 
 // Input is everything the planner looks at.
@@ -102,7 +100,10 @@ type Input struct {
 	Pods map[string]PodView
 	// StagePods is keyed by node name: the job's stage pods (spec.preStage).
 	StagePods map[string]PodView
-	Now       time.Time
+	// RollbackPods is keyed by node name: the job's health-gate rollback
+	// pods (spec.healthGate).
+	RollbackPods map[string]PodView
+	Now          time.Time
 	// HeldBy says what holds a node's upgrade ("" when nothing does): a
 	// pod on it annotated with KubeEdge's edge.kubeedge.io/hold-upgrade=true,
 	// named "namespace/name", or why its pods could not be read. The
@@ -134,8 +135,7 @@ type Dispatch struct {
 	// upgrade pod name per node, and this dispatch needs it.
 	Replaces string
 	// Rollback asks for the node's health-gate rollback pod instead of an
-	// upgrade pod: the controller deletes the job's upgrade pod on the
-	// node first (it holds the name).
+	// upgrade pod; the node's upgrade pod stays (it holds the node).
 	Rollback bool
 }
 
@@ -163,6 +163,8 @@ type Plan struct {
 	// nodes whose stage pod is done with.
 	Stage       []StageDispatch
 	StageDelete []string
+	// RollbackDelete lists the nodes whose rollback pod is done with.
+	RollbackDelete []string
 	// Approve lists the waiting nodes confirmed by this plan (state
 	// Confirmed): the controller tells each one's pod to go on
 	// (v1alpha1.AnnotationApproved) once the status is written.

@@ -32,7 +32,6 @@ func View(pod *corev1.Pod) rollout.PodView {
 	if obs.Phase == rollout.PodFailed {
 		view.FailedEvent = failedEvent(obs.Report)
 	}
-	view.Rollback = IsRollback(pod)
 	return view
 }
 

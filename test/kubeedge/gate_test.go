@@ -19,8 +19,8 @@ import (
 // TestHealthGateRollsBack: a job with a health gate (soak 20 s, and a pod
 // selector naming a pod on the node that never gets Ready: its image does
 // not exist) upgrades a real node to v1.23.1, which soaks (Verifying) and
-// then fails its gate; the controller replaces the node's upgrade pod with
-// its rollback pod, whose container has the job's unit on the host run
+// then fails its gate; the controller creates its rollback pod beside its
+// upgrade pod, and the rollback pod's container has the job's unit on the host run
 // keadm rollback edge from the upgrade's backup. The node ends Failed with
 // event Rollback, Ready on v1.22.0 with the v1.22.0 binary, edgecore active,
 // keadm's report a successful Rollback.
@@ -45,6 +45,7 @@ func TestHealthGateRollsBack(t *testing.T) {
 	jw := watchJob(ctx, w.Cluster.Client, "gated")
 	defer jw.stop()
 	job := newJob("gated", toVersion, []string{n.Name()}, 1, nil)
+	job.Spec.TimeoutSeconds = 300
 	job.Spec.HealthGate = &v1alpha1.HealthGate{SoakSeconds: 20,
 		PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "gate-probe"}}}
 	start := time.Now()
@@ -73,11 +74,13 @@ func TestHealthGateRollsBack(t *testing.T) {
 			t.Errorf("reason %q does not say %q", final.Reason, want)
 		}
 	}
+	// The rollback pod is deleted once the node is final; the watcher saw it.
+	if !jw.sawPod(upgradepod.RollbackPodName(n.Name())) {
+		t.Errorf("no rollback pod %s was seen", upgradepod.RollbackPodName(n.Name()))
+	}
 	pod := &corev1.Pod{}
-	if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: podNamespace, Name: upgradepod.PodName(n.Name())}, pod); err != nil {
-		t.Errorf("the rollback pod: %v", err)
-	} else if !upgradepod.IsRollback(pod) {
-		t.Errorf("pod %s is not the rollback pod: %v", pod.Name, pod.Annotations)
+	if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: podNamespace, Name: upgradepod.RollbackPodName(n.Name())}, pod); err == nil && pod.DeletionTimestamp == nil {
+		t.Errorf("rollback pod %s left after the node failed", pod.Name)
 	}
 	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+fromVersion, n.Name()); err != nil {
 		t.Fatal(err)
