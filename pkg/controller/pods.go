@@ -40,16 +40,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	g.SetLimit(r.opts.PodWorkers)
 	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
-		if d.Rollback {
-			if _, exists := pods.rollback[d.Node]; !exists {
-				g.Go(func() error {
-					_, err := r.createPod(gctx, job, d, installImage)
-					return err
-				})
-			}
-			continue
-		}
-		if _, exists := pods.own[d.Node]; exists {
+		if _, exists := pods.own[d.Node]; exists || d.Rollback {
 			continue
 		}
 		g.Go(func() error {
@@ -65,22 +56,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 			return err
 		})
 	}
-	for _, st := range plan.Stage {
-		if _, exists := pods.stage[st.Node]; exists {
-			continue
-		}
-		g.Go(func() error { return r.createStagePod(gctx, job, st, installImage) })
-	}
-	for _, node := range plan.StageDelete {
-		if pod, ok := pods.stage[node]; ok {
-			g.Go(func() error { return r.deletePod(gctx, pod, "") })
-		}
-	}
-	for _, node := range plan.RollbackDelete {
-		if pod, ok := pods.rollback[node]; ok {
-			g.Go(func() error { return r.deletePod(gctx, pod, "") })
-		}
-	}
+	r.stageAndRollbackPods(gctx, g, job, pods, plan, installImage)
 	for _, node := range plan.Approve {
 		if pod, ok := pods.own[node]; ok {
 			g.Go(func() error { return r.approvePod(gctx, pod) })
@@ -286,4 +262,33 @@ func (r *Reconciler) createStagePod(ctx context.Context, job *v1alpha1.NodeUpgra
 	}
 	klog.FromContext(ctx).V(2).Info("Stage pod created", "node", st.Node, "pod", klog.KObj(pod))
 	return nil
+}
+
+// stageAndRollbackPods carries out a plan's stage pods (spec.preStage) and
+// health-gate rollback pods (spec.healthGate): creates and deletes.
+func (r *Reconciler) stageAndRollbackPods(ctx context.Context, g *errgroup.Group, job *v1alpha1.NodeUpgradeJob, pods observedPods,
+	plan rollout.Plan, installImage string) {
+	for _, d := range plan.Dispatch {
+		if _, exists := pods.rollback[d.Node]; d.Rollback && !exists {
+			g.Go(func() error {
+				_, err := r.createPod(ctx, job, d, installImage)
+				return err
+			})
+		}
+	}
+	for _, st := range plan.Stage {
+		if _, exists := pods.stage[st.Node]; !exists {
+			g.Go(func() error { return r.createStagePod(ctx, job, st, installImage) })
+		}
+	}
+	for _, del := range []struct {
+		nodes []string
+		pods  jobPods
+	}{{plan.StageDelete, pods.stage}, {plan.RollbackDelete, pods.rollback}} {
+		for _, node := range del.nodes {
+			if pod, ok := del.pods[node]; ok {
+				g.Go(func() error { return r.deletePod(ctx, pod, "") })
+			}
+		}
+	}
 }
