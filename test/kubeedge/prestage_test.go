@@ -81,6 +81,37 @@ func TestPreStage(t *testing.T) {
 	t.Logf("with staging: staged %s after job create; %s from dispatch to Successful (%s from job create)",
 		staged.staged.Sub(staged.created).Round(100*time.Millisecond), staged.done.Sub(staged.dispatched).Round(100*time.Millisecond),
 		staged.done.Sub(staged.created).Round(100*time.Millisecond))
+	// Where the time went on each node, from its upgrade pod (kept after
+	// the job): copy-keadm starts once the install image is on the node,
+	// the step containers once the runner image is too.
+	for _, node := range []string{plainNode, stagedNode} {
+		pod := &corev1.Pod{}
+		if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: podNamespace, Name: upgradepod.PodName(node)}, pod); err != nil {
+			t.Errorf("upgrade pod of %s: %v", node, err)
+			continue
+		}
+		created := pod.CreationTimestamp.Time
+		var copyStarted, stepsStarted time.Time
+		for _, st := range pod.Status.InitContainerStatuses {
+			if t := st.State.Terminated; t != nil {
+				copyStarted = t.StartedAt.Time
+			}
+		}
+		for _, st := range pod.Status.ContainerStatuses {
+			var at time.Time
+			switch {
+			case st.State.Terminated != nil:
+				at = st.State.Terminated.StartedAt.Time
+			case st.State.Running != nil:
+				at = st.State.Running.StartedAt.Time
+			}
+			if !at.IsZero() && (stepsStarted.IsZero() || at.Before(stepsStarted)) {
+				stepsStarted = at
+			}
+		}
+		t.Logf("%s: upgrade pod created %s, copy-keadm started +%s (install image there), first step started +%s (runner image there)",
+			node, created.Format("15:04:05"), copyStarted.Sub(created), stepsStarted.Sub(created))
+	}
 	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, plainNode, stagedNode); err != nil {
 		t.Fatal(err)
 	}
