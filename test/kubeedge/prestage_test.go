@@ -26,6 +26,9 @@ func TestPreStage(t *testing.T) {
 	plainNode, stagedNode := w.Nodes()[0].Name(), w.Nodes()[1].Name()
 
 	type timing struct{ created, staged, dispatched, done time.Time }
+	// lastPod is each node's upgrade pod as last seen: a Successful job's
+	// pods are deleted once it ends.
+	lastPod := map[string]*corev1.Pod{}
 	run := func(name, node string, stage bool) (timing, v1alpha1.NodeUpgradeJob) {
 		t.Helper()
 		job := newJob(name, toVersion, []string{node}, 1, nil)
@@ -51,6 +54,10 @@ func TestPreStage(t *testing.T) {
 					if stage && e.Stage != v1alpha1.StageStaged {
 						t.Errorf("%s dispatched while its stage is %q", node, e.Stage)
 					}
+				}
+				pod := &corev1.Pod{}
+				if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: podNamespace, Name: upgradepod.PodName(node)}, pod); err == nil {
+					lastPod[node] = pod
 				}
 				if got.Status.State == v1alpha1.StateSuccessful || got.Status.State == v1alpha1.StateFailed {
 					tm.done = now
@@ -81,13 +88,13 @@ func TestPreStage(t *testing.T) {
 	t.Logf("with staging: staged %s after job create; %s from dispatch to Successful (%s from job create)",
 		staged.staged.Sub(staged.created).Round(100*time.Millisecond), staged.done.Sub(staged.dispatched).Round(100*time.Millisecond),
 		staged.done.Sub(staged.created).Round(100*time.Millisecond))
-	// Where the time went on each node, from its upgrade pod (kept after
-	// the job): copy-keadm starts once the install image is on the node,
+	// Where the time went on each node, from its upgrade pod as last seen:
+	// copy-keadm starts once the install image is on the node,
 	// the step containers once the runner image is too.
 	for _, node := range []string{plainNode, stagedNode} {
-		pod := &corev1.Pod{}
-		if err := w.Cluster.Client.Get(ctx, client.ObjectKey{Namespace: podNamespace, Name: upgradepod.PodName(node)}, pod); err != nil {
-			t.Errorf("upgrade pod of %s: %v", node, err)
+		pod := lastPod[node]
+		if pod == nil {
+			t.Errorf("no upgrade pod of %s was seen", node)
 			continue
 		}
 		created := pod.CreationTimestamp.Time
