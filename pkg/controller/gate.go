@@ -15,8 +15,11 @@ import (
 
 // The health gate's pods (spec.healthGate.podSelector) are any namespace's
 // pods on the node: read around the cache, which holds only the
-// controller's namespace, and only at the end of a node's soak.
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// controller's namespace, and only at the end of a node's soak. That takes
+// list on pods in every namespace, more than the controller needs
+// otherwise, so it is not among the markers: config/components/
+// health-gate-pods (Helm: healthGatePods.enabled) grants it, as
+// config/components/hold-upgrade does for --honor-hold-upgrade.
 
 // maxNamedPods bounds the pods a gate's reason names.
 const maxNamedPods = 3

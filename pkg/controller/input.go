@@ -54,6 +54,7 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	in.Pods = podViews(pods.own)
 	in.StagePods = podViews(pods.stage)
 	in.GatePods = r.gatePods(ctx, job)
+	in.HeldBy = r.holdUpgrade(ctx)
 	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
 		return in, pods, "", err
 	}

@@ -38,17 +38,13 @@ type rules map[string][]string
 // pods, and client-go's leader election (LeaseLock: get, create, update).
 // In default: Events, which the recorder writes there for cluster-scoped
 // jobs. Update on jobs/finalizers is the API server's condition for
-// blockOwnerDeletion on the pods' owner reference. The one namespaced
-// resource granted cluster-wide is list on pods: a health gate's pod
-// selector (spec.healthGate.podSelector) names pods of any namespace on the
-// node (its DaemonSets'), read only at the end of a node's soak.
+// blockOwnerDeletion on the pods' owner reference.
 var codeUses = map[grant]rules{
 	{Kind: "ClusterRole"}: {
 		"/nodes":                                 {"get", "list", "watch"},
 		"operations.kubeedge.io/nodeupgradejobs": {"get", "list", "patch", "watch"},
 		"operations.kubeedge.io/nodeupgradejobs/status":     {"patch"},
 		"operations.kubeedge.io/nodeupgradejobs/finalizers": {"update"},
-		"/pods": {"list"},
 	},
 	{Kind: "Role", Namespace: v1alpha1.DefaultNamespace}: {
 		"/pods":                      {"create", "delete", "get", "list", "patch", "watch"},
@@ -137,7 +133,7 @@ func TestGeneratedRBACIsScopedPerRole(t *testing.T) {
 	for where, r := range roles {
 		for res, verbs := range r {
 			g.Expect(verbs).NotTo(ContainElement("*"), "%s: no wildcard verbs on %s", where, res)
-			if where.Kind == "ClusterRole" && (res != "/pods" || !slices.Equal(verbs, []string{"list"})) {
+			if where.Kind == "ClusterRole" {
 				g.Expect(namespaced(t, res)).To(BeFalse(), "the ClusterRole grants namespaced %s in every namespace", res)
 			} else {
 				g.Expect(namespaced(t, res)).To(BeTrue(), "%s grants cluster-scoped %s, which a Role cannot", where, res)

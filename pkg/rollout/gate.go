@@ -115,9 +115,16 @@ func (p *planner) followGate(e *v1alpha1.TaskStatus) {
 	}
 	if g.PodSelector != "" {
 		bad, ok := p.gatePods(e.NodeName)
-		if !ok {
+		if !ok && p.now.Before(end.Add(p.in.Config.Timeout)) {
+			// A gate that cannot be checked is not passed; give the
+			// reads the job's timeout (a missing grant: docs/operating.md).
 			e.Reason = fmt.Sprintf("health gate: soaked for %s; the pods %q on the node could not be read: %s", g.Soak, g.PodSelector, bad)
 			p.wakeAt(p.now.Add(BusyRecheck))
+			return
+		}
+		if !ok {
+			p.failGate(e, fmt.Sprintf("the pods %q on the node could not be read within %s after its soak of %s: %s",
+				g.PodSelector, p.in.Config.Timeout, g.Soak, bad))
 			return
 		}
 		if bad != "" {
