@@ -25,6 +25,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
+// +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -127,6 +129,18 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
+
+	// PreStage (nodeupgrade's) pulls each node's images before its
+	// upgrade, at a concurrency of its own; a node is upgraded only once
+	// staged. Unset: no staging.
+	// +optional
+	PreStage *PreStage `json:"preStage,omitempty"`
+
 	// Suspend pauses the rollout while true: no node is started, nodes in
 	// flight finish under their own deadlines, and the job shows state and
 	// condition Suspended. Setting it back to false resumes the rollout. It
@@ -190,7 +204,8 @@ type TaskStatus struct {
 	// State is the node's upgrade phase: "" (pending), Init (dispatched),
 	// Checking, WaitingConfirmation (checked, waiting for its confirmation:
 	// no slot, no clock), Confirmed (confirmed and given a slot), BackingUp,
-	// Upgrading, RollingBack, Successful, Failed, NotAttempted or Skipped.
+	// Upgrading, Verifying (soaking in its health gate), RollingBack,
+	// Successful, Failed, NotAttempted or Skipped.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event is the last step the node reached: Init, Check,
@@ -219,6 +234,11 @@ type TaskStatus struct {
 	// +optional
 	// +listType=atomic
 	ActionFlow []ActionStatus `json:"actionFlow,omitempty"`
+	// Stage is the node's pre-staging (spec.preStage): Staging, Staged or
+	// Failed; "" without pre-staging or before the node's turn to stage.
+	// (nodeupgrade's.)
+	// +optional
+	Stage string `json:"stage,omitempty"`
 	// CurrentVersion is the node's edgecore version as KubeEdge v1alpha2
 	// records it. This controller does not write it.
 	// +optional

@@ -44,6 +44,8 @@ const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
+// +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -106,6 +108,18 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
+
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
+
+	// PreStage (nodeupgrade's) pulls each node's images before its
+	// upgrade, at a concurrency of its own; a node is upgraded only once
+	// staged. Unset: no staging.
+	// +optional
+	PreStage *PreStage `json:"preStage,omitempty"`
 
 	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
 	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
@@ -269,6 +283,9 @@ type NodeUpgradeJobNodeTaskStatus struct {
 	// nodeupgrade: Time is an RFC 3339 timestamp, as in v1alpha1.
 	// +optional
 	Time string `json:"time,omitempty"`
+	// nodeupgrade: Stage is the node's pre-staging, as in v1alpha1.
+	// +optional
+	Stage string `json:"stage,omitempty"`
 }
 
 // NodeUpgradeJobActionStatus defines the results of executing the action.

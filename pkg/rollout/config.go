@@ -37,6 +37,10 @@ type Config struct {
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+	// Gate is spec.healthGate; nil when the job has none.
+	Gate *GateConfig
+	// PreStage is spec.preStage; nil when the job does not stage.
+	PreStage *StageConfig
 	// DigestMismatch says, by architecture ("" for every architecture the
 	// spec does not pin on its own), why the spec's digest cannot be run:
 	// the registry serves another (see ApplyResolvedDigests).
@@ -101,6 +105,10 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
+	cfg.PreStage = stageConfig(spec.PreStage)
+	if cfg.Gate, err = gateConfig(spec.HealthGate); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
 }
 
