@@ -97,13 +97,16 @@ func sameStage(stored, next *v1alpha1.TaskStatus) bool {
 }
 
 // stage groups the in-flight states by what a restart must know: dispatched
-// (Init, Checking), confirmed (its clock restarted), changing the node.
+// (Init, Checking), confirmed (its clock restarted), changing the node,
+// soaking in its health gate (its time is when the soak began).
 func stage(state string) int {
 	switch state {
 	case v1alpha1.StateConfirmed:
 		return 1
 	case v1alpha1.StateBackingUp, v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
 		return 2
+	case v1alpha1.StateVerifying:
+		return 3
 	}
 	return 0
 }

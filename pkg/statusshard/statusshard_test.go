@@ -31,6 +31,9 @@ func TestPersisted(t *testing.T) {
 		{"confirmed: a new clock", entry("a", v1alpha1.StateWaitingConfirmation, t0), entry("a", v1alpha1.StateConfirmed, t1), false},
 		{"confirmed to backing up", entry("a", v1alpha1.StateConfirmed, t1), entry("a", v1alpha1.StateBackingUp, t1), false},
 		{"in flight with a new time", entry("a", v1alpha1.StateInit, t0), entry("a", v1alpha1.StateChecking, t1), false},
+		{"upgrading to verifying (the soak's clock)", entry("a", v1alpha1.StateUpgrading, t0), entry("a", v1alpha1.StateVerifying, t1), false},
+		{"upgrading to verifying, same time", entry("a", v1alpha1.StateUpgrading, t0), entry("a", v1alpha1.StateVerifying, t0), false},
+		{"verifying to rolling back", entry("a", v1alpha1.StateVerifying, t1), entry("a", v1alpha1.StateRollingBack, t1), false},
 		{"final", entry("a", v1alpha1.StateUpgrading, t0), entry("a", v1alpha1.StateFailed, t1), false},
 		{"another node", entry("b", v1alpha1.StateInit, t0), entry("a", v1alpha1.StateChecking, t0), false},
 	} {
