@@ -44,6 +44,9 @@ const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.maintenanceWindows) == has(oldSelf.maintenanceWindows) && (!has(self.maintenanceWindows) || self.maintenanceWindows == oldSelf.maintenanceWindows)",message="spec.maintenanceWindows is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".maintenanceWindows"
+// +kubebuilder:validation:XValidation:rule="has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary)",message="spec.canary is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".canary"
+// +kubebuilder:validation:XValidation:rule="!has(self.canary) || !has(self.canary.count) || !has(self.nodeNames) || self.canary.count < size(self.nodeNames)",message="spec.canary.count must be smaller than the number of spec.nodeNames: the canary is the first wave, not the whole job",fieldPath=".canary.count"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -107,6 +110,19 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
+
+	// MaintenanceWindows, when set, start nodes only inside one of these
+	// times of the week (see MaintenanceWindow); a node already dispatched
+	// finishes outside them. (nodeupgrade's field.)
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	MaintenanceWindows []MaintenanceWindow `json:"maintenanceWindows,omitempty"`
+
+	// Canary, when set, upgrades a first wave of nodes and then suspends
+	// the job (see Canary). (nodeupgrade's field.)
+	// +optional
+	Canary *Canary `json:"canary,omitempty"`
 	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
 	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
 	// +optional
@@ -188,6 +204,10 @@ type NodeUpgradeJobStatus struct {
 	// nodeupgrade: Progress is "finished/selected", as in v1alpha1.
 	// +optional
 	Progress string `json:"progress,omitempty"`
+	// nodeupgrade: NextWindow is when the next maintenance window opens, as
+	// in v1alpha1.
+	// +optional
+	NextWindow string `json:"nextWindow,omitempty"`
 }
 
 // NodeCounts tallies a job's nodes by where they are (nodeupgrade's, as in v1alpha1).
@@ -248,6 +268,9 @@ type NodeUpgradeJobNodeTaskStatus struct {
 	// nodeupgrade: Time is an RFC 3339 timestamp, as in v1alpha1.
 	// +optional
 	Time string `json:"time,omitempty"`
+	// nodeupgrade: Canary marks a node of the canary wave, as in v1alpha1.
+	// +optional
+	Canary bool `json:"canary,omitempty"`
 }
 
 // NodeUpgradeJobActionStatus defines the results of executing the action.
@@ -283,6 +306,7 @@ type NodeUpgradeJobActionStatus struct {
 // +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.counts.waitingConfirmation`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
+// +kubebuilder:printcolumn:name="Next-Window",type=string,JSONPath=`.status.nextWindow`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NodeUpgradeJob struct {
 	metav1.TypeMeta   `json:",inline"`
