@@ -110,7 +110,6 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
-
 	// MaintenanceWindows, when set, start nodes only inside one of these
 	// times of the week (see MaintenanceWindow); a node already dispatched
 	// finishes outside them. (nodeupgrade's field.)
