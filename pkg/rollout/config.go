@@ -37,6 +37,11 @@ type Config struct {
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+	// Windows is spec.maintenanceWindows: pending nodes start only inside
+	// them (windows.go). Empty: always.
+	Windows Schedule
+	// Canary is spec.canary; nil without one (canary.go).
+	Canary *CanaryConfig
 }
 
 // DigestFor is the digest a node of architecture arch pulls the install
@@ -92,6 +97,10 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
+	if cfg.Windows, err = ParseWindows(spec.MaintenanceWindows); err != nil {
+		return Config{}, err
+	}
+	cfg.Canary = canaryConfig(spec.Canary)
 	return cfg, nil
 }
 
