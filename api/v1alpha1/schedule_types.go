@@ -95,6 +95,9 @@ const (
 	// controller, as JSON (NodeUpgradeRecord), written when the upgrade
 	// ends. `kubectl nodeupgrade history NODE` reads it.
 	AnnotationLastUpgrade = "nodeupgrade.kubeedge.io/last-upgrade"
+	// AnnotationFromVersion on an upgrade pod is the edgecore version its
+	// node reported when it was dispatched, for AnnotationLastUpgrade.
+	AnnotationFromVersion = "operations.kubeedge.io/from-version"
 )
 
 // NodeUpgradeRecord is the value of AnnotationLastUpgrade.

@@ -127,6 +127,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		return ctrl.Result{}, err
 	}
 	plan := rollout.Decide(in)
+	if plan.SetSuspend != nil && *plan.SetSuspend != job.Spec.Suspend {
+		return r.setSuspend(ctx, job, *plan.SetSuspend)
+	}
 	r.markOtherController(job, &plan.Status)
 
 	statusChanged := !equality.Semantic.DeepEqual(job.Status, plan.Status)
@@ -175,6 +178,21 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		return ctrl.Result{RequeueAfter: soon}, nil
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// setSuspend sets spec.suspend for the canary wave (rollout.Plan.SetSuspend:
+// true when it is done, false when it soaked and passed) and writes nothing
+// else: the next plan, made from the changed spec, records why. The patch
+// carries the resourceVersion planned from, so a job an operator changed
+// meanwhile is planned again rather than overridden.
+func (r *Reconciler) setSuspend(ctx context.Context, job *v1alpha1.NodeUpgradeJob, suspend bool) (ctrl.Result, error) {
+	base := job.DeepCopy()
+	job.Spec.Suspend = suspend
+	if err := r.client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(err, "setting spec.suspend after the canary wave")
+	}
+	klog.FromContext(ctx).Info("Canary wave: spec.suspend set", "suspend", suspend)
+	return ctrl.Result{RequeueAfter: conflictRetry}, nil
 }
 
 // logPlan logs a committed plan (rollout.Plan.String: the job's state and
