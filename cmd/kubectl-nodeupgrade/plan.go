@@ -53,6 +53,13 @@ type PlanReport struct {
 	Estimate Estimate   `json:"estimate"`
 	// Warnings say what the plan could not check.
 	Warnings []string `json:"warnings,omitempty"`
+	// Windows describe spec.maintenanceWindows; WaveStarts (set with
+	// windows or a canary) say when each wave starts, waiting for windows
+	// and the canary's pause included; Pauses say where the job suspends
+	// itself.
+	Windows    []string `json:"windows,omitempty"`
+	WaveStarts []string `json:"waveStarts,omitempty"`
+	Pauses     []string `json:"pauses,omitempty"`
 }
 
 // PlanNode is one selected node in the plan.
@@ -72,6 +79,8 @@ type Estimate struct {
 	// Source says where PerNode comes from.
 	Source string `json:"source"`
 	Total  string `json:"total"`
+	// Finish is when the last wave ends (RFC 3339), with windows or a canary.
+	Finish string `json:"finish,omitempty"`
 }
 
 // perNode is a per-node upgrade time and where it comes from.
@@ -113,19 +122,62 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 		report.FailureTolerate = job.Spec.FailureTolerate
 	}
 	wave := map[string]int{}
+	timed := len(cfg.Windows) > 0 || cfg.Canary != nil
+	report.Windows = describeWindows(job.Spec.MaintenanceWindows, nodes)
+	// at is the plan's clock; end is when the last wave ends (nodes that
+	// never start, deferred ones, may make the clock wait past it).
+	at, end := now, now
 	plan := rollout.Decide(in)
-	for len(plan.Dispatch) > 0 && len(report.Waves) <= len(plan.Status.NodeStatus) {
-		var names []string
-		for _, d := range plan.Dispatch {
-			names = append(names, d.Node)
-			wave[d.Node] = len(report.Waves) + 1
-			in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
-			view := in.Nodes[d.Node]
-			view.Version, view.Ready = cfg.TargetVersion, true
-			in.Nodes[d.Node] = view
+waves:
+	for steps := 0; steps <= 4*len(plan.Status.NodeStatus)+4; steps++ {
+		switch {
+		case plan.SetSuspend != nil && *plan.SetSuspend:
+			// The canary wave is done: the job suspends itself. The plan
+			// goes on as if it were resumed, after the soak if it has one.
+			in.Config.Suspended = true
+			in.Status = rollout.Decide(in).Status
+			in.Config.Suspended = false
+			pause := fmt.Sprintf("after wave %d (the canary) the job suspends itself until resumed (kubectl nodeupgrade resume %s); the waves after it follow the resume", len(report.Waves), job.Name)
+			if cfg.Canary.Soak > 0 {
+				pause = fmt.Sprintf("after wave %d (the canary) the job suspends itself and resumes by itself %s later if every canary node passed", len(report.Waves), cfg.Canary.Soak)
+				at = at.Add(cfg.Canary.Soak)
+			}
+			report.Pauses = append(report.Pauses, pause)
+		case len(plan.Dispatch) > 0:
+			var names []string
+			for _, d := range plan.Dispatch {
+				names = append(names, d.Node)
+				wave[d.Node] = len(report.Waves) + 1
+				in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
+				view := in.Nodes[d.Node]
+				view.Version, view.Ready = cfg.TargetVersion, true
+				in.Nodes[d.Node] = view
+			}
+			report.Waves = append(report.Waves, names)
+			if timed {
+				report.WaveStarts = append(report.WaveStarts, at.UTC().Format(time.RFC3339))
+			}
+			in.Status = plan.Status
+			at = at.Add(per.d)
+			end = at
+		case plan.Status.NextWindow != "":
+			// Nothing starts before the next window: wait for it.
+			next, err := time.Parse(time.RFC3339, plan.Status.NextWindow)
+			if err != nil || !next.After(at) {
+				break waves
+			}
+			in.Status, at = plan.Status, next
+		default:
+			break waves
 		}
-		report.Waves = append(report.Waves, names)
-		in.Status = plan.Status
+		// Time moves only for the windows and waves: a deferred (NotReady or
+		// busy) node stays deferred rather than failing.
+		for i := range in.Status.NodeStatus {
+			if e := &in.Status.NodeStatus[i]; e.State == v1alpha1.StateNone {
+				e.Time = ""
+			}
+		}
+		in.Now = at
 		plan = rollout.Decide(in)
 	}
 	for _, e := range plan.Status.NodeStatus {
@@ -146,9 +198,9 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 		// Every node skipped: the controller fails the job with this reason.
 		report.Refusal = plan.Status.Reason
 	}
-	report.Estimate = Estimate{
-		PerNode: per.d.String(), Source: per.source,
-		Total: (time.Duration(len(report.Waves)) * per.d).String(),
+	report.Estimate = Estimate{PerNode: per.d.String(), Source: per.source, Total: end.Sub(now).String()}
+	if timed {
+		report.Estimate.Finish = end.UTC().Format(time.RFC3339)
 	}
 	return report
 }
@@ -284,6 +336,9 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	}
 	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %s selected by %s\n", r.Job, r.TargetVersion, plural(len(r.Nodes), "node"), r.SelectedBy)
 	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
+	for _, window := range r.Windows {
+		fmt.Fprintf(w, "maintenance window: %s\n", window)
+	}
 	if r.Refusal != "" {
 		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", nodetext.Clean(r.Refusal))
 	}
@@ -306,9 +361,21 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	}
 	fmt.Fprintln(w)
 	for i, wave := range r.Waves {
+		if i < len(r.WaveStarts) {
+			fmt.Fprintf(w, "  wave %d (starts %s): %s\n", i+1, r.WaveStarts[i], strings.Join(wave, " "))
+			continue
+		}
 		fmt.Fprintf(w, "  wave %d: %s\n", i+1, strings.Join(wave, " "))
 	}
-	fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	for _, pause := range r.Pauses {
+		fmt.Fprintf(w, "  pause: %s\n", pause)
+	}
+	if r.Estimate.Finish != "" {
+		fmt.Fprintf(w, "Estimate: %s, until %s (%s of %s per node, waiting for windows and pauses included; %s)\n",
+			r.Estimate.Total, r.Estimate.Finish, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	} else {
+		fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	}
 	for _, warning := range slices.Sorted(slices.Values(r.Warnings)) {
 		fmt.Fprintf(w, "Warning: %s\n", nodetext.Clean(warning))
 	}
@@ -349,4 +416,38 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// describeWindows writes spec.maintenanceWindows for people, and says
+// which selected nodes read them in their own zone.
+func describeWindows(windows []v1alpha1.MaintenanceWindow, nodes []corev1.Node) []string {
+	if len(windows) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(windows)+1)
+	for _, w := range windows {
+		days := "every day"
+		if len(w.Days) > 0 {
+			days = strings.Join(w.Days, ",")
+		}
+		zone := w.TimeZone
+		if zone == "" {
+			zone = "UTC"
+		}
+		across := ""
+		if w.EndTime <= w.StartTime {
+			across = " (to the next day)"
+		}
+		out = append(out, fmt.Sprintf("%s %s-%s%s %s", days, w.StartTime, w.EndTime, across, zone))
+	}
+	zoned := 0
+	for i := range nodes {
+		if nodes[i].Labels[v1alpha1.LabelTimeZone] != "" {
+			zoned++
+		}
+	}
+	if zoned > 0 {
+		out = append(out, fmt.Sprintf("read in a node's own zone where it has label %s (labelled: %s)", v1alpha1.LabelTimeZone, plural(zoned, "node")))
+	}
+	return out
 }
