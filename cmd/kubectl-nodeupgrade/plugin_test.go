@@ -318,3 +318,23 @@ func TestMessages(t *testing.T) {
 		t.Error("a Forbidden error names what was refused")
 	}
 }
+
+// TestHistory reads a node's last upgrade as the controller writes it, and
+// says so when there is none or it is not a record.
+func TestHistory(t *testing.T) {
+	n := node("edge-a", "v1.21.0", true, true)
+	var out bytes.Buffer
+	if err := writeHistory(&out, &n, ""); err != nil || !strings.Contains(out.String(), "no upgrade recorded") {
+		t.Errorf("no record: %v %q", err, out.String())
+	}
+	n.Annotations = map[string]string{v1alpha1.AnnotationLastUpgrade: `{"job":"fleet-upgrade","from":"v1.20.0","to":"v1.21.0","result":"Success","time":"2026-12-03T10:04:00Z"}`}
+	out.Reset()
+	if err := writeHistory(&out, &n, ""); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "history.golden", out.String())
+	n.Annotations[v1alpha1.AnnotationLastUpgrade] = "not json"
+	if err := writeHistory(&out, &n, ""); err == nil || !strings.Contains(err.Error(), v1alpha1.AnnotationLastUpgrade) {
+		t.Errorf("a broken record must be an error naming the annotation: %v", err)
+	}
+}
