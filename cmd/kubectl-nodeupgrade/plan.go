@@ -91,11 +91,12 @@ type perNode struct {
 
 // planJob runs the controller's planner on job as the controller would see
 // it on its first reconcile, against the given nodes and upgrade pods. Nodes
-// dispatched are then taken as upgraded and the planner asked again, with
-// the clock held still, until it dispatches nothing more: the waves come
-// from the planner itself, so the plan cannot disagree with the controller
-// on the order or the concurrency. Held still, no deadline passes, so a
-// deferred (NotReady or busy) node stays deferred rather than failing.
+// dispatched are then taken as upgraded and the planner asked again, until
+// it dispatches nothing more (waveRun): the waves come from the planner
+// itself, so the plan cannot disagree with the controller on the order, the
+// concurrency, the windows or the canary. The clock moves only by waves and
+// to window openings, and a deferred (NotReady or busy) node's wait starts
+// again at each step, so it stays deferred rather than failing.
 func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, policy jobinput.Policy, now time.Time, per perNode) *PlanReport {
 	fresh := job.DeepCopy()
 	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
@@ -121,65 +122,11 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 	if job.Spec.FailureTolerate != "" {
 		report.FailureTolerate = job.Spec.FailureTolerate
 	}
-	wave := map[string]int{}
-	timed := len(cfg.Windows) > 0 || cfg.Canary != nil
 	report.Windows = describeWindows(job.Spec.MaintenanceWindows, nodes)
-	// at is the plan's clock; end is when the last wave ends (nodes that
-	// never start, deferred ones, may make the clock wait past it).
-	at, end := now, now
-	plan := rollout.Decide(in)
-waves:
-	for steps := 0; steps <= 4*len(plan.Status.NodeStatus)+4; steps++ {
-		switch {
-		case plan.SetSuspend != nil && *plan.SetSuspend:
-			// The canary wave is done: the job suspends itself. The plan
-			// goes on as if it were resumed, after the soak if it has one.
-			in.Config.Suspended = true
-			in.Status = rollout.Decide(in).Status
-			in.Config.Suspended = false
-			pause := fmt.Sprintf("after wave %d (the canary) the job suspends itself until resumed (kubectl nodeupgrade resume %s); the waves after it follow the resume", len(report.Waves), job.Name)
-			if cfg.Canary.Soak > 0 {
-				pause = fmt.Sprintf("after wave %d (the canary) the job suspends itself and resumes by itself %s later if every canary node passed", len(report.Waves), cfg.Canary.Soak)
-				at = at.Add(cfg.Canary.Soak)
-			}
-			report.Pauses = append(report.Pauses, pause)
-		case len(plan.Dispatch) > 0:
-			var names []string
-			for _, d := range plan.Dispatch {
-				names = append(names, d.Node)
-				wave[d.Node] = len(report.Waves) + 1
-				in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
-				view := in.Nodes[d.Node]
-				view.Version, view.Ready = cfg.TargetVersion, true
-				in.Nodes[d.Node] = view
-			}
-			report.Waves = append(report.Waves, names)
-			if timed {
-				report.WaveStarts = append(report.WaveStarts, at.UTC().Format(time.RFC3339))
-			}
-			in.Status = plan.Status
-			at = at.Add(per.d)
-			end = at
-		case plan.Status.NextWindow != "":
-			// Nothing starts before the next window: wait for it.
-			next, err := time.Parse(time.RFC3339, plan.Status.NextWindow)
-			if err != nil || !next.After(at) {
-				break waves
-			}
-			in.Status, at = plan.Status, next
-		default:
-			break waves
-		}
-		// Time moves only for the windows and waves: a deferred (NotReady or
-		// busy) node stays deferred rather than failing.
-		for i := range in.Status.NodeStatus {
-			if e := &in.Status.NodeStatus[i]; e.State == v1alpha1.StateNone {
-				e.Time = ""
-			}
-		}
-		in.Now = at
-		plan = rollout.Decide(in)
-	}
+	run := &waveRun{in: in, cfg: cfg, per: per.d, timed: len(cfg.Windows) > 0 || cfg.Canary != nil,
+		report: report, wave: map[string]int{}, at: now, end: now}
+	plan := run.run(job.Name)
+	wave := run.wave
 	for _, e := range plan.Status.NodeStatus {
 		n := PlanNode{Name: e.NodeName, Version: before[e.NodeName].Version, Reason: e.Reason}
 		switch {
@@ -198,11 +145,94 @@ waves:
 		// Every node skipped: the controller fails the job with this reason.
 		report.Refusal = plan.Status.Reason
 	}
-	report.Estimate = Estimate{PerNode: per.d.String(), Source: per.source, Total: end.Sub(now).String()}
-	if timed {
-		report.Estimate.Finish = end.UTC().Format(time.RFC3339)
+	report.Estimate = Estimate{PerNode: per.d.String(), Source: per.source, Total: run.end.Sub(now).String()}
+	if run.timed {
+		report.Estimate.Finish = run.end.UTC().Format(time.RFC3339)
 	}
 	return report
+}
+
+// waveRun plays a job's plans wave by wave, for planJob. Its clock, at,
+// moves by the per-node time after each wave and to the next window when
+// nothing can start before it; end is when the last wave ends (a node that
+// never starts, a deferred one, may make the clock wait past it).
+type waveRun struct {
+	in      rollout.Input
+	cfg     rollout.Config
+	per     time.Duration
+	timed   bool // windows or a canary: wave starts are shown
+	report  *PlanReport
+	wave    map[string]int
+	at, end time.Time
+}
+
+// run plans until nothing more starts, and returns the last plan.
+func (w *waveRun) run(jobName string) rollout.Plan {
+	plan := rollout.Decide(w.in)
+	for steps := 0; steps <= 4*len(plan.Status.NodeStatus)+4; steps++ {
+		switch {
+		case plan.SetSuspend != nil && *plan.SetSuspend:
+			w.pause(jobName)
+		case len(plan.Dispatch) > 0:
+			w.dispatch(plan)
+		case plan.Status.NextWindow != "":
+			// Nothing starts before the next window: wait for it.
+			next, err := time.Parse(time.RFC3339, plan.Status.NextWindow)
+			if err != nil || !next.After(w.at) {
+				return plan
+			}
+			w.in.Status, w.at = plan.Status, next
+		default:
+			return plan
+		}
+		// A deferred (NotReady or busy) node stays deferred rather than
+		// failing as the clock moves: its wait starts again at each step.
+		for i := range w.in.Status.NodeStatus {
+			if e := &w.in.Status.NodeStatus[i]; e.State == v1alpha1.StateNone {
+				e.Time = ""
+			}
+		}
+		w.in.Now = w.at
+		plan = rollout.Decide(w.in)
+	}
+	return plan
+}
+
+// dispatch takes a plan's dispatched nodes as one wave, upgraded when the
+// per-node time has passed.
+func (w *waveRun) dispatch(plan rollout.Plan) {
+	var names []string
+	for _, d := range plan.Dispatch {
+		names = append(names, d.Node)
+		w.wave[d.Node] = len(w.report.Waves) + 1
+		w.in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
+		view := w.in.Nodes[d.Node]
+		view.Version, view.Ready = w.cfg.TargetVersion, true
+		w.in.Nodes[d.Node] = view
+	}
+	w.report.Waves = append(w.report.Waves, names)
+	if w.timed {
+		w.report.WaveStarts = append(w.report.WaveStarts, w.at.UTC().Format(time.RFC3339))
+	}
+	w.in.Status = plan.Status
+	w.at = w.at.Add(w.per)
+	w.end = w.at
+}
+
+// pause: the canary wave is done and the job suspends itself. The plan
+// goes on as if it were resumed, after the soak if it has one.
+func (w *waveRun) pause(jobName string) {
+	w.in.Config.Suspended = true
+	w.in.Status = rollout.Decide(w.in).Status
+	w.in.Config.Suspended = false
+	pause := fmt.Sprintf("after wave %d (the canary) the job suspends itself until resumed (kubectl nodeupgrade resume %s); the waves after it follow the resume",
+		len(w.report.Waves), jobName)
+	if w.cfg.Canary.Soak > 0 {
+		pause = fmt.Sprintf("after wave %d (the canary) the job suspends itself and resumes by itself %s later if every canary node passed",
+			len(w.report.Waves), w.cfg.Canary.Soak)
+		w.at = w.at.Add(w.cfg.Canary.Soak)
+	}
+	w.report.Pauses = append(w.report.Pauses, pause)
 }
 
 // readJob reads a NodeUpgradeJob manifest from a file, "-" for stdin.

@@ -156,9 +156,10 @@ func (p *planner) endCanary(c *CanaryConfig) {
 			return // the wave runs
 		case e.Canary:
 			wave++
-			if e.State == v1alpha1.StateSuccessful {
+			switch e.State {
+			case v1alpha1.StateSuccessful:
 				succeeded++
-			} else if e.State == v1alpha1.StateFailed {
+			case v1alpha1.StateFailed:
 				failed++
 			}
 		case e.State == v1alpha1.StateNone:

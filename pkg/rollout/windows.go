@@ -6,13 +6,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	// Zone names are read from the binary, not the host: the controller's
-	// image has no /usr/share/zoneinfo, and a plan must not depend on
-	// where it is made.
-	_ "time/tzdata"
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
+
+// Zone names are read from the binary, not the host: the controller's image
+// has no /usr/share/zoneinfo, and a plan must not depend on where it is made.
+import _ "time/tzdata"
 
 // Window is one spec.maintenanceWindows entry, parsed.
 type Window struct {
