@@ -205,6 +205,7 @@ func TestInClusterHelm(t *testing.T) {
 	}
 	if got := len(after.starts) - len(before.starts); got != 1 {
 		t.Errorf("edgecore started %d times during the job, want 1", got)
+		logEdgecoreJournal(t, ctx, edge, before.starts)
 	}
 	rollout := time.Since(rolloutStart)
 	t.Logf("rollout (broken, refused, upgraded) took %s", rollout.Round(time.Second))

@@ -342,3 +342,25 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// logEdgecoreJournal logs the node's edgecore journal since the last start
+// in before (all of it when none): why edgecore started more often than a
+// test expected (a crash, a restart by systemd, a second upgrade).
+func logEdgecoreJournal(t *testing.T, ctx context.Context, n *kubeedgeworld.Node, before []time.Time) {
+	t.Helper()
+	since := "@0"
+	if len(before) > 0 {
+		since = fmt.Sprintf("@%d", before[len(before)-1].Unix())
+	}
+	res := n.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise", "-u", "edgecore.service", "--since", since)
+	lines := strings.Split(res.Stdout, "\n")
+	var kept []string
+	for _, l := range lines {
+		// The unit's own lines and edgecore's errors say why it started.
+		if strings.Contains(l, "systemd[") || strings.Contains(l, " E1") || strings.Contains(l, " F1") || strings.Contains(l, "panic") {
+			kept = append(kept, l)
+		}
+	}
+	t.Logf("edgecore journal of %s since %s (%d of %d lines: systemd's, errors):\n%s", n.Name(), since, len(kept), len(lines),
+		strings.Join(kept[max(0, len(kept)-80):], "\n"))
+}

@@ -121,6 +121,7 @@ func TestInCluster(t *testing.T) {
 	}
 	if got := len(after.starts) - len(before.starts); got != 1 {
 		t.Errorf("edgecore started %d times during the job, want 1 (upgraded exactly once)", got)
+		logEdgecoreJournal(t, ctx, edge, before.starts)
 	}
 	if n := creations(); n != 1 {
 		t.Errorf("%d upgrade pods created for %s, want 1", n, edge.Name())
