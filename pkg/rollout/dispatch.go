@@ -116,7 +116,7 @@ func (p *planner) showWindow() {
 		return
 	}
 	next := p.nextWindow.UTC().Format(time.RFC3339)
-	msg := fmt.Sprintf("%d pending nodes wait for their maintenance window; the next opens at %s", p.waiting, next)
+	msg := fmt.Sprintf("%d pending node(s) wait for their maintenance window; the next opens at %s", p.waiting, next)
 	if !was || p.status.NextWindow != next {
 		p.normalEvent(ReasonWaitingForWindow, "", "%s", msg)
 	}
