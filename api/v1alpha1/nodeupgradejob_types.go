@@ -353,11 +353,11 @@ type NodeCounts struct {
 // +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.action`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
+// +kubebuilder:printcolumn:name="Next-Window",type=string,JSONPath=`.status.nextWindow`,priority=1
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
 // +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.counts.waitingConfirmation`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`,priority=1
-// +kubebuilder:printcolumn:name="Next-Window",type=string,JSONPath=`.status.nextWindow`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NodeUpgradeJob struct {
 	metav1.TypeMeta   `json:",inline"`
