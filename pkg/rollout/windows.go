@@ -6,13 +6,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	_ "time/tzdata" // zones from the binary, not the host: see LoadZone
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
-
-// Zone names are read from the binary, not the host: the controller's image
-// has no /usr/share/zoneinfo, and a plan must not depend on where it is made.
-import _ "time/tzdata"
 
 // Window is one spec.maintenanceWindows entry, parsed.
 type Window struct {
@@ -90,7 +87,9 @@ func clockMinutes(s string, endOfDay bool) (int, error) {
 var zones sync.Map // name -> *time.Location or error
 
 // LoadZone loads an IANA time zone; "" is UTC. "Local" is refused: it
-// would be the controller host's, not a place.
+// would be the controller host's, not a place. Zones are read from the
+// binary (time/tzdata), not the host: the controller's image has no
+// /usr/share/zoneinfo, and a plan must not depend on where it is made.
 func LoadZone(name string) (*time.Location, error) {
 	if name == "" {
 		return time.UTC, nil
