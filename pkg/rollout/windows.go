@@ -195,9 +195,12 @@ type windowState struct {
 
 // nodeWindow says whether a node may start now under the job's windows,
 // in its own zone when it names one, and when its next window opens. The
-// answer for a zone is computed once per plan. bad is set, with why, when
-// the node's zone label names no zone.
+// answer for a zone label is computed once per plan. why is set when the
+// node's zone label names no zone.
 func (p *planner) nodeWindow(node NodeView) (st windowState, why string) {
+	if st, ok := p.windows[node.TimeZone]; ok {
+		return st, ""
+	}
 	var zone *time.Location
 	if node.TimeZone != "" {
 		var err error
@@ -205,16 +208,13 @@ func (p *planner) nodeWindow(node NodeView) (st windowState, why string) {
 			return windowState{}, fmt.Sprintf("nothing was run: node label %s=%s: %v", v1alpha1.LabelTimeZone, node.TimeZone, err)
 		}
 	}
-	if st, ok := p.windows[zone]; ok {
-		return st, ""
-	}
 	st = windowState{open: p.in.Config.Windows.Open(p.now, zone)}
 	if !st.open {
 		st.next = p.in.Config.Windows.NextOpen(p.now, zone)
 	}
 	if p.windows == nil {
-		p.windows = map[*time.Location]windowState{}
+		p.windows = map[string]windowState{}
 	}
-	p.windows[zone] = st
+	p.windows[node.TimeZone] = st
 	return st, ""
 }
