@@ -122,14 +122,19 @@ const (
 	// maintenance window; status.nextWindow says when the next one opens.
 	ConditionWaitingForWindow = "WaitingForWindow"
 	// ConditionCanary follows the canary wave: Unknown (InProgress) while
-	// it runs, True (Passed) or False (Failed) once it ended and the
-	// controller suspended the job, and reason Resumed once the job went on.
+	// it runs; True or False (how the wave went) with reason Pausing while
+	// the controller sets spec.suspend, then Passed or Failed once the job
+	// is suspended, and Resumed once it went on.
 	ConditionCanary = "Canary"
 )
 
 // Reasons of the Canary condition.
 const (
 	CanaryInProgress = "InProgress"
+	// CanaryPausing: the wave ended and the controller is setting
+	// spec.suspend (recorded first, so that a job seen not suspended
+	// after it is told from one an operator resumed).
+	CanaryPausing = "Pausing"
 	CanaryPassed     = "Passed"
 	CanaryFailed     = "Failed"
 	CanaryResumed    = "Resumed"

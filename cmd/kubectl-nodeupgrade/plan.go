@@ -172,6 +172,7 @@ func (w *waveRun) run(jobName string) rollout.Plan {
 	for steps := 0; steps <= 4*len(plan.Status.NodeStatus)+4; steps++ {
 		switch {
 		case plan.SetSuspend != nil && *plan.SetSuspend:
+			w.in.Status = plan.Status
 			w.pause(jobName)
 		case len(plan.Dispatch) > 0:
 			w.dispatch(plan)

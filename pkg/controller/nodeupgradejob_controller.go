@@ -127,9 +127,6 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 		return ctrl.Result{}, err
 	}
 	plan := rollout.Decide(in)
-	if plan.SetSuspend != nil && *plan.SetSuspend != job.Spec.Suspend {
-		return r.setSuspend(ctx, job, *plan.SetSuspend)
-	}
 	r.markOtherController(job, &plan.Status)
 
 	statusChanged := !equality.Semantic.DeepEqual(job.Status, plan.Status)
@@ -174,6 +171,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	if plan.Finished {
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
 	}
+	if plan.SetSuspend != nil && *plan.SetSuspend != job.Spec.Suspend {
+		return r.setSuspend(ctx, job, *plan.SetSuspend)
+	}
 	if soon > 0 && (plan.RequeueAfter == 0 || soon < plan.RequeueAfter) {
 		return ctrl.Result{RequeueAfter: soon}, nil
 	}
@@ -181,10 +181,12 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 }
 
 // setSuspend sets spec.suspend for the canary wave (rollout.Plan.SetSuspend:
-// true when it is done, false when it soaked and passed) and writes nothing
-// else: the next plan, made from the changed spec, records why. The patch
-// carries the resourceVersion planned from, so a job an operator changed
-// meanwhile is planned again rather than overridden.
+// true when it is done, false when it soaked and passed), after the plan's
+// status is written: that status says why (the Canary condition, reason
+// Pausing), so a plan that finds the job not yet suspended asks again
+// rather than take it for resumed. The patch carries the resourceVersion of
+// the job as written, so a job an operator changed meanwhile is planned
+// again rather than overridden.
 func (r *Reconciler) setSuspend(ctx context.Context, job *v1alpha1.NodeUpgradeJob, suspend bool) (ctrl.Result, error) {
 	base := job.DeepCopy()
 	job.Spec.Suspend = suspend

@@ -103,21 +103,22 @@ func (p *planner) canaryHolds() bool {
 	return cond != nil && cond.Reason != v1alpha1.CanaryResumed
 }
 
-// canaryRuns reports whether the wave still runs: only its nodes start.
+// canaryRuns reports whether the wave still runs, or has just ended and the
+// job is being suspended: only its nodes start.
 func (p *planner) canaryRuns() bool {
 	cond := meta.FindStatusCondition(p.status.Conditions, v1alpha1.ConditionCanary)
-	return p.in.Config.Canary != nil && cond != nil && cond.Reason == v1alpha1.CanaryInProgress
+	return p.in.Config.Canary != nil && cond != nil && (cond.Reason == v1alpha1.CanaryInProgress || cond.Reason == v1alpha1.CanaryPausing)
 }
 
 // followCanary moves the canary wave on. When the last canary node is
-// final and nodes are left, the job is suspended: the plan asks the
-// controller to set spec.suspend (SetSuspend), and the next plan, which
-// sees it set, records how the wave went in the Canary condition (True,
-// Passed; False, Failed) with a CanaryPaused event. Nothing else is
-// written before spec.suspend is, so a resumed job is never taken for a
-// paused one. Once spec.suspend is false again (an operator, or the soak
-// time of a wave that passed) the condition says Resumed and the rest of
-// the job starts.
+// final and nodes are left, the wave's result is recorded with reason
+// Pausing and the plan asks the controller to set spec.suspend
+// (SetSuspend), after it writes the status. The next plan that sees the job
+// suspended says Passed or Failed, with a CanaryPaused event; one that sees
+// it not suspended yet asks again. Recording first means a job whose canary
+// is Passed or Failed and that is not suspended was resumed by someone: the
+// condition says Resumed and the rest of the job starts. With a soak, the
+// controller itself resumes a wave that passed.
 func (p *planner) followCanary() {
 	c := p.in.Config.Canary
 	cond := meta.FindStatusCondition(p.status.Conditions, v1alpha1.ConditionCanary)
@@ -126,7 +127,9 @@ func (p *planner) followCanary() {
 	}
 	switch cond.Reason {
 	case v1alpha1.CanaryInProgress:
-		p.endCanary(c)
+		p.endCanary()
+	case v1alpha1.CanaryPausing:
+		p.paused(c, *cond)
 	case v1alpha1.CanaryPassed, v1alpha1.CanaryFailed:
 		if !p.in.Config.Suspended {
 			wave, _, _ := strings.Cut(cond.Message, "; ")
@@ -146,8 +149,9 @@ func (p *planner) followCanary() {
 	}
 }
 
-// endCanary pauses the job once every canary node is final.
-func (p *planner) endCanary(c *CanaryConfig) {
+// endCanary records the wave's result once every canary node is final,
+// and has the job suspended when nodes are left.
+func (p *planner) endCanary() {
 	wave, succeeded, failed, rest := 0, 0, 0, false
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
@@ -166,9 +170,9 @@ func (p *planner) endCanary(c *CanaryConfig) {
 			rest = true
 		}
 	}
-	status, reason := metav1.ConditionTrue, v1alpha1.CanaryPassed
+	status := metav1.ConditionTrue
 	if failed > 0 || wave == 0 {
-		status, reason = metav1.ConditionFalse, v1alpha1.CanaryFailed
+		status = metav1.ConditionFalse
 	}
 	msg := fmt.Sprintf("canary wave of %d nodes: %d succeeded, %d failed", wave, succeeded, failed)
 	if wave == 0 {
@@ -178,18 +182,31 @@ func (p *planner) endCanary(c *CanaryConfig) {
 		p.setCondition(v1alpha1.ConditionCanary, status, v1alpha1.CanaryResumed, msg+"; no node is left after it")
 		return
 	}
+	p.setCondition(v1alpha1.ConditionCanary, status, v1alpha1.CanaryPausing, msg+"; suspending the job")
+	p.paused(p.in.Config.Canary, *meta.FindStatusCondition(p.status.Conditions, v1alpha1.ConditionCanary))
+}
+
+// paused finishes the pause once spec.suspend is set (Passed or Failed,
+// and a CanaryPaused event), or asks for it again.
+func (p *planner) paused(c *CanaryConfig, cond metav1.Condition) {
 	if !p.in.Config.Suspended {
 		suspend := true
 		p.plan.SetSuspend = &suspend
 		return
 	}
+	msg, _, _ := strings.Cut(cond.Message, "; ")
+	reason := v1alpha1.CanaryPassed
+	if cond.Status != metav1.ConditionTrue {
+		reason = v1alpha1.CanaryFailed
+	}
 	if reason == v1alpha1.CanaryPassed && c.Soak > 0 {
-		msg += fmt.Sprintf("; the job resumes by itself after %s, at %s", c.Soak, p.now.Add(c.Soak).Format(time.RFC3339))
-		p.wakeAt(p.now.Add(c.Soak))
+		at := cond.LastTransitionTime.Add(c.Soak)
+		msg += fmt.Sprintf("; the job resumes by itself after %s, at %s", c.Soak, at.UTC().Format(time.RFC3339))
+		p.wakeAt(at)
 	} else {
 		msg += "; set spec.suspend to false (kubectl nodeupgrade resume) to upgrade the rest"
 	}
-	p.setCondition(v1alpha1.ConditionCanary, status, reason, msg)
+	p.setCondition(v1alpha1.ConditionCanary, cond.Status, reason, msg)
 	p.addEvent(reason == v1alpha1.CanaryFailed, ReasonCanaryPaused, "", "Job suspended after its canary wave: %s", msg)
 }
 

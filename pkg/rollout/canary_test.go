@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -93,4 +94,54 @@ func TestOptOutLabelSkips(t *testing.T) {
 	nodes["node-02"] = later
 	p = Decide(Input{Config: cfg(1, "0"), Status: p.Status, Nodes: nodes, Now: t0})
 	g.Expect(entry(p, "node-02").State).To(Equal(v1alpha1.StateSkipped))
+}
+
+// TestCanaryEndedByAnExpiredDeferral: a canary node NotReady for its whole
+// timeout fails, which ends the wave in the same plan that asks for
+// spec.suspend. The result is in that plan's status (Pausing), so the plan
+// made once the job is suspended, in which no deferral expires, still
+// pauses the job rather than wait for ever. (Found by the simulation: the
+// first design wrote nothing before spec.suspend was set.)
+func TestCanaryEndedByAnExpiredDeferral(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(2, "0")
+	c.Canary = &CanaryConfig{Count: 1}
+	nodes := fleet(3)
+	down := nodes["node-00"]
+	down.Ready = false
+	nodes["node-00"] = down
+	p := start(c, names(3), nodes)
+	g.Expect(entry(p, "node-00").Reason).To(ContainSubstring("NotReady"))
+	p = Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Now: t0.Add(c.Timeout)})
+	g.Expect(entry(p, "node-00").State).To(Equal(v1alpha1.StateFailed))
+	g.Expect(p.SetSuspend).NotTo(BeNil())
+	g.Expect(meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionCanary).Reason).To(Equal(v1alpha1.CanaryPausing))
+	g.Expect(p.Dispatch).To(BeEmpty(), "nothing else starts while the job is being suspended")
+
+	c.Suspended = true
+	p = Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Now: t0.Add(c.Timeout + time.Second)})
+	cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionCanary)
+	g.Expect(cond.Reason).To(Equal(v1alpha1.CanaryFailed))
+	g.Expect(p.SetSuspend).To(BeNil())
+	g.Expect(p.Status.State).To(Equal(v1alpha1.StateSuspended))
+
+}
+
+// TestCanaryPausingIsNotAResume: a plan that finds the wave's result
+// recorded (Pausing) but spec.suspend not yet set asks for it again; it
+// starts nothing and does not take the job for resumed.
+func TestCanaryPausingIsNotAResume(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(2, "0")
+	c.Canary = &CanaryConfig{Count: 1}
+	p := start(c, names(3), fleet(3))
+	nodes := fleet(3)
+	nodes["node-00"] = edgeNode("v1.21.0")
+	done := Decide(Input{Config: c, Status: p.Status, Nodes: nodes, Pods: map[string]PodView{"node-00": {Phase: PodSucceeded}}, Now: t0.Add(time.Minute)})
+	g.Expect(done.SetSuspend).NotTo(BeNil())
+	again := Decide(Input{Config: c, Status: done.Status, Nodes: nodes, Now: t0.Add(2 * time.Minute)})
+	g.Expect(again.SetSuspend).NotTo(BeNil())
+	g.Expect(*again.SetSuspend).To(BeTrue())
+	g.Expect(again.Dispatch).To(BeEmpty())
+	g.Expect(meta.FindStatusCondition(again.Status.Conditions, v1alpha1.ConditionCanary).Reason).To(Equal(v1alpha1.CanaryPausing))
 }

@@ -139,9 +139,10 @@
 //     their entries: planner.markCanary (from initialize).
 //   - Only its nodes start; failureTolerate stops nothing while it holds:
 //     planner.canaryRuns, planner.canaryHolds, [Plan.SetSuspend].
-//   - Its end suspends the job (SetSuspend, then the Canary condition and
-//     event once spec.suspend is set), the soak resumes it:
-//     planner.followCanary, planner.endCanary. Its failures stay out of
+//   - Its end records the result (reason Pausing) and suspends the job
+//     (SetSuspend, after the status write); Passed or Failed and the event
+//     once spec.suspend is set; the soak resumes it: planner.followCanary,
+//     planner.endCanary, planner.paused. Its failures stay out of
 //     failureTolerate after a resume: canaryFailures, judged.
 //
 // Opt-out: a node labelled v1alpha1.LabelOptOut=true is Skipped:

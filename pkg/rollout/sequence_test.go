@@ -314,16 +314,12 @@ func runSequence(t *testing.T, sc seqScenario) string {
 			in.Selection = nil // read on the first plan only
 		}
 		p := Decide(in)
+		writePlan(&b, prev, p, &lastJob)
 		if p.SetSuspend != nil {
-			// As the controller: set spec.suspend, write nothing else, and
-			// plan again from the changed spec.
-			b.WriteString(p.String() + "\n")
+			// As the controller: once the status is written.
 			w.suspended = *p.SetSuspend
 			fmt.Fprintf(&b, "world: the controller sets spec.suspend: %t\n", w.suspended)
-			in.Config.Suspended = w.suspended
-			p = Decide(in)
 		}
-		writePlan(&b, prev, p, &lastJob)
 		w.apply(p, func() { checkSequenceStep(t, tick, sc, w, p, finalSeen) })
 		prev = p
 		if p.Finished && len(p.Dispatch)+len(p.Cleanup) == 0 {

@@ -160,8 +160,8 @@ type Plan struct {
 	// (v1alpha1.AnnotationApproved) once the status is written.
 	Approve []string
 	// SetSuspend, when not nil, asks the controller to set spec.suspend to
-	// it before anything else, and to plan again: true when the canary
-	// wave is done, false when it soaked and passed (canary.go).
+	// it once the status is written: true when the canary wave is done (its
+	// condition says Pausing), false when it soaked and passed (canary.go).
 	SetSuspend *bool
 	// RequeueAfter is when the plan may change with no event: the next
 	// deadline or window opening. Zero means no such time.
