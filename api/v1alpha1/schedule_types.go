@@ -135,7 +135,7 @@ const (
 	// spec.suspend (recorded first, so that a job seen not suspended
 	// after it is told from one an operator resumed).
 	CanaryPausing = "Pausing"
-	CanaryPassed     = "Passed"
-	CanaryFailed     = "Failed"
-	CanaryResumed    = "Resumed"
+	CanaryPassed  = "Passed"
+	CanaryFailed  = "Failed"
+	CanaryResumed = "Resumed"
 )
