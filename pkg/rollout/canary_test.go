@@ -124,7 +124,6 @@ func TestCanaryEndedByAnExpiredDeferral(t *testing.T) {
 	g.Expect(cond.Reason).To(Equal(v1alpha1.CanaryFailed))
 	g.Expect(p.SetSuspend).To(BeNil())
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateSuspended))
-
 }
 
 // TestCanaryPausingIsNotAResume: a plan that finds the wave's result
