@@ -303,6 +303,13 @@ type NodeUpgradeJobStatus struct {
 	// +optional
 	NextWindow string `json:"nextWindow,omitempty"`
 
+	// ResolvedImageDigests are the install image's digests the controller
+	// read from spec.imageDigestGatter.registryAPI, once, before any node
+	// started: the nodes pull by them, and they stay what the job ran
+	// whatever the tag names later. (nodeupgrade's field.)
+	// +optional
+	ResolvedImageDigests *ResolvedImageDigests `json:"resolvedImageDigests,omitempty"`
+
 	// Phase is KubeEdge v1alpha2's job phase (Init, InProgress, Completed,
 	// Failure), derived from state. The controller writes InProgress from its
 	// first write, never Init (cloudcore's taskManager runs Init jobs). On a
@@ -310,6 +317,24 @@ type NodeUpgradeJobStatus struct {
 	// KubeEdge's controllers, and the job is left to that controller.
 	// +optional
 	Phase string `json:"phase,omitempty"`
+}
+
+// ResolvedImageDigests are what a registry served for the install image's
+// tag when the controller asked (see NodeUpgradeJobStatus).
+type ResolvedImageDigests struct {
+	// Image is the reference looked up: registryAPI.host, the install
+	// image's path and spec.version as the tag.
+	Image string `json:"image"`
+	// Tag is the digest of the manifest or index the tag named.
+	Tag string `json:"tag"`
+	// AMD64 is the digest of the linux/amd64 image, if the tag serves one.
+	// +optional
+	AMD64 string `json:"amd64,omitempty"`
+	// ARM64 is the digest of the linux/arm64 image, if the tag serves one.
+	// +optional
+	ARM64 string `json:"arm64,omitempty"`
+	// Time is when the registry answered.
+	Time metav1.Time `json:"time"`
 }
 
 // NodeCounts tallies a job's nodes by where they are.

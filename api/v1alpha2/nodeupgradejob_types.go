@@ -207,6 +207,22 @@ type NodeUpgradeJobStatus struct {
 	// in v1alpha1.
 	// +optional
 	NextWindow string `json:"nextWindow,omitempty"`
+	// nodeupgrade: ResolvedImageDigests are the install image's digests read
+	// from imageDigestGatter.registryAPI, as in v1alpha1.
+	// +optional
+	ResolvedImageDigests *ResolvedImageDigests `json:"resolvedImageDigests,omitempty"`
+}
+
+// ResolvedImageDigests are what a registry served for the install image's
+// tag (nodeupgrade's, as in v1alpha1).
+type ResolvedImageDigests struct {
+	Image string `json:"image"`
+	Tag   string `json:"tag"`
+	// +optional
+	AMD64 string `json:"amd64,omitempty"`
+	// +optional
+	ARM64 string      `json:"arm64,omitempty"`
+	Time  metav1.Time `json:"time"`
 }
 
 // NodeCounts tallies a job's nodes by where they are (nodeupgrade's, as in v1alpha1).

@@ -45,6 +45,7 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 		return in, pods, "", err
 	}
 	in.Pods = podViews(pods.own)
+	in.HeldBy = r.holdUpgrade(ctx)
 	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
 		return in, pods, "", err
 	}

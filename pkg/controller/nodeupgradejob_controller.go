@@ -45,6 +45,12 @@ type Reconciler struct {
 	// notHandled remembers the jobs already reported as handled by another
 	// controller (UID/reason), so each is reported once per process.
 	notHandled sync.Map
+
+	// digests reads install images' digests from registries
+	// (spec.imageDigestGatter.registryAPI); digestTries remembers each
+	// job's last refused lookup, to space the next (see resolveDigests).
+	digests     DigestResolver
+	digestTries sync.Map // job UID -> digestTry
 }
 
 // Deps are what a Reconciler reads and writes through.
@@ -62,6 +68,10 @@ type Deps struct {
 	Clock clock.PassiveClock
 	// Metrics are recorded into; nil records none.
 	Metrics *Metrics
+	// Digests reads install images' digests from registries, for jobs with
+	// spec.imageDigestGatter.registryAPI; nil holds such jobs with that
+	// reason.
+	Digests DigestResolver
 }
 
 // NewReconciler returns a Reconciler working through deps with opts, once
@@ -78,7 +88,7 @@ func NewReconciler(deps Deps, opts Options) (*Reconciler, error) {
 		deps.Clock = clock.RealClock{}
 	}
 	return &Reconciler{client: deps.Client, apiReader: deps.APIReader, recorder: deps.Recorder,
-		clock: deps.Clock, opts: opts, metrics: deps.Metrics}, nil
+		clock: deps.Clock, opts: opts, metrics: deps.Metrics, digests: deps.Digests}, nil
 }
 
 // errNotBuilt is what a Reconciler not made by NewReconciler returns.
@@ -126,7 +136,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	digestRetry := r.resolveDigests(ctx, job, &in)
 	plan := rollout.Decide(in)
+	if digestRetry > 0 && (plan.RequeueAfter == 0 || digestRetry < plan.RequeueAfter) {
+		plan.RequeueAfter = digestRetry
+	}
 	r.markOtherController(job, &plan.Status)
 
 	statusChanged := !equality.Semantic.DeepEqual(job.Status, plan.Status)

@@ -42,6 +42,11 @@ type Options struct {
 	// RequireImageDigest refuses jobs that do not pin their install image
 	// by digest in spec.imageDigestGatter (--require-image-digest).
 	RequireImageDigest bool
+	// HonorHoldUpgrade holds an approved node waiting for its confirmation
+	// while a pod on it carries KubeEdge's edge.kubeedge.io/hold-upgrade=true
+	// (--honor-hold-upgrade). It needs list on pods in every namespace,
+	// granted by config/rbac/hold_upgrade, not by the default role.
+	HonorHoldUpgrade bool
 	// ImagePullSecrets name Secrets in Namespace that every upgrade pod
 	// lists as imagePullSecrets (--image-pull-secrets).
 	ImagePullSecrets []string

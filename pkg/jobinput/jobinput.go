@@ -9,6 +9,7 @@ package jobinput
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,7 +60,23 @@ func Build(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, policy Policy, now
 		in.Config.Refusal = err.Error()
 	}
 	in.ObjectBytes = rollout.ObjectBytes(job)
+	applyRegistryDigests(&in.Config, job)
 	return in, installImage
+}
+
+// applyRegistryDigests adds the digests the controller read through
+// spec.imageDigestGatter.registryAPI (status.resolvedImageDigests) to the
+// config, or holds the job until they are read.
+func applyRegistryDigests(cfg *rollout.Config, job *v1alpha1.NodeUpgradeJob) {
+	g := job.Spec.ImageDigestGatter
+	if cfg.Refusal != "" || g == nil || g.RegistryAPI == nil {
+		return
+	}
+	if r := job.Status.ResolvedImageDigests; r != nil {
+		cfg.ApplyResolvedDigests(r)
+		return
+	}
+	cfg.DigestsUnresolved = "waiting for the install image's digests from " + g.RegistryAPI.Host
 }
 
 // Refuse says why the controller will not run job's upgrades ("" when it
@@ -94,7 +111,7 @@ func Refuse(job *v1alpha1.NodeUpgradeJob, policy Policy) (installImage, refusal 
 	if !imageref.RepositoryAllowed(repo, policy.AllowedImageRepositories) {
 		return "", fmt.Sprintf("image repository %q is not allowed by this controller (allowed: %v)", repo, policy.AllowedImageRepositories)
 	}
-	if why := digestRefusal(job.Spec.ImageDigestGatter, policy.RequireImageDigest); why != "" {
+	if why := digestRefusal(job, policy); why != "" {
 		return "", why
 	}
 	for i, item := range job.Spec.CheckItems {
@@ -107,20 +124,23 @@ func Refuse(job *v1alpha1.NodeUpgradeJob, policy Policy) (installImage, refusal 
 
 // digestRefusal says why a job's spec.imageDigestGatter cannot be honoured
 // ("" when it can, or when there is none and none is required). Each digest
-// must be sha256 in lower-case hex (v1alpha2's schema checks nothing).
-// registryAPI is refused, whatever else is set: digests are not resolved
-// from a registry by this controller, and its token would sit in the job
-// for every reader of jobs to see.
-func digestRefusal(g *v1alpha1.ImageDigestGatter, required bool) string {
+// must be sha256 in lower-case hex (v1alpha2's schema checks nothing). A
+// registryAPI pins the image too: the controller reads the digests from
+// that registry before any node starts (see DigestLookup). Its token is
+// refused, whatever else is set: it would sit in the job for every reader
+// of jobs to see; the controller's own credentials are used instead.
+func digestRefusal(job *v1alpha1.NodeUpgradeJob, policy Policy) string {
+	g, required := job.Spec.ImageDigestGatter, policy.RequireImageDigest
 	if g != nil && g.RegistryAPI != nil {
 		if g.RegistryAPI.Token != "" {
-			return "spec.imageDigestGatter.registryAPI.token: a registry token in the job is readable by everyone who may read jobs, and this controller does not use it; " +
-				"remove spec.imageDigestGatter.registryAPI and give the digests (value, or amd64 and arm64)"
+			return "spec.imageDigestGatter.registryAPI.token: a registry token in the job is readable by everyone who may read jobs; " +
+				"remove it: the controller reads the registry with its own credentials (--registry-credentials-file)"
 		}
-		return "spec.imageDigestGatter.registryAPI: this controller does not resolve digests from a registry; " +
-			"remove it and give the digests (value, or amd64 and arm64)"
+		if _, err := DigestLookup(job, policy); err != nil {
+			return err.Error()
+		}
 	}
-	pinned := false
+	pinned := g != nil && g.RegistryAPI != nil
 	if g != nil {
 		for _, f := range []struct{ field, digest string }{{"value", g.Value}, {"amd64", g.AMD64}, {"arm64", g.ARM64}} {
 			field, d := f.field, f.digest
@@ -135,7 +155,42 @@ func digestRefusal(g *v1alpha1.ImageDigestGatter, required bool) string {
 	}
 	if required && !pinned {
 		return "spec.imageDigestGatter: this controller requires the install image pinned by digest (--require-image-digest): " +
-			"set spec.imageDigestGatter.value, or amd64 and arm64"
+			"set spec.imageDigestGatter.value, amd64 and arm64, or registryAPI"
 	}
 	return ""
+}
+
+// DigestLookup is the reference the controller reads the install image's
+// digests from, for a job with spec.imageDigestGatter.registryAPI: the
+// install image's path on registryAPI.host, tagged with spec.version, as
+// KubeEdge's controller looks it up. The host may be the image's own
+// registry or, as the controller only ever speaks to registries it trusts,
+// the registry of an entry of --allowed-image-repositories (a mirror of the
+// same content); with --allow-any-image-repository, any.
+func DigestLookup(job *v1alpha1.NodeUpgradeJob, policy Policy) (string, error) {
+	g := job.Spec.ImageDigestGatter
+	if g == nil || g.RegistryAPI == nil {
+		return "", fmt.Errorf("spec.imageDigestGatter.registryAPI is not set")
+	}
+	repo, err := imageref.Repository(job.Spec.Image)
+	if err != nil {
+		return "", fmt.Errorf("spec.image: %w", err)
+	}
+	imageHost, path, _ := strings.Cut(repo, "/")
+	host := strings.TrimSuffix(strings.TrimPrefix(g.RegistryAPI.Host, "https://"), "/")
+	lookup, err := imageref.Repository(host + "/" + path)
+	parsedAsHost := strings.HasPrefix(lookup, strings.ToLower(host)+"/") ||
+		strings.HasPrefix(lookup, imageref.DefaultRegistry+"/") && strings.EqualFold(host, "index.docker.io")
+	if err != nil || host == "" || strings.Contains(host, "/") || !parsedAsHost {
+		return "", fmt.Errorf("spec.imageDigestGatter.registryAPI.host: %q is not a registry host (HOST or HOST:PORT)", g.RegistryAPI.Host)
+	}
+	lookupHost, _, _ := strings.Cut(lookup, "/")
+	if lookupHost != imageHost && len(policy.AllowedImageRepositories) > 0 && !slices.ContainsFunc(policy.AllowedImageRepositories, func(entry string) bool {
+		entryHost, _, _ := strings.Cut(entry, "/")
+		return entryHost == lookupHost
+	}) {
+		return "", fmt.Errorf("spec.imageDigestGatter.registryAPI.host: %q is neither the install image's registry %q nor one of --allowed-image-repositories; "+
+			"the controller reads digests only from registries it trusts", g.RegistryAPI.Host, imageHost)
+	}
+	return lookup + ":" + job.Spec.Version, nil
 }

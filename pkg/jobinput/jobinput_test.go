@@ -1,6 +1,7 @@
 package jobinput
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,12 +102,14 @@ func TestBuild(t *testing.T) {
 }
 
 // spec.imageDigestGatter: digests of both versions' shapes are honoured,
-// a malformed one or a registryAPI (with or without its token) refuses the
-// job naming the field, and --require-image-digest refuses a job without.
+// a malformed one, a registryAPI token or a registryAPI on a registry the
+// controller does not trust refuses the job naming the field, and --require-image-digest refuses a job without.
 func TestRefuseDigests(t *testing.T) {
 	good := "sha256:" + strings.Repeat("0a", 32)
 	required := policy
 	required.RequireImageDigest = true
+	mirror := policy
+	mirror.AllowedImageRepositories = append(slices.Clone(policy.AllowedImageRepositories), "mirror.example.com:5000/kubeedge/")
 	for _, tc := range []struct {
 		name   string
 		gatter *v1alpha1.ImageDigestGatter
@@ -117,10 +120,21 @@ func TestRefuseDigests(t *testing.T) {
 		{"v1alpha1's value", &v1alpha1.ImageDigestGatter{Value: good}, policy, ""},
 		{"v1alpha2's per architecture", &v1alpha1.ImageDigestGatter{AMD64: good, ARM64: good}, policy, ""},
 		{"malformed", &v1alpha1.ImageDigestGatter{AMD64: good, ARM64: "sha256:XYZ"}, policy, `spec.imageDigestGatter.arm64: "sha256:XYZ" is not a digest`},
-		{"registryAPI", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "registry.example.com"}}, policy,
-			"spec.imageDigestGatter.registryAPI: this controller does not resolve digests"},
-		{"a token in the job", &v1alpha1.ImageDigestGatter{AMD64: good, RegistryAPI: &v1alpha1.RegistryAPI{Host: "r", Token: "t0ken"}}, policy,
+		{"registryAPI on the image's registry", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "docker.io"}}, policy, ""},
+		{"registryAPI on Docker Hub's index name", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "index.docker.io"}}, policy, ""},
+		{"registryAPI on an allowed mirror", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "https://mirror.example.com:5000/"}}, mirror, ""},
+		{"registryAPI elsewhere", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "metadata.internal:80"}}, policy,
+			`spec.imageDigestGatter.registryAPI.host: "metadata.internal:80" is neither the install image's registry "docker.io" nor one of --allowed-image-repositories`},
+		{"registryAPI host with a path", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "mirror.example.com:5000/x"}}, mirror,
+			"spec.imageDigestGatter.registryAPI.host: \"mirror.example.com:5000/x\" is not a registry host"},
+		{"registryAPI host no host", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "mirror"}}, mirror,
+			"spec.imageDigestGatter.registryAPI.host: \"mirror\" is not a registry host"},
+		{"registryAPI host, bad characters", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "r.example.com;id"}}, mirror,
+			"is not a registry host"},
+		{"registryAPI anywhere, any repository allowed", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "metadata.internal:80"}}, Policy{}, ""},
+		{"a token in the job", &v1alpha1.ImageDigestGatter{AMD64: good, RegistryAPI: &v1alpha1.RegistryAPI{Host: "docker.io", Token: "t0ken"}}, policy,
 			"spec.imageDigestGatter.registryAPI.token: a registry token in the job is readable"},
+		{"required, registryAPI", &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "docker.io"}}, required, ""},
 		{"required, none", nil, required, "requires the install image pinned by digest (--require-image-digest)"},
 		{"required, empty", &v1alpha1.ImageDigestGatter{}, required, "--require-image-digest"},
 		{"required, given", &v1alpha1.ImageDigestGatter{Value: good}, required, ""},
@@ -137,4 +151,26 @@ func TestRefuseDigests(t *testing.T) {
 			g.Expect(refusal).NotTo(ContainSubstring("t0ken"), "the token is never repeated")
 		})
 	}
+}
+
+// A job that reads its digests from a registry is held until the
+// controller has recorded them, then pulls by them.
+func TestBuildRegistryDigests(t *testing.T) {
+	g := NewWithT(t)
+	job := &v1alpha1.NodeUpgradeJob{Spec: v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", NodeNames: []string{"a"},
+		ImageDigestGatter: &v1alpha1.ImageDigestGatter{RegistryAPI: &v1alpha1.RegistryAPI{Host: "docker.io"}}}}
+	in, _ := Build(job, nil, policy, time.Now())
+	g.Expect(in.Config.Refusal).To(BeEmpty())
+	g.Expect(in.Config.DigestsUnresolved).To(Equal("waiting for the install image's digests from docker.io"))
+	lookup, err := DigestLookup(job, policy)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(lookup).To(Equal("docker.io/kubeedge/installation-package:v1.23.1"))
+
+	amd := "sha256:" + strings.Repeat("a", 64)
+	job.Status.ResolvedImageDigests = &v1alpha1.ResolvedImageDigests{Image: lookup, Tag: amd, AMD64: amd}
+	in, _ = Build(job, nil, policy, time.Now())
+	g.Expect(in.Config.DigestsUnresolved).To(BeEmpty())
+	d, ok := in.Config.DigestFor("amd64")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(d).To(Equal(amd))
 }

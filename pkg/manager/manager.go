@@ -24,6 +24,7 @@ import (
 
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/controller"
+	"github.com/nodeupgrade/nodeupgrade/pkg/registrydigest"
 )
 
 // ImageRepository is the project's image, which holds the controller and
@@ -67,6 +68,9 @@ type Config struct {
 	// tests run the controller with a clock that differs from the nodes'.
 	Clock     clock.PassiveClock
 	pprofAddr string
+	// Registry is how the controller reads install images' digests from
+	// registries, for jobs with spec.imageDigestGatter.registryAPI.
+	Registry registrydigest.Options
 }
 
 // Leader election (client-go's LeaseLock) gets, creates and updates its
@@ -92,6 +96,7 @@ func BindFlags(fs *flag.FlagSet) *Config {
 		return nil
 	})
 	fs.BoolVar(&o.RequireImageDigest, "require-image-digest", false, "Refuse jobs that do not pin their install image by digest (spec.imageDigestGatter): every node then pulls the package by digest, whatever its tag points to.")
+	fs.BoolVar(&o.HonorHoldUpgrade, "honor-hold-upgrade", false, "Hold a node of a job with spec.requireConfirmation, even once approved, while a pod on it carries KubeEdge's edge.kubeedge.io/hold-upgrade=true. Needs list on pods in all namespaces (config/rbac/hold_upgrade; Helm: holdUpgrade.enabled).")
 	fs.BoolVar(&o.AllowAnyImageRepository, "allow-any-image-repository", false, "Let jobs name any install image, instead of --allowed-image-repositories: whoever may create a NodeUpgradeJob then picks the code that runs as root on its nodes.")
 	fs.Func("image-pull-secrets", "Comma-separated names of kubernetes.io/dockerconfigjson Secrets in --namespace that the upgrade pods name as imagePullSecrets, for registries that need credentials to pull the runner image or the installation package. The controller does not read them: the nodes' kubelets (edgecore) do.", func(v string) error {
 		o.ImagePullSecrets = nil
@@ -105,6 +110,8 @@ func BindFlags(fs *flag.FlagSet) *Config {
 		}
 		return nil
 	})
+	fs.StringVar(&c.Registry.CredentialsFile, "registry-credentials-file", "", "A docker config.json (a kubernetes.io/dockerconfigjson Secret mounted into the controller's pod) with the credentials the controller reads install images' digests with, for jobs with spec.imageDigestGatter.registryAPI; empty reads anonymously. Jobs never carry a token.")
+	fs.StringVar(&c.Registry.CAFile, "registry-ca-file", "", "PEM certificates trusted, beside the system's, when reading digests from a registry with a private CA.")
 	fs.IntVar(&o.Thresholds.CPU, "check-cpu-threshold", o.Thresholds.CPU, "Usage percent at or above which the cpu check fails.")
 	fs.IntVar(&o.Thresholds.Mem, "check-mem-threshold", o.Thresholds.Mem, "Usage percent at or above which the mem check fails.")
 	fs.IntVar(&o.Thresholds.Disk, "check-disk-threshold", o.Thresholds.Disk, "Usage percent at or above which the disk check fails.")
@@ -206,12 +213,17 @@ func New(restCfg *rest.Config, c *Config, adjust ...func(*ctrl.Options)) (ctrl.M
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
+	digests, err := registrydigest.New(c.Registry)
+	if err != nil {
+		return nil, err
+	}
 	r, err := controller.NewReconciler(controller.Deps{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("nodeupgrade-controller"),
 		Clock:     c.Clock,
 		Metrics:   controller.NewMetrics(),
+		Digests:   digests,
 	}, opts)
 	if err != nil {
 		return nil, err

@@ -42,6 +42,15 @@ type Config struct {
 	Windows Schedule
 	// Canary is spec.canary; nil without one (canary.go).
 	Canary *CanaryConfig
+	// DigestMismatch says, by architecture ("" for every architecture the
+	// spec does not pin on its own), why the spec's digest cannot be run:
+	// the registry serves another (see ApplyResolvedDigests).
+	DigestMismatch map[string]string
+	// DigestsUnresolved, when set, holds every pending node, as a
+	// suspension does: the job reads its digests from a registry
+	// (spec.imageDigestGatter.registryAPI) and has not read them yet. It
+	// says so, with the registry's last error.
+	DigestsUnresolved string
 }
 
 // DigestFor is the digest a node of architecture arch pulls the install

@@ -28,7 +28,7 @@ func (p *planner) startPending() {
 			continue
 		}
 		settled := p.settleIfNeedless(e)
-		if !settled && !p.in.Config.Suspended {
+		if !settled && !p.in.Config.Suspended && p.in.Config.DigestsUnresolved == "" {
 			p.expireDeferral(e)
 		}
 	}
@@ -44,7 +44,7 @@ func (p *planner) startPending() {
 			e.Reason = "not attempted: the job stopped on failureTolerate"
 			continue
 		}
-		if p.in.Config.Suspended || p.canaryRuns() && !e.Canary {
+		if p.in.Config.Suspended || p.in.Config.DigestsUnresolved != "" || p.canaryRuns() && !e.Canary {
 			holdPending(e)
 			continue
 		}
@@ -65,11 +65,11 @@ func (p *planner) startPending() {
 		if free <= 0 {
 			continue
 		}
-		digest, pinned := p.in.Config.DigestFor(node.Arch)
-		if !pinned {
-			p.fail(e, failure{at: v1alpha1.EventInit, why: noDigestFor(node.Arch, p.in.Config.ImageDigests)})
+		if why := p.in.Config.digestRefusal(node.Arch); why != "" {
+			p.fail(e, failure{at: v1alpha1.EventInit, why: why})
 			continue
 		}
+		digest, _ := p.in.Config.DigestFor(node.Arch)
 		free--
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()

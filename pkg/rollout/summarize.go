@@ -48,6 +48,9 @@ func (p *planner) summarize() {
 			reason = fmt.Sprintf("stopping: %d of %d nodes failed (more than failureTolerate %s); waiting for %d in flight",
 				c.Failed, eligible, p.toleranceText(), c.InFlight)
 		}
+		if why := p.in.Config.DigestsUnresolved; why != "" && !p.in.Config.Suspended && !exceeded && p.in.Config.Refusal == "" {
+			reason = fmt.Sprintf("%s; %d pending start once they are read", why, c.Pending)
+		}
 		p.setSuspended(c)
 		if p.in.Config.Suspended {
 			if !exceeded && p.in.Config.Refusal == "" {

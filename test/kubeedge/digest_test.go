@@ -3,6 +3,7 @@
 package kubeedge
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -20,7 +21,20 @@ import (
 // package pulled by digest, as the node's containerd shows: the kubelet
 // pulled <repo>@<digest>, and the tag keadm reads names that image.
 func TestDigestPinnedJob(t *testing.T) {
-	ctx, w := startWorld(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	t.Cleanup(cancel)
+	w := kubeedgeworld.StartT(t, ctx, kubeedgeworld.Options{Nodes: 1})
+	// The controller reads digests from the world's real registry (Debian's
+	// docker-registry) under the address the host reaches it by, a mirror
+	// of the nodes' registry to the controller, with its own credentials.
+	mirror, caFile, credentials, err := w.ControllerRegistryAccess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.StartController(ctx, "--registry-ca-file="+caFile, "--registry-credentials-file="+credentials,
+		"--allowed-image-repositories="+kubeedgeworld.InstallPackageRepo+","+mirror+"/kubeedge/"); err != nil {
+		t.Fatalf("start controller: %v", err)
+	}
 	n := w.Nodes()[0]
 	before := snapshot(t, ctx, w, n)
 	ref := kubeedgeworld.InstallPackageRepo + ":" + toVersion
@@ -55,16 +69,28 @@ func TestDigestPinnedJob(t *testing.T) {
 	}
 	waitPodsGone(t, ctx, w, n.Name(), 5*time.Minute)
 
+	// Pinned twice over: the spec's amd64 digest, and registryAPI, which
+	// the controller resolves from the registry before the node starts;
+	// the two agree.
 	jw = watchJob(ctx, w.Cluster.Client, "digest")
 	defer jw.stop()
 	job = newJob("digest", toVersion, []string{n.Name()}, 1, nil)
-	job.Spec.ImageDigestGatter = &v1alpha1.ImageDigestGatter{AMD64: digest, ARM64: digest}
+	job.Spec.ImageDigestGatter = &v1alpha1.ImageDigestGatter{AMD64: digest, RegistryAPI: &v1alpha1.RegistryAPI{Host: mirror}}
 	if err := w.Cluster.Client.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
 	final = jw.waitFinal(t, ctx, jobTimeout)
 	if final.Status.State != v1alpha1.StateSuccessful {
 		t.Fatalf("pinned job %s: %+v", final.Status.State, final.Status)
+	}
+	resolved := final.Status.ResolvedImageDigests
+	tagDigest, err := w.ManifestDigest(ctx, ref, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("digests the controller read from %s: %+v", mirror, resolved)
+	if resolved == nil || resolved.AMD64 != digest || resolved.Tag != tagDigest || resolved.Image != mirror+"/kubeedge/installation-package:"+toVersion {
+		t.Errorf("status.resolvedImageDigests %+v, want amd64 %s and tag %s from %s", resolved, digest, tagDigest, mirror)
 	}
 	if err := w.WaitNodesReady(ctx, 3*time.Minute, "kubeedge-"+toVersion, n.Name()); err != nil {
 		t.Fatal(err)

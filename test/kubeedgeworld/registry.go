@@ -352,3 +352,23 @@ func (w *World) ManifestDigest(ctx context.Context, ref, arch string) (string, e
 	}
 	return "", fmt.Errorf("%s has no linux/%s manifest", ref, arch)
 }
+
+// ControllerRegistryAccess writes, into the world's folder, what a
+// controller on the host reads the installation packages' registry with
+// (--registry-ca-file, --registry-credentials-file), and returns the
+// registry's address as the host reaches it: the gateway's address, which
+// its certificate names beside RegistryHost (the host cannot resolve that
+// name; the nodes can). To the controller it is a mirror of AuthRegistry:
+// the same registry under another name.
+func (w *World) ControllerRegistryAccess() (host, caFile, credentialsFile string, err error) {
+	host = w.registries.authed.addr
+	dir := filepath.Join(w.dir, "registry")
+	caFile = filepath.Join(dir, "ca.crt")
+	auth := base64.StdEncoding.EncodeToString([]byte(RegistryUser + ":" + RegistryPassword))
+	data, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
+	if err != nil {
+		return "", "", "", err
+	}
+	credentialsFile = filepath.Join(dir, "controller-config.json")
+	return host, caFile, credentialsFile, os.WriteFile(credentialsFile, data, 0o600)
+}
