@@ -28,6 +28,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.maintenanceWindows) == has(oldSelf.maintenanceWindows) && (!has(self.maintenanceWindows) || self.maintenanceWindows == oldSelf.maintenanceWindows)",message="spec.maintenanceWindows is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".maintenanceWindows"
 // +kubebuilder:validation:XValidation:rule="has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary)",message="spec.canary is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".canary"
 // +kubebuilder:validation:XValidation:rule="!has(self.canary) || !has(self.canary.count) || !has(self.nodeNames) || self.canary.count < size(self.nodeNames)",message="spec.canary.count must be smaller than the number of spec.nodeNames: the canary is the first wave, not the whole job",fieldPath=".canary.count"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
+// +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
 	// NodeNames is a request to select some specific nodes. If it is non-empty,
 	// the upgrade job simply select these edge nodes to do upgrade operation.
@@ -142,6 +144,18 @@ type NodeUpgradeJobSpec struct {
 	// the job (see Canary). (nodeupgrade's field.)
 	// +optional
 	Canary *Canary `json:"canary,omitempty"`
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
+
+	// PreStage (nodeupgrade's) pulls each node's images before its
+	// upgrade, at a concurrency of its own; a node is upgraded only once
+	// staged. Unset: no staging.
+	// +optional
+	PreStage *PreStage `json:"preStage,omitempty"`
+
 	// Suspend pauses the rollout while true: no node is started, nodes in
 	// flight finish under their own deadlines, and the job shows state and
 	// condition Suspended. Setting it back to false resumes the rollout. It
@@ -205,7 +219,8 @@ type TaskStatus struct {
 	// State is the node's upgrade phase: "" (pending), Init (dispatched),
 	// Checking, WaitingConfirmation (checked, waiting for its confirmation:
 	// no slot, no clock), Confirmed (confirmed and given a slot), BackingUp,
-	// Upgrading, RollingBack, Successful, Failed, NotAttempted or Skipped.
+	// Upgrading, Verifying (soaking in its health gate), RollingBack,
+	// Successful, Failed, NotAttempted or Skipped.
 	// +optional
 	State string `json:"state,omitempty"`
 	// Event is the last step the node reached: Init, Check,
@@ -234,6 +249,11 @@ type TaskStatus struct {
 	// +optional
 	// +listType=atomic
 	ActionFlow []ActionStatus `json:"actionFlow,omitempty"`
+	// Stage is the node's pre-staging (spec.preStage): Staging, Staged or
+	// Failed; "" without pre-staging or before the node's turn to stage.
+	// (nodeupgrade's.)
+	// +optional
+	Stage string `json:"stage,omitempty"`
 	// CurrentVersion is the node's edgecore version as KubeEdge v1alpha2
 	// records it. This controller does not write it.
 	// +optional

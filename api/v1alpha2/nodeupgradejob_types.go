@@ -47,6 +47,8 @@ const FinalizerNodeUpgradeJob = "kubeedge.io/nodeupgradejob-controller"
 // +kubebuilder:validation:XValidation:rule="has(self.maintenanceWindows) == has(oldSelf.maintenanceWindows) && (!has(self.maintenanceWindows) || self.maintenanceWindows == oldSelf.maintenanceWindows)",message="spec.maintenanceWindows is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".maintenanceWindows"
 // +kubebuilder:validation:XValidation:rule="has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary)",message="spec.canary is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".canary"
 // +kubebuilder:validation:XValidation:rule="!has(self.canary) || !has(self.canary.count) || !has(self.nodeNames) || self.canary.count < size(self.nodeNames)",message="spec.canary.count must be smaller than the number of spec.nodeNames: the canary is the first wave, not the whole job",fieldPath=".canary.count"
+// +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
+// +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -122,6 +124,18 @@ type NodeUpgradeJobSpec struct {
 	// the job (see Canary). (nodeupgrade's field.)
 	// +optional
 	Canary *Canary `json:"canary,omitempty"`
+	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
+	// Ready on the target before it counts, and rolls back a node that
+	// fails it. Unset: no gate.
+	// +optional
+	HealthGate *HealthGate `json:"healthGate,omitempty"`
+
+	// PreStage (nodeupgrade's) pulls each node's images before its
+	// upgrade, at a concurrency of its own; a node is upgraded only once
+	// staged. Unset: no staging.
+	// +optional
+	PreStage *PreStage `json:"preStage,omitempty"`
+
 	// nodeupgrade: Suspend pauses the rollout while true, as in v1alpha1.
 	// No default here: v1alpha2 adds nothing to what KubeEdge's schema does.
 	// +optional
@@ -286,6 +300,9 @@ type NodeUpgradeJobNodeTaskStatus struct {
 	// nodeupgrade: Canary marks a node of the canary wave, as in v1alpha1.
 	// +optional
 	Canary bool `json:"canary,omitempty"`
+	// nodeupgrade: Stage is the node's pre-staging, as in v1alpha1.
+	// +optional
+	Stage string `json:"stage,omitempty"`
 }
 
 // NodeUpgradeJobActionStatus defines the results of executing the action.

@@ -25,6 +25,9 @@ type observedPods struct {
 	// that have the name of a node of this job: a dispatch that Replaces
 	// one deletes it first.
 	kept jobPods
+	// stage are the job's stage pods (spec.preStage); rollback its health
+	// gate's rollback pods.
+	stage, rollback jobPods
 }
 
 // readInput gathers the planner's input from the cache: the job's config,
@@ -44,7 +47,13 @@ func (r *Reconciler) readInput(ctx context.Context, job *v1alpha1.NodeUpgradeJob
 	if pods.own, err = r.listPods(ctx, r.client, job); err != nil {
 		return in, pods, "", err
 	}
+	if pods.stage, pods.rollback, err = r.listStageAndRollbackPods(ctx, job); err != nil {
+		return in, pods, "", err
+	}
+	in.RollbackPods = podViews(pods.rollback)
 	in.Pods = podViews(pods.own)
+	in.StagePods = podViews(pods.stage)
+	in.GatePods = r.gatePods(ctx, job)
 	in.HeldBy = r.holdUpgrade(ctx)
 	if pods.kept, err = r.markBusyNodes(ctx, job, in.Nodes, in.Pods); err != nil {
 		return in, pods, "", err
@@ -71,6 +80,12 @@ func podViews(pods jobPods) map[string]rollout.PodView {
 // the pod of an older job of the same name, or of another job on the
 // node, is never taken for this job's.
 func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob) (jobPods, error) {
+	return r.listJobPods(ctx, reader, job, "")
+}
+
+// listJobPods lists the job's own pods of one kind by node: its upgrade
+// pods (action ""), or the pods of a v1alpha1.AnnotationPodAction.
+func (r *Reconciler) listJobPods(ctx context.Context, reader client.Reader, job *v1alpha1.NodeUpgradeJob, action string) (jobPods, error) {
 	list := &corev1.PodList{}
 	if err := reader.List(ctx, list, client.InNamespace(r.opts.Namespace),
 		client.MatchingLabels{v1alpha1.LabelJob: upgradepod.JobLabelValue(job.Name)}); err != nil {
@@ -80,7 +95,7 @@ func (r *Reconciler) listPods(ctx context.Context, reader client.Reader, job *v1
 	for i := range list.Items {
 		pod := &list.Items[i]
 		node := pod.Annotations[v1alpha1.AnnotationNode]
-		if node == "" || !upgradepod.Owns(string(job.UID), pod) {
+		if node == "" || !upgradepod.Owns(string(job.UID), pod) || pod.Annotations[v1alpha1.AnnotationPodAction] != action {
 			continue
 		}
 		pods[node] = pod
@@ -110,4 +125,21 @@ func (r *Reconciler) markBusyNodes(ctx context.Context, job *v1alpha1.NodeUpgrad
 		kept[node] = pod.DeepCopy() // the list shares the cache's objects
 	}
 	return kept, nil
+}
+
+// listStageAndRollbackPods returns the job's stage pods (spec.preStage)
+// and health-gate rollback pods (spec.healthGate) from the cache, by node;
+// none for a job without either.
+func (r *Reconciler) listStageAndRollbackPods(ctx context.Context, job *v1alpha1.NodeUpgradeJob) (stage, rollback jobPods, err error) {
+	if job.Spec.PreStage != nil {
+		if stage, err = r.listJobPods(ctx, r.client, job, v1alpha1.PodActionStage); err != nil {
+			return nil, nil, err
+		}
+	}
+	if job.Spec.HealthGate != nil {
+		if rollback, err = r.listJobPods(ctx, r.client, job, v1alpha1.PodActionRollback); err != nil {
+			return nil, nil, err
+		}
+	}
+	return stage, rollback, nil
 }

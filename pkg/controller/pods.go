@@ -40,7 +40,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	g.SetLimit(r.opts.PodWorkers)
 	var refused atomic.Bool
 	for _, d := range plan.Dispatch {
-		if _, exists := pods.own[d.Node]; exists {
+		if _, exists := pods.own[d.Node]; exists || d.Rollback {
 			continue
 		}
 		g.Go(func() error {
@@ -56,6 +56,7 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 			return err
 		})
 	}
+	r.stageAndRollbackPods(gctx, g, job, pods, plan, installImage)
 	for _, node := range plan.Approve {
 		if pod, ok := pods.own[node]; ok {
 			g.Go(func() error { return r.approvePod(gctx, pod) })
@@ -126,7 +127,11 @@ func (r *Reconciler) approvePod(ctx context.Context, pod *corev1.Pod) error {
 // wait (rollout's requeueBusy).
 func (r *Reconciler) createPod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, d rollout.Dispatch, installImage string) (busy bool, err error) {
 	log := klog.FromContext(ctx).WithValues("node", d.Node)
-	pod := upgradepod.Build(upgradepod.Params{
+	build := upgradepod.Build
+	if d.Rollback {
+		build = upgradepod.BuildRollback
+	}
+	pod := build(upgradepod.Params{
 		JobName: job.Name, JobUID: string(job.UID), NodeName: d.Node,
 		Namespace:      r.opts.Namespace,
 		RunnerImage:    r.opts.RunnerImage,
@@ -243,4 +248,52 @@ func (r *Reconciler) deletePod(ctx context.Context, pod *corev1.Pod, cancel stri
 	}
 	log.V(2).Info("Upgrade pod deleted")
 	return nil
+}
+
+// createStagePod creates a node's stage pod (spec.preStage); one that
+// exists already (an earlier reconcile's, not yet in the cache) is fine.
+func (r *Reconciler) createStagePod(ctx context.Context, job *v1alpha1.NodeUpgradeJob, st rollout.StageDispatch, installImage string) error {
+	pod := upgradepod.BuildStage(upgradepod.Params{
+		JobName: job.Name, JobUID: string(job.UID), NodeName: st.Node,
+		Namespace:    r.opts.Namespace,
+		RunnerImage:  r.opts.RunnerImage,
+		InstallImage: installImage,
+		ImageDigest:  st.ImageDigest,
+		PullSecrets:  r.opts.ImagePullSecrets,
+		OwnerRef:     metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind("NodeUpgradeJob")),
+	})
+	if err := r.client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the stage pod for node %s: %w", st.Node, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Stage pod created", "node", st.Node, "pod", klog.KObj(pod))
+	return nil
+}
+
+// stageAndRollbackPods carries out a plan's stage pods (spec.preStage) and
+// health-gate rollback pods (spec.healthGate): creates and deletes.
+func (r *Reconciler) stageAndRollbackPods(ctx context.Context, g *errgroup.Group, job *v1alpha1.NodeUpgradeJob, pods observedPods,
+	plan rollout.Plan, installImage string) {
+	for _, d := range plan.Dispatch {
+		if _, exists := pods.rollback[d.Node]; d.Rollback && !exists {
+			g.Go(func() error {
+				_, err := r.createPod(ctx, job, d, installImage)
+				return err
+			})
+		}
+	}
+	for _, st := range plan.Stage {
+		if _, exists := pods.stage[st.Node]; !exists {
+			g.Go(func() error { return r.createStagePod(ctx, job, st, installImage) })
+		}
+	}
+	for _, del := range []struct {
+		nodes []string
+		pods  jobPods
+	}{{plan.StageDelete, pods.stage}, {plan.RollbackDelete, pods.rollback}} {
+		for _, node := range del.nodes {
+			if pod, ok := del.pods[node]; ok {
+				g.Go(func() error { return r.deletePod(ctx, pod, "") })
+			}
+		}
+	}
 }

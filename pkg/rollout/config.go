@@ -42,6 +42,10 @@ type Config struct {
 	Windows Schedule
 	// Canary is spec.canary; nil without one (canary.go).
 	Canary *CanaryConfig
+	// Gate is spec.healthGate; nil when the job has none.
+	Gate *GateConfig
+	// PreStage is spec.preStage; nil when the job does not stage.
+	PreStage *StageConfig
 	// DigestMismatch says, by architecture ("" for every architecture the
 	// spec does not pin on its own), why the spec's digest cannot be run:
 	// the registry serves another (see ApplyResolvedDigests).
@@ -110,6 +114,10 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, err
 	}
 	cfg.Canary = canaryConfig(spec.Canary)
+	cfg.PreStage = stageConfig(spec.PreStage)
+	if cfg.Gate, err = gateConfig(spec.HealthGate); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
 }
 

@@ -62,7 +62,7 @@ func (p *planner) startPending() {
 		if e.Time != "" { // was deferred, is Ready again
 			e.Time, e.Reason = "", ""
 		}
-		if free <= 0 {
+		if free <= 0 || p.notStaged(e) {
 			continue
 		}
 		if why := p.in.Config.digestRefusal(node.Arch); why != "" {

@@ -29,6 +29,9 @@ type EntryTime struct {
 	// to wait for its confirmation. No clock runs from it: it is shown.
 	// A Confirmed node is in flight: its Dispatched is its confirmation.
 	WaitingSince time.Time
+	// GateSince is when a Verifying node's health-gate soak began; it
+	// passes at GateSince plus the soak (see gate.go).
+	GateSince time.Time
 }
 
 // restartUnreadableClock stamps an entry whose clock runs (an in-flight
@@ -48,6 +51,8 @@ func ReadEntryTime(e *v1alpha1.TaskStatus) EntryTime {
 		return EntryTime{}
 	}
 	switch {
+	case e.State == v1alpha1.StateVerifying:
+		return EntryTime{GateSince: t}
 	case NodeInFlight(e.State):
 		return EntryTime{Dispatched: t}
 	case e.State == v1alpha1.StateNone:

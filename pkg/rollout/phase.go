@@ -111,7 +111,7 @@ func impliedFlow(e *v1alpha1.TaskStatus, was string) []v1alpha1.ActionStatus {
 		return done(v1alpha1.FlowCheck, v1alpha1.FlowWaitingConfirmation)
 	case v1alpha1.StateBackingUp:
 		return done(v1alpha1.FlowCheck)
-	case v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+	case v1alpha1.StateUpgrading, v1alpha1.StateRollingBack, v1alpha1.StateVerifying:
 		return done(v1alpha1.FlowCheck, v1alpha1.FlowBackUp)
 	case v1alpha1.StateSuccessful:
 		if e.Event != v1alpha1.EventUpgrade {
@@ -152,7 +152,7 @@ func timedOutFlow(was string, done func(...string) []v1alpha1.ActionStatus,
 	switch was {
 	case v1alpha1.StateBackingUp:
 		return append(done(v1alpha1.FlowCheck), failed(v1alpha1.FlowBackUp, metav1.ConditionUnknown))
-	case v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+	case v1alpha1.StateUpgrading, v1alpha1.StateRollingBack, v1alpha1.StateVerifying:
 		return append(done(v1alpha1.FlowCheck, v1alpha1.FlowBackUp), failed(v1alpha1.FlowUpgrade, metav1.ConditionUnknown))
 	}
 	return []v1alpha1.ActionStatus{failed(v1alpha1.FlowCheck, metav1.ConditionUnknown)}

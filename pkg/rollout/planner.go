@@ -36,13 +36,16 @@ func Decide(in Input) Plan {
 			p.refuse()
 		}
 		p.progressInFlight()
+		p.stage()
 		p.startPending()
 		p.watchTimedOut()
 		p.summarize()
 	} else {
 		// Finished: a node that timed out may still report.
 		p.watchTimedOut()
+		p.dropStagePods()
 	}
+	p.dropRollbackPods()
 	// A plan's write that succeeds ends an earlier write failure.
 	meta.RemoveStatusCondition(&p.status.Conditions, v1alpha1.ConditionStatusWriteFailed)
 	p.kubeEdgeStatus()
@@ -103,7 +106,7 @@ func NodeFinal(state string) bool {
 func NodeInFlight(state string) bool {
 	switch state {
 	case v1alpha1.StateInit, v1alpha1.StateChecking, v1alpha1.StateConfirmed, v1alpha1.StateBackingUp,
-		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack:
+		v1alpha1.StateUpgrading, v1alpha1.StateRollingBack, v1alpha1.StateVerifying:
 		return true
 	}
 	return false

@@ -17,6 +17,15 @@ func (p *planner) progressInFlight() {
 		if !NodeInFlight(e.State) {
 			continue
 		}
+		switch {
+		case e.State == v1alpha1.StateVerifying:
+			p.followGate(e)
+			continue
+		case gateRollback(e):
+			p.restartUnreadableClock(e)
+			p.followGateRollback(e)
+			continue
+		}
 		p.restartUnreadableClock(e)
 		deadline := p.deadline(ReadEntryTime(e).Dispatched)
 		pod, hasPod := p.in.Pods[e.NodeName]
@@ -143,10 +152,11 @@ func (p *planner) verify(e *v1alpha1.TaskStatus, deadline time.Time, because str
 	node := p.in.Nodes[e.NodeName]
 	target := p.in.Config.TargetVersion
 	if node.Exists && node.Ready && nodeversion.AtLeast(node.Version, target) {
-		// No reason on success: at 10,000 nodes every byte per entry counts
-		// against etcd's request limit, and action and currentVersion say it.
-		e.State, e.Event, e.Action, e.Time, e.Reason = v1alpha1.StateSuccessful, v1alpha1.EventUpgrade, v1alpha1.ActionSuccess, p.stamp(), ""
-		p.normalEvent(ReasonNodeUpgraded, e.NodeName, "Node %s upgraded to %s", e.NodeName, node.Version)
+		if p.in.Config.Gate != nil {
+			p.startGate(e, node)
+			return
+		}
+		p.upgraded(e, node)
 		return
 	}
 	seen := describeNode(node)

@@ -107,7 +107,12 @@ type Input struct {
 	Nodes map[string]NodeView
 	// Pods is keyed by node name: the job's upgrade pods as observed.
 	Pods map[string]PodView
-	Now  time.Time
+	// StagePods is keyed by node name: the job's stage pods (spec.preStage).
+	StagePods map[string]PodView
+	// RollbackPods is keyed by node name: the job's health-gate rollback
+	// pods (spec.healthGate).
+	RollbackPods map[string]PodView
+	Now          time.Time
 	// HeldBy says what holds a node's upgrade ("" when nothing does): a
 	// pod on it annotated with KubeEdge's edge.kubeedge.io/hold-upgrade=true,
 	// named "namespace/name", or why its pods could not be read. The
@@ -115,6 +120,11 @@ type Input struct {
 	// when a slot is free for it, so the controller reads a node's pods
 	// only then. Nil means nothing holds any node.
 	HeldBy func(node string) string
+	// GatePods says which pods of the health gate's selector on a node are
+	// not Running and Ready ("" when all are, or none is there); ok is
+	// false when they could not be read (the node then waits). The
+	// planner asks only at the end of a node's soak. Nil: all are.
+	GatePods func(node string) (notReady string, ok bool)
 	// ObjectBytes bounds the JSON size of the job without its status
 	// (metadata and spec): the status may use what etcd leaves beside it.
 	ObjectBytes int
@@ -133,6 +143,9 @@ type Dispatch struct {
 	// its logs, the controller deletes first (NodeView.KeptPodOf): one
 	// upgrade pod name per node, and this dispatch needs it.
 	Replaces string
+	// Rollback asks for the node's health-gate rollback pod instead of an
+	// upgrade pod; the node's upgrade pod stays (it holds the node).
+	Rollback bool
 }
 
 // Event is something worth telling the user about, recorded on the job.
@@ -155,6 +168,12 @@ type Plan struct {
 	// cancel. Cancellations come first. See planCleanup.
 	Cleanup []PodCleanup
 	Events  []Event
+	// Stage lists the stage pods to create (spec.preStage); StageDelete the
+	// nodes whose stage pod is done with.
+	Stage       []StageDispatch
+	StageDelete []string
+	// RollbackDelete lists the nodes whose rollback pod is done with.
+	RollbackDelete []string
 	// Approve lists the waiting nodes confirmed by this plan (state
 	// Confirmed): the controller tells each one's pod to go on
 	// (v1alpha1.AnnotationApproved) once the status is written.

@@ -156,3 +156,24 @@ func TestWindowWakesTheJobWhenItOpens(t *testing.T) {
 	g.Expect(dispatched(next)).To(Equal([]string{"node-00"}))
 	g.Expect(next.Status.NextWindow).To(BeEmpty())
 }
+
+// TestStagingWindowsOnly: spec.preStage.windowsOnly stages a node only in
+// its window; without it staging starts at once, outside any window.
+func TestStagingWindowsOnly(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "0")
+	c.Windows = mustWindows(v1alpha1.MaintenanceWindow{StartTime: "22:00", EndTime: "02:00"}) // t0 is 10:00Z
+	c.PreStage = &StageConfig{Concurrency: 5}
+	nodes := fleet(2)
+	tokyo := nodes["node-01"]
+	tokyo.TimeZone = "Asia.Tokyo" // 19:00 there
+	nodes["node-01"] = tokyo
+	p := start(c, names(2), nodes)
+	g.Expect(p.Stage).To(HaveLen(2), "staging ignores the windows by default")
+	g.Expect(p.Dispatch).To(BeEmpty())
+
+	c.PreStage.WindowsOnly = true
+	g.Expect(start(c, names(2), nodes).Stage).To(BeEmpty(), "both outside their window")
+	p = Decide(Input{Config: c, Status: start(c, names(2), nodes).Status, Nodes: nodes, Now: t0.Add(3 * time.Hour)}) // 22:00 in Tokyo
+	g.Expect(p.Stage).To(ConsistOf(StageDispatch{Node: "node-01"}))
+}

@@ -38,6 +38,10 @@ const (
 	ContainerConfirm = string(StepConfirm)
 	ContainerBackup  = string(StepBackup)
 	ContainerUpgrade = string(StepUpgrade)
+	// ContainerRollback is the only step of a health gate's rollback pod
+	// (see gaterollback.go): it asks the job's unit to roll the committed
+	// upgrade back, and follows it.
+	ContainerRollback = string(StepRollback)
 )
 
 // Step names a runner step. Each of check, backup and upgrade is a
@@ -61,6 +65,10 @@ const (
 // resumed from the records whenever the unit starts again (after a crash or
 // a reboot).
 const SubcommandHost = "host"
+
+// SubcommandStage is the stage pod's runner container (spec.preStage): it
+// only proves the runner image is on the node, and exits 0.
+const SubcommandStage = "stage"
 
 // Result is the outcome of a step.
 type Result string

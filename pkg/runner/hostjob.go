@@ -209,6 +209,10 @@ func parseHostArgs(args []string) (hostRoot, jobUID string, err error) {
 // the job's work on the node ended (false: asked to stop first).
 func (u *unitRunner) carryOn(budget budgetRecord) bool {
 	base := Report{FromVersion: u.o.FromVersion, ToVersion: u.o.ToVersion}
+	if u.job.rollbackRequested() {
+		u.gateRollback(base)
+		return true
+	}
 	if _, ok := u.job.recorded(StepUpgrade); ok {
 		fmt.Fprintln(u.log, "the upgrade's outcome is recorded already; nothing to do")
 		return true

@@ -208,8 +208,8 @@ func ParseArgs(args []string, output io.Writer) (Step, Options, error) {
 	switch {
 	case strings.HasPrefix(args[0], "-"):
 		step, flags, stepErr = "", args, errMissingSubcommand
-	case step != StepCheck && step != StepConfirm && step != StepBackup && step != StepUpgrade:
-		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, confirm, backup, upgrade or %s", args[0], SubcommandHost)
+	case step != StepCheck && step != StepConfirm && step != StepBackup && step != StepUpgrade && step != StepRollback:
+		step, stepErr = "", fmt.Errorf("unknown subcommand %q: want check, confirm, backup, upgrade, rollback or %s", args[0], SubcommandHost)
 	}
 
 	fs := flag.NewFlagSet("nodeupgrade-runner "+string(step), flag.ContinueOnError)

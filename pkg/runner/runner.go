@@ -28,8 +28,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: nodeupgrade-runner check|confirm|backup|upgrade|%s [flags]\n", SubcommandHost)
 		return ExitBadArgs
 	}
-	if args[0] == SubcommandHost {
+	switch args[0] {
+	case SubcommandHost:
 		return HostMain(ctx, args[1:], stdout)
+	case SubcommandStage:
+		fmt.Fprintln(stdout, "the runner image is on this node")
+		return ExitOK
 	}
 	step, o, err := ParseArgs(args, stderr)
 	var rep Report
@@ -103,8 +107,11 @@ func runStep(ctx context.Context, step Step, o Options, log io.Writer) (Report, 
 		return base.failed(ExitUnsupported, "nothing was run: cannot start the job's budget on the node: "+err.Error())
 	}
 	r.budget = budget
-	if step == StepBackup {
+	switch step {
+	case StepBackup:
 		return r.launchAndFollow(ctx, base)
+	case StepRollback:
+		return r.requestRollback(ctx, base)
 	}
 	return r.follow(ctx, StepUpgrade, base)
 }

@@ -261,7 +261,7 @@ const (
 // step (runner.ExitDetached) says nothing of the upgrade, which goes on on
 // the node.
 func ended(container string, t *corev1.ContainerStateTerminated) string {
-	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade
+	follower := container == runner.ContainerBackup || container == runner.ContainerUpgrade || container == runner.ContainerRollback
 	if rep, err := runner.ParseReport(t.Message); err == nil {
 		switch {
 		case rep.Result == runner.ResultSucceeded:

@@ -357,6 +357,9 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
+	if pod.Annotations[v1alpha1.AnnotationPodAction] == v1alpha1.PodActionStage {
+		return s.stage(ctx, pod, now)
+	}
 
 	behavior, at, err := ParseBehavior(node.Annotations[AnnotationBehavior])
 	if err != nil {
@@ -595,4 +598,17 @@ func (s *Simulator) kill(ctx context.Context, pod *corev1.Pod, now time.Time) er
 	}
 	s.log.V(1).Info("pod killed", "pod", pod.Namespace+"/"+pod.Name, "node", pod.Spec.NodeName)
 	return nil
+}
+
+// stage plays a stage pod (spec.preStage): its containers only pull their
+// images and exit 0. Pulls take no time here; on a real node the package's
+// pull is most of a stage (docs/kubeedge.md).
+func (s *Simulator) stage(ctx context.Context, pod *corev1.Pod, now time.Time) error {
+	st := corev1.PodStatus{Phase: corev1.PodSucceeded, StartTime: &metav1.Time{Time: now}}
+	for _, c := range pod.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed",
+				StartedAt: metav1.Time{Time: now}, FinishedAt: metav1.Time{Time: now}}}})
+	}
+	return s.writeStatus(ctx, pod, st)
 }

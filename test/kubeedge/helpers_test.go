@@ -90,6 +90,18 @@ func watchJob(ctx context.Context, c client.Client, name string) *jobWatch {
 	return jw
 }
 
+// sawPod reports whether the watcher saw a pod of that name.
+func (jw *jobWatch) sawPod(name string) bool {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	for _, line := range jw.podKeys {
+		if strings.HasPrefix(line, name+" ") {
+			return true
+		}
+	}
+	return false
+}
+
 // podLine is a pod's containers as "name:state[:ready][#restarts]".
 func podLine(p *corev1.Pod) string {
 	parts := []string{p.Name, string(p.Status.Phase)}
