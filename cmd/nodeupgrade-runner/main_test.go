@@ -633,7 +633,7 @@ func TestRunnerUnitWaitsForAnotherJobOnTheNode(t *testing.T) {
 	// The unit says it waits once it has started, which a loaded machine
 	// can delay past any fixed pause: wait for the words, then check that
 	// nothing ran meanwhile.
-	g.Eventually(func() string { return h.unitLog(jobUID) }).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).
+	g.Eventually(func() string { return h.unitLog(jobUID) }).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).
 		Should(ContainSubstring("waiting for another job's upgrade on this node"))
 	g.Consistently(j.backup.done).WithTimeout(1500*time.Millisecond).ShouldNot(Receive(), "the unit must wait while another job holds the node")
 	g.Expect(h.calls(t)).To(BeEmpty())
