@@ -25,6 +25,9 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.checkItems) == has(oldSelf.checkItems) && (!has(self.checkItems) || self.checkItems == oldSelf.checkItems)",message="spec.checkItems is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".checkItems"
 // +kubebuilder:validation:XValidation:rule="has(self.imageDigestGatter) == has(oldSelf.imageDigestGatter) && (!has(self.imageDigestGatter) || self.imageDigestGatter == oldSelf.imageDigestGatter)",message="spec.imageDigestGatter is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".imageDigestGatter"
 // +kubebuilder:validation:XValidation:rule="(has(self.requireConfirmation) && self.requireConfirmation) == (has(oldSelf.requireConfirmation) && oldSelf.requireConfirmation)",message="spec.requireConfirmation is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".requireConfirmation"
+// +kubebuilder:validation:XValidation:rule="has(self.maintenanceWindows) == has(oldSelf.maintenanceWindows) && (!has(self.maintenanceWindows) || self.maintenanceWindows == oldSelf.maintenanceWindows)",message="spec.maintenanceWindows is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".maintenanceWindows"
+// +kubebuilder:validation:XValidation:rule="has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary)",message="spec.canary is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".canary"
+// +kubebuilder:validation:XValidation:rule="!has(self.canary) || !has(self.canary.count) || !has(self.nodeNames) || self.canary.count < size(self.nodeNames)",message="spec.canary.count must be smaller than the number of spec.nodeNames: the canary is the first wave, not the whole job",fieldPath=".canary.count"
 // +kubebuilder:validation:XValidation:rule="has(self.healthGate) == has(oldSelf.healthGate) && (!has(self.healthGate) || self.healthGate == oldSelf.healthGate)",message="spec.healthGate is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".healthGate"
 // +kubebuilder:validation:XValidation:rule="has(self.preStage) == has(oldSelf.preStage) && (!has(self.preStage) || self.preStage == oldSelf.preStage)",message="spec.preStage is immutable: only spec.suspend and spec.approvedNodes may change; create a new NodeUpgradeJob instead",fieldPath=".preStage"
 type NodeUpgradeJobSpec struct {
@@ -129,6 +132,18 @@ type NodeUpgradeJobSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$`
 	ApprovedNodes []string `json:"approvedNodes,omitempty"`
 
+	// MaintenanceWindows, when set, start nodes only inside one of these
+	// times of the week (see MaintenanceWindow); a node already dispatched
+	// finishes outside them. (nodeupgrade's field.)
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	MaintenanceWindows []MaintenanceWindow `json:"maintenanceWindows,omitempty"`
+
+	// Canary, when set, upgrades a first wave of nodes and then suspends
+	// the job (see Canary). (nodeupgrade's field.)
+	// +optional
+	Canary *Canary `json:"canary,omitempty"`
 	// HealthGate (nodeupgrade's) makes each node, once upgraded, soak
 	// Ready on the target before it counts, and rolls back a node that
 	// fails it. Unset: no gate.
@@ -247,6 +262,10 @@ type TaskStatus struct {
 	// v1alpha2 records it. This controller does not write it.
 	// +optional
 	HistoricVersion string `json:"historicVersion,omitempty"`
+	// Canary marks a node of the canary wave (spec.canary), chosen when
+	// the job starts. (nodeupgrade's field.)
+	// +optional
+	Canary bool `json:"canary,omitempty"`
 }
 
 // NodeUpgradeJobStatus stores the status of NodeUpgradeJob. It contains
@@ -299,6 +318,10 @@ type NodeUpgradeJobStatus struct {
 	// Progress is "finished/selected", e.g. "7/10".
 	// +optional
 	Progress string `json:"progress,omitempty"`
+	// NextWindow is when the next maintenance window opens (RFC 3339),
+	// while a pending node waits for one (condition WaitingForWindow).
+	// +optional
+	NextWindow string `json:"nextWindow,omitempty"`
 
 	// ResolvedImageDigests are the install image's digests the controller
 	// read from spec.imageDigestGatter.registryAPI, once, before any node
@@ -381,6 +404,7 @@ type NodeCounts struct {
 // +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.action`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.counts.failed`
+// +kubebuilder:printcolumn:name="Next-Window",type=string,JSONPath=`.status.nextWindow`,priority=1
 // +kubebuilder:printcolumn:name="In-Flight",type=integer,JSONPath=`.status.counts.inFlight`,priority=1
 // +kubebuilder:printcolumn:name="Waiting",type=integer,JSONPath=`.status.counts.waitingConfirmation`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1

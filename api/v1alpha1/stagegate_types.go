@@ -59,7 +59,7 @@ type PreStage struct {
 	// +kubebuilder:validation:Maximum=5000
 	Concurrency int32 `json:"concurrency,omitempty"`
 	// WindowsOnly stages only inside the job's maintenance windows, when
-	// the job has windows (issue 25's windows, built separately, read it).
+	// the job has windows (spec.maintenanceWindows, read in each node's zone).
 	// False, the default: staging starts as soon as the job exists, inside
 	// or outside any window, so that no window time is spent pulling.
 	// +optional

@@ -87,7 +87,7 @@ func newRootCommand(in io.Reader, out, errOut io.Writer) *cobra.Command {
 		"The controller's --edge-node-label: nodes without it are skipped")
 	a.bindPolicyFlags(root.PersistentFlags())
 	root.AddCommand(a.planCommand(), a.statusCommand(), a.pauseCommand(true), a.pauseCommand(false),
-		a.retryCommand(), a.logsCommand(), a.approveCommand())
+		a.retryCommand(), a.logsCommand(), a.approveCommand(), a.historyCommand())
 	return root
 }
 

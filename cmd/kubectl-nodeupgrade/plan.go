@@ -53,6 +53,13 @@ type PlanReport struct {
 	Estimate Estimate   `json:"estimate"`
 	// Warnings say what the plan could not check.
 	Warnings []string `json:"warnings,omitempty"`
+	// Windows describe spec.maintenanceWindows; WaveStarts (set with
+	// windows or a canary) say when each wave starts, waiting for windows
+	// and the canary's pause included; Pauses say where the job suspends
+	// itself.
+	Windows    []string `json:"windows,omitempty"`
+	WaveStarts []string `json:"waveStarts,omitempty"`
+	Pauses     []string `json:"pauses,omitempty"`
 }
 
 // PlanNode is one selected node in the plan.
@@ -72,6 +79,8 @@ type Estimate struct {
 	// Source says where PerNode comes from.
 	Source string `json:"source"`
 	Total  string `json:"total"`
+	// Finish is when the last wave ends (RFC 3339), with windows or a canary.
+	Finish string `json:"finish,omitempty"`
 }
 
 // perNode is a per-node upgrade time and where it comes from.
@@ -82,11 +91,12 @@ type perNode struct {
 
 // planJob runs the controller's planner on job as the controller would see
 // it on its first reconcile, against the given nodes and upgrade pods. Nodes
-// dispatched are then taken as upgraded and the planner asked again, with
-// the clock held still, until it dispatches nothing more: the waves come
-// from the planner itself, so the plan cannot disagree with the controller
-// on the order or the concurrency. Held still, no deadline passes, so a
-// deferred (NotReady or busy) node stays deferred rather than failing.
+// dispatched are then taken as upgraded and the planner asked again, until
+// it dispatches nothing more (waveRun): the waves come from the planner
+// itself, so the plan cannot disagree with the controller on the order, the
+// concurrency, the windows or the canary. The clock moves only by waves and
+// to window openings, and a deferred (NotReady or busy) node's wait starts
+// again at each step, so it stays deferred rather than failing.
 func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Pod, policy jobinput.Policy, now time.Time, per perNode) *PlanReport {
 	fresh := job.DeepCopy()
 	fresh.Status = v1alpha1.NodeUpgradeJobStatus{}
@@ -115,22 +125,11 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 	if job.Spec.FailureTolerate != "" {
 		report.FailureTolerate = job.Spec.FailureTolerate
 	}
-	wave := map[string]int{}
-	plan := rollout.Decide(in)
-	for len(plan.Dispatch) > 0 && len(report.Waves) <= len(plan.Status.NodeStatus) {
-		var names []string
-		for _, d := range plan.Dispatch {
-			names = append(names, d.Node)
-			wave[d.Node] = len(report.Waves) + 1
-			in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
-			view := in.Nodes[d.Node]
-			view.Version, view.Ready = cfg.TargetVersion, true
-			in.Nodes[d.Node] = view
-		}
-		report.Waves = append(report.Waves, names)
-		in.Status = plan.Status
-		plan = rollout.Decide(in)
-	}
+	report.Windows = describeWindows(job.Spec.MaintenanceWindows, nodes)
+	run := &waveRun{in: in, cfg: cfg, per: per.d, timed: len(cfg.Windows) > 0 || cfg.Canary != nil,
+		report: report, wave: map[string]int{}, at: now, end: now}
+	plan := run.run(job.Name)
+	wave := run.wave
 	for _, e := range plan.Status.NodeStatus {
 		n := PlanNode{Name: e.NodeName, Version: before[e.NodeName].Version, Reason: e.Reason}
 		switch {
@@ -149,11 +148,95 @@ func planJob(job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, pods []corev1.Po
 		// Every node skipped: the controller fails the job with this reason.
 		report.Refusal = plan.Status.Reason
 	}
-	report.Estimate = Estimate{
-		PerNode: per.d.String(), Source: per.source,
-		Total: (time.Duration(len(report.Waves)) * per.d).String(),
+	report.Estimate = Estimate{PerNode: per.d.String(), Source: per.source, Total: run.end.Sub(now).String()}
+	if run.timed {
+		report.Estimate.Finish = run.end.UTC().Format(time.RFC3339)
 	}
 	return report
+}
+
+// waveRun plays a job's plans wave by wave, for planJob. Its clock, at,
+// moves by the per-node time after each wave and to the next window when
+// nothing can start before it; end is when the last wave ends (a node that
+// never starts, a deferred one, may make the clock wait past it).
+type waveRun struct {
+	in      rollout.Input
+	cfg     rollout.Config
+	per     time.Duration
+	timed   bool // windows or a canary: wave starts are shown
+	report  *PlanReport
+	wave    map[string]int
+	at, end time.Time
+}
+
+// run plans until nothing more starts, and returns the last plan.
+func (w *waveRun) run(jobName string) rollout.Plan {
+	plan := rollout.Decide(w.in)
+	for steps := 0; steps <= 4*len(plan.Status.NodeStatus)+4; steps++ {
+		switch {
+		case plan.SetSuspend != nil && *plan.SetSuspend:
+			w.in.Status = plan.Status
+			w.pause(jobName)
+		case len(plan.Dispatch) > 0:
+			w.dispatch(plan)
+		case plan.Status.NextWindow != "":
+			// Nothing starts before the next window: wait for it.
+			next, err := time.Parse(time.RFC3339, plan.Status.NextWindow)
+			if err != nil || !next.After(w.at) {
+				return plan
+			}
+			w.in.Status, w.at = plan.Status, next
+		default:
+			return plan
+		}
+		// A deferred (NotReady or busy) node stays deferred rather than
+		// failing as the clock moves: its wait starts again at each step.
+		for i := range w.in.Status.NodeStatus {
+			if e := &w.in.Status.NodeStatus[i]; e.State == v1alpha1.StateNone {
+				e.Time = ""
+			}
+		}
+		w.in.Now = w.at
+		plan = rollout.Decide(w.in)
+	}
+	return plan
+}
+
+// dispatch takes a plan's dispatched nodes as one wave, upgraded when the
+// per-node time has passed.
+func (w *waveRun) dispatch(plan rollout.Plan) {
+	var names []string
+	for _, d := range plan.Dispatch {
+		names = append(names, d.Node)
+		w.wave[d.Node] = len(w.report.Waves) + 1
+		w.in.Pods[d.Node] = rollout.PodView{Phase: rollout.PodSucceeded}
+		view := w.in.Nodes[d.Node]
+		view.Version, view.Ready = w.cfg.TargetVersion, true
+		w.in.Nodes[d.Node] = view
+	}
+	w.report.Waves = append(w.report.Waves, names)
+	if w.timed {
+		w.report.WaveStarts = append(w.report.WaveStarts, w.at.UTC().Format(time.RFC3339))
+	}
+	w.in.Status = plan.Status
+	w.at = w.at.Add(w.per)
+	w.end = w.at
+}
+
+// pause: the canary wave is done and the job suspends itself. The plan
+// goes on as if it were resumed, after the soak if it has one.
+func (w *waveRun) pause(jobName string) {
+	w.in.Config.Suspended = true
+	w.in.Status = rollout.Decide(w.in).Status
+	w.in.Config.Suspended = false
+	pause := fmt.Sprintf("after wave %d (the canary) the job suspends itself until resumed (kubectl nodeupgrade resume %s); the waves after it follow the resume",
+		len(w.report.Waves), jobName)
+	if w.cfg.Canary.Soak > 0 {
+		pause = fmt.Sprintf("after wave %d (the canary) the job suspends itself and resumes by itself %s later if every canary node passed",
+			len(w.report.Waves), w.cfg.Canary.Soak)
+		w.at = w.at.Add(w.cfg.Canary.Soak)
+	}
+	w.report.Pauses = append(w.report.Pauses, pause)
 }
 
 // readJob reads a NodeUpgradeJob manifest from a file, "-" for stdin.
@@ -287,6 +370,9 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	}
 	fmt.Fprintf(w, "Plan for NodeUpgradeJob %s: upgrade to %s, %s selected by %s\n", r.Job, r.TargetVersion, plural(len(r.Nodes), "node"), r.SelectedBy)
 	fmt.Fprintf(w, "concurrency %d, timeout %s per node, failureTolerate %s\n", r.Concurrency, r.Timeout, r.FailureTolerate)
+	for _, window := range r.Windows {
+		fmt.Fprintf(w, "maintenance window: %s\n", window)
+	}
 	if r.Refusal != "" {
 		fmt.Fprintf(w, "\nThe controller would fail this job: %s\n", nodetext.Clean(r.Refusal))
 	}
@@ -309,9 +395,21 @@ func writePlan(w io.Writer, r *PlanReport, output string) error {
 	}
 	fmt.Fprintln(w)
 	for i, wave := range r.Waves {
+		if i < len(r.WaveStarts) {
+			fmt.Fprintf(w, "  wave %d (starts %s): %s\n", i+1, r.WaveStarts[i], strings.Join(wave, " "))
+			continue
+		}
 		fmt.Fprintf(w, "  wave %d: %s\n", i+1, strings.Join(wave, " "))
 	}
-	fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	for _, pause := range r.Pauses {
+		fmt.Fprintf(w, "  pause: %s\n", pause)
+	}
+	if r.Estimate.Finish != "" {
+		fmt.Fprintf(w, "Estimate: %s, until %s (%s of %s per node, waiting for windows and pauses included; %s)\n",
+			r.Estimate.Total, r.Estimate.Finish, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	} else {
+		fmt.Fprintf(w, "Estimate: %s (%s x %s per node; %s)\n", r.Estimate.Total, plural(len(r.Waves), "wave"), r.Estimate.PerNode, r.Estimate.Source)
+	}
 	for _, warning := range slices.Sorted(slices.Values(r.Warnings)) {
 		fmt.Fprintf(w, "Warning: %s\n", nodetext.Clean(warning))
 	}
@@ -352,4 +450,38 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// describeWindows writes spec.maintenanceWindows for people, and says
+// which selected nodes read them in their own zone.
+func describeWindows(windows []v1alpha1.MaintenanceWindow, nodes []corev1.Node) []string {
+	if len(windows) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(windows)+1)
+	for _, w := range windows {
+		days := "every day"
+		if len(w.Days) > 0 {
+			days = strings.Join(w.Days, ",")
+		}
+		zone := w.TimeZone
+		if zone == "" {
+			zone = "UTC"
+		}
+		across := ""
+		if w.EndTime <= w.StartTime {
+			across = " (to the next day)"
+		}
+		out = append(out, fmt.Sprintf("%s %s-%s%s %s", days, w.StartTime, w.EndTime, across, zone))
+	}
+	zoned := 0
+	for i := range nodes {
+		if nodes[i].Labels[v1alpha1.LabelTimeZone] != "" {
+			zoned++
+		}
+	}
+	if zoned > 0 {
+		out = append(out, fmt.Sprintf("read in a node's own zone where it has label %s (labelled: %s)", v1alpha1.LabelTimeZone, plural(zoned, "node")))
+	}
+	return out
 }

@@ -141,6 +141,40 @@ func TestPlanSuspended(t *testing.T) {
 	golden(t, "plan-suspended.golden", out.String())
 }
 
+// A job with a canary and a window in each node's zone: the plan waits
+// for the windows and shows the canary's pause. now is 10:00Z on a
+// Thursday: 11:00 in Berlin, 19:00 in Tokyo.
+func TestPlanWindowsAndCanary(t *testing.T) {
+	job, nodes, pods := planFixture()
+	one := int32(1)
+	job.Spec.Canary = &v1alpha1.Canary{Count: &one, SoakSeconds: 600}
+	job.Spec.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{StartTime: "22:00", EndTime: "01:00", TimeZone: "Europe/Berlin"}}
+	for i := range nodes {
+		if nodes[i].Name == "edge-c" {
+			nodes[i].Labels[v1alpha1.LabelTimeZone] = "Asia.Tokyo"
+		}
+	}
+	report := planJob(job, nodes, pods, jobinput.Policy{EdgeNodeLabel: controller.DefaultEdgeNodeLabel}, now, perNode{d: time.Hour, source: "--per-node"})
+	// edge-a is the canary, at Berlin's 22:00 (21:00Z): meanwhile Tokyo's
+	// window (13:00Z-16:00Z) passed for edge-c, held back as no canary, so
+	// it waits for Tokyo's next night. edge-b and edge-d follow the soak,
+	// edge-e the hour after, still in Berlin's window (to 00:00Z).
+	if got := fmt.Sprint(report.Waves); got != "[[edge-a] [edge-b edge-d] [edge-e] [edge-c]]" {
+		t.Errorf("waves = %s", got)
+	}
+	if got := fmt.Sprint(report.WaveStarts); got != "[2026-12-03T21:00:00Z 2026-12-03T22:10:00Z 2026-12-03T23:10:00Z 2026-12-04T13:00:00Z]" {
+		t.Errorf("wave starts = %s", got)
+	}
+	if len(report.Pauses) != 1 || report.Estimate.Finish != "2026-12-04T14:00:00Z" {
+		t.Errorf("pauses %v, finish %s", report.Pauses, report.Estimate.Finish)
+	}
+	var out bytes.Buffer
+	if err := writePlan(&out, report, ""); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan-windows-canary.golden", out.String())
+}
+
 func TestPlanRefusedAndAllSkipped(t *testing.T) {
 	job, nodes, _ := planFixture()
 	job.Spec.NodeNames = []string{"cloud-1", "typo-node"}
@@ -282,5 +316,25 @@ func TestMessages(t *testing.T) {
 	golden(t, "messages.golden", out.String())
 	if !strings.Contains(out.String(), `forbidden: cannot patch nodeupgradejob j (`) {
 		t.Error("a Forbidden error names what was refused")
+	}
+}
+
+// TestHistory reads a node's last upgrade as the controller writes it, and
+// says so when there is none or it is not a record.
+func TestHistory(t *testing.T) {
+	n := node("edge-a", "v1.21.0", true, true)
+	var out bytes.Buffer
+	if err := writeHistory(&out, &n, ""); err != nil || !strings.Contains(out.String(), "no upgrade recorded") {
+		t.Errorf("no record: %v %q", err, out.String())
+	}
+	n.Annotations = map[string]string{v1alpha1.AnnotationLastUpgrade: `{"job":"fleet-upgrade","from":"v1.20.0","to":"v1.21.0","result":"Success","time":"2026-12-03T10:04:00Z"}`}
+	out.Reset()
+	if err := writeHistory(&out, &n, ""); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "history.golden", out.String())
+	n.Annotations[v1alpha1.AnnotationLastUpgrade] = "not json"
+	if err := writeHistory(&out, &n, ""); err == nil || !strings.Contains(err.Error(), v1alpha1.AnnotationLastUpgrade) {
+		t.Errorf("a broken record must be an error naming the annotation: %v", err)
 	}
 }

@@ -200,6 +200,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, job *v1alpha1.NodeUpgr
 	if plan.Finished {
 		log.V(2).Info("Job finished", "state", plan.Status.State, "reason", plan.Status.Reason)
 	}
+	if plan.SetSuspend != nil && *plan.SetSuspend != job.Spec.Suspend {
+		return r.setSuspend(ctx, job, *plan.SetSuspend)
+	}
 	if soon > 0 && (plan.RequeueAfter == 0 || soon < plan.RequeueAfter) {
 		return ctrl.Result{RequeueAfter: soon}, nil
 	}
@@ -223,6 +226,23 @@ func (r *Reconciler) writeStatus(ctx context.Context, job *v1alpha1.NodeUpgradeJ
 	}
 	job.ResourceVersion = patched.ResourceVersion
 	return &patched.Status, nil
+}
+
+// setSuspend sets spec.suspend for the canary wave (rollout.Plan.SetSuspend:
+// true when it is done, false when it soaked and passed), after the plan's
+// status is written: that status says why (the Canary condition, reason
+// Pausing), so a plan that finds the job not yet suspended asks again
+// rather than take it for resumed. The patch carries the resourceVersion of
+// the job as written, so a job an operator changed meanwhile is planned
+// again rather than overridden.
+func (r *Reconciler) setSuspend(ctx context.Context, job *v1alpha1.NodeUpgradeJob, suspend bool) (ctrl.Result, error) {
+	base := job.DeepCopy()
+	job.Spec.Suspend = suspend
+	if err := r.client.Patch(ctx, job, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return requeueOnConflict(err, "setting spec.suspend after the canary wave")
+	}
+	klog.FromContext(ctx).Info("Canary wave: spec.suspend set", "suspend", suspend)
+	return ctrl.Result{RequeueAfter: conflictRetry}, nil
 }
 
 // logPlan logs a committed plan (rollout.Plan.String: the job's state and

@@ -69,6 +69,8 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 	if more {
 		cleanup = cleanup[:r.cleanupBudget()]
 	}
+	// job.Status is what the plan wrote, or, when it could not, what is stored.
+	history := historyEntries(job.Status, cleanup)
 	for _, c := range cleanup {
 		pod, ok := pods.own[c.Node]
 		if !ok {
@@ -76,6 +78,9 @@ func (r *Reconciler) applyPodActions(ctx context.Context, job *v1alpha1.NodeUpgr
 		}
 		g.Go(func() error {
 			if c.Release {
+				if err := r.recordHistory(gctx, job, pod, history[c.Node]); err != nil {
+					return err
+				}
 				if err := r.releasePod(gctx, pod); err != nil {
 					return err
 				}

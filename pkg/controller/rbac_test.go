@@ -43,7 +43,7 @@ type rules map[string][]string
 // blockOwnerDeletion on the pods' owner reference.
 var codeUses = map[grant]rules{
 	{Kind: "ClusterRole"}: {
-		"/nodes":                                 {"get", "list", "watch"},
+		"/nodes":                                 {"get", "list", "patch", "watch"},
 		"operations.kubeedge.io/nodeupgradejobs": {"get", "list", "patch", "watch"},
 		"operations.kubeedge.io/nodeupgradejobs/status":     {"patch"},
 		"operations.kubeedge.io/nodeupgradejobs/finalizers": {"update"},

@@ -81,6 +81,7 @@ func applyRegistryDigests(cfg *rollout.Config, job *v1alpha1.NodeUpgradeJob) {
 
 // Refuse says why the controller will not run job's upgrades ("" when it
 // will), each reason naming its field, in one order: spec.failureTolerate,
+// spec.maintenanceWindows (a zone the API server cannot check),
 // spec.version, its support, spec.image and the allow-list,
 // spec.imageDigestGatter (and --require-image-digest), spec.checkItems. It returns the
 // install image, normalised, when the job passes.

@@ -43,6 +43,13 @@ func TestRefuse(t *testing.T) {
 		{"first refusal wins", v1alpha1.NodeUpgradeJobSpec{Version: "v1.20.0", FailureTolerate: "2", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "spec.failureTolerate"},
 		{"version before image", v1alpha1.NodeUpgradeJobSpec{Version: "v1.20.0", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "spec.version v1.20.0"},
 		{"image before checks", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", Image: "evil.example/x", CheckItems: []string{"gpu"}}, "", "is not allowed"},
+		// The API server cannot know zone names: the controller refuses them.
+		{"unknown window zone", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", MaintenanceWindows: []v1alpha1.MaintenanceWindow{
+			{StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Berlin"}, {StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Atlantis"}}},
+			"", `spec.maintenanceWindows[1].timeZone: unknown time zone "Europe/Atlantis"`},
+		{"known window zone", v1alpha1.NodeUpgradeJobSpec{Version: "v1.23.1", MaintenanceWindows: []v1alpha1.MaintenanceWindow{
+			{Days: []string{"sunday"}, StartTime: "22:00", EndTime: "04:00", TimeZone: "America/Argentina/Buenos_Aires"}}},
+			"docker.io/kubeedge/installation-package:v1.23.1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)

@@ -37,6 +37,11 @@ type Config struct {
 	// Approved is spec.approvedNodes: the nodes confirmed from the cloud,
 	// v1alpha1.ApproveAll for all.
 	Approved []string
+	// Windows is spec.maintenanceWindows: pending nodes start only inside
+	// them (windows.go). Empty: always.
+	Windows Schedule
+	// Canary is spec.canary; nil without one (canary.go).
+	Canary *CanaryConfig
 	// Gate is spec.healthGate; nil when the job has none.
 	Gate *GateConfig
 	// PreStage is spec.preStage; nil when the job does not stage.
@@ -105,6 +110,10 @@ func ConfigFromSpec(spec *v1alpha1.NodeUpgradeJobSpec) (Config, error) {
 		return Config{}, fmt.Errorf("spec.failureTolerate %q is not a decimal ratio in [0, 1]", spec.FailureTolerate)
 	}
 	cfg.Tolerance = r
+	if cfg.Windows, err = ParseWindows(spec.MaintenanceWindows); err != nil {
+		return Config{}, err
+	}
+	cfg.Canary = canaryConfig(spec.Canary)
 	cfg.PreStage = stageConfig(spec.PreStage)
 	if cfg.Gate, err = gateConfig(spec.HealthGate); err != nil {
 		return Config{}, err

@@ -19,6 +19,7 @@ const maxListed = 10
 //	cancel <node>: <why>; ...
 //	release <node>, ...
 //	delete <node>, ...
+//	set spec.suspend=<bool>
 //	requeue after <duration>
 //
 // A line names at most 10 nodes and counts the rest. The events a plan
@@ -53,6 +54,9 @@ func (p Plan) String() string {
 	writeList(&b, "cancel", "; ", cancel)
 	writeList(&b, "release", ", ", release)
 	writeList(&b, "delete", ", ", del)
+	if p.SetSuspend != nil {
+		fmt.Fprintf(&b, "\nset spec.suspend=%t", *p.SetSuspend)
+	}
 	if p.RequeueAfter > 0 {
 		fmt.Fprintf(&b, "\nrequeue after %s", p.RequeueAfter)
 	}

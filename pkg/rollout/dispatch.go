@@ -6,6 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 )
 
@@ -15,7 +18,7 @@ import (
 // A refused job has no pending node left (see refuse).
 func (p *planner) startPending() {
 	counts := tally(p.status.NodeStatus)
-	p.failed, p.skipped = int(counts.Failed), int(counts.Skipped)
+	p.failed, p.skipped = int(counts.Failed)-canaryFailures(p.status.NodeStatus), int(counts.Skipped)
 	// Settle every failure this plan can see before the first dispatch, so
 	// that no node starts in a plan that also finds tolerance exceeded.
 	// A suspended job's deferrals do not expire: see holdPending.
@@ -29,6 +32,7 @@ func (p *planner) startPending() {
 			p.expireDeferral(e)
 		}
 	}
+	p.followCanary()
 	free := p.followWaiting(p.in.Config.Concurrency - int(counts.InFlight) - p.draining())
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
@@ -40,11 +44,17 @@ func (p *planner) startPending() {
 			e.Reason = "not attempted: the job stopped on failureTolerate"
 			continue
 		}
-		if p.in.Config.Suspended || p.in.Config.DigestsUnresolved != "" {
+		if p.in.Config.Suspended || p.in.Config.DigestsUnresolved != "" || p.canaryRuns() && !e.Canary {
 			holdPending(e)
 			continue
 		}
 		node := p.in.Nodes[e.NodeName]
+		if held, why := p.outsideWindow(e, node); held {
+			continue
+		} else if why != "" {
+			p.fail(e, failure{at: v1alpha1.EventInit, why: why})
+			continue
+		}
 		if why := waitReason(node); why != "" {
 			p.deferNode(e, free > 0, why)
 			continue
@@ -69,6 +79,50 @@ func (p *planner) startPending() {
 		p.wakeAt(deadline)
 		p.status.Event = v1alpha1.EventUpgrade
 	}
+	p.showWindow()
+}
+
+// outsideWindow holds a pending node outside its maintenance windows, as a
+// suspension holds it (no clock runs: see holdPending), and notes when its
+// next window opens. why is set when the node's zone label names no zone:
+// its windows cannot be read, and it fails.
+func (p *planner) outsideWindow(e *v1alpha1.TaskStatus, node NodeView) (held bool, why string) {
+	if len(p.in.Config.Windows) == 0 {
+		return false, ""
+	}
+	st, why := p.nodeWindow(node)
+	if why != "" || st.open {
+		return false, why
+	}
+	holdPending(e)
+	p.waiting++
+	if p.nextWindow.IsZero() || st.next.Before(p.nextWindow) {
+		p.nextWindow = st.next
+	}
+	return true, ""
+}
+
+// showWindow shows the job waiting for a maintenance window: status
+// nextWindow, the WaitingForWindow condition and, when the wait starts, an
+// event; and wakes the job when the window opens (no polling).
+func (p *planner) showWindow() {
+	was := meta.IsStatusConditionTrue(p.status.Conditions, v1alpha1.ConditionWaitingForWindow)
+	if p.waiting == 0 {
+		p.status.NextWindow = ""
+		if was {
+			p.setCondition(v1alpha1.ConditionWaitingForWindow, metav1.ConditionFalse, ReasonWindowOpen, "no pending node waits for its maintenance window")
+			p.normalEvent(ReasonWindowOpen, "", "Maintenance window open: pending nodes may start")
+		}
+		return
+	}
+	next := p.nextWindow.UTC().Format(time.RFC3339)
+	msg := fmt.Sprintf("%d pending node(s) wait for their maintenance window; the next opens at %s", p.waiting, next)
+	if !was || p.status.NextWindow != next {
+		p.normalEvent(ReasonWaitingForWindow, "", "%s", msg)
+	}
+	p.status.NextWindow = next
+	p.setCondition(v1alpha1.ConditionWaitingForWindow, metav1.ConditionTrue, ReasonWaitingForWindow, msg)
+	p.wakeAt(p.nextWindow)
 }
 
 // holdPending keeps a pending node of a suspended job waiting without a
@@ -162,7 +216,7 @@ func (p *planner) expireDeferral(e *v1alpha1.TaskStatus) {
 // stopped reports whether failureTolerate is exceeded by the failures this
 // plan has counted so far.
 func (p *planner) stopped() bool {
-	return p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus)-p.skipped)
+	return !p.canaryHolds() && p.in.Config.ToleranceExceeded(p.failed, len(p.status.NodeStatus)-p.skipped)
 }
 
 // noDigestFor says why a node of a job that pins its image by digest

@@ -123,6 +123,31 @@
 //   - The Suspended state and condition, Suspended/Resumed events:
 //     planner.summarize, planner.setSuspended (summarize.go).
 //
+// Maintenance windows (windows.go, dispatch.go):
+//   - spec.maintenanceWindows parsed, zones loaded (embedded tzdata), every
+//     error naming its field: [ParseWindows], from [ConfigFromSpec].
+//   - A window read in the node's zone (v1alpha1.LabelTimeZone) or its own:
+//     [Schedule.Open], [Schedule.NextOpen], planner.nodeWindow (once per
+//     zone and plan).
+//   - A pending node outside its windows is held without a clock, as a
+//     suspension holds it; a bad zone label fails it at its turn:
+//     planner.outsideWindow. status.nextWindow, the WaitingForWindow
+//     condition, events and the wake-up at the opening: planner.showWindow.
+//
+// Canary (canary.go):
+//   - The wave, chosen once among the nodes to upgrade and recorded in
+//     their entries: planner.markCanary (from initialize).
+//   - Only its nodes start; failureTolerate stops nothing while it holds:
+//     planner.canaryRuns, planner.canaryHolds, [Plan.SetSuspend].
+//   - Its end records the result (reason Pausing) and suspends the job
+//     (SetSuspend, after the status write); Passed or Failed and the event
+//     once spec.suspend is set; the soak resumes it: planner.followCanary,
+//     planner.endCanary, planner.paused. Its failures stay out of
+//     failureTolerate after a resume: canaryFailures, judged.
+//
+// Opt-out: a node labelled v1alpha1.LabelOptOut=true is Skipped:
+// planner.settleIfNeedless (initialize.go).
+//
 // Finish (summarize.go):
 //   - Counters, progress and versions, counted once: planner.summarize,
 //     tally; the final state, reason and conditions: planner.finish.

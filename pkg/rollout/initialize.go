@@ -37,6 +37,7 @@ func (p *planner) initialize() {
 	for i := range p.status.NodeStatus {
 		p.settleIfNeedless(&p.status.NodeStatus[i])
 	}
+	p.markCanary()
 	p.normalEvent(ReasonStarted, "", "Upgrading %d nodes selected by %s to %s", len(names), p.in.SelectionSource, p.in.Config.TargetVersion)
 }
 
@@ -87,6 +88,9 @@ func (p *planner) settleIfNeedless(e *v1alpha1.TaskStatus) bool {
 	case !node.Edge:
 		p.skip(e, fmt.Sprintf("skipped: not an edge node (no label %s)", p.in.Config.EdgeNodeLabel))
 		p.normalEvent(ReasonNodeSkipped, e.NodeName, "Node %s skipped: not an edge node (no label %s)", e.NodeName, p.in.Config.EdgeNodeLabel)
+	case node.OptedOut:
+		p.skip(e, fmt.Sprintf("skipped: the node opts out of upgrades (label %s=true)", v1alpha1.LabelOptOut))
+		p.normalEvent(ReasonNodeSkipped, e.NodeName, "Node %s skipped: it opts out of upgrades (label %s=true)", e.NodeName, v1alpha1.LabelOptOut)
 	case nodeversion.AtLeast(node.Version, p.in.Config.TargetVersion):
 		e.State, e.Action, e.Time = v1alpha1.StateSuccessful, v1alpha1.ActionSuccess, p.stamp()
 		e.Reason = fmt.Sprintf("skipped: already at %s", node.Version)

@@ -34,11 +34,17 @@ func ObserveNodes(in *Input, job *v1alpha1.NodeUpgradeJob, nodes []corev1.Node, 
 			names = append(names, job.Status.NodeStatus[i].NodeName)
 		}
 	}
+	canary, canaryErr := canarySelector(job)
 	in.Nodes = make(map[string]NodeView, len(names))
 	for _, name := range names {
 		if node, ok := byName[name]; ok {
-			in.Nodes[name] = ViewNode(node, edgeNodeLabel)
+			view := ViewNode(node, edgeNodeLabel)
+			view.Canary = canary != nil && canary.Matches(labels.Set(node.Labels))
+			in.Nodes[name] = view
 		}
+	}
+	if err == nil {
+		err = canaryErr
 	}
 	return err
 }
@@ -72,7 +78,8 @@ func ViewNode(node *corev1.Node, edgeNodeLabel string) NodeView {
 	version, _ := nodeversion.Edgecore(reported)
 	_, edge := node.Labels[edgeNodeLabel]
 	view := NodeView{Exists: true, Edge: edge, Ready: NodeReady(node), Version: version, Reported: reported,
-		Arch: node.Labels[corev1.LabelArchStable]}
+		Arch: node.Labels[corev1.LabelArchStable], TimeZone: node.Labels[v1alpha1.LabelTimeZone],
+		OptedOut: node.Labels[v1alpha1.LabelOptOut] == "true"}
 	if view.Ready {
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {

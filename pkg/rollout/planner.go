@@ -126,6 +126,12 @@ type planner struct {
 	// so the tolerance check before each dispatch costs nothing at fleet
 	// scale.
 	failed, skipped int
+	// windows caches, per node zone label ("": the windows' own zones), what the
+	// maintenance windows say now; waiting and nextWindow count the
+	// pending nodes held by them and their earliest opening.
+	windows    map[string]windowState
+	waiting    int
+	nextWindow time.Time
 }
 
 func newPlanner(in Input) *planner {

@@ -76,6 +76,9 @@ type seqScenario struct {
 	// afterFinish is how many ticks to plan on once the job is finished
 	// and its pods are let go: what its nodes do later.
 	afterFinish int
+	// windows and canary are spec.maintenanceWindows and spec.canary.
+	windows Schedule
+	canary  *CanaryConfig
 }
 
 func seqFleet(n int) map[string]*seqNode {
@@ -182,7 +185,52 @@ func sequenceScenarios() []seqScenario {
 			"edge-1":    {view: edgeNode("v1.20.0"), ticks: 2},
 			"edge-done": {view: edgeNode("v1.21.0")},
 		},
+	}, {
+		name: "windows-node-zones",
+		about: "one window, 22:00-01:00 (across midnight) in the job's Europe/Berlin, read in each node's own zone where it has one: " +
+			"Tokyo's nodes start at their night while Berlin's day runs, a node dispatched at 00:00 JST finishes after the window closed, " +
+			"the next Tokyo node waits for the next night; node-00 (no label) starts at Berlin's night, node-02 at New York's",
+		concurrency: 1, tolerate: "0", timeout: 3 * time.Hour, tick: time.Hour,
+		selection: names(5),
+		nodes: with(with(with(with(with(seqFleet(5),
+			"node-00", func(n *seqNode) { n.ticks = 2 }),
+			"node-01", func(n *seqNode) { n.ticks, n.view.TimeZone = 2, "Asia.Tokyo" }),
+			"node-02", func(n *seqNode) { n.ticks, n.view.TimeZone = 2, "America.New_York" }),
+			"node-03", func(n *seqNode) { n.ticks, n.view.TimeZone = 2, "Asia.Tokyo" }),
+			"node-04", func(n *seqNode) { n.ticks, n.view.TimeZone = 2, "Asia.Tokyo" }),
+		windows: mustWindows(v1alpha1.MaintenanceWindow{StartTime: "22:00", EndTime: "01:00", TimeZone: "Europe/Berlin"}),
+	}, {
+		name:        "canary-pauses-for-operator",
+		about:       "canary count 2 of 6: only the canary nodes start; when they are done the controller suspends the job, and an operator resumes it",
+		concurrency: 3, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(6),
+		nodes:     seqFleet(6),
+		canary:    &CanaryConfig{Count: 2},
+		at:        map[int]seqStep{9: {"an operator sets spec.suspend: false", setSuspended(false)}},
+	}, {
+		name:        "canary-failure-pauses",
+		about:       "canary count 2 of 5 with failureTolerate 0: a canary node fails, the job pauses (not fails); resumed by an operator, who judged that failure, the rest upgrade (the canary failure is outside failureTolerate)",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(5),
+		nodes:     with(seqFleet(5), "node-00", func(n *seqNode) { n.fails = true }),
+		canary:    &CanaryConfig{Count: 2},
+		at:        map[int]seqStep{8: {"an operator sets spec.suspend: false", setSuspended(false)}},
+	}, {
+		name:        "canary-soak-resumes",
+		about:       "canary 25% of 4 nodes (one) with a soak of 90s: it passes, the job suspends, and resumes by itself 90s later",
+		concurrency: 2, tolerate: "0", timeout: 300 * time.Second, tick: 30 * time.Second,
+		selection: names(4),
+		nodes:     seqFleet(4),
+		canary:    &CanaryConfig{Percent: 25, Soak: 90 * time.Second},
 	}}
+}
+
+func mustWindows(ws ...v1alpha1.MaintenanceWindow) Schedule {
+	s, err := ParseWindows(ws)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // TestRolloutSequences runs each scenario until the job is finished and its
@@ -258,6 +306,7 @@ func runSequence(t *testing.T, sc seqScenario) string {
 			s.do(w)
 		}
 		cc := c
+		cc.Windows, cc.Canary = sc.windows, sc.canary
 		cc.Suspended, cc.Refusal = w.suspended, w.refusal
 		in := Input{Config: cc, Status: prev.Status, Selection: sc.selection, SelectionSource: "spec.nodeNames",
 			Nodes: w.nodeViews(), Pods: w.podViews(), Now: now}
@@ -266,6 +315,11 @@ func runSequence(t *testing.T, sc seqScenario) string {
 		}
 		p := Decide(in)
 		writePlan(&b, prev, p, &lastJob)
+		if p.SetSuspend != nil {
+			// As the controller: once the status is written.
+			w.suspended = *p.SetSuspend
+			fmt.Fprintf(&b, "world: the controller sets spec.suspend: %t\n", w.suspended)
+		}
 		w.apply(p, func() { checkSequenceStep(t, tick, sc, w, p, finalSeen) })
 		prev = p
 		if p.Finished && len(p.Dispatch)+len(p.Cleanup) == 0 {
@@ -427,8 +481,12 @@ func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
 		if o, ok := old[e.NodeName]; ok && reflect.DeepEqual(o, e) {
 			continue
 		}
-		fmt.Fprintf(b, "node %-9s state=%-12s event=%-8s action=%-7s time=%-7s reason=%q\n",
-			e.NodeName, orDash(e.State), orDash(e.Event), orDash(e.Action), relStamp(e.Time), e.Reason)
+		canary := ""
+		if e.Canary {
+			canary = " canary"
+		}
+		fmt.Fprintf(b, "node %-9s state=%-12s event=%-8s action=%-7s time=%-7s reason=%q%s\n",
+			e.NodeName, orDash(e.State), orDash(e.Event), orDash(e.Action), relStamp(e.Time), e.Reason, canary)
 	}
 	b.WriteString(p.String() + "\n")
 	for _, e := range p.Events {
@@ -444,7 +502,11 @@ func writePlan(b *strings.Builder, prev, p Plan, lastJob *string) {
 		conds = append(conds, fmt.Sprintf("%s=%s(%s)", c.Type, c.Status, c.Reason))
 	}
 	slices.Sort(conds)
-	job := fmt.Sprintf("status action=%s counts=%+v conditions=%s\n", orDash(s.Action), s.Counts, strings.Join(conds, ","))
+	job := fmt.Sprintf("status action=%s counts=%+v conditions=%s", orDash(s.Action), s.Counts, strings.Join(conds, ","))
+	if s.NextWindow != "" {
+		job += " nextWindow=" + relStamp(s.NextWindow)
+	}
+	job += "\n"
 	if job != *lastJob {
 		b.WriteString(job)
 		*lastJob = job

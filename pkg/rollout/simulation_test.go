@@ -204,18 +204,29 @@ func TestSimulatedRollouts(t *testing.T) {
 		w, selection := newWorld(seed, 5+int(seed%40))
 		c := cfg(1+int(seed%7), tolerances[seed%uint64(len(tolerances))])
 		c.Timeout = time.Duration(60+seed%240) * time.Second
+		withWindowsAndCanary(w, &c, seed)
 		var status v1alpha1.NodeUpgradeJobStatus
 		finalSeen := map[string]v1alpha1.TaskStatus{}
 		for step := 0; ; step++ {
 			if step > 5000 {
-				t.Fatalf("seed %d: job did not finish in 5000 steps: %+v", seed, status.Counts)
+				t.Fatalf("seed %d: job did not finish in 5000 steps: %+v, suspended %v, canary %+v, conditions %+v, reason %s", seed, status.Counts, c.Suspended, c.Canary, status.Conditions, status.Reason)
 			}
-			if seed%4 == 1 && w.rng.IntN(8) == 0 {
-				// An operator pauses and resumes the rollout at random.
+			if seed%4 == 1 && c.Canary == nil && w.rng.IntN(8) == 0 {
+				// An operator pauses and resumes the rollout at random. Not
+				// beside a canary: a canary node NotReady for good then
+				// waits for an unsuspended stretch as long as the timeout
+				// (no clock runs while suspended), which this operator,
+				// toggling every 80 s or so, may never leave it (seed 9).
 				c.Suspended = !c.Suspended
+			}
+			if c.Canary != nil && c.Suspended && canaryPaused(status) && w.rng.IntN(5) == 0 {
+				c.Suspended = false // an operator resumes after the canary
 			}
 			p := Decide(w.input(c, status, selection))
 			checkInvariants(t, seed, c, w, status, p, finalSeen)
+			if p.SetSuspend != nil {
+				c.Suspended = *p.SetSuspend // as the controller, after the status write
+			}
 			status = p.Status
 			w.apply(p, func() {
 				// The reconciler's creates and deletes race; check the
@@ -230,6 +241,12 @@ func TestSimulatedRollouts(t *testing.T) {
 			if p.Finished {
 				// Keep planning until cleanup is done, with time moving on.
 				w.advance(time.Second)
+				continue
+			}
+			if next, err := time.Parse(time.RFC3339, p.Status.NextWindow); err == nil && p.Status.Counts.InFlight == 0 && w.activePods() == 0 {
+				// Nothing runs and nothing may start before the next window:
+				// the controller sleeps until it opens (RequeueAfter).
+				w.advance(next.Sub(w.now))
 				continue
 			}
 			w.advance(time.Duration(1+w.rng.IntN(20)) * time.Second)
@@ -260,9 +277,12 @@ func checkAfterFinish(t *testing.T, seed uint64, c Config, w *world, status v1al
 				status.State, status.Counts, status.Reason, p.Status.State, p.Status.Counts, p.Status.Reason, p.Dispatch)
 		}
 		var attention []string
+		unwatched := false // a node timed out over a day ago: its note and the condition stay as they were
 		for i := range p.Status.NodeStatus {
 			e := &p.Status.NodeStatus[i]
-			if n := w.nodes[e.NodeName]; timedOut(e) && n != nil && !n.view.Ready {
+			watched := w.now.Before(ReadEntryTime(e).Finished.Add(WatchAfterTimeout))
+			unwatched = unwatched || timedOut(e) && !watched
+			if n := w.nodes[e.NodeName]; timedOut(e) && n != nil && !n.view.Ready && watched {
 				attention = append(attention, e.NodeName)
 			}
 		}
@@ -270,7 +290,7 @@ func checkAfterFinish(t *testing.T, seed uint64, c Config, w *world, status v1al
 		switch {
 		case len(attention) > 0 && (cond == nil || cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, attention[0])):
 			t.Fatalf("seed %d: timed-out nodes %v are NotReady, condition %+v", seed, attention, cond)
-		case len(attention) == 0 && cond != nil && cond.Status == metav1.ConditionTrue:
+		case len(attention) == 0 && cond != nil && cond.Status == metav1.ConditionTrue && !unwatched:
 			t.Fatalf("seed %d: no timed-out node is NotReady, condition %+v", seed, cond)
 		}
 		status = p.Status
@@ -288,7 +308,7 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 			t.Fatalf("seed %d: node %s upgraded %d times", seed, name, n)
 		}
 	}
-	exceeded := c.exceeded(counts)
+	exceeded := c.exceeded(judged(counts, p.Status.NodeStatus))
 	for _, e := range p.Status.NodeStatus {
 		if e.State == v1alpha1.StateSkipped && w.creations[e.NodeName] > 0 {
 			t.Fatalf("seed %d: skipped node %s got an upgrade pod", seed, e.NodeName)
@@ -296,7 +316,8 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 		if old, ok := finalSeen[e.NodeName]; ok && !reflect.DeepEqual(old, e) && !onlyLateNoteChanged(old, e) {
 			t.Fatalf("seed %d: final node %s changed from %+v to %+v", seed, e.NodeName, old, e)
 		}
-		if timedOut(&e) {
+		// Watched for a day; the sim jumps to a window a day later at times.
+		if timedOut(&e) && w.now.Before(ReadEntryTime(&e).Finished.Add(WatchAfterTimeout)) {
 			checkLateNote(t, seed, e, w.nodes[e.NodeName])
 		}
 		if NodeFinal(e.State) {
@@ -316,8 +337,11 @@ func checkInvariants(t *testing.T, seed uint64, c Config, w *world, before v1alp
 		}
 	}
 	for _, d := range p.Dispatch {
-		if exceeded && !wasInFlight(before, d.Node) {
+		if exceeded && !wasInFlight(before, d.Node) && !canaryHeld(before) {
 			t.Fatalf("seed %d: dispatched %s after tolerance was exceeded", seed, d.Node)
+		}
+		if !wasInFlight(before, d.Node) {
+			checkNewDispatch(t, seed, c, w, before, p, d.Node)
 		}
 		if c.Suspended && !wasInFlight(before, d.Node) {
 			t.Fatalf("seed %d: dispatched %s while suspended", seed, d.Node)
@@ -375,8 +399,8 @@ func checkFinal(t *testing.T, seed uint64, c Config, w *world, s v1alpha1.NodeUp
 	if counts.Succeeded+counts.Failed+counts.NotAttempted+counts.Skipped != counts.Selected || s.Counts != counts {
 		t.Fatalf("seed %d: counts do not add up: %+v vs %+v", seed, s.Counts, counts)
 	}
-	// Skipped nodes are outside the ratio.
-	exceeded := c.exceeded(counts)
+	// Skipped nodes are outside the ratio, and so are the canary's failures.
+	exceeded := c.exceeded(judged(counts, s.NodeStatus))
 	wantFailed := exceeded || counts.Succeeded == 0
 	if (s.State == v1alpha1.StateFailed) != wantFailed {
 		t.Fatalf("seed %d: job state %s, want failed=%v (%+v, tolerance %s)", seed, s.State, wantFailed, counts, c.Tolerance.RatString())
@@ -384,6 +408,64 @@ func checkFinal(t *testing.T, seed uint64, c Config, w *world, s v1alpha1.NodeUp
 	for name, pod := range w.pods {
 		if pod.tracked {
 			t.Fatalf("seed %d: pod of %s still tracked after the job finished", seed, name)
+		}
+	}
+}
+
+// withWindowsAndCanary gives some fleets maintenance windows (a third of
+// their nodes in their own zones) and some a canary wave.
+func withWindowsAndCanary(w *world, c *Config, seed uint64) {
+	zones := []string{"", "Asia.Tokyo", "America.New_York", "Europe.Berlin"}
+	if seed%5 == 2 || seed%10 == 3 {
+		// Ten minutes a day in Berlin (t0 is 10:00Z, 11:00 in Berlin).
+		c.Windows = mustWindows(v1alpha1.MaintenanceWindow{StartTime: "11:03", EndTime: "11:13", TimeZone: "Europe/Berlin"})
+		for _, name := range sortedKeys(w.nodes) {
+			w.nodes[name].view.TimeZone = zones[w.rng.IntN(len(zones))]
+		}
+	}
+	if seed%5 == 4 || seed%10 == 3 {
+		c.Canary = &CanaryConfig{Count: 1 + w.rng.IntN(3)}
+		if w.rng.IntN(2) == 0 {
+			c.Canary = &CanaryConfig{Percent: 10 + w.rng.IntN(40)}
+		}
+		if w.rng.IntN(2) == 0 {
+			c.Canary.Soak = time.Duration(1+w.rng.IntN(60)) * time.Second
+		}
+	}
+}
+
+// canaryPaused reports whether the job is paused after its canary wave.
+func canaryPaused(s v1alpha1.NodeUpgradeJobStatus) bool {
+	cond := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionCanary)
+	return cond != nil && (cond.Reason == v1alpha1.CanaryPassed || cond.Reason == v1alpha1.CanaryFailed)
+}
+
+// canaryHeld reports whether the canary wave ran or paused the job in
+// status s: failureTolerate stopped nothing then.
+func canaryHeld(s v1alpha1.NodeUpgradeJobStatus) bool {
+	cond := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionCanary)
+	return cond != nil && cond.Reason != v1alpha1.CanaryResumed
+}
+
+// checkNewDispatch: a node starts only inside its window, read in its
+// zone, and only a canary node while the wave runs.
+func checkNewDispatch(t *testing.T, seed uint64, c Config, w *world, before v1alpha1.NodeUpgradeJobStatus, p Plan, node string) {
+	t.Helper()
+	if len(c.Windows) > 0 {
+		var zone *time.Location
+		if label := w.nodes[node].view.TimeZone; label != "" {
+			zone, _ = LoadZone(NodeZoneName(label))
+		}
+		if !c.Windows.Open(w.now.UTC().Truncate(time.Second), zone) {
+			t.Fatalf("seed %d: %s dispatched at %s outside its window (zone %v)", seed, node, w.now, zone)
+		}
+	}
+	cond := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionCanary)
+	if c.Canary != nil && (cond == nil || cond.Reason == v1alpha1.CanaryInProgress) {
+		for _, e := range p.Status.NodeStatus {
+			if e.NodeName == node && !e.Canary {
+				t.Fatalf("seed %d: %s is no canary node and started while the wave ran", seed, node)
+			}
 		}
 	}
 }

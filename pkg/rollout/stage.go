@@ -20,9 +20,9 @@ import (
 type StageConfig struct {
 	// Concurrency is how many nodes stage at a time.
 	Concurrency int
-	// WindowsOnly is spec.preStage.windowsOnly: stage only inside the job's
-	// maintenance windows. No job has windows yet (issue 25's windows read
-	// this), so it changes nothing today.
+	// WindowsOnly is spec.preStage.windowsOnly: stage a node only inside
+	// the job's maintenance windows, read in the node's zone as for its
+	// dispatch (planner.nodeWindow). Without windows it changes nothing.
 	WindowsOnly bool
 }
 
@@ -92,6 +92,11 @@ func (p *planner) stage() {
 		digest, pinned := p.in.Config.DigestFor(node.Arch)
 		if !node.Exists || !node.Ready || !pinned {
 			continue // staged once Ready; a node with no digest fails in startPending
+		}
+		if c.WindowsOnly && len(p.in.Config.Windows) > 0 {
+			if st, why := p.nodeWindow(node); why != "" || !st.open {
+				continue // staged in its window, read in its zone (windows.go)
+			}
 		}
 		staging++
 		e.Stage, e.Reason = v1alpha1.StageStaging, stagingReason

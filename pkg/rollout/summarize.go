@@ -21,14 +21,15 @@ func (p *planner) summarize() {
 	p.status.Counts = c
 	p.status.Progress = fmt.Sprintf("%d/%d", finished(c), c.Selected)
 	p.status.CurrentVersion = p.versionsOf(nodeNames(p.status.NodeStatus))
-	exceeded := p.in.Config.exceeded(c)
+	// While the canary wave holds the job, a failure pauses it (canary.go).
+	exceeded := p.in.Config.exceeded(judged(c, p.status.NodeStatus)) && !p.canaryHolds()
 	eligible := c.Selected - c.Skipped
 	before := tally(p.in.Status.NodeStatus)
 	if decile(before) < decile(c) && decile(c) < 10 {
 		p.normalEvent(ReasonProgress, "", "Progress %d%%: %d of %d nodes finished (%d succeeded, %d failed)",
 			decile(c)*10, finished(c), c.Selected, c.Succeeded, c.Failed)
 	}
-	if exceeded && !p.in.Config.exceeded(before) {
+	if exceeded && !p.in.Config.exceeded(judged(before, p.in.Status.NodeStatus)) {
 		p.warningEvent(ReasonToleranceExceeded, "", "Stopped dispatching: %d of %d nodes failed, more than failureTolerate %s",
 			c.Failed, eligible, p.in.Config.Tolerance.FloatString(3))
 	}
@@ -36,6 +37,9 @@ func (p *planner) summarize() {
 		reason := fmt.Sprintf("upgrading: %d succeeded, %d failed, %d in flight, %d pending", c.Succeeded, c.Failed, c.InFlight, c.Pending)
 		if c.WaitingConfirmation > 0 {
 			reason += fmt.Sprintf(", %d waiting for confirmation", c.WaitingConfirmation)
+		}
+		if p.waiting > 0 {
+			reason += fmt.Sprintf(", %d waiting for their maintenance window (next opens at %s)", p.waiting, p.status.NextWindow)
 		}
 		switch {
 		case p.in.Config.Refusal != "":
@@ -52,6 +56,9 @@ func (p *planner) summarize() {
 			if !exceeded && p.in.Config.Refusal == "" {
 				reason = fmt.Sprintf("suspended: %d succeeded, %d failed, %d in flight, %d pending; no node starts until spec.suspend is false",
 					c.Succeeded, c.Failed, c.InFlight, c.Pending)
+				if cond := meta.FindStatusCondition(p.status.Conditions, v1alpha1.ConditionCanary); p.canaryHolds() && cond.Reason != v1alpha1.CanaryInProgress {
+					reason = "suspended after the canary wave: " + cond.Message
+				}
 			}
 			p.setJobState(v1alpha1.StateSuspended, p.status.Event)
 			p.status.Reason = reason
@@ -77,8 +84,12 @@ func (p *planner) summarize() {
 	case c.Succeeded == 0:
 		p.finish(v1alpha1.StateFailed, fmt.Sprintf("failed: none of %d nodes was upgraded", eligible)+skippedText(c))
 	case c.Failed > 0:
-		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: %d of %d nodes upgraded, %d failed (within failureTolerate %s)",
-			c.Succeeded, eligible, c.Failed, p.toleranceText())+skippedText(c))
+		within := "within failureTolerate " + p.toleranceText()
+		if n := canaryFailures(p.status.NodeStatus); n > 0 {
+			within += fmt.Sprintf(", which leaves out the %d of the canary wave, judged when the job was resumed", n)
+		}
+		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: %d of %d nodes upgraded, %d failed (%s)",
+			c.Succeeded, eligible, c.Failed, within)+skippedText(c))
 	default:
 		p.finish(v1alpha1.StateSuccessful, fmt.Sprintf("completed: all %d nodes run %s", eligible, p.in.Config.TargetVersion)+skippedText(c))
 	}

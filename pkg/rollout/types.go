@@ -36,6 +36,15 @@ type NodeView struct {
 	// until it is gone, so a dispatch to the node deletes it first
 	// (Dispatch.Replaces).
 	KeptPodOf string
+	// TimeZone is the node's v1alpha1.LabelTimeZone value ("" when it has
+	// none): its maintenance windows are read in that zone.
+	TimeZone string
+	// OptedOut: the node carries v1alpha1.LabelOptOut=true, and no job
+	// upgrades it.
+	OptedOut bool
+	// Canary: spec.canary.selector matches the node's labels (read only
+	// when the job starts).
+	Canary bool
 }
 
 // PodPhase is how far an upgrade pod has got, read from its status.
@@ -173,8 +182,12 @@ type Plan struct {
 	// Confirmed): the controller tells each one's pod to go on
 	// (v1alpha1.AnnotationApproved) once the status is written.
 	Approve []string
+	// SetSuspend, when not nil, asks the controller to set spec.suspend to
+	// it once the status is written: true when the canary wave is done (its
+	// condition says Pausing), false when it soaked and passed (canary.go).
+	SetSuspend *bool
 	// RequeueAfter is when the plan may change with no event: the next
-	// deadline. Zero means no such time.
+	// deadline or window opening. Zero means no such time.
 	RequeueAfter time.Duration
 	// Finished is set when the job has reached a final state.
 	Finished bool
@@ -207,4 +220,14 @@ const (
 	// ReasonNodeReportedAfterTimeout: a node that timed out is Ready again,
 	// on the target version or not.
 	ReasonNodeReportedAfterTimeout = "NodeReportedAfterTimeout"
+	// ReasonWaitingForWindow: pending nodes wait for their maintenance
+	// window; the message says when the next opens.
+	ReasonWaitingForWindow = "WaitingForWindow"
+	// ReasonWindowOpen: a maintenance window opened and nodes may start.
+	ReasonWindowOpen = "WindowOpen"
+	// ReasonCanaryStarted, ReasonCanaryPaused (Warning when a canary node
+	// failed) and ReasonCanaryResumed follow the canary wave.
+	ReasonCanaryStarted = "CanaryStarted"
+	ReasonCanaryPaused  = "CanaryPaused"
+	ReasonCanaryResumed = "CanaryResumed"
 )

@@ -181,6 +181,8 @@ func podMeta(p Params) metav1.ObjectMeta {
 		Annotations: map[string]string{
 			v1alpha1.AnnotationNode:     p.NodeName,
 			v1alpha1.AnnotationDeadline: p.Deadline.UTC().Format(time.RFC3339),
+			// Read back into the node's history (AnnotationLastUpgrade).
+			v1alpha1.AnnotationFromVersion: p.FromVersion,
 		},
 		Finalizers: []string{v1alpha1.FinalizerPodTracking},
 	}

@@ -72,6 +72,12 @@ var _ = Describe("Validation", func() {
 		Entry("failureTolerate 1", "  version: v1.21.0\n  failureTolerate: \"1\"\n  nodeNames: [edge-1]\n"),
 		Entry("failureTolerate 1.0", "  version: v1.21.0\n  failureTolerate: \"1.0\"\n  nodeNames: [edge-1]\n"),
 		Entry("all check items", "  version: v1.21.0\n  checkItems: [cpu, mem, disk]\n  nodeNames: [edge-1]\n"),
+		Entry("maintenance windows across midnight, whole day, node zones", "  version: v1.21.0\n  nodeNames: [edge-1]\n  maintenanceWindows:\n"+
+			"  - {days: [saturday, sunday], startTime: \"22:00\", endTime: \"04:00\", timeZone: America/Argentina/Buenos_Aires}\n"+
+			"  - {startTime: \"00:00\", endTime: \"24:00\"}\n"),
+		Entry("canary count", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {count: 1, soakSeconds: 600}\n"),
+		Entry("canary percent", "  version: v1.21.0\n  labelSelector: {matchLabels: {a: b}}\n  canary: {percent: 10}\n"),
+		Entry("canary selector", "  version: v1.21.0\n  labelSelector: {matchLabels: {a: b}}\n  canary: {selector: {matchLabels: {canary: \"true\"}}}\n"),
 	)
 
 	DescribeTable("refused specs name the field",
@@ -105,7 +111,62 @@ var _ = Describe("Validation", func() {
 		Entry("invalid node name", "  version: v1.21.0\n  nodeNames: [Edge_1]\n", "spec.nodeNames"),
 		Entry("duplicate node name", "  version: v1.21.0\n  nodeNames: [edge-1, edge-1]\n", "spec.nodeNames"),
 		Entry("too many node names", "  version: v1.21.0\n  nodeNames: ["+manyNames(5001)+"]\n", "spec.nodeNames"),
+		Entry("window end equal to start", window("startTime: \"02:00\", endTime: \"02:00\""), "spec.maintenanceWindows[0].endTime"),
+		Entry("window start 24:00", window("startTime: \"24:00\", endTime: \"02:00\""), "spec.maintenanceWindows[0].startTime"),
+		Entry("window time without a leading zero", window("startTime: \"2:00\", endTime: \"04:00\""), "spec.maintenanceWindows[0].startTime"),
+		Entry("window end minute 60", window("startTime: \"02:00\", endTime: \"04:60\""), "spec.maintenanceWindows[0].endTime"),
+		Entry("window without an end", window("startTime: \"02:00\""), "spec.maintenanceWindows[0].endTime"),
+		Entry("window day name capitalised", window("days: [Monday], startTime: \"02:00\", endTime: \"04:00\""), "spec.maintenanceWindows[0].days[0]"),
+		Entry("window day abbreviated", window("days: [mon], startTime: \"02:00\", endTime: \"04:00\""), "spec.maintenanceWindows[0].days[0]"),
+		Entry("window zone with a space", window("startTime: \"02:00\", endTime: \"04:00\", timeZone: \"Europe/ Berlin\""), "spec.maintenanceWindows[0].timeZone"),
+		Entry("canary count and percent", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {count: 1, percent: 10}\n", "spec.canary"),
+		Entry("canary empty", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {}\n", "spec.canary"),
+		Entry("canary larger than nodeNames", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {count: 3}\n", "spec.canary.count"),
+		Entry("canary as large as nodeNames", "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {count: 2}\n", "spec.canary.count"),
+		Entry("canary percent 100", "  version: v1.21.0\n  labelSelector: {matchLabels: {a: b}}\n  canary: {percent: 100}\n", "spec.canary.percent"),
+		Entry("canary soak past 7 days", "  version: v1.21.0\n  labelSelector: {matchLabels: {a: b}}\n  canary: {percent: 10, soakSeconds: 604801}\n", "spec.canary.soakSeconds"),
 	)
+
+	It("keeps windows, canary and their status the same read through either version", func() {
+		spec := "  version: v1.21.0\n  nodeNames: [edge-1, edge-2]\n  canary: {count: 1, soakSeconds: 60}\n  maintenanceWindows:\n" +
+			"  - {days: [friday], startTime: \"22:00\", endTime: \"02:00\", timeZone: Asia/Tokyo}\n"
+		manifest := strings.Replace(rawJob(spec), "operations.kubeedge.io/v1alpha1", "operations.kubeedge.io/v1alpha2", 1)
+		body, err := yaml.YAMLToJSON([]byte(manifest))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(restCli.Post().AbsPath("/apis/operations.kubeedge.io/v1alpha2/nodeupgradejobs").
+			Body(body).SetHeader("Content-Type", "application/json").Do(ctx).Error()).To(Succeed())
+		name := fmt.Sprintf("raw-%d", jobCounter)
+		job := &v1alpha1.NodeUpgradeJob{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, job)).To(Succeed())
+		Expect(job.Spec.MaintenanceWindows).To(Equal([]v1alpha1.MaintenanceWindow{{Days: []string{"friday"}, StartTime: "22:00", EndTime: "02:00", TimeZone: "Asia/Tokyo"}}))
+		Expect(job.Spec.Canary).NotTo(BeNil())
+		Expect(*job.Spec.Canary.Count).To(Equal(int32(1)))
+		Expect(job.Spec.Canary.SoakSeconds).To(Equal(int64(60)))
+		// The controller writes status through v1alpha1; v1alpha2 reads it whole.
+		base := job.DeepCopy()
+		job.Status.NextWindow = "2026-11-27T13:00:00Z"
+		job.Status.NodeStatus = []v1alpha1.TaskStatus{{NodeName: "edge-1", Canary: true}}
+		job.Status.Phase = v1alpha1.JobPhaseInProgress
+		Expect(k8s.Status().Patch(ctx, job, client.MergeFrom(base))).To(Succeed())
+		raw, err := restCli.Get().AbsPath("/apis/operations.kubeedge.io/v1alpha2/nodeupgradejobs", name).DoRaw(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(raw)).To(And(ContainSubstring(`"nextWindow":"2026-11-27T13:00:00Z"`), ContainSubstring(`"canary":true`),
+			ContainSubstring(`"maintenanceWindows":[{"days":["friday"],"endTime":"02:00","startTime":"22:00","timeZone":"Asia/Tokyo"}]`)))
+	})
+
+	It("refuses the same windows and canaries through v1alpha2, with the field named", func() {
+		for spec, field := range map[string]string{
+			window("startTime: \"02:00\", endTime: \"02:00\""):                  "spec.maintenanceWindows[0].endTime",
+			window("days: [Funday], startTime: \"02:00\", endTime: \"04:00\""):  "spec.maintenanceWindows[0].days[0]",
+			"  version: v1.21.0\n  nodeNames: [edge-1]\n  canary: {count: 1}\n": "spec.canary.count",
+		} {
+			manifest := strings.Replace(rawJob(spec), "operations.kubeedge.io/v1alpha1", "operations.kubeedge.io/v1alpha2", 1)
+			body, err := yaml.YAMLToJSON([]byte(manifest))
+			Expect(err).NotTo(HaveOccurred())
+			expectRefused(restCli.Post().AbsPath("/apis/operations.kubeedge.io/v1alpha2/nodeupgradejobs").
+				Body(body).SetHeader("Content-Type", "application/json").Do(ctx).Error(), field)
+		}
+	})
 
 	It("accepts the largest allowed nodeNames list", func() {
 		Expect(createRaw(rawJob("  version: v1.21.0\n  nodeNames: [" + manyNames(5000) + "]\n"))).To(Succeed())
@@ -261,4 +322,9 @@ func manyNames(n int) string {
 		names[i] = fmt.Sprintf("edge-node-%05d", i)
 	}
 	return strings.Join(names, ", ")
+}
+
+// window is a job with one maintenance window of the given fields.
+func window(fields string) string {
+	return "  version: v1.21.0\n  nodeNames: [edge-1]\n  maintenanceWindows:\n  - {" + fields + "}\n"
 }

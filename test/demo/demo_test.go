@@ -229,6 +229,7 @@ func TestDemoRunsToSummary(t *testing.T) {
 		t.Errorf("kubectl get nodeupgradejobs table missing or wrong:\n%s", summary)
 	}
 	checkPlan(t, out)
+	checkCanaryAndWindows(t, out)
 	checkPause(t, out)
 	checkRetry(t, out, summary)
 	if t.Failed() {
@@ -261,7 +262,7 @@ func checkPlan(t *testing.T, out string) {
 		}
 		if !regexp.MustCompile(`Plan for NodeUpgradeJob \S+: upgrade to `+regexp.QuoteMeta(targetVersion)).MatchString(block) ||
 			!regexp.MustCompile(`\d+ to upgrade in \d+ waves?`).MatchString(block) ||
-			!strings.Contains(block, "  wave 1: ") {
+			!regexp.MustCompile(`  wave 1( \(starts \S+\))?: `).MatchString(block) {
 			t.Errorf("plan output without its waves:\n%s", block)
 		}
 	}
@@ -428,4 +429,22 @@ func containsFields(text string, fields ...string) bool {
 		}
 	}
 	return false
+}
+
+// checkCanaryAndWindows: upgrade-gateways' plan shows its windows and its
+// canary's pause, and the job suspended itself after the canary and
+// resumed itself after the soak, in that order.
+func checkCanaryAndWindows(t *testing.T, out string) {
+	t.Helper()
+	for _, w := range []string{"maintenance window: every day 22:00-04:00 (to the next day) Europe/Berlin",
+		"pause: after wave 1 (the canary) the job suspends itself and resumes by itself 5s later"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("the plan lacks %q", w)
+		}
+	}
+	paused := strings.Index(out, canaryJob+" "+markCanaryPaused+" canary wave of 1 nodes: 1 succeeded, 0 failed")
+	resumed := strings.Index(out, canaryJob+" "+markCanaryResumed)
+	if paused < 0 || resumed < paused {
+		t.Errorf("want %s to suspend itself after its canary, then resume itself (at %d, %d)", canaryJob, paused, resumed)
+	}
 }

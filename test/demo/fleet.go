@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
+	_ "time/tzdata" // the zones, whatever the host has
 
+	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
 )
 
@@ -63,10 +66,11 @@ func demoFleet() []fleetsim.NodeSpec {
 		}
 		specs = append(specs, s)
 	}
+	zones := nightZones(time.Now(), gatewayNodes)
 	for i := 1; i <= gatewayNodes; i++ {
 		specs = append(specs, fleetsim.NodeSpec{
 			Name:     fmt.Sprintf("gateway-%02d", i),
-			Labels:   map[string]string{zoneLabel: "plant-b"},
+			Labels:   map[string]string{zoneLabel: "plant-b", v1alpha1.LabelTimeZone: zones[i-1]},
 			Version:  startVersion,
 			Duration: jitter(),
 		})
@@ -80,4 +84,35 @@ func demoFleet() []fleetsim.NodeSpec {
 		})
 	}
 	return specs
+}
+
+// siteZones are zones a whole hour apart (none with daylight saving in
+// the demo's months would matter: only the hour now is read).
+var siteZones = []string{
+	"Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Denver", "America/Chicago",
+	"America/New_York", "America/Halifax", "America/Sao_Paulo", "Atlantic/South_Georgia", "Atlantic/Azores",
+	"Europe/London", "Europe/Berlin", "Europe/Athens", "Europe/Moscow", "Asia/Dubai", "Asia/Karachi",
+	"Asia/Dhaka", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo", "Australia/Brisbane", "Pacific/Noumea",
+	"Pacific/Auckland", "Pacific/Tongatapu",
+}
+
+// nightZones picks n zones where it is between 22:00 and 03:00 now, well
+// inside upgrade-gateways' window (22:00-04:00), as label values (the
+// zone's "/" written "."): each gateway is upgraded at its own night,
+// whatever the time of the demo.
+func nightZones(now time.Time, n int) []string {
+	var out []string
+	for _, name := range siteZones {
+		loc, err := time.LoadLocation(name)
+		if err != nil {
+			continue
+		}
+		if h := now.In(loc).Hour(); h >= 22 || h < 3 {
+			out = append(out, strings.ReplaceAll(name, "/", "."))
+		}
+	}
+	for i := 0; len(out) < n; i++ { // not with 24 zones an hour apart
+		out = append(out, out[i%max(len(out), 1)])
+	}
+	return out[:n]
 }

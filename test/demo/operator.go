@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	v1alpha1 "github.com/nodeupgrade/nodeupgrade/api/v1alpha1"
 	"github.com/nodeupgrade/nodeupgrade/pkg/rollout"
 	"github.com/nodeupgrade/nodeupgrade/test/fleetsim"
@@ -31,6 +33,8 @@ import (
 //     one of them was fixed and the offline one came back.
 const (
 	pausedJob = "upgrade-plant-a"
+	// canaryJob is the sample with a canary wave and maintenance windows.
+	canaryJob = "upgrade-gateways"
 	// pauseAfter finished nodes of pausedJob, the demo pauses it.
 	pauseAfter = 8
 	// pauseHold is how long the demo keeps the job paused after its last
@@ -54,7 +58,10 @@ var fixedNode = failingNodes[0]
 // Markers the demo prints, which its test looks for.
 const (
 	markSuspended = "is Suspended:"
-	markResumed   = "resumed after"
+	// markCanaryPaused and markCanaryResumed follow canaryJob's wave.
+	markCanaryPaused  = "suspended itself after its canary wave:"
+	markCanaryResumed = "resumed itself after the canary's soak:"
+	markResumed       = "resumed after"
 )
 
 // buildPlugin builds the plugin into dir/plugin-bin and puts that folder
@@ -85,6 +92,8 @@ type operator struct {
 	drainedAt   time.Time // when pausedJob had no node in flight any more
 	finished    int       // in-flight nodes that finished while paused
 	started     []string  // nodes that started while paused: must stay empty
+
+	canaryPaused, canaryResumed bool // canaryJob's notes were shown
 
 	watch     *exec.Cmd // `status -w`, from the job's start to the resume
 	watchFile *os.File
@@ -117,8 +126,28 @@ func (o *operator) plugin(ctx context.Context, args ...string) localcluster.Kube
 	return res
 }
 
+// canaryNotes tells when upgrade-gateways suspends itself after its canary
+// wave, and when it resumes itself after the soak.
+func (o *operator) canaryNotes(jobs []v1alpha1.NodeUpgradeJob) {
+	job := findJob(jobs, canaryJob)
+	if job == nil {
+		return
+	}
+	cond := meta.FindStatusCondition(job.Status.Conditions, v1alpha1.ConditionCanary)
+	switch {
+	case cond == nil:
+	case !o.canaryPaused && (cond.Reason == v1alpha1.CanaryPassed || cond.Reason == v1alpha1.CanaryFailed):
+		o.canaryPaused = true
+		o.v.note(fmt.Sprintf("%s %s %s", canaryJob, markCanaryPaused, cond.Message), "")
+	case o.canaryPaused && !o.canaryResumed && cond.Reason == v1alpha1.CanaryResumed:
+		o.canaryResumed = true
+		o.v.note(fmt.Sprintf("%s %s %s", canaryJob, markCanaryResumed, cond.Message), "")
+	}
+}
+
 // step is called with every fresh list of jobs while they run.
 func (o *operator) step(ctx context.Context, jobs []v1alpha1.NodeUpgradeJob) {
+	o.canaryNotes(jobs)
 	job := findJob(jobs, pausedJob)
 	if job == nil {
 		return

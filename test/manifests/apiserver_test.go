@@ -108,7 +108,10 @@ func TestAPIServerAcceptsManifests(t *testing.T) {
 			attr    authorizationv1.ResourceAttributes
 		}{
 			{sa, true, authorizationv1.ResourceAttributes{Verb: "list", Resource: "nodes"}},
-			{sa, false, authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}},
+			// patch: the node's last-upgrade annotation (pkg/controller/history.go).
+			{sa, true, authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}},
+			{sa, false, authorizationv1.ResourceAttributes{Verb: "update", Resource: "nodes"}},
+			{sa, false, authorizationv1.ResourceAttributes{Verb: "delete", Resource: "nodes"}},
 			{sa, true, authorizationv1.ResourceAttributes{Verb: "watch", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs"}},
 			{sa, true, authorizationv1.ResourceAttributes{Verb: "patch", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs", Subresource: "status"}},
 			{sa, true, authorizationv1.ResourceAttributes{Verb: "update", Group: "operations.kubeedge.io", Resource: "nodeupgradejobs", Subresource: "finalizers"}},

@@ -129,10 +129,11 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	g := NewWithT(t)
 	_, objs := renderDefault(t)
 
-	// Cluster-wide: only nodes (read) and NodeUpgradeJobs, never pods,
+	// Cluster-wide: only nodes (read, and patch for the controller's
+	// per-node history annotation) and NodeUpgradeJobs, never pods,
 	// secrets, RBAC or wildcards.
 	allowed := map[string][]string{
-		"/nodes":                                 {"get", "list", "watch"},
+		"/nodes":                                 {"get", "list", "watch", "patch"},
 		"operations.kubeedge.io/nodeupgradejobs": {"get", "list", "watch", "create", "delete", "update", "patch"},
 		"operations.kubeedge.io/nodeupgradejobs/status":     {"get", "list", "watch", "update", "patch"},
 		"operations.kubeedge.io/nodeupgradejobs/finalizers": {"update"},
@@ -158,7 +159,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		}
 	}
 	controller := typed(t, find(t, objs, "ClusterRole", "", controllerName), &rbacv1.ClusterRole{})
-	g.Expect(verbsOn(controller.Rules, "", "nodes")).To(ConsistOf("get", "list", "watch"))
+	g.Expect(verbsOn(controller.Rules, "", "nodes")).To(ConsistOf("get", "list", "patch", "watch"))
 	g.Expect(verbsOn(controller.Rules, "operations.kubeedge.io", "nodeupgradejobs")).NotTo(ContainElement(BeElementOf("create", "delete")),
 		"the controller never creates or deletes jobs")
 
