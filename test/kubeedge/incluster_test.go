@@ -409,6 +409,17 @@ func foregroundDeletion(t *testing.T, ctx context.Context, w *kubeedgeworld.Worl
 			jw.mu.Lock()
 			t.Logf("pods seen:\n%s", strings.Join(jw.podLines, "\n"))
 			jw.mu.Unlock()
+			// Who holds the deletion: the controller's cleanup finalizer on
+			// the job, the pod's tracking finalizer, or a kubelet that has
+			// not confirmed the pod's deletion.
+			live := &v1alpha1.NodeUpgradeJob{}
+			if err := c.Get(context.Background(), client.ObjectKey{Name: "foreground"}, live); err == nil {
+				t.Logf("job foreground now: deletionTimestamp %v, finalizers %v", live.DeletionTimestamp, live.Finalizers)
+			}
+			for _, p := range upgradePods(context.Background(), w, edge.Name()) {
+				t.Logf("pod %s now: phase %s, deletionTimestamp %v, finalizers %v, owners %v", p.Name, p.Status.Phase,
+					p.DeletionTimestamp, p.Finalizers, p.OwnerReferences)
+			}
 		}
 	}()
 	// Running, as the API says or as the machine shows: from a v1.22.0 node
