@@ -164,6 +164,12 @@ func reportKubeEdgeAtStartup(mgr manager.Manager) error {
 			return nil
 		}
 		for i := range jobs.Items {
+			// A job this controller took is followed to its end whatever
+			// marks KubeEdge's put on it later (markOtherController warns
+			// on the job itself): it says nothing of jobs left alone.
+			if owns(&jobs.Items[i]) {
+				continue
+			}
 			if reason, message, ok := handledElsewhere(&jobs.Items[i]); ok && reason != v1alpha1.ReasonUnsupportedField {
 				kubeEdgeActive.Do(func() {
 					klog.FromContext(ctx).Info("KubeEdge's own NodeUpgradeJob controller appears to be active; jobs it handles are left alone",
