@@ -53,20 +53,23 @@ func orNone(digest string) string {
 	return digest
 }
 
-// digestRefusal says why a node of architecture arch cannot start on the
-// job's pinned digests ("" when it can): a digest the registry contradicts,
-// or none for its architecture.
-func (c Config) digestRefusal(arch string) string {
+// pinnedDigest is the digest a node of architecture arch pulls the install
+// image by ("" when the job pins none), or why it cannot start on the
+// job's pinned digests: a digest the registry contradicts, or none for its
+// architecture. Staging and dispatch both ask it, so a node is staged by
+// the very digest it will be upgraded with.
+func (c Config) pinnedDigest(arch string) (digest, refusal string) {
 	if why := c.DigestMismatch[arch]; why != "" {
-		return "nothing was run: " + why
+		return "", "nothing was run: " + why
 	}
-	if _, ok := c.DigestFor(arch); !ok {
-		return noDigestFor(arch, c.ImageDigests)
+	digest, ok := c.DigestFor(arch)
+	if !ok {
+		return "", noDigestFor(arch, c.ImageDigests)
 	}
 	if c.ImageDigests[arch] == "" {
 		if why := c.DigestMismatch[""]; why != "" {
-			return "nothing was run: " + why
+			return "", "nothing was run: " + why
 		}
 	}
-	return ""
+	return digest, ""
 }

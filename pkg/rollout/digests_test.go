@@ -3,6 +3,7 @@ package rollout
 import (
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 
@@ -113,4 +114,29 @@ func TestUnresolvedDigestsHoldEveryNode(t *testing.T) {
 	g.Expect(later.Dispatch).To(HaveLen(2))
 	g.Expect(later.Dispatch[0].ImageDigest).To(Equal(digestOf('a')))
 	g.Expect(later.Dispatch[0].Deadline).To(Equal(t0.Add(c.Timeout * 4)))
+}
+
+// A job that stages and reads its digests from a registry stages nothing
+// until they are read, then stages each node by its architecture's digest,
+// the one it will be upgraded with.
+func TestStagingWaitsForRegistryDigests(t *testing.T) {
+	g := NewWithT(t)
+	c := cfg(1, "1")
+	c.PreStage = &StageConfig{Concurrency: 2}
+	c.DigestsUnresolved = "waiting for the install image's digests from r.example.com"
+	nodes := fleet(2)
+	for name, n := range nodes {
+		n.Arch = "amd64"
+		nodes[name] = n
+	}
+	p := start(c, names(2), nodes)
+	g.Expect(p.Stage).To(BeEmpty(), "no stage pod pulls by tag before the digests are read")
+
+	c.DigestsUnresolved = ""
+	c.ApplyResolvedDigests(&v1alpha1.ResolvedImageDigests{Tag: digestOf('1'), AMD64: digestOf('a')})
+	p = step(p, c, nodes, nil, t0.Add(time.Second))
+	g.Expect(p.Stage).To(HaveLen(2))
+	for _, s := range p.Stage {
+		g.Expect(s.ImageDigest).To(Equal(digestOf('a')), s.Node)
+	}
 }

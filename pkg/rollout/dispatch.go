@@ -65,11 +65,11 @@ func (p *planner) startPending() {
 		if free <= 0 || p.notStaged(e) {
 			continue
 		}
-		if why := p.in.Config.digestRefusal(node.Arch); why != "" {
+		digest, why := p.in.Config.pinnedDigest(node.Arch)
+		if why != "" {
 			p.fail(e, failure{at: v1alpha1.EventInit, why: why})
 			continue
 		}
-		digest, _ := p.in.Config.DigestFor(node.Arch)
 		free--
 		deadline := p.deadline(p.now)
 		e.State, e.Event, e.Action, e.Reason, e.Time = v1alpha1.StateInit, v1alpha1.EventInit, "", "", p.stamp()

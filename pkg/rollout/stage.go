@@ -83,15 +83,21 @@ func (p *planner) stage() {
 			}
 		}
 	}
+	if p.in.Config.DigestsUnresolved != "" {
+		// The digests are read from the registry before any node starts:
+		// a stage pod started now would pull by tag what the node will not
+		// be upgraded with.
+		return
+	}
 	for i := range p.status.NodeStatus {
 		e := &p.status.NodeStatus[i]
 		if e.State != v1alpha1.StateNone || e.Stage != "" || staging >= c.Concurrency {
 			continue
 		}
 		node := p.in.Nodes[e.NodeName]
-		digest, pinned := p.in.Config.DigestFor(node.Arch)
-		if !node.Exists || !node.Ready || !pinned {
-			continue // staged once Ready; a node with no digest fails in startPending
+		digest, why := p.in.Config.pinnedDigest(node.Arch)
+		if !node.Exists || !node.Ready || why != "" {
+			continue // staged once Ready; a node its digests refuse fails in startPending
 		}
 		if c.WindowsOnly && len(p.in.Config.Windows) > 0 {
 			if st, why := p.nodeWindow(node); why != "" || !st.open {
