@@ -12,6 +12,16 @@ import (
 
 func digestOf(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
 
+// amd64Fleet is fleet(n) with every node's kubernetes.io/arch amd64.
+func amd64Fleet(n int) map[string]NodeView {
+	nodes := fleet(n)
+	for name, node := range nodes {
+		node.Arch = "amd64"
+		nodes[name] = node
+	}
+	return nodes
+}
+
 // The registry's digests fill the architectures the spec leaves open; a
 // spec digest the registry contradicts stops that architecture's nodes
 // naming both digests; v1alpha1's value must be the tag's or an image's.
@@ -90,11 +100,7 @@ func TestUnresolvedDigestsHoldEveryNode(t *testing.T) {
 	g := NewWithT(t)
 	c := cfg(2, "1")
 	c.DigestsUnresolved = "reading the install image's digests from r.example.com: connection refused"
-	nodes := fleet(3)
-	for name, n := range nodes {
-		n.Arch = "amd64"
-		nodes[name] = n
-	}
+	nodes := amd64Fleet(3)
 	p := start(c, names(3), nodes)
 	g.Expect(p.Dispatch).To(BeEmpty())
 	g.Expect(p.Status.State).To(Equal(v1alpha1.StateUpgrading))
@@ -124,11 +130,7 @@ func TestStagingWaitsForRegistryDigests(t *testing.T) {
 	c := cfg(1, "1")
 	c.PreStage = &StageConfig{Concurrency: 2}
 	c.DigestsUnresolved = "waiting for the install image's digests from r.example.com"
-	nodes := fleet(2)
-	for name, n := range nodes {
-		n.Arch = "amd64"
-		nodes[name] = n
-	}
+	nodes := amd64Fleet(2)
 	p := start(c, names(2), nodes)
 	g.Expect(p.Stage).To(BeEmpty(), "no stage pod pulls by tag before the digests are read")
 
